@@ -1,0 +1,259 @@
+"""HTTPS clients of the proxy's web API (tsh) and of the auth API (tctl), over httpx.
+
+Errors come back as the same kinds the server raised (``error_for_status``); transport failures
+become one-line ConnectionProblemError or AccessDeniedError messages that say what to do.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from pyteleport.api import wire
+from pyteleport.errors import (
+    AccessDeniedError,
+    ConnectionProblemError,
+    TeleportError,
+    error_for_status,
+)
+
+T = TypeVar("T", bound=BaseModel)
+TIMEOUT_S = 30.0
+
+
+def client_ssl_context(
+    *,
+    insecure: bool = False,
+    ca_pem: bytes | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+) -> ssl.SSLContext:
+    """Verify the server against the system roots (``SSL_CERT_FILE`` honoured) and ``ca_pem``
+    (the cluster's own CA) if given; ``insecure`` skips verification entirely."""
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        cafile = os.environ.get("SSL_CERT_FILE") or None
+        context = ssl.create_default_context(cafile=cafile)
+        if ca_pem:
+            context.load_verify_locations(cadata=ca_pem.decode())
+    if cert_file and key_file:
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    message = ""
+    try:
+        body = response.json()
+        message = str(body["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = response.text.strip().splitlines()[0] if response.text.strip() else ""
+    raise error_for_status(response.status_code, message or f"HTTP {response.status_code}")
+
+
+class _Base:
+    def __init__(self, base_url: str, context: ssl.SSLContext, what: str) -> None:
+        self._what = what
+        self._base_url = base_url
+        self._http = httpx.AsyncClient(base_url=base_url, verify=context, timeout=TIMEOUT_S)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> _Base:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: BaseModel | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                json=body.model_dump() if body is not None else None,
+                params=params,
+            )
+        except httpx.ConnectError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(exc):
+                raise AccessDeniedError(
+                    f"the {self._what} at {self._base_url} presented a certificate that is not "
+                    f"trusted ({getattr(cause, 'verify_message', 'unknown authority')}): "
+                    "use --insecure only if you trust this server"
+                ) from exc
+            raise ConnectionProblemError(
+                f"cannot connect to the {self._what} at {self._base_url}: {exc or 'refused'}"
+            ) from exc
+        except httpx.TimeoutException as exc:
+            raise ConnectionProblemError(
+                f"the {self._what} at {self._base_url} did not answer in {TIMEOUT_S:.0f}s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ConnectionProblemError(
+                f"request to the {self._what} at {self._base_url} failed: {exc}"
+            ) from exc
+        _raise_for(response)
+        return response
+
+    async def _get(self, path: str, model: type[T], params: Mapping[str, Any] | None = None) -> T:
+        response = await self._request("GET", path, params=params)
+        return _parse(response, model)
+
+    async def _send(self, method: str, path: str, body: BaseModel, model: type[T]) -> T:
+        response = await self._request(method, path, body=body)
+        return _parse(response, model)
+
+
+def _parse(response: httpx.Response, model: type[T]) -> T:
+    try:
+        return model.model_validate(response.json())
+    except ValueError as exc:
+        raise TeleportError(f"unexpected answer from the server: {exc}") from exc
+
+
+class WebClient(_Base):
+    """The proxy's ``/webapi``: what tsh needs before it holds any certificate."""
+
+    def __init__(self, web_addr: str, context: ssl.SSLContext) -> None:
+        super().__init__(f"https://{web_addr}", context, "proxy")
+
+    async def ping(self) -> wire.PingResponse:
+        return await self._get("/webapi/ping", wire.PingResponse)
+
+    async def export_authorities(self, ca_type: str | None) -> str:
+        params = {"type": ca_type} if ca_type else None
+        response = await self._request("GET", "/webapi/auth/export", params=params)
+        return response.text
+
+    async def create_ssh_cert(
+        self, user: str, password: str, otp_token: str, public_key_line: bytes, ttl_ns: int
+    ) -> wire.CreateSSHCertResponse:
+        request = wire.CreateSSHCertRequest(
+            user=user,
+            password=password,
+            otp_token=otp_token,
+            pub_key=base64.b64encode(public_key_line).decode(),
+            ttl=ttl_ns,
+        )
+        return await self._send("POST", "/webapi/ssh/certs", request, wire.CreateSSHCertResponse)
+
+    async def get_user_token(self, token: str) -> wire.UserTokenInfo:
+        return await self._get(f"/webapi/users/password/token/{token}", wire.UserTokenInfo)
+
+    async def change_password_with_token(
+        self, token: str, password: str, otp_code: str
+    ) -> wire.ChangePasswordWithTokenResponse:
+        request = wire.ChangePasswordWithTokenRequest(
+            token=token, password=password, second_factor_token=otp_code
+        )
+        return await self._send(
+            "PUT", "/webapi/users/password/token", request, wire.ChangePasswordWithTokenResponse
+        )
+
+
+class AuthClient(_Base):
+    """The auth API (``/v1``) with a client certificate: tctl, locally or through the proxy."""
+
+    def __init__(self, addr: str, context: ssl.SSLContext) -> None:
+        super().__init__(f"https://{addr}", context, "auth service")
+
+    async def status(self) -> wire.StatusResponse:
+        return await self._get("/v1/status", wire.StatusResponse)
+
+    async def create_user(self, request: wire.CreateUserRequest) -> wire.InviteResponse:
+        return await self._send("POST", "/v1/users", request, wire.InviteResponse)
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        response = await self._request("GET", "/v1/users")
+        return list(response.json())
+
+    async def get_user(self, name: str) -> dict[str, Any]:
+        response = await self._request("GET", f"/v1/users/{name}")
+        return dict(response.json())
+
+    async def delete_user(self, name: str) -> None:
+        await self._request("DELETE", f"/v1/users/{name}")
+
+    async def update_user(self, name: str, roles: list[str]) -> dict[str, Any]:
+        response = await self._request(
+            "PUT", f"/v1/users/{name}", body=wire.UpdateUserRequest(roles=roles)
+        )
+        return dict(response.json())
+
+    async def set_password(self, name: str, password: str) -> wire.SetPasswordResponse:
+        return await self._send(
+            "PUT",
+            f"/v1/users/{name}/password",
+            wire.SetPasswordRequest(password=password),
+            wire.SetPasswordResponse,
+        )
+
+    async def reset_user(self, name: str) -> wire.InviteResponse:
+        response = await self._request("POST", f"/v1/users/{name}/reset")
+        return _parse(response, wire.InviteResponse)
+
+    async def list_roles(self) -> list[dict[str, Any]]:
+        response = await self._request("GET", "/v1/roles")
+        return list(response.json())
+
+    async def get_role(self, name: str) -> dict[str, Any]:
+        response = await self._request("GET", f"/v1/roles/{name}")
+        return dict(response.json())
+
+    async def put_role(self, resource: dict[str, object], overwrite: bool) -> wire.PutRoleResponse:
+        return await self._send(
+            "PUT",
+            "/v1/roles",
+            wire.PutRoleRequest(resource=resource, overwrite=overwrite),
+            wire.PutRoleResponse,
+        )
+
+    async def delete_role(self, name: str) -> None:
+        await self._request("DELETE", f"/v1/roles/{name}")
+
+    async def create_token(self, roles: list[str], ttl_s: int) -> wire.TokenResponse:
+        return await self._send(
+            "POST",
+            "/v1/tokens",
+            wire.CreateTokenRequest(roles=roles, ttl_s=ttl_s),
+            wire.TokenResponse,
+        )
+
+    async def list_tokens(self) -> list[dict[str, Any]]:
+        response = await self._request("GET", "/v1/tokens")
+        return list(response.json())
+
+    async def delete_token(self, token: str) -> None:
+        await self._request("DELETE", f"/v1/tokens/{token}")
+
+    async def export_authorities(self, ca_type: str | None) -> str:
+        params = {"type": ca_type} if ca_type else None
+        return (await self._get("/v1/authorities/export", wire.ExportResponse, params)).text
+
+    async def sign_host(self, request: wire.SignHostRequest) -> wire.SignHostResponse:
+        return await self._send("POST", "/v1/certs/host", request, wire.SignHostResponse)
+
+    async def sign_user(self, request: wire.SignUserRequest) -> wire.SignUserResponse:
+        return await self._send("POST", "/v1/certs/user", request, wire.SignUserResponse)
+
+    async def search_events(self, params: Mapping[str, Any]) -> wire.EventsResponse:
+        return await self._get("/v1/events", wire.EventsResponse, params)

@@ -1,0 +1,136 @@
+"""The one authorization wrapper: every remote call to the auth service passes through here.
+
+An :class:`AuthorizedAuth` is the auth server as seen by one identity. Each method checks the
+identity's role rules (deny beats allow) before it calls the core; the built-in Admin identity of
+the local ``tctl`` may do everything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from pyteleport.auth.server import AuthServer
+from pyteleport.errors import AccessDeniedError
+from pyteleport.model.identity import Identity
+from pyteleport.model.results import ClusterStatus, InviteInfo, UserCerts
+from pyteleport.model.role import Role
+from pyteleport.model.token import ProvisionToken
+from pyteleport.model.user import User
+
+
+class AuthorizedAuth:
+    def __init__(self, server: AuthServer, identity: Identity) -> None:
+        self._server = server
+        self.identity = identity
+
+    async def _check(self, resource: str, verb: str) -> None:
+        if self.identity.is_admin:
+            return
+        if self.identity.builtin:
+            raise AccessDeniedError(
+                f'access denied to perform action "{verb}" on "{resource}" for '
+                f"{self.identity.builtin}"
+            )
+        roles = await self._server.role_set_for(self.identity)
+        roles.check_rule(resource, verb)
+
+    @property
+    def actor(self) -> str:
+        return self.identity.username
+
+    async def status(self) -> ClusterStatus:
+        # Any authenticated identity may see the cluster's status (as tctl status shows it).
+        return self._server.status()
+
+    async def export_authorities(self, ca_type: str | None) -> str:
+        return self._server.export_authorities(ca_type)
+
+    # users
+    async def create_user(
+        self, name: str, roles: Sequence[str], logins: Sequence[str], ttl: dt.timedelta
+    ) -> InviteInfo:
+        await self._check("user", "create")
+        return await self._server.create_user(name, roles, logins, self.actor, ttl)
+
+    async def list_users(self) -> list[User]:
+        await self._check("user", "list")
+        return await self._server.users.list()
+
+    async def get_user(self, name: str) -> User:
+        await self._check("user", "read")
+        return await self._server.users.get(name)
+
+    async def delete_user(self, name: str) -> None:
+        await self._check("user", "delete")
+        await self._server.delete_user(name, self.actor)
+
+    async def set_password(self, name: str, password: str) -> str:
+        await self._check("user", "update")
+        return await self._server.set_password(name, password)
+
+    async def create_reset_token(self, name: str, ttl: dt.timedelta) -> InviteInfo:
+        await self._check("user", "update")
+        return await self._server.create_reset_token(name, ttl)
+
+    async def update_user_roles(self, name: str, roles: Sequence[str]) -> User:
+        await self._check("user", "update")
+        return await self._server.update_user_roles(name, roles)
+
+    # roles
+    async def list_roles(self) -> list[Role]:
+        await self._check("role", "list")
+        return await self._server.roles.list()
+
+    async def get_role(self, name: str) -> Role:
+        await self._check("role", "read")
+        return await self._server.roles.get(name)
+
+    async def upsert_role(self, role: Role, overwrite: bool) -> bool:
+        await self._check("role", "create")
+        if overwrite:
+            await self._check("role", "update")
+        return await self._server.upsert_role(role, overwrite=overwrite, by=self.actor)
+
+    async def delete_role(self, name: str) -> None:
+        await self._check("role", "delete")
+        await self._server.delete_role(name, self.actor)
+
+    # join tokens
+    async def create_join_token(
+        self, roles: Sequence[str], ttl: dt.timedelta | None
+    ) -> ProvisionToken:
+        await self._check("token", "create")
+        return await self._server.create_join_token(roles, ttl, self.actor)
+
+    async def list_join_tokens(self) -> list[ProvisionToken]:
+        await self._check("token", "list")
+        return await self._server.tokens.list_join()
+
+    async def delete_join_token(self, token: str) -> None:
+        await self._check("token", "delete")
+        await self._server.tokens.delete_join(token)
+
+    # certificates
+    async def sign_host_cert(
+        self, public_key: bytes, principals: Sequence[str], ttl: dt.timedelta | None
+    ) -> bytes:
+        await self._check("cert_authority", "create")
+        return self._server.sign_host_cert(public_key, principals, ttl)
+
+    async def generate_user_certs(
+        self, username: str, public_key: bytes, ttl: dt.timedelta | None
+    ) -> UserCerts:
+        # Signing user certificates is an admin act (tctl auth sign --user), even for oneself:
+        # a user renewing their own certificate could otherwise outlive their login forever.
+        await self._check("cert_authority", "create")
+        await self._check("user", "read")
+        return await self._server.generate_user_certs(username, public_key, ttl)
+
+    # audit
+    async def search_events(
+        self, since: dt.datetime, until: dt.datetime, types: Sequence[str], limit: int
+    ) -> list[dict[str, Any]]:
+        await self._check("event", "list")
+        return await self._server.audit.search(since, until, types, limit)

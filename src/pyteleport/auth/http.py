@@ -1,0 +1,181 @@
+"""The auth API (``/v1``) over HTTPS. Endpoints decode, call the authorized core, encode.
+
+The caller is whoever the verified TLS client certificate names: a user who ran ``tsh login``
+(roles as stored now) or the built-in Admin identity that ``tctl`` reads from the data directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from pyteleport.api import wire
+from pyteleport.auth.authz import AuthorizedAuth
+from pyteleport.auth.server import AuthServer
+from pyteleport.crypto import tlsca
+from pyteleport.errors import AccessDeniedError, BadParameterError
+from pyteleport.model.identity import BUILTIN_ADMIN, Identity
+from pyteleport.model.role import role_from_dict, role_to_dict
+from pyteleport.model.timefmt import format_time, parse_time
+from pyteleport.model.token import provision_token_to_dict
+from pyteleport.model.user import user_to_dict
+from pyteleport.web.server import peer_certificate
+
+
+def invite_url(web_public_addr: str, token: str) -> str:
+    return f"https://{web_public_addr}/web/invite/{token}"
+
+
+def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
+    """The ``/v1`` routes, bound to one auth server; mounted on the auth and proxy listeners."""
+
+    async def caller(request: Request) -> AuthorizedAuth:
+        der = peer_certificate(request)
+        if der is None:
+            raise AccessDeniedError(
+                "this endpoint needs a client certificate: run tsh login, or tctl on the auth host"
+            )
+        cert_identity = tlsca.identity_from_cert(der, server.tls_ca_cert(), server.clock.now())
+        if cert_identity.builtin:
+            if cert_identity.builtin != BUILTIN_ADMIN:
+                raise AccessDeniedError(
+                    f"built-in role {cert_identity.builtin} may not use the API"
+                )
+            identity = Identity(username=cert_identity.username, builtin=BUILTIN_ADMIN)
+        else:
+            identity = await server.identity_for_user(cert_identity.username)
+        return AuthorizedAuth(server, identity)
+
+    Caller = Annotated[AuthorizedAuth, Depends(caller)]
+    router = APIRouter(prefix="/v1", tags=["auth"])
+
+    def invite(info: Any) -> wire.InviteResponse:
+        return wire.InviteResponse(
+            user=info.user,
+            token=info.token,
+            url=invite_url(web_public_addr, info.token),
+            expires=format_time(info.expires),
+            otp_uri=info.otp_uri,
+        )
+
+    @router.get("/status")
+    async def status(auth: Caller) -> wire.StatusResponse:
+        st = await auth.status()
+        return wire.StatusResponse(
+            cluster_name=st.cluster_name,
+            version=st.version,
+            user_ca_fingerprint=st.user_ca_fingerprint,
+            host_ca_fingerprint=st.host_ca_fingerprint,
+            ca_pin=st.ca_pin,
+        )
+
+    @router.post("/users")
+    async def create_user(body: wire.CreateUserRequest, auth: Caller) -> wire.InviteResponse:
+        info = await auth.create_user(
+            body.name, body.roles, body.logins, dt.timedelta(seconds=body.ttl_s)
+        )
+        return invite(info)
+
+    @router.get("/users")
+    async def list_users(auth: Caller) -> list[dict[str, Any]]:
+        return [user_to_dict(u) for u in await auth.list_users()]
+
+    @router.get("/users/{name}")
+    async def get_user(name: str, auth: Caller) -> dict[str, Any]:
+        return user_to_dict(await auth.get_user(name))
+
+    @router.put("/users/{name}")
+    async def update_user(name: str, body: wire.UpdateUserRequest, auth: Caller) -> dict[str, Any]:
+        return user_to_dict(await auth.update_user_roles(name, body.roles))
+
+    @router.delete("/users/{name}")
+    async def delete_user(name: str, auth: Caller) -> dict[str, str]:
+        await auth.delete_user(name)
+        return {"message": f'user "{name}" has been deleted'}
+
+    @router.put("/users/{name}/password")
+    async def set_password(
+        name: str, body: wire.SetPasswordRequest, auth: Caller
+    ) -> wire.SetPasswordResponse:
+        return wire.SetPasswordResponse(otp_uri=await auth.set_password(name, body.password))
+
+    @router.post("/users/{name}/reset")
+    async def reset_user(name: str, auth: Caller) -> wire.InviteResponse:
+        return invite(await auth.create_reset_token(name, dt.timedelta(hours=1)))
+
+    @router.get("/roles")
+    async def list_roles(auth: Caller) -> list[dict[str, Any]]:
+        return [role_to_dict(r) for r in await auth.list_roles()]
+
+    @router.get("/roles/{name}")
+    async def get_role(name: str, auth: Caller) -> dict[str, Any]:
+        return role_to_dict(await auth.get_role(name))
+
+    @router.put("/roles")
+    async def put_role(body: wire.PutRoleRequest, auth: Caller) -> wire.PutRoleResponse:
+        role = role_from_dict(body.resource)
+        created = await auth.upsert_role(role, body.overwrite)
+        return wire.PutRoleResponse(name=role.name, created=created)
+
+    @router.delete("/roles/{name}")
+    async def delete_role(name: str, auth: Caller) -> dict[str, str]:
+        await auth.delete_role(name)
+        return {"message": f'role "{name}" has been deleted'}
+
+    @router.post("/tokens")
+    async def create_token(body: wire.CreateTokenRequest, auth: Caller) -> wire.TokenResponse:
+        ttl = dt.timedelta(seconds=body.ttl_s) if body.ttl_s else None
+        token = await auth.create_join_token(body.roles, ttl)
+        return wire.TokenResponse(
+            token=token.token, roles=list(token.roles), expires=format_time(token.expires)
+        )
+
+    @router.get("/tokens")
+    async def list_tokens(auth: Caller) -> list[dict[str, Any]]:
+        return [provision_token_to_dict(t) for t in await auth.list_join_tokens()]
+
+    @router.delete("/tokens/{token}")
+    async def delete_token(token: str, auth: Caller) -> dict[str, str]:
+        await auth.delete_join_token(token)
+        return {"message": "token has been deleted"}
+
+    @router.get("/authorities/export")
+    async def export(auth: Caller, type: str | None = None) -> wire.ExportResponse:
+        return wire.ExportResponse(text=await auth.export_authorities(type))
+
+    @router.post("/certs/host")
+    async def sign_host(body: wire.SignHostRequest, auth: Caller) -> wire.SignHostResponse:
+        ttl = dt.timedelta(seconds=body.ttl_s) if body.ttl_s else None
+        cert = await auth.sign_host_cert(body.public_key.encode(), body.principals, ttl)
+        return wire.SignHostResponse(cert=cert.decode())
+
+    @router.post("/certs/user")
+    async def sign_user(body: wire.SignUserRequest, auth: Caller) -> wire.SignUserResponse:
+        ttl = dt.timedelta(seconds=body.ttl_s) if body.ttl_s else None
+        certs = await auth.generate_user_certs(body.username, body.public_key.encode(), ttl)
+        return wire.SignUserResponse(
+            cert=certs.ssh_cert.decode(),
+            tls_cert=certs.tls_cert.decode(),
+            valid_before=format_time(certs.valid_before),
+        )
+
+    @router.get("/events")
+    async def events(
+        auth: Caller,
+        since: str | None = None,
+        until: str | None = None,
+        types: Annotated[list[str] | None, Query(alias="type")] = None,
+        limit: int = 1000,
+    ) -> wire.EventsResponse:
+        now = server.clock.now()
+        try:
+            start = parse_time(since) if since else now - dt.timedelta(days=1)
+            end = parse_time(until) if until else now + dt.timedelta(minutes=1)
+        except BadParameterError:
+            raise
+        found = await auth.search_events(start, end, types or [], max(1, min(limit, 10000)))
+        return wire.EventsResponse(events=found)
+
+    return router

@@ -1,0 +1,549 @@
+"""The auth service core. Knows nothing of HTTP or SSH transports: callers pass plain values.
+
+Certificates are issued here and only here; every login, good or bad, is an audit event written
+before the answer goes back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import secrets
+from collections.abc import Sequence
+from dataclasses import replace
+
+from pyteleport import TELEPORT_VERSION
+from pyteleport.backend import Backend, Item
+from pyteleport.clock import Clock, SystemClock
+from pyteleport.crypto import password as passwords
+from pyteleport.crypto import sshcert, sshkeys, tlsca, totp
+from pyteleport.errors import (
+    AccessDeniedError,
+    AlreadyExistsError,
+    BadParameterError,
+    NotFoundError,
+)
+from pyteleport.events import codes
+from pyteleport.events.audit import AuditLog
+from pyteleport.model.authority import CAType, CertAuthority
+from pyteleport.model.identity import BUILTIN_ADMIN, Identity
+from pyteleport.model.presets import PRESETS
+from pyteleport.model.results import ClusterStatus, InviteInfo, UserCerts
+from pyteleport.model.role import Role, check_name
+from pyteleport.model.token import JOIN_ROLES, ProvisionToken, UserToken
+from pyteleport.model.user import LOGINS_TRAIT, LoginStatus, User
+from pyteleport.policy.access import RoleSet
+from pyteleport.storage.authorities import AuthorityStore
+from pyteleport.storage.roles import RoleStore
+from pyteleport.storage.tokens import TokenStore
+from pyteleport.storage.users import UserStore
+
+MAX_LOGIN_ATTEMPTS = 5
+ATTEMPT_WINDOW = dt.timedelta(minutes=30)
+LOCK_DURATION = dt.timedelta(minutes=20)
+INVITE_TTL = dt.timedelta(hours=1)
+MAX_INVITE_TTL = dt.timedelta(hours=48)
+DEFAULT_JOIN_TOKEN_TTL = dt.timedelta(minutes=30)
+MAX_HOST_CERT_TTL = dt.timedelta(days=3650)
+LOCKED_MESSAGE = "too many incorrect attempts, please try again later"
+_CLUSTER_NAME_KEY = "/cluster/name"
+
+
+class AuthServer:
+    """Build with :meth:`open`, which creates the cluster's CAs on first start and reuses them."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        cluster_name: str,
+        *,
+        clock: Clock | None = None,
+        second_factor: str = "off",
+        audit: AuditLog | None = None,
+    ) -> None:
+        self.backend = backend
+        self.cluster_name = cluster_name
+        self.clock = clock or SystemClock()
+        self.second_factor = second_factor
+        self.audit = audit or AuditLog(backend, self.clock)
+        self.authorities = AuthorityStore(backend)
+        self.users = UserStore(backend)
+        self.roles = RoleStore(backend)
+        self.tokens = TokenStore(backend)
+        self._cas: dict[CAType, CertAuthority] = {}
+
+    # -- start ----------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        backend: Backend,
+        cluster_name: str,
+        *,
+        clock: Clock | None = None,
+        second_factor: str = "off",
+    ) -> AuthServer:
+        server = cls(backend, cluster_name, clock=clock, second_factor=second_factor)
+        await server._init_cluster()
+        return server
+
+    async def _init_cluster(self) -> None:
+        try:
+            stored = (await self.backend.get(_CLUSTER_NAME_KEY)).value.decode()
+        except NotFoundError:
+            stored = None
+        if stored is not None and stored != self.cluster_name:
+            raise BadParameterError(
+                f'the data directory holds cluster "{stored}" but the config names '
+                f'"{self.cluster_name}": set auth_service.cluster_name to "{stored}" '
+                "or use an empty data_dir"
+            )
+        found: dict[CAType, CertAuthority] = {}
+        for ca_type in CAType:
+            with contextlib.suppress(NotFoundError):
+                found[ca_type] = await self.authorities.get(ca_type)
+        if stored is not None and len(found) != len(CAType):
+            missing = ",".join(t.value for t in CAType if t not in found)
+            raise BadParameterError(
+                f"the data directory holds cluster {stored!r} but its {missing} certificate "
+                "authority is missing: refusing to create new CAs over an existing cluster; "
+                "restore the data_dir from a backup"
+            )
+        if stored is None:
+            if found:
+                raise BadParameterError(
+                    "the data directory holds certificate authorities but no cluster name: "
+                    "refusing to start on an inconsistent data_dir"
+                )
+            now = self.clock.now()
+            for ca_type in (CAType.USER, CAType.HOST):
+                key = sshkeys.generate_ssh_key("ed25519")
+                found[ca_type] = CertAuthority(
+                    type=ca_type,
+                    cluster_name=self.cluster_name,
+                    private_key=sshkeys.private_key_pem(key),
+                    public_key=sshkeys.public_key_line(key),
+                )
+            pair = tlsca.create_ca(self.cluster_name, now)
+            found[CAType.TLS] = CertAuthority(
+                type=CAType.TLS,
+                cluster_name=self.cluster_name,
+                private_key=pair.key_pem,
+                public_key=pair.cert_pem,
+            )
+            for ca in found.values():
+                await self.authorities.create(ca)
+            # The name goes last: a crash before this point leaves CAs without a name, which the
+            # next start refuses rather than silently replacing.
+            await self.backend.create(Item(key=_CLUSTER_NAME_KEY, value=self.cluster_name.encode()))
+        self._cas = found
+        for role in PRESETS:
+            with contextlib.suppress(AlreadyExistsError):
+                await self.roles.create(role)
+
+    # -- certificate authorities ----------------------------------------------------------------
+
+    def ca(self, ca_type: CAType) -> CertAuthority:
+        return self._cas[ca_type]
+
+    def host_ca_public_key(self) -> bytes:
+        return self._cas[CAType.HOST].public_key
+
+    def tls_ca_cert(self) -> bytes:
+        return self._cas[CAType.TLS].public_key
+
+    def tls_ca_pair(self) -> tlsca.TLSKeyPair:
+        ca = self._cas[CAType.TLS]
+        return tlsca.TLSKeyPair(cert_pem=ca.public_key, key_pem=ca.private_key)
+
+    def export_authorities(self, ca_type: str | None) -> str:
+        """The text of ``/webapi/auth/export`` and ``tctl auth export`` (SPEC: exact formats)."""
+        user_line = self._cas[CAType.USER].public_key.decode()
+        host_line = self._cas[CAType.HOST].public_key.decode()
+        name = self.cluster_name
+        host = f"@cert-authority {name},*.{name} {host_line} type=host\n"
+        user = f"cert-authority {user_line} clustername={name}&type=user\n"
+        if ca_type in (None, ""):
+            return host + user
+        if ca_type == "user":
+            return user
+        if ca_type == "host":
+            return host
+        if ca_type in ("tls", "tls-host", "tls-user"):
+            return self._cas[CAType.TLS].public_key.decode()
+        raise BadParameterError(
+            f'unsupported authority type "{ca_type}", expected one of: user,host,tls'
+        )
+
+    def status(self) -> ClusterStatus:
+        def fingerprint(ca_type: CAType) -> str:
+            key = sshkeys.load_public_key(self._cas[ca_type].public_key)
+            return str(key.get_fingerprint("sha256"))
+
+        return ClusterStatus(
+            cluster_name=self.cluster_name,
+            version=TELEPORT_VERSION,
+            user_ca_fingerprint=fingerprint(CAType.USER),
+            host_ca_fingerprint=fingerprint(CAType.HOST),
+            ca_pin=tlsca.ca_pin(self._cas[CAType.TLS].public_key),
+        )
+
+    # -- certificates ---------------------------------------------------------------------------
+
+    async def role_set(self, user: User) -> RoleSet:
+        roles: list[Role] = []
+        for name in user.roles:
+            try:
+                roles.append(await self.roles.get(name))
+            except NotFoundError:
+                continue  # a deleted role grants nothing
+        return RoleSet(roles=tuple(roles), traits=dict(user.traits))
+
+    async def generate_user_certs(
+        self, username: str, public_key_line: bytes, ttl: dt.timedelta | None
+    ) -> UserCerts:
+        """SSH and TLS certificates for ``username`` over one public key; TTL capped by roles."""
+        user = await self.users.get(username)
+        roles = await self.role_set(user)
+        public_key = sshkeys.load_public_key(public_key_line)
+        now = self.clock.now()
+        valid_before = now + roles.cert_ttl(ttl)
+        principals = roles.ssh_principals()
+        ssh_cert = sshcert.sign_certificate(
+            sshkeys.load_private_key(self._cas[CAType.USER].private_key),
+            sshcert.CertRequest(
+                public_key=public_key,
+                cert_type=sshcert.USER_CERT,
+                key_id=username,
+                principals=tuple(principals),
+                valid_after=now - dt.timedelta(minutes=1),
+                valid_before=valid_before,
+                extensions=roles.ssh_extensions(),
+            ),
+        )
+        tls_cert = tlsca.issue_client_cert(
+            self.tls_ca_pair(),
+            sshkeys.tls_public_key_pem(public_key),
+            username,
+            roles.names,
+            "",
+            valid_before,
+            now,
+        )
+        await self.audit.emit(
+            codes.CERT_CREATE,
+            {"identity": {"user": username, "roles": list(roles.names), "logins": principals}},
+        )
+        return UserCerts(
+            username=username,
+            ssh_cert=ssh_cert,
+            tls_cert=tls_cert,
+            roles=roles.names,
+            logins=tuple(roles.logins()),
+            valid_before=valid_before,
+        )
+
+    def sign_host_cert(
+        self, public_key_line: bytes, principals: Sequence[str], ttl: dt.timedelta | None
+    ) -> bytes:
+        """A host certificate: empty key ID, the cluster's ``x-teleport-*`` extensions."""
+        if not principals:
+            raise BadParameterError("at least one host name is required")
+        for principal in principals:
+            if "*" in principal:
+                raise BadParameterError(
+                    f'wildcard host name "{principal}" is refused: OpenSSH matches host '
+                    "certificate principals literally, so use fully qualified names"
+                )
+        now = self.clock.now()
+        valid_before = None
+        valid_after = None
+        if ttl is not None:
+            if ttl <= dt.timedelta(0) or ttl > MAX_HOST_CERT_TTL:
+                raise BadParameterError("--ttl must be positive and at most 3650 days")
+            valid_after = now - dt.timedelta(minutes=1)
+            valid_before = now + ttl
+        return sshcert.sign_certificate(
+            sshkeys.load_private_key(self._cas[CAType.HOST].private_key),
+            sshcert.CertRequest(
+                public_key=sshkeys.load_public_key(public_key_line),
+                cert_type=sshcert.HOST_CERT,
+                key_id="",
+                principals=tuple(principals),
+                valid_after=valid_after,
+                valid_before=valid_before,
+                extensions={
+                    "x-teleport-authority": self.cluster_name,
+                    "x-teleport-role": "Node",
+                },
+            ),
+        )
+
+    def issue_identity(
+        self, tls_public_key_pem: bytes, identity: Identity, ttl: dt.timedelta
+    ) -> bytes:
+        """A TLS client certificate for a system identity (the local admin of tctl)."""
+        now = self.clock.now()
+        return tlsca.issue_client_cert(
+            self.tls_ca_pair(),
+            tls_public_key_pem,
+            identity.username,
+            identity.roles,
+            identity.builtin,
+            now + ttl,
+            now,
+        )
+
+    def issue_server_cert(self, hostnames: Sequence[str], ttl: dt.timedelta) -> tlsca.TLSKeyPair:
+        return tlsca.issue_server_cert(self.tls_ca_pair(), hostnames, self.clock.now(), ttl)
+
+    # -- logins ---------------------------------------------------------------------------------
+
+    async def authenticate_ssh_user(
+        self,
+        username: str,
+        password: str,
+        otp_token: str,
+        public_key_line: bytes,
+        ttl: dt.timedelta | None,
+        remote_addr: str = "",
+    ) -> UserCerts:
+        """Password (and OTP) login, as ``POST /webapi/ssh/certs``; audited either way."""
+        try:
+            await self._check_password(username, password, otp_token)
+        except AccessDeniedError as exc:
+            await self.audit.emit(
+                codes.USER_LOGIN,
+                {
+                    "user": username,
+                    "method": "local",
+                    "success": False,
+                    "error": str(exc),
+                    "addr.remote": remote_addr,
+                },
+                success=False,
+            )
+            raise
+        certs = await self.generate_user_certs(username, public_key_line, ttl)
+        await self.audit.emit(
+            codes.USER_LOGIN,
+            {"user": username, "method": "local", "success": True, "addr.remote": remote_addr},
+        )
+        return certs
+
+    def _bad_credentials(self) -> AccessDeniedError:
+        if self.second_factor == "otp":
+            return AccessDeniedError("invalid username, password or second factor")
+        return AccessDeniedError("invalid username or password")
+
+    async def _check_password(self, username: str, password: str, otp_token: str) -> None:
+        now = self.clock.now()
+        try:
+            user = await self.users.get(username)
+        except (NotFoundError, BadParameterError):
+            passwords.verify_password(passwords.DUMMY_HASH, password)
+            raise self._bad_credentials() from None
+        status = user.status
+        if status.locked_until is not None and status.locked_until > now:
+            raise AccessDeniedError(LOCKED_MESSAGE)
+        stored = await self.users.get_password_hash(username)
+        ok = stored is not None and passwords.verify_password(stored, password)
+        if ok and self.second_factor == "otp":
+            secret = await self.users.get_otp_secret(username)
+            ok = (
+                secret is not None
+                and totp.verify_code(secret, otp_token, now)
+                and await self.users.claim_otp_step(username, self._otp_step(secret, otp_token))
+            )
+        if ok:
+            if status.failed_attempts or status.locked_until:
+                await self.users.update(user.with_status(LoginStatus()))
+            return
+        recent = (*tuple(t for t in status.failed_attempts if now - t < ATTEMPT_WINDOW), now)
+        locked_until = now + LOCK_DURATION if len(recent) >= MAX_LOGIN_ATTEMPTS else None
+        await self.users.update(
+            user.with_status(
+                LoginStatus(
+                    failed_attempts=() if locked_until else recent, locked_until=locked_until
+                )
+            )
+        )
+        if locked_until is not None:
+            raise AccessDeniedError(LOCKED_MESSAGE)
+        raise self._bad_credentials()
+
+    def _otp_step(self, secret: str, code: str) -> int:
+        now = self.clock.now()
+        for k in (-1, 0, 1):
+            when = now + dt.timedelta(seconds=totp.STEP_S * k)
+            if totp.code_at(secret, when) == code.strip():
+                return int(when.timestamp()) // totp.STEP_S
+        return 0
+
+    # -- users ----------------------------------------------------------------------------------
+
+    async def create_user(
+        self,
+        name: str,
+        roles: Sequence[str],
+        logins: Sequence[str],
+        created_by: str,
+        invite_ttl: dt.timedelta = INVITE_TTL,
+    ) -> InviteInfo:
+        check_name("user", name)
+        if not roles:
+            raise BadParameterError("a user needs at least one role: use --roles=access")
+        for role in roles:
+            await self.roles.get(role)  # NotFoundError names the missing role
+        for login in logins:
+            if not login or any(c.isspace() for c in login) or "{{" in login:
+                raise BadParameterError(f'invalid login "{login}"')
+        if invite_ttl <= dt.timedelta(0) or invite_ttl > MAX_INVITE_TTL:
+            raise BadParameterError("the invite TTL must be positive and at most 48h")
+        user = User(
+            name=name,
+            roles=tuple(roles),
+            traits={LOGINS_TRAIT: tuple(logins)} if logins else {},
+            created=self.clock.now(),
+            created_by=created_by,
+        )
+        await self.users.create(user)
+        await self.audit.emit(
+            codes.USER_CREATE, {"name": name, "roles": list(roles), "user": created_by}
+        )
+        return await self._new_user_token(name, "invite", invite_ttl)
+
+    async def _new_user_token(self, name: str, kind: str, ttl: dt.timedelta) -> InviteInfo:
+        await self.tokens.delete_user_tokens_for(name)
+        token = UserToken(
+            token=secrets.token_hex(16),
+            user=name,
+            kind=kind,
+            expires=self.clock.now() + ttl,
+            otp_secret=totp.generate_secret() if self.second_factor == "otp" else "",
+        )
+        await self.tokens.create_user_token(token)
+        return self._invite_info(token)
+
+    def _invite_info(self, token: UserToken) -> InviteInfo:
+        uri = (
+            totp.provisioning_uri(token.otp_secret, token.user, self.cluster_name)
+            if token.otp_secret
+            else ""
+        )
+        return InviteInfo(token=token.token, user=token.user, expires=token.expires, otp_uri=uri)
+
+    async def create_reset_token(self, name: str, ttl: dt.timedelta = INVITE_TTL) -> InviteInfo:
+        await self.users.get(name)
+        return await self._new_user_token(name, "reset", ttl)
+
+    async def get_user_token(self, token: str) -> InviteInfo:
+        return self._invite_info(await self.tokens.get_user_token(token))
+
+    async def change_password_with_token(self, token: str, password: str, otp_code: str) -> User:
+        """Redeem an invite or reset token once: set the password (and enrol OTP)."""
+        record = await self.tokens.get_user_token(token)
+        passwords.check_password_policy(password)
+        if record.otp_secret and not totp.verify_code(
+            record.otp_secret, otp_code, self.clock.now()
+        ):
+            raise AccessDeniedError("invalid second factor code: check the authenticator app")
+        # Delete first: if two requests race, only the one that deletes the token proceeds.
+        try:
+            await self.tokens.delete_user_token(token)
+        except NotFoundError:
+            raise NotFoundError("the invite or reset link is invalid or has expired") from None
+        await self.users.set_password_hash(record.user, passwords.hash_password(password))
+        if record.otp_secret:
+            await self.users.set_otp_secret(record.user, record.otp_secret)
+        user = await self.users.get(record.user)
+        await self.users.update(user.with_status(LoginStatus()))
+        await self.audit.emit(codes.USER_PASSWORD_CHANGE, {"user": record.user})
+        return user
+
+    async def set_password(self, name: str, password: str) -> str:
+        """Set a password directly (admin automation). Returns an otpauth URI when OTP is on."""
+        user = await self.users.get(name)
+        passwords.check_password_policy(password)
+        await self.users.set_password_hash(name, passwords.hash_password(password))
+        uri = ""
+        if self.second_factor == "otp":
+            secret = totp.generate_secret()
+            await self.users.set_otp_secret(name, secret)
+            uri = totp.provisioning_uri(secret, name, self.cluster_name)
+        await self.users.update(user.with_status(LoginStatus()))
+        await self.tokens.delete_user_tokens_for(name)
+        await self.audit.emit(codes.USER_PASSWORD_CHANGE, {"user": name})
+        return uri
+
+    async def delete_user(self, name: str, deleted_by: str) -> None:
+        await self.users.delete(name)
+        await self.tokens.delete_user_tokens_for(name)
+        await self.audit.emit(codes.USER_DELETE, {"name": name, "user": deleted_by})
+
+    async def update_user_roles(self, name: str, roles: Sequence[str]) -> User:
+        user = await self.users.get(name)
+        for role in roles:
+            await self.roles.get(role)
+        updated = replace(user, roles=tuple(roles))
+        await self.users.update(updated)
+        return updated
+
+    # -- roles ----------------------------------------------------------------------------------
+
+    async def upsert_role(self, role: Role, *, overwrite: bool, by: str) -> bool:
+        """Create (or with ``overwrite`` replace) a role. True if it was created."""
+        created = True
+        if overwrite:
+            try:
+                await self.roles.get(role.name)
+                created = False
+            except NotFoundError:
+                pass
+            await self.roles.upsert(role)
+        else:
+            await self.roles.create(role)
+        await self.audit.emit(codes.ROLE_CREATED, {"name": role.name, "user": by})
+        return created
+
+    async def delete_role(self, name: str, by: str) -> None:
+        users = [u.name for u in await self.users.list() if name in u.roles]
+        if users:
+            raise BadParameterError(
+                f'role "{name}" is in use by users {",".join(users)}: remove it from them first'
+            )
+        await self.roles.delete(name)
+        await self.audit.emit(codes.ROLE_DELETED, {"name": name, "user": by})
+
+    # -- join tokens ----------------------------------------------------------------------------
+
+    async def create_join_token(
+        self, roles: Sequence[str], ttl: dt.timedelta | None, by: str
+    ) -> ProvisionToken:
+        for role in roles:
+            if role not in JOIN_ROLES:
+                raise BadParameterError(
+                    f'unknown token type "{role}", expected one of: ' + ",".join(JOIN_ROLES)
+                )
+        ttl = ttl or DEFAULT_JOIN_TOKEN_TTL
+        if ttl <= dt.timedelta(0) or ttl > dt.timedelta(hours=48):
+            raise BadParameterError("--ttl must be positive and at most 48h")
+        token = ProvisionToken(
+            token=secrets.token_hex(16), roles=tuple(roles), expires=self.clock.now() + ttl
+        )
+        await self.tokens.create_join(token)
+        await self.audit.emit(codes.TOKEN_CREATED, {"roles": list(roles), "user": by})
+        return token
+
+    async def identity_for_user(self, username: str) -> Identity:
+        """The live identity of a user: roles as stored now, so removing a role takes effect."""
+        user = await self.users.get(username)
+        now = self.clock.now()
+        if user.status.locked_until is not None and user.status.locked_until > now:
+            raise AccessDeniedError(LOCKED_MESSAGE)
+        return Identity(username=username, roles=user.roles)
+
+    async def role_set_for(self, identity: Identity) -> RoleSet:
+        if identity.builtin == BUILTIN_ADMIN:
+            return RoleSet(roles=(), traits={})
+        return await self.role_set(await self.users.get(identity.username))

@@ -1,0 +1,3 @@
+"""The command-line tools ``teleport``, ``tctl`` and ``tsh``: parse argv (click), call the library,
+render (rich). Each ``main(argv) -> int`` turns a TeleportError into one ``ERROR:`` line.
+"""

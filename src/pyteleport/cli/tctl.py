@@ -1,0 +1,508 @@
+"""``tctl``: administer a cluster, on the auth host (``-c teleport.yaml``) or remotely with the
+credentials of ``tsh login`` (a user with the editor role)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from pyteleport.api import wire
+from pyteleport.api.client import AuthClient, client_ssl_context
+from pyteleport.cli.runner import fail, invoke, read_secret, run_async
+from pyteleport.client.profile import ProfileStore, write_private_file
+from pyteleport.crypto import sshcert, sshkeys
+from pyteleport.errors import BadParameterError
+from pyteleport.model.duration import format_duration, parse_duration
+from pyteleport.model.timefmt import parse_time
+from pyteleport.service.config import parse_config
+from pyteleport.service.identity import admin_identity_paths
+
+DEFAULT_CONFIG = "/etc/teleport.yaml"
+
+
+class Conn:
+    """How to reach the auth API: decided once per invocation from the flags."""
+
+    def __init__(self, config_path: str | None, insecure: bool) -> None:
+        self.config_path = config_path
+        self.insecure = insecure
+
+    def client(self) -> AuthClient:
+        path = self.config_path
+        if path is None and os.path.exists(DEFAULT_CONFIG):
+            path = DEFAULT_CONFIG
+        if path is not None:
+            try:
+                text = Path(path).read_text()
+            except OSError as exc:
+                raise BadParameterError(f"cannot read config file {path}: {exc.strerror}") from exc
+            config = parse_config(text, source=path)
+            paths = admin_identity_paths(config.teleport.data_dir)
+            paths.require()
+            context = client_ssl_context(
+                ca_pem=paths.ca.read_bytes(), cert_file=str(paths.cert), key_file=str(paths.key)
+            )
+            return AuthClient(paths.auth_addr.read_text().strip(), context)
+        store = ProfileStore()
+        profile = store.current()
+        ca = store.tls_ca_path(profile)
+        context = client_ssl_context(
+            insecure=self.insecure or profile.insecure,
+            ca_pem=ca.read_bytes() if ca.exists() else None,
+            cert_file=str(store.tls_cert_path(profile)),
+            key_file=str(store.tls_key_path(profile)),
+        )
+        return AuthClient(profile.web_proxy_addr, context)
+
+    def call(self, fn: Any) -> Any:
+        async def go() -> Any:
+            client = self.client()
+            try:
+                return await fn(client)
+            finally:
+                await client.aclose()
+
+        return run_async(go())
+
+
+pass_conn = click.make_pass_decorator(Conn)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = [" ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append(" ".join("-" * w for w in widths))
+    lines += [
+        " ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return "\n".join(lines)
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _ttl(value: str | None) -> dt.timedelta | None:
+    if not value:
+        return None
+    ttl = parse_duration(value)
+    if ttl <= dt.timedelta(0):
+        raise BadParameterError(f'--ttl must be positive, got "{value}"')
+    return ttl
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    default=None,
+    help=f"Path to teleport.yaml on the auth host (default {DEFAULT_CONFIG} if present).",
+)
+@click.option("--insecure", is_flag=True, help="Do not verify the proxy's TLS certificate.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, insecure: bool) -> None:
+    """Administer a Teleport cluster."""
+    ctx.obj = Conn(config_path, insecure)
+
+
+@cli.command("status")
+@pass_conn
+def status(conn: Conn) -> None:
+    """Show the cluster's name, version, CAs and CA pin."""
+    st: wire.StatusResponse = conn.call(lambda c: c.status())
+    click.echo(
+        _two_columns(
+            [
+                ("Cluster", st.cluster_name),
+                ("Version", st.version),
+                ("User CA", st.user_ca_fingerprint),
+                ("Host CA", st.host_ca_fingerprint),
+                ("CA pin", st.ca_pin),
+            ]
+        )
+    )
+
+
+def _two_columns(rows: Sequence[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)} {v}" for k, v in rows)
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+@cli.group("users")
+def users() -> None:
+    """Manage users."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--roles", default="", help="Comma-separated roles, e.g. access,editor.")
+@click.option("--logins", default="", help="Comma-separated OS logins ({{internal.logins}}).")
+@click.option("--ttl", default="1h", help="How long the invite link is valid (at most 48h).")
+@pass_conn
+def users_add(conn: Conn, name: str, roles: str, logins: str, ttl: str) -> None:
+    """Create a user and print the invite link that sets their password."""
+    role_list = _csv(roles)
+    if not role_list:
+        raise click.UsageError("--roles is required, e.g. --roles=access")
+    ttl_td = _ttl(ttl) or dt.timedelta(hours=1)
+    request = wire.CreateUserRequest(
+        name=name, roles=role_list, logins=_csv(logins), ttl_s=int(ttl_td.total_seconds())
+    )
+    invite: wire.InviteResponse = conn.call(lambda c: c.create_user(request))
+    host = invite.url.split("/")[2]
+    click.echo(
+        f'User "{name}" has been created but requires a password. Share this URL with the user '
+        f"to complete user setup, link is valid for {format_duration(ttl_td)}:\n{invite.url}\n\n"
+        f"NOTE: Make sure {host} points at a Teleport proxy which users can access."
+    )
+    if invite.otp_uri:
+        click.echo("The user enrols their authenticator app on that page.")
+
+
+@users.command("ls")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "yaml"]), default="text")
+@pass_conn
+def users_ls(conn: Conn, fmt: str) -> None:
+    """List users."""
+    found: list[dict[str, Any]] = conn.call(lambda c: c.list_users())
+    if fmt != "text":
+        click.echo(_dump(found, fmt))
+        return
+    rows = [[u["metadata"]["name"], ",".join(u["spec"]["roles"])] for u in found]
+    click.echo(_table(["User", "Roles"], rows))
+
+
+@users.command("rm")
+@click.argument("names")
+@pass_conn
+def users_rm(conn: Conn, names: str) -> None:
+    """Delete users (comma-separated)."""
+    for name in _csv(names):
+        conn.call(lambda c, n=name: c.delete_user(n))
+        click.echo(f'User "{name}" has been deleted')
+
+
+@users.command("update")
+@click.argument("name")
+@click.option("--set-roles", "set_roles", required=True, help="Comma-separated roles.")
+@pass_conn
+def users_update(conn: Conn, name: str, set_roles: str) -> None:
+    """Replace a user's roles."""
+    conn.call(lambda c: c.update_user(name, _csv(set_roles)))
+    click.echo(f"User {name} has been updated:\n\troles: {','.join(_csv(set_roles))}")
+
+
+@users.command("set-password")
+@click.argument("name")
+@pass_conn
+def users_set_password(conn: Conn, name: str) -> None:
+    """Set a user's password: prompted on a TTY, else one line of standard input."""
+    password = read_secret(f"Enter new password for {name}: ", confirm=True)
+    answer: wire.SetPasswordResponse = conn.call(lambda c: c.set_password(name, password))
+    click.echo(f'Password for user "{name}" has been set.')
+    if answer.otp_uri:
+        click.echo(f"Add this to the user's authenticator app (shown once):\n{answer.otp_uri}")
+
+
+@users.command("reset")
+@click.argument("name")
+@pass_conn
+def users_reset(conn: Conn, name: str) -> None:
+    """Print a link that lets the user choose a new password."""
+    invite: wire.InviteResponse = conn.call(lambda c: c.reset_user(name))
+    click.echo(
+        f'User "{name}" has been reset. Share this URL with the user to complete password '
+        f"reset, link is valid for 1h0m0s:\n{invite.url}"
+    )
+
+
+# -- resources ----------------------------------------------------------------------------------
+
+
+def _dump(data: Any, fmt: str) -> str:
+    import json
+
+    if fmt == "json":
+        return json.dumps(data, indent=2)
+    if isinstance(data, list):
+        return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in data).rstrip()
+    return yaml.safe_dump(data, sort_keys=False).rstrip()
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    kind, _, name = ref.partition("/")
+    aliases = {"roles": "role", "users": "user", "tokens": "token"}
+    return aliases.get(kind, kind), name
+
+
+@cli.command("get")
+@click.argument("ref")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json", "text"]), default="yaml")
+@pass_conn
+def get(conn: Conn, ref: str, fmt: str) -> None:
+    """Print resources: roles, users, tokens, or one as KIND/NAME."""
+    kind, name = _split_ref(ref)
+    fetchers: dict[str, Any] = {
+        "role": (lambda c: c.get_role(name)) if name else (lambda c: c.list_roles()),
+        "user": (lambda c: c.get_user(name)) if name else (lambda c: c.list_users()),
+        "token": lambda c: c.list_tokens(),
+    }
+    if kind not in fetchers:
+        raise BadParameterError(f'unsupported resource "{ref}", expected roles, users or tokens')
+    data = conn.call(fetchers[kind])
+    if kind == "token" and name:
+        data = [t for t in data if t["metadata"]["name"] == name]
+        if not data:
+            fail("token is not found or has expired")
+    click.echo(_dump(data, "json" if fmt == "json" else "yaml"))
+
+
+@cli.command("create")
+@click.argument("filename", required=False)
+@click.option("-f", "--force", is_flag=True, help="Overwrite the resource if it exists.")
+@pass_conn
+def create(conn: Conn, filename: str | None, force: bool) -> None:
+    """Create resources from a YAML file (or standard input)."""
+    try:
+        text = Path(filename).read_text() if filename else sys.stdin.read()
+    except OSError as exc:
+        raise BadParameterError(f"cannot read {filename}: {exc.strerror}") from exc
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise BadParameterError(f"{filename or 'stdin'}: invalid YAML{where}") from exc
+    if not documents:
+        raise BadParameterError(f"{filename or 'stdin'} holds no resources")
+    for doc in documents:
+        if not isinstance(doc, dict):
+            raise BadParameterError(f"{filename or 'stdin'}: a resource must be a mapping")
+        kind = doc.get("kind")
+        if kind != "role":
+            raise BadParameterError(
+                f'creating resources of kind "{kind}" is not supported: use kind: role, '
+                "or tctl users add / tctl tokens add"
+            )
+        answer: wire.PutRoleResponse = conn.call(lambda c, d=doc: c.put_role(d, force))
+        verb = "created" if answer.created else "updated"
+        click.echo(f'role "{answer.name}" has been {verb}')
+
+
+@cli.command("rm")
+@click.argument("ref")
+@pass_conn
+def rm(conn: Conn, ref: str) -> None:
+    """Delete a resource: role/NAME, user/NAME or token/TOKEN."""
+    kind, name = _split_ref(ref)
+    if not name:
+        raise click.UsageError("expected KIND/NAME, e.g. role/dev")
+    if kind == "role":
+        conn.call(lambda c: c.delete_role(name))
+        click.echo(f'role "{name}" has been deleted')
+    elif kind == "user":
+        conn.call(lambda c: c.delete_user(name))
+        click.echo(f'user "{name}" has been deleted')
+    elif kind == "token":
+        conn.call(lambda c: c.delete_token(name))
+        click.echo("Token has been deleted")
+    else:
+        raise BadParameterError(f'unsupported resource "{ref}", expected role/, user/ or token/')
+
+
+# -- tokens ---------------------------------------------------------------------------------------
+
+
+@cli.group("tokens")
+def tokens() -> None:
+    """Manage join tokens."""
+
+
+@tokens.command("add")
+@click.option("--type", "types", required=True, help="Token type(s): node, proxy, auth.")
+@click.option("--ttl", default="30m", help="How long the token is valid (default 30m).")
+@click.option("--out", "out", default=None, help="Write the token to this file (mode 0600).")
+@pass_conn
+def tokens_add(conn: Conn, types: str, ttl: str, out: str | None) -> None:
+    """Create a join token."""
+    ttl_td = _ttl(ttl) or dt.timedelta(minutes=30)
+    roles = [r.lower() for r in _csv(types)]
+    answer: wire.TokenResponse = conn.call(
+        lambda c: c.create_token(roles, int(ttl_td.total_seconds()))
+    )
+    status: wire.StatusResponse = conn.call(lambda c: c.status())
+    if out:
+        path = Path(out)
+        write_private_file(path, answer.token.encode() + b"\n")
+        shown = str(path.resolve())
+        click.echo(f"The invite token has been written to {shown} (mode 0600).")
+    else:
+        shown = answer.token
+        click.echo(f"The invite token: {answer.token}")
+    click.echo(
+        f"This token will expire in {format_duration(ttl_td)}.\n\n"
+        "Run this on the new node to join the cluster:\n\n"
+        f"> teleport start \\\n   --roles={','.join(roles)} \\\n   --token={shown} \\\n"
+        f"   --ca-pin={status.ca_pin}\n\n"
+        "Please note:\n\n"
+        f"  - This invitation token will expire in {format_duration(ttl_td)}"
+    )
+
+
+@tokens.command("ls")
+@pass_conn
+def tokens_ls(conn: Conn) -> None:
+    """List join tokens."""
+    found: list[dict[str, Any]] = conn.call(lambda c: c.list_tokens())
+    rows = []
+    for t in found:
+        expires = parse_time(t["metadata"]["expires"]).strftime("%d %b %y %H:%M UTC")
+        rows.append([t["metadata"]["name"], ",".join(t["spec"]["roles"]), "", expires])
+    click.echo(_table(["Token", "Type", "Labels", "Expiry Time (UTC)"], rows))
+
+
+@tokens.command("rm")
+@click.argument("token")
+@pass_conn
+def tokens_rm(conn: Conn, token: str) -> None:
+    """Delete a join token."""
+    conn.call(lambda c: c.delete_token(token))
+    click.echo(f"Token {token} has been deleted")
+
+
+# -- auth -----------------------------------------------------------------------------------------
+
+
+@cli.group("auth")
+def auth() -> None:
+    """Export certificate authorities and sign certificates."""
+
+
+@auth.command("export")
+@click.option("--type", "ca_type", default=None, help="user, host or tls.")
+@click.option("--fingerprint", default=None, help="Only the key with this SHA256 fingerprint.")
+@pass_conn
+def auth_export(conn: Conn, ca_type: str | None, fingerprint: str | None) -> None:
+    """Print the cluster's CA keys in the formats sshd and known_hosts read."""
+    text: str = conn.call(lambda c: c.export_authorities(ca_type))
+    if fingerprint:
+        lines = [line for line in text.splitlines() if _fingerprint(line) == fingerprint]
+        if not lines:
+            fail(f"no certificate authority with fingerprint {fingerprint}")
+        text = "\n".join(lines) + "\n"
+    click.echo(text, nl=False)
+
+
+def _fingerprint(line: str) -> str:
+    parts = line.split()
+    for i, part in enumerate(parts):
+        if part.startswith(("ssh-", "ecdsa-")) and i + 1 < len(parts):
+            key = sshkeys.load_public_key(f"{part} {parts[i + 1]}")
+            return str(key.get_fingerprint("sha256"))
+    return ""
+
+
+@auth.command("sign")
+@click.option("--host", default=None, help="Comma-separated host names for a host certificate.")
+@click.option("--user", default=None, help="User name for a user certificate.")
+@click.option("--format", "fmt", default="openssh", help="Output format: openssh.")
+@click.option("--out", "out", required=True, help="Path of the key; the cert goes to OUT-cert.pub.")
+@click.option("--ttl", default=None, help="Validity, e.g. 12h (host certs: no expiry by default).")
+@click.option("--overwrite", is_flag=True, help="Replace existing files.")
+@pass_conn
+def auth_sign(
+    conn: Conn,
+    host: str | None,
+    user: str | None,
+    fmt: str,
+    out: str,
+    ttl: str | None,
+    overwrite: bool,
+) -> None:
+    """Sign a host or user certificate for a new key, in OpenSSH format."""
+    if bool(host) == bool(user):
+        raise click.UsageError("exactly one of --host or --user is required")
+    if fmt != "openssh":
+        fail(f'invalid --format flag "{fmt}", only "openssh" is supported')
+    ttl_td = _ttl(ttl)
+    key_path = Path(out)
+    cert_path = Path(f"{out}-cert.pub")
+    if not overwrite:
+        for path in (key_path, cert_path):
+            if path.exists():
+                fail(f"{path} already exists: use --overwrite to replace it")
+    key = sshkeys.generate_ssh_key("ed25519")
+    public = sshkeys.public_key_line(key).decode()
+    if host:
+        request = wire.SignHostRequest(
+            public_key=public,
+            principals=_csv(host),
+            ttl_s=int(ttl_td.total_seconds()) if ttl_td else 0,
+        )
+        cert = conn.call(lambda c: c.sign_host(request)).cert
+    else:
+        assert user is not None
+        user_request = wire.SignUserRequest(
+            username=user,
+            public_key=public,
+            ttl_s=int(ttl_td.total_seconds()) if ttl_td else 0,
+        )
+        cert = conn.call(lambda c: c.sign_user(user_request)).cert
+    sshcert.parse_certificate(cert)  # refuse to write anything malformed
+    write_private_file(key_path, sshkeys.private_key_pem(key))
+    write_private_file(cert_path, cert.encode().strip() + b"\n")
+    click.echo(f"The credentials have been written to {key_path}, {cert_path}")
+
+
+# -- audit ----------------------------------------------------------------------------------------
+
+
+@cli.group("events")
+def events() -> None:
+    """Search the audit log."""
+
+
+@events.command("ls")
+@click.option("--type", "types", default="", help="Comma-separated event types.")
+@click.option("--since", default="24h", help="How far back, e.g. 1h.")
+@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="text")
+@pass_conn
+def events_ls(conn: Conn, types: str, since: str, fmt: str) -> None:
+    """List audit events."""
+    start = dt.datetime.now(dt.UTC) - (_ttl(since) or dt.timedelta(hours=24))
+    params: dict[str, Any] = {"since": start.isoformat(), "type": _csv(types)}
+    answer: wire.EventsResponse = conn.call(lambda c: c.search_events(params))
+    if fmt == "json":
+        click.echo(_dump(answer.events, "json"))
+        return
+    rows = [
+        [
+            str(e.get("time", "")),
+            str(e.get("event", "")),
+            str(e.get("code", "")),
+            str(e.get("user", "")),
+        ]
+        for e in answer.events
+    ]
+    click.echo(_table(["Time", "Event", "Code", "User"], rows))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return invoke(cli, argv, "tctl")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

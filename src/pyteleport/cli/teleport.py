@@ -1,0 +1,131 @@
+"""``teleport``: start the services of a cluster, write a config file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from pyteleport import TELEPORT_VERSION, __version__
+from pyteleport.cli.runner import invoke, run_async
+from pyteleport.client.profile import write_private_file
+from pyteleport.errors import BadParameterError
+from pyteleport.service.config import default_config, parse_config, render_config
+from pyteleport.service.process import TeleportProcess, run_until_signal
+
+DEFAULT_CONFIG = "/etc/teleport.yaml"
+
+
+def _setup_logging(output: str, severity: str, fmt: str) -> None:
+    level = {"WARN": "WARNING"}.get(severity.upper(), severity.upper())
+    if output in ("stderr", "", None):
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    elif output == "stdout":
+        handler = logging.StreamHandler(sys.stdout)
+    else:
+        handler = logging.FileHandler(output)
+    if fmt == "json":
+        pattern = '{"time":"%(asctime)s","level":"%(levelname)s","component":"%(name)s","message":"%(message)s"}'
+    else:
+        pattern = "%(asctime)s %(levelname)-5s [%(name)s] %(message)s"
+    handler.setFormatter(logging.Formatter(pattern))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # uvicorn's own per-request noise stays out of the log unless debugging.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Teleport: SSH access behind short-lived certificates, every session recorded."""
+
+
+@cli.command("version")
+def version() -> None:
+    """Print the version."""
+    click.echo(f"Teleport v{TELEPORT_VERSION} (pyteleport {__version__})")
+
+
+@cli.command("start")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    default=None,
+    help=f"Path to the config file (default {DEFAULT_CONFIG}).",
+)
+@click.option("-d", "--debug", is_flag=True, help="Log at DEBUG severity.")
+def start(config_path: str | None, debug: bool) -> None:
+    """Start the services the config file enables (auth and proxy)."""
+    path = config_path or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise BadParameterError(f"cannot read config file {path}: {exc.strerror}") from exc
+        config = parse_config(text, source=path)
+    else:
+        config = default_config(
+            cluster_name=socket.gethostname(),
+            data_dir="/var/lib/teleport",
+            public_addr=None,
+            nodename=socket.gethostname(),
+        )
+    log = config.teleport.log
+    _setup_logging(log.output, "DEBUG" if debug else log.severity, log.format.output)
+    process = TeleportProcess(config)
+    run_async(
+        run_until_signal(
+            process,
+            "pyteleport is running: auth on port {auth_port}, proxy web API on port {web_port}.",
+        )
+    )
+
+
+@cli.command("configure")
+@click.option("--cluster-name", default=None, help="Cluster name (default: this host's name).")
+@click.option("--data-dir", default="/var/lib/teleport", help="Where the cluster keeps its state.")
+@click.option("--public-addr", default=None, help="Public HOST:PORT of the proxy's web API.")
+@click.option("-o", "--output", default="stdout", help="File to write, or stdout.")
+@click.option("--nodename", default=None, help="Name of this host in the cluster.")
+def configure(
+    cluster_name: str | None,
+    data_dir: str,
+    public_addr: str | None,
+    output: str,
+    nodename: str | None,
+) -> None:
+    """Write a working config file (auth + proxy, recording proxy mode)."""
+    host = socket.gethostname()
+    config = default_config(
+        cluster_name=cluster_name or host,
+        data_dir=data_dir,
+        public_addr=public_addr,
+        nodename=nodename or host,
+    )
+    text = render_config(config)
+    if output == "stdout":
+        click.echo(text, nl=False)
+        return
+    path = Path(output.removeprefix("file://"))
+    if path.exists():
+        raise BadParameterError(f"{path} already exists: remove it or choose another -o path")
+    write_private_file(path, text.encode())
+    click.echo(
+        f'A Teleport configuration file has been created at "{path}".\n'
+        f'To start Teleport with this configuration file, run:\n\nteleport start --config="{path}"'
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return invoke(cli, argv, "teleport")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,194 @@
+"""``tsh login``: ask the proxy for certificates with a password (and OTP), keep them in the
+profile and the agent. Prompting is the caller's: this module takes callables."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pyteleport.api.client import WebClient, client_ssl_context
+from pyteleport.client import agent as agents
+from pyteleport.client.profile import Profile, ProfileStore
+from pyteleport.crypto import sshcert, sshkeys
+from pyteleport.errors import BadParameterError
+
+DEFAULT_WEB_PORT = 3080
+DEFAULT_SSH_PORT = 3023
+
+
+def split_host_port(value: str, default_port: int) -> tuple[str, int]:
+    text = value.strip()
+    if not text:
+        raise BadParameterError("--proxy is required: tsh login --proxy=HOST[:PORT]")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    if not host:
+        raise BadParameterError(f'invalid address "{value}": missing host')
+    try:
+        port = int(port_text) if port_text else default_port
+    except ValueError:
+        raise BadParameterError(f'invalid address "{value}": bad port') from None
+    if not 0 < port < 65536:
+        raise BadParameterError(f'invalid address "{value}": port out of range')
+    return host, port
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def ssh_proxy_addr(web_host: str, ping_listen_addr: str, ssh_public_addr: str) -> str:
+    """SPEC: ``ssh_public_addr`` if set, else the web host with ``listen_addr``'s port."""
+    if ssh_public_addr:
+        host, port = split_host_port(ssh_public_addr.split(",")[0], DEFAULT_SSH_PORT)
+        return join_host_port(host, port)
+    _, port = split_host_port(ping_listen_addr or f":{DEFAULT_SSH_PORT}", DEFAULT_SSH_PORT)
+    return join_host_port(web_host, port)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    profile: Profile
+    roles: tuple[str, ...]
+    logins: tuple[str, ...]
+    valid_before: dt.datetime
+    extensions: tuple[str, ...]
+    agent_warning: str
+    agent_used: bool
+
+
+async def login(
+    *,
+    proxy: str,
+    user: str,
+    ttl: dt.timedelta | None,
+    insecure: bool,
+    use_agent: bool,
+    ask_password: Callable[[], Awaitable[str]],
+    ask_otp: Callable[[], Awaitable[str]],
+    store: ProfileStore | None = None,
+) -> LoginResult:
+    store = store or ProfileStore()
+    host, port = split_host_port(proxy, DEFAULT_WEB_PORT)
+    web_addr = join_host_port(host, port)
+    client = WebClient(web_addr, client_ssl_context(insecure=insecure))
+    try:
+        ping = await client.ping()
+        password = await ask_password()
+        otp = await ask_otp() if ping.auth.second_factor == "otp" else ""
+        key = sshkeys.generate_ssh_key("ed25519")
+        public_line = sshkeys.public_key_line(key)
+        ttl_ns = int(ttl.total_seconds() * 1e9) if ttl else 0
+        answer = await client.create_ssh_cert(user, password, otp, public_line, ttl_ns)
+    finally:
+        await client.aclose()
+    ssh_cert = base64.b64decode(answer.cert)
+    tls_cert = base64.b64decode(answer.tls_cert)
+    cert = sshcert.parse_certificate(ssh_cert)
+    known_hosts = b""
+    tls_ca = b""
+    for signer in answer.host_signers:
+        for checking_key in signer.checking_keys:
+            line = base64.b64decode(checking_key).decode().strip()
+            name = signer.domain_name
+            known_hosts += f"@cert-authority {name},*.{name} {line} type=host\n".encode()
+        for ca in signer.tls_certs:
+            tls_ca += base64.b64decode(ca)
+    profile = Profile(
+        web_proxy_addr=web_addr,
+        ssh_proxy_addr=ssh_proxy_addr(
+            host, ping.proxy.ssh.listen_addr, ping.proxy.ssh.ssh_public_addr
+        ),
+        user=answer.username,
+        cluster=ping.cluster_name,
+        insecure=insecure,
+    )
+    store.save(
+        profile,
+        private_key=sshkeys.private_key_pem(key),
+        public_key=public_line + b"\n",
+        ssh_cert=ssh_cert.strip() + b"\n",
+        tls_cert=tls_cert,
+        tls_key=sshkeys.tls_private_key_pem(key),
+        tls_ca=tls_ca,
+        known_hosts=known_hosts,
+    )
+    valid_before = dt.datetime.fromtimestamp(cert.valid_before, dt.UTC)
+    warning = ""
+    agent_used = False
+    socket_path = agents.agent_socket()
+    if use_agent and socket_path:
+        lifetime = int((valid_before - dt.datetime.now(dt.UTC)).total_seconds())
+        try:
+            result = await agents.add_login(
+                socket_path, profile.user, sshkeys.private_key_pem(key), ssh_cert, lifetime
+            )
+            warning, agent_used = result.warning, result.added
+        except Exception as exc:  # the login itself succeeded; the agent is a convenience
+            warning = str(exc)
+    elif use_agent:
+        warning = "no ssh-agent (SSH_AUTH_SOCK is not set): the key was saved to the profile only"
+    extensions = tuple(sorted(cert.extensions))
+    roles = _cert_roles(cert)
+    return LoginResult(
+        profile=profile,
+        roles=roles,
+        logins=tuple(p for p in cert.principals if not p.startswith("-teleport-")),
+        valid_before=valid_before,
+        extensions=extensions,
+        agent_warning=warning,
+        agent_used=agent_used,
+    )
+
+
+def _cert_roles(cert: sshcert.CertInfo) -> tuple[str, ...]:
+    raw = cert.extensions.get("teleport-roles")
+    if not raw:
+        return ()
+    try:
+        return tuple(json.loads(raw)["roles"])
+    except (ValueError, KeyError, TypeError):
+        return ()
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    profile: Profile
+    roles: tuple[str, ...]
+    logins: tuple[str, ...]
+    valid_before: dt.datetime
+    extensions: tuple[str, ...]
+
+
+def read_status(store: ProfileStore | None = None) -> Status:
+    store = store or ProfileStore()
+    profile = store.current()
+    cert = sshcert.parse_certificate(store.cert_path(profile).read_bytes())
+    return Status(
+        profile=profile,
+        roles=_cert_roles(cert),
+        logins=tuple(p for p in cert.principals if not p.startswith("-teleport-")),
+        valid_before=dt.datetime.fromtimestamp(cert.valid_before, dt.UTC),
+        extensions=tuple(sorted(cert.extensions)),
+    )
+
+
+async def logout(store: ProfileStore | None = None, use_agent: bool = True) -> list[Profile]:
+    store = store or ProfileStore()
+    profiles = store.all_profiles()
+    for profile in profiles:
+        store.remove(profile)
+    socket_path = agents.agent_socket()
+    if use_agent and socket_path:
+        with contextlib.suppress(Exception):
+            await agents.remove_logins(socket_path)
+    return profiles

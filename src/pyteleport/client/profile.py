@@ -1,0 +1,182 @@
+"""The ``~/.tsh`` layout (SPEC.md): directories 0700, files 0600, ``TELEPORT_HOME`` honoured.
+
+~/.tsh/current-profile             the proxy host of the active profile
+~/.tsh/<proxy>.yaml                web and SSH proxy addresses, user, cluster
+~/.tsh/known_hosts                 @cert-authority lines of the host CA
+~/.tsh/keys/<proxy>/<user>         private key (OpenSSH)
+~/.tsh/keys/<proxy>/<user>.pub     public key
+~/.tsh/keys/<proxy>/<user>-cert.pub  SSH certificate
+~/.tsh/keys/<proxy>/<user>-x509.pem  TLS certificate
+~/.tsh/keys/<proxy>/cas/<cluster>.pem  the cluster's TLS CA
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pyteleport.errors import BadParameterError, NotFoundError
+
+
+def tsh_home() -> Path:
+    env = os.environ.get("TELEPORT_HOME")
+    return Path(env) if env else Path.home() / ".tsh"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Write atomically with mode 0600: a crash never leaves a half-written key."""
+    ensure_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    web_proxy_addr: str  # host:port of the HTTPS web API
+    ssh_proxy_addr: str  # host:port of the SSH proxy
+    user: str
+    cluster: str
+    insecure: bool = False
+
+    @property
+    def proxy_host(self) -> str:
+        host = self.web_proxy_addr.rsplit(":", 1)[0]
+        return host.strip("[]")
+
+
+class ProfileStore:
+    def __init__(self, home: Path | None = None) -> None:
+        self.home = home or tsh_home()
+
+    def keys_dir(self, proxy_host: str) -> Path:
+        return self.home / "keys" / proxy_host
+
+    def key_path(self, profile: Profile) -> Path:
+        return self.keys_dir(profile.proxy_host) / profile.user
+
+    def cert_path(self, profile: Profile) -> Path:
+        return self.keys_dir(profile.proxy_host) / f"{profile.user}-cert.pub"
+
+    def tls_cert_path(self, profile: Profile) -> Path:
+        return self.keys_dir(profile.proxy_host) / f"{profile.user}-x509.pem"
+
+    def tls_key_path(self, profile: Profile) -> Path:
+        return self.keys_dir(profile.proxy_host) / f"{profile.user}-x509-key.pem"
+
+    def tls_ca_path(self, profile: Profile) -> Path:
+        return self.keys_dir(profile.proxy_host) / "cas" / f"{profile.cluster}.pem"
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return self.home / "known_hosts"
+
+    def save(
+        self,
+        profile: Profile,
+        *,
+        private_key: bytes,
+        public_key: bytes,
+        ssh_cert: bytes,
+        tls_cert: bytes,
+        tls_key: bytes,
+        tls_ca: bytes,
+        known_hosts: bytes,
+    ) -> None:
+        ensure_private_dir(self.home)
+        write_private_file(self.key_path(profile), private_key)
+        write_private_file(self.key_path(profile).with_name(f"{profile.user}.pub"), public_key)
+        write_private_file(self.cert_path(profile), ssh_cert)
+        write_private_file(self.tls_cert_path(profile), tls_cert)
+        write_private_file(self.tls_key_path(profile), tls_key)
+        write_private_file(self.tls_ca_path(profile), tls_ca)
+        self._merge_known_hosts(known_hosts)
+        data = {
+            "web_proxy_addr": profile.web_proxy_addr,
+            "ssh_proxy_addr": profile.ssh_proxy_addr,
+            "user": profile.user,
+            "cluster": profile.cluster,
+            "insecure": profile.insecure,
+        }
+        write_private_file(self.home / f"{profile.proxy_host}.yaml", yaml.safe_dump(data).encode())
+        write_private_file(self.home / "current-profile", profile.proxy_host.encode() + b"\n")
+
+    def _merge_known_hosts(self, lines: bytes) -> None:
+        existing = b""
+        with contextlib.suppress(FileNotFoundError):
+            existing = self.known_hosts_path.read_bytes()
+        have = set(existing.splitlines())
+        extra = [line for line in lines.splitlines() if line.strip() and line not in have]
+        if extra or not self.known_hosts_path.exists():
+            write_private_file(self.known_hosts_path, existing + b"".join(x + b"\n" for x in extra))
+
+    def current(self) -> Profile:
+        try:
+            host = (self.home / "current-profile").read_text().strip()
+        except FileNotFoundError:
+            raise NotFoundError("not logged in: run tsh login --proxy=HOST --user=NAME") from None
+        return self.load(host)
+
+    def load(self, proxy_host: str) -> Profile:
+        path = self.home / f"{proxy_host}.yaml"
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise NotFoundError("not logged in: run tsh login --proxy=HOST --user=NAME") from None
+        except yaml.YAMLError as exc:
+            raise BadParameterError(f"{path} is corrupt: remove it and run tsh login") from exc
+        try:
+            return Profile(
+                web_proxy_addr=str(data["web_proxy_addr"]),
+                ssh_proxy_addr=str(data["ssh_proxy_addr"]),
+                user=str(data["user"]),
+                cluster=str(data["cluster"]),
+                insecure=bool(data.get("insecure", False)),
+            )
+        except (KeyError, TypeError) as exc:
+            raise BadParameterError(f"{path} is incomplete: run tsh login again") from exc
+
+    def all_profiles(self) -> list[Profile]:
+        out = []
+        for path in sorted(self.home.glob("*.yaml")):
+            with contextlib.suppress(NotFoundError, BadParameterError):
+                out.append(self.load(path.name[: -len(".yaml")]))
+        return out
+
+    def remove(self, profile: Profile) -> None:
+        keys = self.keys_dir(profile.proxy_host)
+        for path in (
+            self.key_path(profile),
+            self.key_path(profile).with_name(f"{profile.user}.pub"),
+            self.cert_path(profile),
+            self.tls_cert_path(profile),
+            self.tls_key_path(profile),
+        ):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        remaining = [p for p in keys.iterdir() if p.name != "cas"] if keys.exists() else []
+        if not remaining:
+            shutil.rmtree(keys, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                (self.home / f"{profile.proxy_host}.yaml").unlink()
+            current = self.home / "current-profile"
+            with contextlib.suppress(FileNotFoundError):
+                if current.read_text().strip() == profile.proxy_host:
+                    current.unlink()

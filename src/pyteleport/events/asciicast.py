@@ -1,0 +1,134 @@
+"""asciicast v2, the recording format: a JSON header line, then one JSON array per event
+(``[t, "o", data]`` output, ``[t, "i", data]`` input, ``[t, "r", "WxH"]`` resize,
+``[t, "m", label]`` marker). Any asciinema tool plays it. Pure functions over text.
+
+The header's ``teleport`` object carries who, where and when; players ignore it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyteleport.errors import BadParameterError
+
+OUTPUT = "o"
+INPUT = "i"
+RESIZE = "r"
+MARKER = "m"
+EVENT_CODES = (OUTPUT, INPUT, RESIZE, MARKER)
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    width: int
+    height: int
+    timestamp: int  # unix seconds of the session's start
+    session_id: str = ""
+    cluster: str = ""
+    user: str = ""
+    login: str = ""
+    server_hostname: str = ""
+    server_addr: str = ""
+    kind: str = "ssh"  # "ssh" (interactive) or "exec"
+    command: str = ""
+    term: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    time_s: float
+    code: str
+    data: str
+
+
+def encode_header(header: Header) -> str:
+    teleport: dict[str, Any] = {
+        "sid": header.session_id,
+        "cluster": header.cluster,
+        "user": header.user,
+        "login": header.login,
+        "server_hostname": header.server_hostname,
+        "server_addr": header.server_addr,
+        "kind": header.kind,
+    }
+    teleport.update(header.extra)
+    doc: dict[str, Any] = {
+        "version": 2,
+        "width": header.width,
+        "height": header.height,
+        "timestamp": header.timestamp,
+    }
+    if header.command:
+        doc["command"] = header.command
+    if header.term:
+        doc["env"] = {"TERM": header.term}
+    doc["teleport"] = teleport
+    return json.dumps(doc, ensure_ascii=False, separators=(", ", ": ")) + "\n"
+
+
+def encode_frame(frame: Frame) -> str:
+    return json.dumps([round(frame.time_s, 6), frame.code, frame.data], ensure_ascii=False) + "\n"
+
+
+def decode_header(line: str) -> Header:
+    try:
+        doc = json.loads(line)
+    except ValueError as exc:
+        raise BadParameterError(f"not an asciicast recording: {exc}") from exc
+    if not isinstance(doc, dict) or doc.get("version") != 2:
+        raise BadParameterError("not an asciicast v2 recording (the first line is no v2 header)")
+    teleport = doc.get("teleport") or {}
+    known = {"sid", "cluster", "user", "login", "server_hostname", "server_addr", "kind"}
+    return Header(
+        width=int(doc.get("width", 80)),
+        height=int(doc.get("height", 24)),
+        timestamp=int(doc.get("timestamp", 0)),
+        session_id=str(teleport.get("sid", "")),
+        cluster=str(teleport.get("cluster", "")),
+        user=str(teleport.get("user", "")),
+        login=str(teleport.get("login", "")),
+        server_hostname=str(teleport.get("server_hostname", "")),
+        server_addr=str(teleport.get("server_addr", "")),
+        kind=str(teleport.get("kind", "ssh")),
+        command=str(doc.get("command", "")),
+        term=str((doc.get("env") or {}).get("TERM", "")),
+        extra={k: v for k, v in teleport.items() if k not in known},
+    )
+
+
+def decode_frame(line: str) -> Frame:
+    try:
+        doc = json.loads(line)
+        time_s, code, data = doc
+    except (ValueError, TypeError) as exc:
+        raise BadParameterError(f"malformed recording event: {line[:60]!r}") from exc
+    if code not in EVENT_CODES or not isinstance(data, str):
+        raise BadParameterError(f"malformed recording event: {line[:60]!r}")
+    return Frame(time_s=float(time_s), code=code, data=data)
+
+
+def decode(lines: Iterable[str]) -> tuple[Header, Iterator[Frame]]:
+    """Header and frames. A truncated last line (a crash mid-write) is skipped, not an error."""
+    iterator = iter(lines)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        raise BadParameterError("empty recording") from None
+    header = decode_header(first)
+
+    def frames() -> Iterator[Frame]:
+        for line in iterator:
+            if not line.strip():
+                continue
+            try:
+                yield decode_frame(line)
+            except BadParameterError:
+                if line.endswith("\n"):
+                    raise
+                return  # the torn tail of an interrupted write
+
+    return header, frames()

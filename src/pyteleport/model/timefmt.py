@@ -1,0 +1,23 @@
+"""RFC 3339 timestamps in UTC, as Teleport writes them in resources and events."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyteleport.errors import BadParameterError
+
+
+def format_time(value: dt.datetime) -> str:
+    """ "2026-01-02T03:04:05.123Z" (milliseconds; always UTC)."""
+    utc = value.astimezone(dt.UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (TypeError, ValueError) as exc:
+        raise BadParameterError(f'invalid time "{text}", expected RFC 3339') from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)

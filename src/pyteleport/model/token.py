@@ -1,0 +1,38 @@
+"""Join tokens (a node proves it may join) and user tokens (an invite sets a password once)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from pyteleport.model.timefmt import format_time
+
+JOIN_ROLES = ("node", "proxy", "auth")
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionToken:
+    token: str
+    roles: tuple[str, ...]
+    expires: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserToken:
+    """A one-time token that lets ``user`` choose a password (invite or reset)."""
+
+    token: str
+    user: str
+    kind: str  # "invite" | "reset"
+    expires: dt.datetime
+    otp_secret: str = ""  # base32; set when second_factor is otp
+
+
+def provision_token_to_dict(token: ProvisionToken) -> dict[str, Any]:
+    return {
+        "kind": "token",
+        "version": "v2",
+        "metadata": {"name": token.token, "expires": format_time(token.expires)},
+        "spec": {"roles": [r.capitalize() for r in token.roles], "join_method": "token"},
+    }

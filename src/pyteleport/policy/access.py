@@ -1,0 +1,153 @@
+"""What a set of roles allows. Deny beats allow; nothing is allowed by default."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from pyteleport.errors import AccessDeniedError, BadParameterError
+from pyteleport.model.role import Role
+
+DEFAULT_CERT_TTL = dt.timedelta(hours=12)
+MAX_CERT_TTL = dt.timedelta(hours=30)
+# OpenSSH reads an empty principal list as "any login", so a user without logins gets a placeholder.
+NO_LOGIN_PREFIX = "-teleport-nologin-"
+
+_TEMPLATE = re.compile(r"^\{\{\s*internal\.([a-z_]+)\s*\}\}$")
+
+
+def expand_logins(values: Iterable[str], traits: Mapping[str, Sequence[str]]) -> list[str]:
+    """Expand ``{{internal.logins}}`` (and other internal traits) into the user's trait values."""
+    out: list[str] = []
+    for value in values:
+        match = _TEMPLATE.match(value)
+        if match:
+            out.extend(traits.get(match.group(1), ()))
+        elif "{{" in value:
+            continue  # an unknown template expands to nothing, as in Teleport
+        else:
+            out.append(value)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSet:
+    roles: tuple[Role, ...]
+    traits: Mapping[str, Sequence[str]]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(r.name for r in self.roles)
+
+    def _expanded(self, allow: bool) -> set[str]:
+        out: set[str] = set()
+        for role in self.roles:
+            cond = role.allow if allow else role.deny
+            out.update(expand_logins(cond.logins, self.traits))
+        return out
+
+    def logins(self) -> list[str]:
+        """Allowed OS logins, sorted, with denied ones removed."""
+        denied = self._expanded(allow=False)
+        allowed = self._expanded(allow=True)
+        return sorted(
+            login
+            for login in allowed
+            if login not in denied and "*" not in denied and _valid_login(login)
+        )
+
+    def check_login(self, login: str, node_labels: Mapping[str, str] | None = None) -> None:
+        """Raise AccessDeniedError unless ``login`` is allowed on a node with ``node_labels``."""
+        if login not in self.logins():
+            raise AccessDeniedError(
+                f'access denied to login "{login}": not allowed by roles {",".join(self.names)}'
+            )
+        if node_labels is not None and not self._labels_allowed(node_labels):
+            raise AccessDeniedError("access denied: the node's labels are not allowed by roles")
+
+    def _labels_allowed(self, labels: Mapping[str, str]) -> bool:
+        def matches(selector: Mapping[str, Sequence[str]]) -> bool:
+            if not selector:
+                return False
+            for key, values in selector.items():
+                if key == "*" and "*" in values:
+                    continue
+                if key not in labels or not any(
+                    fnmatch.fnmatchcase(labels[key], v) for v in values
+                ):
+                    return False
+            return True
+
+        if any(matches(r.deny.node_labels) for r in self.roles):
+            return False
+        return any(matches(r.allow.node_labels) for r in self.roles)
+
+    def max_session_ttl(self) -> dt.timedelta:
+        if not self.roles:
+            return DEFAULT_CERT_TTL
+        return min(min(r.options.max_session_ttl for r in self.roles), MAX_CERT_TTL)
+
+    def cert_ttl(self, requested: dt.timedelta | None) -> dt.timedelta:
+        """The requested TTL (default 12h), capped by every role's max_session_ttl."""
+        ttl = requested if requested and requested > dt.timedelta(0) else DEFAULT_CERT_TTL
+        return min(ttl, self.max_session_ttl())
+
+    def can_forward_agent(self) -> bool:
+        return any(r.options.forward_agent for r in self.roles)
+
+    def can_port_forward(self) -> bool:
+        return any(r.options.port_forwarding for r in self.roles)
+
+    def can_x11_forward(self) -> bool:
+        return any(r.options.x11_forwarding for r in self.roles)
+
+    def strict_recording(self) -> bool:
+        return any(r.options.record_session_ssh == "strict" for r in self.roles)
+
+    def check_rule(self, resource: str, verb: str) -> None:
+        """Raise AccessDeniedError unless some role allows ``verb`` on ``resource`` and none denies."""
+        for role in self.roles:
+            if any(rule.matches(resource, verb) for rule in role.deny.rules):
+                raise AccessDeniedError(f'access denied to perform action "{verb}" on "{resource}"')
+        for role in self.roles:
+            if any(rule.matches(resource, verb) for rule in role.allow.rules):
+                return
+        raise AccessDeniedError(f'access denied to perform action "{verb}" on "{resource}"')
+
+    def ssh_principals(self) -> list[str]:
+        logins = self.logins()
+        return logins if logins else [NO_LOGIN_PREFIX + str(uuid.uuid4())]
+
+    def ssh_extensions(self) -> dict[str, str]:
+        ext = {"permit-pty": ""}
+        if self.can_forward_agent():
+            ext["permit-agent-forwarding"] = ""
+        if self.can_port_forward():
+            ext["permit-port-forwarding"] = ""
+        if self.can_x11_forward():
+            ext["permit-X11-forwarding"] = ""
+        ext["teleport-roles"] = json.dumps(
+            {"version": "v1", "roles": list(self.names)}, separators=(",", ":")
+        )
+        return ext
+
+
+def _valid_login(login: str) -> bool:
+    return bool(login) and "{{" not in login and not any(c.isspace() for c in login)
+
+
+def roles_from_extension(value: str) -> list[str]:
+    """Parse the ``teleport-roles`` certificate extension."""
+    try:
+        data = json.loads(value)
+        roles = data["roles"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadParameterError("malformed teleport-roles certificate extension") from exc
+    if not isinstance(roles, list):
+        raise BadParameterError("malformed teleport-roles certificate extension")
+    return [str(r) for r in roles]

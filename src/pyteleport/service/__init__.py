@@ -1,0 +1,1 @@
+"""Process wiring: config file, services started in one process, identities on disk."""

@@ -1,0 +1,253 @@
+"""One ``teleport start``: assemble the enabled services from a validated config and run them.
+
+Start order: data directory, backend, auth server (CAs), auth API listener, admin identity for
+tctl, proxy web listener. Shutdown order is the reverse: stop accepting (proxy, then auth), then
+close the backend, so nothing writes to a closed store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import signal
+import socket
+import stat
+from pathlib import Path
+
+from pyteleport.auth.http import auth_router
+from pyteleport.auth.server import AuthServer
+from pyteleport.backend import Backend, MemoryBackend, SqliteBackend
+from pyteleport.client.profile import ensure_private_dir, write_private_file
+from pyteleport.clock import Clock, SystemClock
+from pyteleport.crypto import tlsca
+from pyteleport.errors import BadParameterError
+from pyteleport.model.identity import BUILTIN_ADMIN, Identity
+from pyteleport.proxy.webapi import webapi_app, webapi_router
+from pyteleport.service.config import Config, parse_addr
+from pyteleport.service.identity import admin_identity_paths
+from pyteleport.web.errors import install_error_handlers
+from pyteleport.web.server import HttpsServer, server_ssl_context
+
+log = logging.getLogger("pyteleport")
+
+ADMIN_IDENTITY_TTL = dt.timedelta(days=30)
+SERVER_CERT_TTL = dt.timedelta(days=365)
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+def _dial_host(host: str) -> str:
+    """The address a local client dials for a listener bound to ``host``."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class TeleportProcess:
+    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.backend: Backend | None = None
+        self.auth: AuthServer | None = None
+        self._servers: list[HttpsServer] = []
+        self.auth_port = 0
+        self.web_port = 0
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.config.teleport.data_dir)
+
+    async def start(self) -> None:
+        cfg = self.config
+        if not cfg.auth_service.enabled:
+            raise BadParameterError(
+                "auth_service.enabled: no is not supported yet: this release runs auth and "
+                "proxy in one process; set auth_service.enabled: yes"
+            )
+        self._prepare_data_dir()
+        self.backend = await self._open_backend()
+        try:
+            self.auth = await AuthServer.open(
+                self.backend,
+                cfg.auth_service.cluster_name,
+                clock=self.clock,
+                second_factor=cfg.auth_service.authentication.second_factor,
+            )
+            await self._start_auth_listener()
+            if cfg.proxy_service.enabled:
+                await self._start_proxy()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    def _prepare_data_dir(self) -> None:
+        path = self.data_dir
+        if path.exists() and not path.is_dir():
+            raise BadParameterError(f"teleport.data_dir {path} exists but is not a directory")
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            mode = stat.S_IMODE(path.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(path, 0o700)
+        except OSError as exc:
+            raise BadParameterError(f"cannot use teleport.data_dir {path}: {exc.strerror}") from exc
+
+    async def _open_backend(self) -> Backend:
+        storage = self.config.teleport.storage
+        if storage.type == "memory":
+            return MemoryBackend(self.clock)
+        if storage.type == "sqlite":
+            directory = ensure_private_dir(self.data_dir / "backend")
+            return await SqliteBackend.open(directory / "sqlite.db", self.clock)
+        raise BadParameterError(
+            f"teleport.storage.type: {storage.type} is not supported yet: use sqlite"
+        )
+
+    def _server_names(self, *extra: str) -> list[str]:
+        names = [self.config.teleport.nodename, "localhost", "127.0.0.1", "::1"]
+        names += [h for h in extra if h]
+        names.append(self.config.auth_service.cluster_name)
+        seen: list[str] = []
+        for name in names:
+            if name and name not in seen and name not in ("0.0.0.0", "::"):
+                seen.append(name)
+        return seen
+
+    def _write_pair(self, stem: str, pair: tlsca.TLSKeyPair) -> tuple[str, str]:
+        directory = ensure_private_dir(self.data_dir / "keys")
+        cert, key = directory / f"{stem}.crt", directory / f"{stem}.key"
+        write_private_file(cert, pair.cert_pem)
+        write_private_file(key, pair.key_pem)
+        return str(cert), str(key)
+
+    async def _start_auth_listener(self) -> None:
+        assert self.auth is not None
+        cfg = self.config
+        host, port = parse_addr(cfg.auth_service.listen_addr, 3025)
+        pair = self.auth.issue_server_cert(self._server_names(host), SERVER_CERT_TTL)
+        cert_file, key_file = self._write_pair("auth-server", pair)
+        ca_file = self.data_dir / "keys" / "cluster-ca.crt"
+        write_private_file(ca_file, self.auth.tls_ca_cert())
+        from fastapi import FastAPI
+
+        app = FastAPI(title="pyteleport auth API")
+        install_error_handlers(app)
+        app.include_router(auth_router(self.auth, self._web_public_addr()))
+        server = HttpsServer(app, host, port, server_ssl_context(cert_file, key_file, str(ca_file)))
+        await server.start()
+        self._servers.append(server)
+        self.auth_port = server.port
+        self._write_admin_identity(_join(_dial_host(host), self.auth_port))
+        log.info("auth service is listening on %s", _join(host, self.auth_port))
+
+    def _write_admin_identity(self, auth_addr: str) -> None:
+        assert self.auth is not None
+        key = tlsca.generate_tls_key()
+        cert = self.auth.issue_identity(
+            tlsca.public_key_pem(key),
+            Identity(username="admin", builtin=BUILTIN_ADMIN),
+            ADMIN_IDENTITY_TTL,
+        )
+        paths = admin_identity_paths(self.data_dir)
+        write_private_file(paths.key, tlsca.private_key_pem(key))
+        write_private_file(paths.cert, cert)
+        write_private_file(paths.auth_addr, auth_addr.encode() + b"\n")
+
+    def _web_public_addr(self) -> str:
+        proxy = self.config.proxy_service
+        if proxy.public_addr:
+            host, port = parse_addr(proxy.public_addr[0], 3080)
+            return _join(host, port)
+        host, port = parse_addr(proxy.web_listen_addr, 3080)
+        if self.web_port:
+            port = self.web_port
+        name = self.config.teleport.nodename if host in ("", "0.0.0.0", "::") else host
+        return _join(name, port)
+
+    async def _start_proxy(self) -> None:
+        assert self.auth is not None
+        proxy = self.config.proxy_service
+        host, port = parse_addr(proxy.web_listen_addr, 3080)
+        if proxy.https_keypairs:
+            first = proxy.https_keypairs[0]
+            try:
+                tlsca.load_cert_and_key(
+                    Path(first.cert_file).read_bytes(), Path(first.key_file).read_bytes()
+                )
+            except OSError as exc:
+                raise BadParameterError(
+                    f"proxy_service.https_keypairs: cannot read {exc.filename}: {exc.strerror}"
+                ) from exc
+            cert_file, key_file = first.cert_file, first.key_file
+        else:
+            public_hosts = [parse_addr(a, 3080)[0] for a in proxy.public_addr]
+            pair = self.auth.issue_server_cert(
+                self._server_names(host, *public_hosts), SERVER_CERT_TTL
+            )
+            cert_file, key_file = self._write_pair("proxy-web", pair)
+        ssh_host, ssh_port = parse_addr(proxy.listen_addr, 3023)
+        ssh_public = proxy.ssh_public_addr[0] if proxy.ssh_public_addr else ""
+        public = proxy.public_addr[0] if proxy.public_addr else ""
+        router = webapi_router(
+            self.auth,
+            self.clock,
+            ssh_listen_addr=_join(ssh_host, ssh_port),
+            ssh_public_addr=ssh_public,
+            public_addr=public,
+        )
+        ca_file = str(self.data_dir / "keys" / "cluster-ca.crt")
+        # The proxy's web port also serves the auth API to clients with a certificate (remote tctl).
+        server = HttpsServer(
+            webapi_app(router, auth_router(self.auth, self._web_public_addr())),
+            host,
+            port,
+            server_ssl_context(cert_file, key_file, ca_file),
+        )
+        await server.start()
+        self._servers.append(server)
+        self.web_port = server.port
+        log.info("proxy web API is listening on https://%s", _join(host, self.web_port))
+
+    async def aclose(self) -> None:
+        for server in reversed(self._servers):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.aclose(), SHUTDOWN_TIMEOUT_S)
+        self._servers.clear()
+        if self.backend is not None:
+            await self.backend.close()
+            self.backend = None
+
+
+async def run_until_signal(process: TeleportProcess, ready_message: str = "") -> None:
+    """Start, print what to do next, wait for SIGINT/SIGTERM, shut down in order."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await process.start()
+        if ready_message:
+            print(
+                ready_message.format(web_port=process.web_port, auth_port=process.auth_port),
+                flush=True,
+            )
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await process.aclose()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

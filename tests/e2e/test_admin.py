@@ -1,0 +1,166 @@
+"""tctl on the auth host and remotely: users, roles, tokens; roles decide certificates."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import yaml
+
+from tests.e2e.harness import BIN, Client, Cluster, require_binary, run
+
+DEV_ROLE = """\
+kind: role
+version: v7
+metadata: {name: dev}
+spec:
+  options: {max_session_ttl: 2h, forward_agent: false, port_forwarding: false}
+  allow:
+    logins: [ubuntu, '{{internal.logins}}', root]
+  deny:
+    logins: [root]
+"""
+
+
+def cert_lines(client: Client, user: str) -> str:
+    cert = client.home / "keys" / "127.0.0.1" / f"{user}-cert.pub"
+    res = run([require_binary("ssh-keygen"), "-L", "-f", str(cert)])
+    assert res.code == 0, res.text
+    return res.out
+
+
+def test_roles_create_get_update_rm(cluster: Cluster, tmp_path: Path) -> None:
+    path = tmp_path / "dev.yaml"
+    path.write_text(DEV_ROLE)
+    res = cluster.tctl("create", str(path))
+    assert (res.code, res.out.strip()) == (0, 'role "dev" has been created')
+    res = cluster.tctl("create", str(path))
+    assert res.code == 1 and 'role "dev" already exists' in res.err
+    res = cluster.tctl("create", "-f", str(path))
+    assert (res.code, res.out.strip()) == (0, 'role "dev" has been updated')
+    docs = list(yaml.safe_load_all(cluster.tctl("get", "roles").out))
+    assert {"access", "editor", "auditor", "dev"} <= {d["metadata"]["name"] for d in docs}
+    dev = yaml.safe_load(cluster.tctl("get", "role/dev").out)
+    assert dev["spec"]["options"]["max_session_ttl"] == "2h0m0s"
+    assert dev["spec"]["deny"]["logins"] == ["root"]
+    res = cluster.tctl("rm", "role/dev")
+    assert (res.code, res.out.strip()) == (0, 'role "dev" has been deleted')
+    res = cluster.tctl("get", "role/dev")
+    assert res.code == 1 and res.err.strip() == 'ERROR: role "dev" is not found'
+
+
+def test_bad_role_file_is_refused_naming_the_field(cluster: Cluster, tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(DEV_ROLE.replace("max_session_ttl: 2h", "max_session_ttl: forever"))
+    res = cluster.tctl("create", str(path))
+    assert res.code == 1 and 'invalid duration "forever"' in res.err
+    path.write_text("kind: role\nmetadata: {name: x}\nspec: {allow: {loginz: [a]}}\n")
+    res = cluster.tctl("create", str(path))
+    assert res.code == 1 and "spec.allow.loginz" in res.err
+    path.write_text("kind: role\n  metadata: [\n")
+    res = cluster.tctl("create", str(path))
+    assert res.code == 1 and "invalid YAML" in res.err and len(res.err.strip().splitlines()) == 1
+
+
+def test_role_decides_principals_ttl_and_extensions(
+    cluster: Cluster, client: Client, tmp_path: Path
+) -> None:
+    path = tmp_path / "dev.yaml"
+    path.write_text(DEV_ROLE)
+    assert cluster.tctl("create", str(path)).code == 0
+    password = cluster.add_user("joe", roles="dev", logins="joe,root")
+    res = client.login(cluster, "joe", password, "--ttl=600")  # asks 10h, role caps at 2h
+    assert res.code == 0, res.text
+    text = cert_lines(client, "joe")
+    principals = text.split("Principals:")[1].split("Critical Options:")[0].split()
+    assert sorted(principals) == ["joe", "ubuntu"]  # root denied, templates expanded
+    assert "permit-agent-forwarding" not in text and "permit-port-forwarding" not in text
+    valid = re.search(r"Valid: from (\S+) to (\S+)", text)
+    assert valid is not None
+    import datetime as dt
+
+    start, end = (dt.datetime.fromisoformat(v) for v in valid.groups())
+    assert end - start == dt.timedelta(hours=2, minutes=1)  # valid from now - 1 minute
+
+
+def test_users_ls_rm_and_set_password_from_stdin(cluster: Cluster, client: Client) -> None:
+    cluster.add_user("joe", roles="access,auditor")
+    res = cluster.tctl("users", "ls")
+    assert res.code == 0
+    assert re.search(r"^joe\s+access,auditor$", res.out, re.M)
+    res = cluster.tctl("users", "set-password", "joe", input="short\n")
+    assert res.code == 1 and "too short" in res.err
+    res = cluster.tctl("users", "add", "joe", "--roles=access")
+    assert res.code == 1 and 'user "joe" already exists' in res.err
+    res = cluster.tctl("users", "add", "ann", "--roles=nosuch")
+    assert res.code == 1 and 'role "nosuch" is not found' in res.err
+    res = cluster.tctl("users", "rm", "joe")
+    assert (res.code, res.out.strip()) == (0, 'User "joe" has been deleted')
+    assert client.login(cluster, "joe", "correct-horse-battery").code == 1
+
+
+def test_tokens_add_to_a_private_file_ls_rm(cluster: Cluster, tmp_path: Path) -> None:
+    out = tmp_path / "node.token"
+    res = cluster.tctl("tokens", "add", "--type=node", "--ttl=1h", f"--out={out}")
+    assert res.code == 0, res.text
+    token = out.read_text().strip()
+    assert re.fullmatch(r"[0-9a-f]{32}", token)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert token not in res.out  # the screen shows the file, not the secret
+    assert f"--token={out}" in res.out and "--ca-pin=sha256:" in res.out
+    listed = cluster.tctl("tokens", "ls")
+    assert token in listed.out and "Node" in listed.out
+    res = cluster.tctl("tokens", "add", "--type=bogus")
+    assert res.code == 1 and 'unknown token type "bogus"' in res.err
+    assert cluster.tctl("tokens", "rm", token).code == 0
+    assert token not in cluster.tctl("tokens", "ls").out
+
+
+def test_remote_tctl_with_editor_login(cluster: Cluster, client: Client, tmp_path: Path) -> None:
+    password = cluster.add_user("admin1", roles="editor")
+    assert client.login(cluster, "admin1", password).code == 0
+    res = client.tctl("status")
+    assert res.code == 0, res.text
+    assert f"Cluster {cluster.cluster_name}" in re.sub(r" +", " ", res.out)
+    res = client.tctl("users", "add", "bob", "--roles=access", "--logins=bob")
+    assert res.code == 0, res.text
+    assert "/web/invite/" in res.out
+    assert "bob" in client.tctl("users", "ls").out
+    path = tmp_path / "dev.yaml"
+    path.write_text(DEV_ROLE)
+    assert client.tctl("create", str(path)).code == 0
+    key = tmp_path / "host"
+    assert (
+        client.tctl(
+            "auth", "sign", "--host=n1.example.test", "--format=openssh", f"--out={key}"
+        ).code
+        == 0
+    )
+
+
+def test_remote_tctl_without_editor_is_denied(cluster: Cluster, client: Client) -> None:
+    password = cluster.add_user("joe", roles="access", logins="joe")
+    assert client.login(cluster, "joe", password).code == 0
+    res = client.tctl("users", "add", "eve", "--roles=editor")
+    assert res.code == 1
+    assert res.err.strip() == 'ERROR: access denied to perform action "create" on "user"'
+    assert client.tctl("users", "ls").code == 1
+
+
+def test_remote_tctl_loses_access_when_the_role_is_removed(
+    cluster: Cluster, client: Client
+) -> None:
+    password = cluster.add_user("admin1", roles="editor")
+    assert client.login(cluster, "admin1", password).code == 0
+    assert client.tctl("users", "ls").code == 0
+    assert cluster.tctl("users", "update", "admin1", "--set-roles=access").code == 0
+    assert client.tctl("users", "ls").code == 1
+
+
+def test_tctl_without_a_running_cluster_says_what_to_do(tmp_path: Path) -> None:
+    config = tmp_path / "teleport.yaml"
+    config.write_text(f"version: v3\nteleport:\n  data_dir: {tmp_path / 'nothing'}\n")
+    res = run([str(BIN / "tctl"), "-c", str(config), "status"])
+    assert res.code == 1
+    assert "no admin identity" in res.err and "teleport start" in res.err
