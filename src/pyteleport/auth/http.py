@@ -4,8 +4,6 @@ The caller is whoever the verified TLS client certificate names: a user who ran 
 (roles as stored now) or the built-in Admin identity that ``tctl`` reads from the data directory.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 from typing import Annotated, Any
 

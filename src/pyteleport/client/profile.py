@@ -29,7 +29,14 @@ def tsh_home() -> Path:
 
 
 def ensure_private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create ``path`` and any missing parents with mode 0700 (mkdir's mode skips parents)."""
+    missing = []
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            break
+        missing.append(parent)
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
     os.chmod(path, 0o700)
     return path
 

@@ -101,6 +101,7 @@ class HttpsServer:
             ) from exc
         sock.set_inheritable(False)
         # startup() (not serve()) so uvicorn installs no signal handlers: the process owns those.
+        self._server.lifespan = config.lifespan_class(config)
         await self._server.startup(sockets=[sock])
         self._servers = list(self._server.servers)
         self._task = asyncio.create_task(self._server.main_loop(), name="https-housekeeping")
