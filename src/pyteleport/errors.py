@@ -8,6 +8,7 @@
     ├── CompareFailedError     412  a compare-and-swap lost the race
     ├── LimitExceededError     429  rate limits, lockouts
     └── ConnectionProblemError 504  a peer could not be reached
+        └── RecordingError          a session recording could not be written or stored
 
 Foreign exceptions are translated at each boundary with ``raise ... from exc``; the client maps an
 HTTP status back to the same kind, so a caller on either side of the wire catches the same class.
@@ -60,6 +61,15 @@ class LimitExceededError(TeleportError):
 class ConnectionProblemError(TeleportError):
     status = 504
     kind = "connection_problem"
+
+
+class RecordingError(ConnectionProblemError):
+    """The recording's storage (local disk or the recording store) did not take a write.
+
+    A kind of ConnectionProblemError because, like an unreachable peer, it is a failure of
+    something outside the request that may pass: the session itself was fine. In strict
+    recording modes it ends the session with this message.
+    """
 
 
 _BY_STATUS: dict[int, type[TeleportError]] = {

@@ -73,6 +73,8 @@ class Cluster:
     root: Path
     cluster_name: str = "example.test"
     second_factor: str = "off"
+    session_recording: str = "proxy"
+    extra_auth: str = ""
     extra_proxy: str = ""
     web_port: int = field(default_factory=free_port)
     auth_port: int = field(default_factory=free_port)
@@ -104,8 +106,9 @@ class Cluster:
                   enabled: yes
                   cluster_name: {self.cluster_name}
                   listen_addr: 127.0.0.1:{self.auth_port}
-                  session_recording: proxy
+                  session_recording: {self.session_recording}
                   authentication: {{type: local, second_factor: "{self.second_factor}"}}
+                {textwrap.indent(self.extra_auth, "  ")}
                 proxy_service:
                   enabled: yes
                   web_listen_addr: 127.0.0.1:{self.web_port}

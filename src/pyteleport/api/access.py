@@ -4,10 +4,12 @@ the auth package: in the all-in-one process the auth server itself is passed in.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from pyteleport.model.results import InviteInfo, UserCerts
 from pyteleport.model.user import User
+from pyteleport.policy.access import RoleSet
 
 
 class ProxyAccessPoint(Protocol):
@@ -35,3 +37,29 @@ class ProxyAccessPoint(Protocol):
     async def change_password_with_token(
         self, token: str, password: str, otp_code: str
     ) -> User: ...
+
+
+class AuditEmitter(Protocol):
+    async def emit(
+        self, event: str, fields: Mapping[str, Any], *, success: bool = True
+    ) -> None: ...
+
+
+class ProxySSHAccessPoint(Protocol):
+    """What the SSH side of the proxy reads of the auth service: CA keys, host certificates
+    signed on the fly, a user's roles as stored now, and the audit log."""
+
+    cluster_name: str
+
+    @property
+    def audit(self) -> AuditEmitter: ...
+
+    def user_ca_public_key(self) -> bytes: ...
+
+    def host_ca_public_key(self) -> bytes: ...
+
+    def sign_host_cert(
+        self, public_key_line: bytes, principals: Sequence[str], ttl: dt.timedelta | None
+    ) -> bytes: ...
+
+    async def role_set_for_user(self, username: str) -> RoleSet: ...

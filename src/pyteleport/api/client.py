@@ -11,6 +11,7 @@ import os
 import ssl
 from collections.abc import Mapping
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel
@@ -257,3 +258,11 @@ class AuthClient(_Base):
 
     async def search_events(self, params: Mapping[str, Any]) -> wire.EventsResponse:
         return await self._get("/v1/events", wire.EventsResponse, params)
+
+    async def list_recordings(self) -> list[wire.Recording]:
+        return (await self._get("/v1/recordings", wire.RecordingsResponse)).recordings
+
+    async def get_recording(self, session_id: str) -> bytes:
+        """The raw asciicast file of a session."""
+        response = await self._request("GET", f"/v1/recordings/{quote(session_id, safe='')}")
+        return response.content

@@ -172,3 +172,22 @@ class SignUserResponse(Strict):
 
 class EventsResponse(Strict):
     events: list[dict[str, object]]
+
+
+# -- /v1/recordings ----------------------------------------------------------------------------
+
+
+class Recording(Strict):
+    sid: str
+    kind: str  # "ssh" (interactive) or "exec"
+    user: str
+    login: str
+    participants: list[str]
+    server_hostname: str
+    session_start: str  # RFC 3339
+    duration_s: float
+    command: str = ""
+
+
+class RecordingsResponse(Strict):
+    recordings: list[Recording]

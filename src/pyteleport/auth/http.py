@@ -7,7 +7,7 @@ The caller is whoever the verified TLS client certificate names: a user who ran 
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from pyteleport.api import wire
 from pyteleport.auth.authz import AuthorizedAuth
@@ -20,6 +20,8 @@ from pyteleport.model.timefmt import format_time, parse_time
 from pyteleport.model.token import provision_token_to_dict
 from pyteleport.model.user import user_to_dict
 from pyteleport.web.server import peer_certificate
+
+ASCIICAST_MEDIA_TYPE = "application/x-asciicast"
 
 
 def invite_url(web_public_addr: str, token: str) -> str:
@@ -175,5 +177,29 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
             raise
         found = await auth.search_events(start, end, types or [], max(1, min(limit, 10000)))
         return wire.EventsResponse(events=found)
+
+    @router.get("/recordings")
+    async def list_recordings(auth: Caller) -> wire.RecordingsResponse:
+        return wire.RecordingsResponse(
+            recordings=[
+                wire.Recording(
+                    sid=info.session_id,
+                    kind=info.kind,
+                    user=info.user,
+                    login=info.login,
+                    participants=list(info.participants),
+                    server_hostname=info.server_hostname,
+                    session_start=format_time(info.timestamp),
+                    duration_s=info.duration_s,
+                    command=info.command,
+                )
+                for info in await auth.list_recordings()
+            ]
+        )
+
+    @router.get("/recordings/{sid}")
+    async def get_recording(sid: str, auth: Caller) -> Response:
+        body = await auth.read_recording(sid)
+        return Response(content=body, media_type=ASCIICAST_MEDIA_TYPE)
 
     return router

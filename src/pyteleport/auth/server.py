@@ -25,6 +25,7 @@ from pyteleport.errors import (
 )
 from pyteleport.events import codes
 from pyteleport.events.audit import AuditLog
+from pyteleport.events.store import RecordingStore
 from pyteleport.model.authority import CAType, CertAuthority
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
 from pyteleport.model.presets import PRESETS
@@ -60,6 +61,7 @@ class AuthServer:
         clock: Clock | None = None,
         second_factor: str = "off",
         audit: AuditLog | None = None,
+        recordings: RecordingStore | None = None,
     ) -> None:
         self.backend = backend
         self.cluster_name = cluster_name
@@ -70,6 +72,8 @@ class AuthServer:
         self.users = UserStore(backend)
         self.roles = RoleStore(backend)
         self.tokens = TokenStore(backend)
+        # Where finished session recordings live; None: this auth service keeps none.
+        self.recordings = recordings
         self._cas: dict[CAType, CertAuthority] = {}
 
     # -- start ----------------------------------------------------------------------------------
@@ -82,8 +86,15 @@ class AuthServer:
         *,
         clock: Clock | None = None,
         second_factor: str = "off",
+        recordings: RecordingStore | None = None,
     ) -> AuthServer:
-        server = cls(backend, cluster_name, clock=clock, second_factor=second_factor)
+        server = cls(
+            backend,
+            cluster_name,
+            clock=clock,
+            second_factor=second_factor,
+            recordings=recordings,
+        )
         await server._init_cluster()
         return server
 
@@ -148,6 +159,9 @@ class AuthServer:
 
     def host_ca_public_key(self) -> bytes:
         return self._cas[CAType.HOST].public_key
+
+    def user_ca_public_key(self) -> bytes:
+        return self._cas[CAType.USER].public_key
 
     def tls_ca_cert(self) -> bytes:
         return self._cas[CAType.TLS].public_key
@@ -542,6 +556,14 @@ class AuthServer:
         if user.status.locked_until is not None and user.status.locked_until > now:
             raise AccessDeniedError(LOCKED_MESSAGE)
         return Identity(username=username, roles=user.roles)
+
+    async def role_set_for_user(self, username: str) -> RoleSet:
+        """The roles of a user as stored now; a locked or deleted user gets AccessDeniedError."""
+        try:
+            identity = await self.identity_for_user(username)
+        except NotFoundError:
+            raise AccessDeniedError(f'user "{username}" does not exist any more') from None
+        return await self.role_set_for(identity)
 
     async def role_set_for(self, identity: Identity) -> RoleSet:
         if identity.builtin == BUILTIN_ADMIN:

@@ -15,6 +15,7 @@ import yaml
 
 from pyteleport.api import wire
 from pyteleport.api.client import AuthClient, client_ssl_context
+from pyteleport.cli.recordings import register_tctl
 from pyteleport.cli.runner import fail, invoke, read_secret, run_async
 from pyteleport.client.profile import ProfileStore, write_private_file
 from pyteleport.crypto import sshcert, sshkeys
@@ -498,6 +499,9 @@ def events_ls(conn: Conn, types: str, since: str, fmt: str) -> None:
         for e in answer.events
     ]
     click.echo(_table(["Time", "Event", "Code", "User"], rows))
+
+
+register_tctl(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

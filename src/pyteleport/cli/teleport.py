@@ -83,7 +83,8 @@ def start(config_path: str | None, debug: bool) -> None:
     run_async(
         run_until_signal(
             process,
-            "pyteleport is running: auth on port {auth_port}, proxy web API on port {web_port}.",
+            "pyteleport is running: auth on port {auth_port}, proxy web API on port {web_port}, "
+            "proxy SSH on port {ssh_port}.",
         )
     )
 

@@ -1,16 +1,21 @@
-"""``tsh``: log in to a cluster, show the profile, log out."""
+"""``tsh``: log in to a cluster, show the profile, ssh through the proxy, log out."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+import sys
 from collections.abc import Sequence
 
 import click
 
 from pyteleport import TELEPORT_VERSION, __version__
+from pyteleport.cli.recordings import register_tsh
 from pyteleport.cli.runner import async_prompt, invoke, run_async
 from pyteleport.client import login as logins
+from pyteleport.client import sshproxy
+from pyteleport.client.profile import Profile, ProfileStore
 from pyteleport.model.duration import format_duration
 
 
@@ -140,6 +145,84 @@ def logout() -> None:
         click.echo("Logged out all users from all proxies.")
     else:
         click.echo("You are not logged in.")
+
+
+def _tsh_path() -> str:
+    return (
+        os.path.abspath(sys.argv[0])
+        if os.path.sep in sys.argv[0]
+        else (shutil.which(sys.argv[0]) or sys.argv[0])
+    )
+
+
+def _current() -> tuple[ProfileStore, Profile]:
+    store = ProfileStore()
+    return store, store.current()
+
+
+@cli.command("ssh", context_settings={"ignore_unknown_options": True})
+@click.option("-p", "--port", type=int, default=22, help="Port of the target's sshd.")
+@click.option("-l", "--login", default=None, help="Remote login (default: the profile's user).")
+@click.option("-A", "--forward-agent", is_flag=True, help="Forward the agent to the target.")
+@click.option("-t", "tty", flag_value=True, default=None, help="Force a PTY.")
+@click.option("-T", "tty", flag_value=False, help="No PTY.")
+@click.argument("destination")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh_cmd(
+    port: int,
+    login: str | None,
+    forward_agent: bool,
+    tty: bool | None,
+    destination: str,
+    command: tuple[str, ...],
+) -> None:
+    """Run a shell or a command on [user@]host through the proxy (recorded)."""
+    store, profile = _current()
+    dest = sshproxy.parse_destination(destination, login or profile.user, port)
+    if login:
+        dest = sshproxy.Destination(login=login, host=dest.host, port=dest.port)
+    argv = sshproxy.ssh_argv(
+        store, profile, _tsh_path(), dest, list(command), forward_agent=forward_agent, tty=tty
+    )
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        raise click.ClickException(
+            "the OpenSSH client (ssh) is not installed: install openssh-client"
+        )
+    sys.stdout.flush()
+    os.execv(ssh, argv)
+
+
+@cli.group("proxy")
+def proxy_group() -> None:
+    """Proxy connections for other tools (OpenSSH's ProxyCommand)."""
+
+
+@proxy_group.command("ssh")
+@click.option("--cluster", default="", help="Cluster name (default: the profile's).")
+@click.option("--proxy", "proxy_addr", default="", help="Proxy web address (default: current).")
+@click.argument("destination")
+def proxy_ssh_cmd(cluster: str, proxy_addr: str, destination: str) -> None:
+    """Copy stdin/stdout to [user@]host:port through the proxy (for ProxyCommand)."""
+    store = ProfileStore()
+    profile = store.current()
+    if proxy_addr:
+        host = proxy_addr.rsplit(":", 1)[0].strip("[]") if ":" in proxy_addr else proxy_addr
+        profile = store.load(host)
+    dest = sshproxy.parse_destination(destination, profile.user)
+    status = run_async(sshproxy.proxy_ssh(store, profile, dest, cluster))
+    raise SystemExit(status)
+
+
+@cli.command("config")
+@click.option("--port", type=int, default=3022, help="Port of the hosts' sshd in the Host block.")
+def config_cmd(port: int) -> None:
+    """Print an ssh_config block so plain ssh goes through the proxy."""
+    store, profile = _current()
+    click.echo(sshproxy.ssh_config(store, profile, _tsh_path(), port), nl=False)
+
+
+register_tsh(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

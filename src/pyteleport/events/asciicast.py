@@ -132,3 +132,18 @@ def decode(lines: Iterable[str]) -> tuple[Header, Iterator[Frame]]:
                 return  # the torn tail of an interrupted write
 
     return header, frames()
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines ending in ``\n`` (the last may be torn). Not ``str.splitlines``: frames written
+    with ``ensure_ascii=False`` hold U+0085 and U+2028 raw, which it would split on."""
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def decode_bytes(data: bytes) -> tuple[Header, Iterator[Frame]]:
+    """:func:`decode` of a whole file's bytes."""
+    return decode(split_lines(data.decode("utf-8", "replace")))

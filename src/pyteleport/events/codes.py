@@ -10,6 +10,19 @@ ROLE_CREATED = "role.created"
 ROLE_DELETED = "role.deleted"
 TOKEN_CREATED = "join_token.create"
 CERT_CREATE = "cert.create"
+SESSION_START = "session.start"
+RESIZE = "resize"
+SESSION_END = "session.end"
+SESSION_UPLOAD = "session.upload"
+SESSION_DATA = "session.data"
+EXEC = "exec"
+SUBSYSTEM = "subsystem"
+PORT = "port"
+AUTH = "auth"
+
+# The ``ei`` of session.upload: Teleport's SessionUploadIndex (math.MaxInt32), so the upload
+# sorts after every event of its session.
+SESSION_UPLOAD_INDEX = 2**31 - 1
 
 CODES = {
     (USER_LOGIN, True): "T1000I",
@@ -17,6 +30,19 @@ CODES = {
     (USER_CREATE, True): "T1002I",
     (USER_DELETE, True): "T1004I",
     (USER_PASSWORD_CHANGE, True): "T1005I",
+    (SESSION_START, True): "T2000I",
+    (RESIZE, True): "T2002I",
+    (SESSION_END, True): "T2004I",
+    (SESSION_UPLOAD, True): "T2005I",
+    (SESSION_DATA, True): "T2006I",
+    (SUBSYSTEM, True): "T3001I",
+    (SUBSYSTEM, False): "T3001E",
+    (EXEC, True): "T3002I",
+    (EXEC, False): "T3002E",
+    (PORT, True): "T3003I",
+    # A failed SSH authentication is only ever a failure: T3007W whichever way it is emitted.
+    (AUTH, True): "T3007W",
+    (AUTH, False): "T3007W",
     (ROLE_CREATED, True): "T9000I",
     (ROLE_DELETED, True): "T9001I",
     (TOKEN_CREATED, True): "TJT00I",

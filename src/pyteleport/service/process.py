@@ -1,8 +1,9 @@
 """One ``teleport start``: assemble the enabled services from a validated config and run them.
 
-Start order: data directory, backend, auth server (CAs), auth API listener, admin identity for
-tctl, proxy web listener. Shutdown order is the reverse: stop accepting (proxy, then auth), then
-close the backend, so nothing writes to a closed store.
+Start order: data directory, backend, auth server (CAs), recordings a crash left behind uploaded,
+auth API listener, admin identity for tctl, proxy web listener, proxy SSH listener. Shutdown
+order is the reverse: stop accepting (proxy SSH, proxy web, auth), let sessions end and their
+recordings upload, then close the backend, so nothing writes to a closed store.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from pyteleport.client.profile import ensure_private_dir, write_private_file
 from pyteleport.clock import Clock, SystemClock
 from pyteleport.crypto import tlsca
 from pyteleport.errors import BadParameterError
+from pyteleport.events.store import FileRecordingStore, complete_pending_uploads
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
+from pyteleport.proxy.recording import RecordedSession, RecordingSettings
+from pyteleport.proxy.sshserver import ProxySSHService, ProxySSHSettings
 from pyteleport.proxy.webapi import webapi_app, webapi_router
 from pyteleport.service.config import Config, parse_addr
 from pyteleport.service.identity import admin_identity_paths
@@ -58,8 +62,10 @@ class TeleportProcess:
         self.backend: Backend | None = None
         self.auth: AuthServer | None = None
         self._servers: list[HttpsServer] = []
+        self.ssh_proxy: ProxySSHService | None = None
         self.auth_port = 0
         self.web_port = 0
+        self.ssh_port = 0
 
     @property
     def data_dir(self) -> Path:
@@ -80,10 +86,13 @@ class TeleportProcess:
                 cfg.auth_service.cluster_name,
                 clock=self.clock,
                 second_factor=cfg.auth_service.authentication.second_factor,
+                recordings=FileRecordingStore(self.data_dir / "records"),
             )
+            await self._finish_uploads()
             await self._start_auth_listener()
             if cfg.proxy_service.enabled:
                 await self._start_proxy()
+                await self._start_ssh_proxy()
         except BaseException:
             await self.aclose()
             raise
@@ -216,7 +225,62 @@ class TeleportProcess:
         self.web_port = server.port
         log.info("proxy web API is listening on https://%s", _join(host, self.web_port))
 
+    @property
+    def streaming_dir(self) -> Path:
+        return self.data_dir / "log" / "upload" / "streaming"
+
+    async def _finish_uploads(self) -> None:
+        assert self.auth is not None and self.auth.recordings is not None
+        if self.streaming_dir.is_dir():
+            done = await complete_pending_uploads(
+                self.streaming_dir, self.auth.recordings, self.auth.audit, self.auth.cluster_name
+            )
+            if done:
+                log.info("uploaded %d recording(s) left by an earlier run", len(done))
+
+    async def _start_ssh_proxy(self) -> None:
+        assert self.auth is not None and self.auth.recordings is not None
+        cfg = self.config
+        host, port = parse_addr(cfg.proxy_service.listen_addr, 3023)
+        public = [parse_addr(a, 3023)[0] for a in cfg.proxy_service.ssh_public_addr]
+        public += [parse_addr(a, 3080)[0] for a in cfg.proxy_service.public_addr]
+        recording = RecordingSettings(
+            mode=cfg.auth_service.session_recording,
+            cluster=self.auth.cluster_name,
+            server_id=cfg.teleport.nodename,
+            streaming_dir=ensure_private_dir(self.streaming_dir),
+            store=self.auth.recordings,
+            audit=self.auth.audit,
+            clock=self.clock,
+        )
+        service = ProxySSHService(
+            self.auth,
+            ProxySSHSettings(
+                session_recording=cfg.auth_service.session_recording,
+                checks_host_keys=cfg.auth_service.proxy_checks_host_keys,
+                server_id=cfg.teleport.nodename,
+                principals=tuple(self._server_names(host, *public)),
+            ),
+            lambda target, login, roles, request: RecordedSession(
+                recording, target, login, roles, request
+            ),
+            host,
+            port,
+        )
+        await service.start()
+        self.ssh_proxy = service
+        self.ssh_port = service.port
+        log.info(
+            "proxy SSH listener is on %s (session_recording: %s)",
+            _join(host, self.ssh_port),
+            cfg.auth_service.session_recording,
+        )
+
     async def aclose(self) -> None:
+        if self.ssh_proxy is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ssh_proxy.aclose(), SHUTDOWN_TIMEOUT_S)
+            self.ssh_proxy = None
         for server in reversed(self._servers):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.aclose(), SHUTDOWN_TIMEOUT_S)
@@ -236,7 +300,11 @@ async def run_until_signal(process: TeleportProcess, ready_message: str = "") ->
         await process.start()
         if ready_message:
             print(
-                ready_message.format(web_port=process.web_port, auth_port=process.auth_port),
+                ready_message.format(
+                    web_port=process.web_port,
+                    auth_port=process.auth_port,
+                    ssh_port=process.ssh_port,
+                ),
                 flush=True,
             )
         await stop.wait()

@@ -1,0 +1,140 @@
+"""``tsh play``, ``tsh recordings ls`` and ``tctl recordings ls``.
+
+``tsh play FILE`` plays a local asciicast file without logging in; ``tsh play ID`` fetches the
+recording through the proxy with the profile of ``tsh login``. tsh and tctl add these commands
+with :func:`register_tsh` and :func:`register_tctl`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import click
+
+from pyteleport.api.client import AuthClient
+from pyteleport.cli.runner import run_async
+from pyteleport.client import playback
+from pyteleport.client import recordings as listing
+from pyteleport.client.authclient import auth_client_for_profile
+from pyteleport.client.terminal import play_pty
+from pyteleport.errors import BadParameterError
+from pyteleport.events.store import RecordingInfo
+
+
+class AuthConnection(Protocol):
+    """What tctl's ``Conn`` offers: run one call against the auth API it decided on."""
+
+    def call(self, fn: Any) -> Any: ...
+
+
+def _with_profile_client(fn: Callable[[AuthClient], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        client = auth_client_for_profile()
+        try:
+            return await fn(client)
+        finally:
+            await client.aclose()
+
+    return run_async(go())
+
+
+def _looks_like_path(target: str) -> bool:
+    return os.sep in target or target.endswith(".cast") or target.startswith(".")
+
+
+def _read_target(target: str) -> bytes:
+    path = Path(target)
+    if path.is_file():
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise BadParameterError(f"cannot read {target}: {exc.strerror or exc}") from exc
+    if _looks_like_path(target):
+        raise BadParameterError(f"{target}: no such recording file")
+    data: bytes = _with_profile_client(lambda client: client.get_recording(target))
+    return data
+
+
+def _write_stdout(text: str) -> None:
+    # Bytes, not click.echo: a recording holds any character and the locale may not.
+    sys.stdout.buffer.write(text.encode("utf-8", "replace"))
+    sys.stdout.buffer.flush()
+
+
+@click.command("play")
+@click.argument("target", metavar="ID|FILE")
+@click.option("--speed", default="1x", show_default=True, help="0.5x, 1x, 2x, 4x, 8x or a number.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(playback.FORMATS),
+    default="pty",
+    show_default=True,
+    help="pty: replay in real time; text: the output at once; json: the events.",
+)
+@click.option(
+    "--skip-idle-time",
+    is_flag=True,
+    help=f"Shorten every pause to at most {playback.IDLE_CAP_S:g}s.",
+)
+def play(target: str, speed: str, fmt: str, skip_idle_time: bool) -> None:
+    """Replay a recorded session: space pauses, arrows seek 5s, Ctrl-C quits."""
+    speed_x = playback.parse_speed(speed)
+    recording = playback.load_recording(_read_target(target))
+    if fmt == "text":
+        _write_stdout(playback.render_text(recording))
+    elif fmt == "json":
+        _write_stdout("".join(line + "\n" for line in playback.render_json(recording)))
+    else:
+        idle_cap_s = playback.IDLE_CAP_S if skip_idle_time else None
+        run_async(play_pty(recording, speed=speed_x, idle_cap_s=idle_cap_s))
+
+
+_LS_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(listing.FORMATS),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+
+
+@click.group("recordings")
+def tsh_recordings() -> None:
+    """Session recordings."""
+
+
+@tsh_recordings.command("ls")
+@_LS_FORMAT
+def tsh_recordings_ls(fmt: str) -> None:
+    """List recorded sessions, newest first."""
+    infos: list[RecordingInfo] = _with_profile_client(listing.list_recordings)
+    click.echo(listing.format_recordings(infos, fmt))
+
+
+@click.group("recordings")
+def tctl_recordings() -> None:
+    """Session recordings."""
+
+
+@tctl_recordings.command("ls")
+@_LS_FORMAT
+@click.pass_obj
+def tctl_recordings_ls(conn: AuthConnection, fmt: str) -> None:
+    """List recorded sessions, newest first."""
+    infos: list[RecordingInfo] = conn.call(listing.list_recordings)
+    click.echo(listing.format_recordings(infos, fmt))
+
+
+def register_tsh(group: click.Group) -> None:
+    group.add_command(play)
+    group.add_command(tsh_recordings)
+
+
+def register_tctl(group: click.Group) -> None:
+    group.add_command(tctl_recordings)

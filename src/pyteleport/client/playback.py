@@ -1,0 +1,258 @@
+"""``tsh play``: a recording as text, as JSON lines, or replayed in real time to a terminal.
+
+The renderers and the :class:`Player` state machine are pure (the player writes through a
+callable and reads commands from a queue); :mod:`pyteleport.client.terminal` connects it to a
+real terminal's keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from pyteleport.errors import BadParameterError
+from pyteleport.events import codes
+from pyteleport.events.asciicast import INPUT, MARKER, OUTPUT, RESIZE, Frame, Header, decode_bytes
+from pyteleport.model.timefmt import format_time
+
+FORMATS = ("pty", "json", "text")
+SEEK_STEP_S = 5.0
+IDLE_CAP_S = 1.0  # --skip-idle-time: no pause in the replay lasts longer than this
+# RIS, a full terminal reset: seeking back replays from the start onto a clean screen, whatever
+# modes (alternate screen, colours) the session had switched on by then.
+RESET_TERMINAL = "\x1bc"
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    header: Header
+    frames: tuple[Frame, ...]
+
+    @property
+    def start(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.header.timestamp, dt.UTC)
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames[-1].time_s if self.frames else 0.0
+
+
+def load_recording(data: bytes) -> Recording:
+    header, frames = decode_bytes(data)
+    return Recording(header=header, frames=tuple(frames))
+
+
+def parse_speed(value: str) -> float:
+    """``0.5x``, ``1x`` ... ``8x``, or a plain positive number."""
+    text = value.strip().lower().removesuffix("x")
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not 0 < speed <= 1000:  # also refuses nan and inf
+        raise BadParameterError(
+            f'invalid --speed "{value}": use 0.5x, 1x, 2x, 4x, 8x or a positive number'
+        )
+    return speed
+
+
+# -- text and json --------------------------------------------------------------------------------
+
+
+def render_text(recording: Recording) -> str:
+    """The output stream as the terminal received it."""
+    return "".join(f.data for f in recording.frames if f.code == OUTPUT)
+
+
+def render_json(recording: Recording) -> Iterator[str]:
+    """One JSON object a line, shaped like the session's audit events: session.start, then a
+    ``print`` (output), ``input``, ``resize`` or ``marker`` per frame, then session.end."""
+    header = recording.header
+    start = recording.start
+    common: dict[str, Any] = {
+        "sid": header.session_id,
+        "user": header.user,
+        "login": header.login,
+        "server_hostname": header.server_hostname,
+    }
+
+    def event(name: str, index: int, time_s: float, **fields: Any) -> str:
+        doc: dict[str, Any] = {"event": name}
+        code = codes.code_for(name)
+        if code:
+            doc["code"] = code
+        doc |= {
+            "ei": index,
+            "time": format_time(start + dt.timedelta(seconds=time_s)),
+            "ms": round(time_s * 1000),
+            **common,
+            **fields,
+        }
+        return json.dumps(doc, ensure_ascii=False)
+
+    size = f"{header.width}:{header.height}"
+    yield event(codes.SESSION_START, 0, 0.0, size=size, command=header.command)
+    index = 1
+    for frame in recording.frames:
+        if frame.code == OUTPUT:
+            yield event("print", index, frame.time_s, data=frame.data)
+        elif frame.code == INPUT:
+            yield event("input", index, frame.time_s, data=frame.data)
+        elif frame.code == RESIZE:
+            yield event(codes.RESIZE, index, frame.time_s, size=frame.data.replace("x", ":"))
+        elif frame.code == MARKER:
+            yield event("marker", index, frame.time_s, label=frame.data)
+        index += 1
+    yield event(
+        codes.SESSION_END,
+        index,
+        recording.duration_s,
+        session_start=format_time(start),
+        session_stop=format_time(start + dt.timedelta(seconds=recording.duration_s)),
+        participants=list(header.extra.get("participants") or [header.user]),
+        interactive=header.kind == "ssh",
+    )
+
+
+# -- real time --------------------------------------------------------------------------------------
+
+
+class Command(Enum):
+    PAUSE = "pause"  # toggles
+    FORWARD = "forward"
+    BACK = "back"
+    QUIT = "quit"
+
+
+_KEYS = (
+    (b" ", Command.PAUSE),
+    (b"\x03", Command.QUIT),  # Ctrl-C, read as a byte: the terminal is in raw mode
+    # Arrow keys, in normal (CSI) and application (SS3) cursor mode.
+    (b"\x1b[C", Command.FORWARD),
+    (b"\x1bOC", Command.FORWARD),
+    (b"\x1b[D", Command.BACK),
+    (b"\x1bOD", Command.BACK),
+)
+
+
+def parse_keys(data: bytes) -> list[Command]:
+    """The commands in a read from the keyboard (several keys may arrive in one read)."""
+    out: list[Command] = []
+    i = 0
+    while i < len(data):
+        for key, command in _KEYS:
+            if data.startswith(key, i):
+                out.append(command)
+                i += len(key)
+                break
+        else:
+            i += 1  # any other key does nothing
+    return out
+
+
+def idle_capped_times(frames: Sequence[Frame], idle_cap_s: float | None) -> list[float]:
+    """Each frame's time on the replay's timeline: the recorded times, with every gap longer
+    than ``idle_cap_s`` shortened to it (``None``: unchanged)."""
+    out: list[float] = []
+    previous_recorded = previous = 0.0
+    for frame in frames:
+        gap = max(0.0, frame.time_s - previous_recorded)
+        if idle_cap_s is not None:
+            gap = min(gap, idle_cap_s)
+        previous_recorded = frame.time_s
+        previous += gap
+        out.append(previous)
+    return out
+
+
+class Player:
+    """Replays output frames in real time through ``write``; ``commands`` (None: no keyboard)
+    pause, seek and quit. Time is the loop's monotonic clock, scaled by ``speed``."""
+
+    def __init__(
+        self,
+        recording: Recording,
+        write: Callable[[str], None],
+        *,
+        speed: float = 1.0,
+        idle_cap_s: float | None = None,
+    ) -> None:
+        self._frames = recording.frames
+        self._times = idle_capped_times(recording.frames, idle_cap_s)
+        self._write = write
+        self._speed = speed
+        self.position_s = 0.0  # on the replay's timeline, not the wall clock
+        self.paused = False
+        self._next = 0  # index of the first frame not yet written
+
+    @property
+    def finished(self) -> bool:
+        return self._next >= len(self._frames)
+
+    async def run(self, commands: asyncio.Queue[Command] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.finished or self.paused:
+            command: Command
+            if self.paused:
+                assert commands is not None  # pausing takes a keyboard
+                command = await commands.get()
+            else:
+                delay_s = (self._times[self._next] - self.position_s) / self._speed
+                started = loop.time()
+                received = await _next_command(commands, delay_s)
+                if received is None:
+                    self._play_until(self._times[self._next])
+                    continue
+                command = received
+                # The key came mid-gap: the replay moved on by the time it waited.
+                waited = (loop.time() - started) * self._speed
+                self.position_s = min(self.position_s + waited, self._times[self._next])
+            if command is Command.QUIT:
+                return
+            self.handle(command)
+
+    def handle(self, command: Command) -> None:
+        if command is Command.PAUSE:
+            self.paused = not self.paused
+        elif command is Command.FORWARD:
+            end = self._times[-1] if self._times else 0.0
+            self._play_until(min(self.position_s + SEEK_STEP_S, end))
+        elif command is Command.BACK:
+            target = max(0.0, self.position_s - SEEK_STEP_S)
+            self._write(RESET_TERMINAL)
+            self._next = 0
+            self._play_until(target)
+
+    def _play_until(self, position_s: float) -> None:
+        """Write at once every output frame up to ``position_s``."""
+        chunks = []
+        while self._next < len(self._frames) and self._times[self._next] <= position_s:
+            frame = self._frames[self._next]
+            if frame.code == OUTPUT:
+                chunks.append(frame.data)
+            self._next += 1
+        self.position_s = position_s
+        if chunks:
+            self._write("".join(chunks))
+
+
+async def _next_command(
+    commands: asyncio.Queue[Command] | None, timeout_s: float
+) -> Command | None:
+    """The next command if one comes within ``timeout_s``, else None."""
+    if commands is None:
+        await asyncio.sleep(max(0.0, timeout_s))
+        return None
+    if not commands.empty():
+        return commands.get_nowait()
+    if timeout_s <= 0:
+        return None
+    try:
+        return await asyncio.wait_for(commands.get(), timeout_s)
+    except TimeoutError:
+        return None

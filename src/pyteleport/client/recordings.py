@@ -1,0 +1,86 @@
+"""``recordings ls``: fetch the list from the auth API and show it as Teleport's tsh does.
+
+Text is the table of ``tsh recordings ls`` (ID, Type, Participants, Hostname, Timestamp; the
+timestamp in Teleport's ``Jan _2 2006 15:04:05 UTC`` form); JSON is an array of objects with the
+field names of the audit events (``sid``, ``server_hostname``, ``session_start`` ...).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pyteleport.api import wire
+from pyteleport.api.client import AuthClient
+from pyteleport.errors import BadParameterError
+from pyteleport.events.store import RecordingInfo
+from pyteleport.model.timefmt import format_time, parse_time
+
+FORMATS = ("text", "json")
+_HEADERS = ("ID", "Type", "Participants", "Hostname", "Timestamp")
+
+
+def info_from_wire(item: wire.Recording) -> RecordingInfo:
+    return RecordingInfo(
+        session_id=item.sid,
+        kind=item.kind,
+        user=item.user,
+        login=item.login,
+        participants=tuple(item.participants),
+        server_hostname=item.server_hostname,
+        timestamp=parse_time(item.session_start),
+        duration_s=item.duration_s,
+        command=item.command,
+    )
+
+
+async def list_recordings(client: AuthClient) -> list[RecordingInfo]:
+    return [info_from_wire(item) for item in await client.list_recordings()]
+
+
+def human_time(value: dt.datetime) -> str:
+    """Go's ``Jan _2 2006 15:04:05 UTC``: the day padded with a space, not a zero."""
+    utc = value.astimezone(dt.UTC)
+    return f"{utc:%b} {utc.day:2d} {utc:%Y %H:%M:%S} UTC"
+
+
+def info_to_dict(info: RecordingInfo) -> dict[str, Any]:
+    stop = info.timestamp + dt.timedelta(seconds=info.duration_s)
+    return {
+        "sid": info.session_id,
+        "kind": info.kind,
+        "user": info.user,
+        "login": info.login,
+        "participants": list(info.participants),
+        "server_hostname": info.server_hostname,
+        "session_start": format_time(info.timestamp),
+        "session_stop": format_time(stop),
+        "duration_s": info.duration_s,
+        "command": info.command,
+    }
+
+
+def format_recordings(infos: Sequence[RecordingInfo], fmt: str = "text") -> str:
+    if fmt == "json":
+        return json.dumps([info_to_dict(i) for i in infos], indent=4)
+    if fmt != "text":
+        raise BadParameterError(f'unsupported format "{fmt}", expected one of: text, json')
+    rows = [
+        (
+            i.session_id,
+            i.kind,
+            ", ".join(i.participants),
+            i.server_hostname,
+            human_time(i.timestamp),
+        )
+        for i in infos
+    ]
+    widths = [max([len(h)] + [len(row[n]) for row in rows]) for n, h in enumerate(_HEADERS)]
+    lines = [" ".join(h.ljust(w) for h, w in zip(_HEADERS, widths, strict=True)).rstrip()]
+    lines.append(" ".join("-" * w for w in widths))
+    lines += [
+        " ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return "\n".join(lines)

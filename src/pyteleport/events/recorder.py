@@ -1,0 +1,320 @@
+"""The session recorder: one asciicast v2 file, written as the session runs.
+
+It is called for every SSH packet, so a call only encodes a line into memory. The lines reach the
+file (``write``) at most ``fsync_interval_s`` after they were recorded, from the next call or
+from a timer when the session goes idle, and that flush also starts an ``fsync`` in a worker
+thread, so the event loop never waits on the disk. A proxy killed with SIGKILL therefore loses at
+most the last interval of output; a torn last line is skipped by the decoder.
+
+A write that fails (ENOSPC, EIO, ...) ends the recording, never the session, unless the
+recording is ``strict``: then the call that hit the failure, or the first call after a failure
+found by the timer, raises :class:`RecordingError`, and so does every later call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pyteleport.clock import Clock, SystemClock
+from pyteleport.errors import BadParameterError, RecordingError
+from pyteleport.events.asciicast import (
+    INPUT,
+    MARKER,
+    OUTPUT,
+    RESIZE,
+    Frame,
+    Header,
+    encode_frame,
+    encode_header,
+)
+
+log = logging.getLogger("pyteleport.events")
+
+# Lines held in memory before they are written even if the interval has not passed: a bulk
+# transfer (cat of a large file) would otherwise buffer a whole second of it.
+MAX_BUFFER_CHARS = 64 * 1024
+_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def recording_file_name(session_id: str) -> str:
+    """``<sid>.cast``; the id must be a plain file name (it comes from us, but a path in it
+    would write outside the directory)."""
+    if not _SESSION_ID.match(session_id):
+        raise BadParameterError(f'invalid session id "{session_id}" for a recording')
+    return f"{session_id}.cast"
+
+
+class RecordingFile(Protocol):
+    """What the recorder needs of its file (a binary file opened for writing)."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def fileno(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ByteCounts:
+    """Bytes the session carried, for session.data: ``output`` is tx, ``input`` is rx."""
+
+    output: int
+    input: int
+
+
+class SessionRecorder:
+    """Build with :meth:`create`. The constructor takes an already open file (tests pass one
+    that fails) and queues the header as its first line."""
+
+    def __init__(
+        self,
+        path: Path,
+        file: RecordingFile,
+        header: Header,
+        *,
+        clock: Clock | None = None,
+        fsync_interval_s: float = 1.0,
+        strict: bool = False,
+    ) -> None:
+        self.path = path
+        self.session_id = header.session_id
+        self.strict = strict
+        self.failed = False
+        self._file = file
+        self._clock = clock or SystemClock()
+        self._interval_s = fsync_interval_s
+        self._start_s = self._clock.monotonic()
+        self._last_sync_s = self._start_s
+        self._buffer: list[str] = [encode_header(header)]
+        self._buffered = len(self._buffer[0])
+        self._unsynced = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._fsync: asyncio.Future[None] | None = None
+        self._error: str | None = None
+        self._error_cause: BaseException | None = None
+        self._error_delivered = False
+        self._closed = False
+        self._output_bytes = 0
+        self._input_bytes = 0
+        # One decoder per stream: a multibyte character split across two packets of the same
+        # stream must be joined, and the two streams interleave.
+        self._output_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._input_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    @classmethod
+    def create(
+        cls,
+        directory: Path,
+        header: Header,
+        *,
+        clock: Clock | None = None,
+        fsync_interval_s: float = 1.0,
+        strict: bool = False,
+    ) -> SessionRecorder:
+        """Create ``<directory>/<sid>.cast`` (0600, directory 0700) and write the header now,
+        so even a crash in the first second leaves a file the next start can upload."""
+        path = directory / recording_file_name(header.session_id)
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            file = os.fdopen(os.open(path, flags, 0o600), "wb")
+        except OSError as exc:
+            recorder = cls(path, _NullFile(), header, clock=clock, strict=strict)
+            recorder._fail(exc)
+        else:
+            recorder = cls(
+                path, file, header, clock=clock, fsync_interval_s=fsync_interval_s, strict=strict
+            )
+            recorder._flush(sync=False)
+            recorder._schedule()
+        recorder._raise_if_failed()
+        return recorder
+
+    @property
+    def bytes_written(self) -> ByteCounts:
+        """Bytes passed to :meth:`output` and :meth:`input`, counted even after a failure:
+        they measure the session, not the file."""
+        return ByteCounts(output=self._output_bytes, input=self._input_bytes)
+
+    # -- frames -----------------------------------------------------------------------------------
+
+    def output(self, data: bytes) -> None:
+        self._output_bytes += len(data)
+        self._record(OUTPUT, self._output_decoder.decode(data))
+
+    def input(self, data: bytes) -> None:
+        self._input_bytes += len(data)
+        self._record(INPUT, self._input_decoder.decode(data))
+
+    def resize(self, width: int, height: int) -> None:
+        self._record(RESIZE, f"{width}x{height}")
+
+    def marker(self, label: str) -> None:
+        self._record(MARKER, label)
+
+    def _record(self, code: str, text: str) -> None:
+        self._raise_if_failed()
+        if self.failed or self._closed or not text:
+            return
+        now_s = self._append(code, text)
+        if now_s - self._last_sync_s >= self._interval_s:
+            self._flush(sync=True)
+        elif self._buffered >= MAX_BUFFER_CHARS:
+            self._flush(sync=False)
+        self._schedule()
+        self._raise_if_failed()
+
+    def _append(self, code: str, text: str) -> float:
+        now_s = self._clock.monotonic()
+        line = encode_frame(Frame(time_s=now_s - self._start_s, code=code, data=text))
+        self._buffer.append(line)
+        self._buffered += len(line)
+        return now_s
+
+    # -- reaching the disk ------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Make sure an idle session's last lines still reach the disk within the interval."""
+        if self._timer is not None or self.failed or self._closed:
+            return
+        if not self._buffer and not self._unsynced:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # used outside a loop (a script, a test): the next call or aclose flushes
+        delay_s = max(0.0, self._last_sync_s + self._interval_s - self._clock.monotonic())
+        self._timer = loop.call_later(delay_s, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self.failed and not self._closed:
+            self._flush(sync=True)
+            self._schedule()  # an fsync still in flight left lines unsynced
+
+    def _flush(self, *, sync: bool) -> None:
+        if self._buffer:
+            # A lone surrogate (only a marker label can hold one) is written as its JSON escape.
+            data = "".join(self._buffer).encode("utf-8", "backslashreplace")
+            self._buffer.clear()
+            self._buffered = 0
+            try:
+                self._file.write(data)
+                self._file.flush()
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
+                return
+            self._unsynced = True
+        if sync:
+            self._last_sync_s = self._clock.monotonic()
+            if self._unsynced:
+                self._start_fsync()
+
+    def _start_fsync(self) -> None:
+        if self._fsync is not None and not self._fsync.done():
+            return  # the disk is slow: the one in flight covers most; the next timer the rest
+        try:
+            fd = self._file.fileno()
+        except (OSError, ValueError) as exc:
+            self._fail(exc)
+            return
+        self._unsynced = False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                self._fail(exc)
+            return
+        self._fsync = loop.run_in_executor(None, os.fsync, fd)
+        self._fsync.add_done_callback(self._on_fsync_done)
+
+    def _on_fsync_done(self, future: asyncio.Future[None]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if isinstance(exc, OSError) and not self.failed:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.failed:
+            return
+        self.failed = True
+        self._buffer.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        message = f"cannot record session {self.session_id}: {reason}: {self.path}"
+        if self.strict:
+            self._error, self._error_cause = message, exc
+        else:
+            log.warning("%s; the session goes on unrecorded", message)
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            self._error_delivered = True
+            raise RecordingError(self._error) from self._error_cause
+
+    # -- end ----------------------------------------------------------------------------------------
+
+    async def aclose(self) -> Path:
+        """Write what is buffered, fsync, close; the path of the (possibly partial) file.
+
+        In strict mode a failure not yet raised by an earlier call is raised here."""
+        if self._closed:
+            return self.path
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._closed = True
+        if not self.failed:
+            # Bytes of a character cut off by the end of the session become U+FFFD.
+            for code, decoder in ((OUTPUT, self._output_decoder), (INPUT, self._input_decoder)):
+                tail = decoder.decode(b"", final=True)
+                if tail:
+                    self._append(code, tail)
+            self._flush(sync=False)
+        if self._fsync is not None:
+            with contextlib.suppress(Exception):
+                await self._fsync
+        if not self.failed and self._unsynced:
+            try:
+                await asyncio.to_thread(os.fsync, self._file.fileno())
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
+        try:
+            self._file.close()
+        except OSError as exc:
+            self._fail(exc)
+        if self._error is not None and not self._error_delivered:
+            self._raise_if_failed()
+        return self.path
+
+
+class _NullFile:
+    """Stands in for the file that could not be created, so a best-effort recorder that
+    failed at start has the same shape as one that failed later."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        raise ValueError("no file")
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,225 @@
+"""Recording stores: where finished recordings live, and how a crash's leftovers get there.
+
+A recorder writes ``<sid>.cast`` into a streaming directory as the session runs; at the end the
+file is uploaded to a :class:`RecordingStore` and the local copy removed. A process that died
+mid-session leaves its files behind; :func:`complete_pending_uploads` sends them at the next
+start, so a crash loses at most the last second of a session, never the recording.
+
+``FileRecordingStore`` (``<data_dir>/records/``) is the default; every store passes the suite
+in ``tests/events/store_conformance.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import datetime as dt
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from pyteleport.errors import BadParameterError, NotFoundError, RecordingError, TeleportError
+from pyteleport.events import codes
+from pyteleport.events.asciicast import Header, decode_frame, decode_header
+from pyteleport.events.audit import Emitter
+from pyteleport.events.recorder import recording_file_name
+from pyteleport.model.timefmt import format_time
+
+log = logging.getLogger("pyteleport.events")
+
+SUFFIX = ".cast"
+# The end of a recording holds its last frame; reading backwards in chunks of this size finds
+# it without reading a long session's whole file just to list it.
+_TAIL_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingInfo:
+    session_id: str
+    kind: str  # "ssh" (interactive) or "exec"
+    user: str
+    login: str
+    participants: tuple[str, ...]
+    server_hostname: str
+    timestamp: dt.datetime  # the session's start (the header's)
+    duration_s: float  # the time of the last frame
+    command: str = ""
+
+
+class RecordingStore(Protocol):
+    async def upload(self, session_id: str, path: Path) -> str:
+        """Store the file at ``path`` as the recording of ``session_id`` (again: replaced, so a
+        retried upload is harmless); the URL where it now lives."""
+        ...
+
+    async def list(self) -> list[RecordingInfo]:
+        """Every recording, newest first."""
+        ...
+
+    async def read(self, session_id: str) -> bytes:
+        """The asciicast file; NotFoundError if there is no such recording."""
+        ...
+
+
+def info_from_header(header: Header, duration_s: float) -> RecordingInfo:
+    raw = header.extra.get("participants")
+    if isinstance(raw, list) and raw:
+        participants = tuple(str(p) for p in raw)
+    else:
+        participants = (header.user,) if header.user else ()
+    return RecordingInfo(
+        session_id=header.session_id,
+        kind=header.kind,
+        user=header.user,
+        login=header.login,
+        participants=participants,
+        server_hostname=header.server_hostname,
+        timestamp=dt.datetime.fromtimestamp(header.timestamp, dt.UTC),
+        duration_s=duration_s,
+        command=header.command,
+    )
+
+
+def read_info(path: Path) -> RecordingInfo:
+    """The listing entry of one recording file: its header and the time of its last frame."""
+    with path.open("rb") as file:
+        header = decode_header(file.readline().decode("utf-8", "replace"))
+        return info_from_header(header, _last_frame_time(file))
+
+
+def _last_frame_time(file: BinaryIO) -> float:
+    position = file.seek(0, os.SEEK_END)
+    carry = b""
+    while position > 0:
+        step = min(_TAIL_CHUNK, position)
+        position -= step
+        file.seek(position)
+        lines = (file.read(step) + carry).split(b"\n")
+        # Unless this chunk starts the file, its first piece is the end of an earlier line.
+        carry = lines.pop(0) if position > 0 else b""
+        for line in reversed(lines):
+            try:
+                return decode_frame(line.decode("utf-8", "replace")).time_s
+            except BadParameterError:
+                continue  # a blank line, a torn last line, or the header
+    return 0.0
+
+
+class FileRecordingStore:
+    """Recordings as files in one directory (0700), each ``<sid>.cast`` (0600)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, session_id: str) -> Path:
+        return self.directory / recording_file_name(session_id)
+
+    async def upload(self, session_id: str, path: Path) -> str:
+        target = self._path(session_id)
+        await asyncio.to_thread(self._copy, path, target)
+        return target.resolve().as_uri()
+
+    def _copy(self, source: Path, target: Path) -> None:
+        """Copy to a temporary name, fsync, rename, fsync the directory: a reader (or a
+        crash) sees the old recording or the whole new one, never half of it."""
+        tmp = target.with_name(f".{target.name}.tmp")
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with source.open("rb") as src:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+                with os.fdopen(fd, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+            os.replace(tmp, target)
+            dir_fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except FileNotFoundError as exc:
+            tmp.unlink(missing_ok=True)
+            if not source.exists():
+                raise NotFoundError(f"no recording file at {source}") from exc
+            raise RecordingError(f"cannot store recording in {self.directory}: {exc}") from exc
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise RecordingError(
+                f"cannot store recording in {self.directory}: {exc.strerror or exc}"
+            ) from exc
+
+    async def list(self) -> list[RecordingInfo]:
+        return await asyncio.to_thread(self._list)
+
+    def _list(self) -> builtins.list[RecordingInfo]:
+        if not self.directory.is_dir():
+            return []
+        out = []
+        for path in self.directory.glob(f"*{SUFFIX}"):
+            if path.name.startswith("."):
+                continue
+            try:
+                out.append(read_info(path))
+            except (OSError, BadParameterError) as exc:
+                log.warning("skipping unreadable recording %s: %s", path, exc)
+        out.sort(key=lambda info: (info.timestamp, info.session_id), reverse=True)
+        return out
+
+    async def read(self, session_id: str) -> bytes:
+        path = self._path(session_id)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError:
+            raise NotFoundError(f'recording for session "{session_id}" is not found') from None
+        except OSError as exc:
+            raise RecordingError(f"cannot read recording {path}: {exc.strerror or exc}") from exc
+
+
+async def complete_pending_uploads(
+    streaming_dir: Path, store: RecordingStore, emitter: Emitter, cluster: str
+) -> list[str]:
+    """Upload every recording a dead process left in ``streaming_dir``; the session ids sent.
+
+    Call it before any new session starts recording there: a live file would be taken too.
+    A file that cannot be uploaded stays for the next start, with a warning."""
+    paths = await asyncio.to_thread(lambda: sorted(streaming_dir.glob(f"*{SUFFIX}")))
+    done: list[str] = []
+    for path in paths:
+        if path.name.startswith("."):
+            continue
+        try:
+            header = await asyncio.to_thread(_read_header, path)
+            url = await store.upload(header.session_id, path)
+        except (OSError, TeleportError) as exc:
+            log.warning("recording %s left by an earlier run is not uploaded: %s", path, exc)
+            continue
+        await emitter.emit(
+            codes.SESSION_UPLOAD,
+            {
+                "ei": codes.SESSION_UPLOAD_INDEX,
+                "sid": header.session_id,
+                "url": url,
+                "cluster_name": cluster,
+                "user": header.user,
+                "login": header.login,
+                "server_hostname": header.server_hostname,
+                "session_start": format_time(dt.datetime.fromtimestamp(header.timestamp, dt.UTC)),
+                # Not the usual path: these were found at start, after a crash.
+                "recovered": True,
+            },
+        )
+        # Removed only once the upload is recorded: a crash in between re-uploads it (harmless).
+        await asyncio.to_thread(path.unlink, True)
+        done.append(header.session_id)
+    return done
+
+
+def _read_header(path: Path) -> Header:
+    with path.open("rb") as file:
+        header = decode_header(file.readline().decode("utf-8", "replace"))
+    if not header.session_id:
+        raise BadParameterError("the header names no session")
+    return header

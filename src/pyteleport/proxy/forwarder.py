@@ -1,0 +1,187 @@
+"""The recording forwarder: an SSH server the user's own ssh talks to, on the subsystem channel.
+
+It shows a host certificate for the host as typed (signed by the host CA, cached), accepts only
+the same user's certificate from the user CA, and on the first channel logs into the target
+with the signers of the agent the user forwarded on the outer connection. Every session channel
+is relayed and observed (recorded, audited). A failure on the way refuses the channel open with
+``connect failed`` and the reason, which OpenSSH prints as
+``channel 0: open failed: connect failed: <reason>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncssh
+
+from pyteleport.errors import TeleportError
+from pyteleport.policy.access import RoleSet
+from pyteleport.ssh.hooks import CertificateCheck, ClientCertificate, watch_client_certificates
+from pyteleport.ssh.relay import InnerSession, SessionObserver, SessionRequest, TargetSession
+from pyteleport.ssh.target import connect_target
+
+log = logging.getLogger("pyteleport.proxy")
+
+NO_AGENT = "agent forwarding required in proxy recording mode"
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardTarget:
+    """Who goes where: fixed by the outer connection and the subsystem request."""
+
+    user: str  # the Teleport user (key ID of the outer certificate)
+    host: str  # as typed: the name the target's host certificate must carry
+    port: int
+    remote_addr: str  # the user's address on the outer connection
+    local_addr: str
+
+
+ObserverFactory = Callable[[ForwardTarget, str, RoleSet, SessionRequest], SessionObserver]
+
+
+class ForwardingServer(asyncssh.SSHServer):
+    """One inner connection. ``agent`` opens the user's forwarded agent (None: not forwarded)."""
+
+    def __init__(
+        self,
+        target: ForwardTarget,
+        user_ca: asyncssh.SSHKey,
+        host_ca: asyncssh.SSHKey | None,
+        roles: Callable[[], Awaitable[RoleSet]],
+        agent: asyncssh.SSHAgentClient | None,
+        observer_factory: ObserverFactory,
+    ) -> None:
+        self._target = target
+        self._user_ca = user_ca
+        self._host_ca = host_ca
+        self._roles = roles
+        self._agent = agent
+        self._observer_factory = observer_factory
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self._check = CertificateCheck()
+        self._target_conn: asyncio.Future[asyncssh.SSHClientConnection] | None = None
+        self._lock = asyncio.Lock()
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        watch_client_certificates(conn, self._user_ca, self._check, self._same_user)
+
+    def _same_user(self, cert: ClientCertificate) -> str:
+        if cert.key_id != self._target.user:
+            return (
+                f'the inner connection presented a certificate of user "{cert.key_id}", '
+                f'expected "{self._target.user}"'
+            )
+        return ""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        future = self._target_conn
+        if (
+            future is not None
+            and future.done()
+            and not future.cancelled()
+            and future.exception() is None
+        ):
+            future.result().close()
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return False  # certificates only
+
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return bool(key == self._user_ca)
+
+    def session_requested(self) -> Any:
+        # A coroutine: asyncssh awaits it before confirming the channel, and turns a
+        # ChannelOpenError raised here into the open failure the client prints.
+        return self._open_session()
+
+    async def _open_session(self) -> InnerSession:
+        assert self._conn is not None
+        login = str(self._conn.get_extra_info("username"))
+        try:
+            roles = await self._roles()
+            roles.check_login(login)
+            target = await self._connect(login)
+        except TeleportError as exc:
+            log.info(
+                "refused session of %s as %s to %s:%s: %s",
+                self._target.user,
+                login,
+                self._target.host,
+                self._target.port,
+                exc.message,
+            )
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, exc.message) from None
+
+        async def open_target(
+            factory: Callable[[], TargetSession], request: SessionRequest
+        ) -> tuple[asyncssh.SSHClientChannel[bytes], TargetSession]:
+            kwargs: dict[str, Any] = {"env": request.env, "encoding": None}
+            if request.term_type:
+                kwargs.update(
+                    request_pty="force",
+                    term_type=request.term_type,
+                    term_size=request.term_size,
+                    term_modes=request.term_modes,
+                )
+            else:
+                kwargs["request_pty"] = False
+            if request.kind == "exec":
+                kwargs["command"] = request.command
+            elif request.kind == "subsystem":
+                kwargs["subsystem"] = request.subsystem
+            chan, session = await target.create_session(factory, **kwargs)
+            assert isinstance(session, TargetSession)
+            return chan, session
+
+        def observe(request: SessionRequest) -> SessionObserver:
+            return self._observer_factory(self._target, login, roles, request)
+
+        return InnerSession(open_target, observe)
+
+    async def _connect(self, login: str) -> asyncssh.SSHClientConnection:
+        """The target connection, made once per inner connection and shared by its channels."""
+        async with self._lock:
+            if self._target_conn is None:
+                self._target_conn = asyncio.get_running_loop().create_future()
+                try:
+                    conn = await self._dial(login)
+                except BaseException as exc:
+                    self._target_conn.set_exception(exc)
+                    self._target_conn.exception()  # consumed here; later callers re-raise it
+                    raise
+                self._target_conn.set_result(conn)
+        return await self._target_conn
+
+    async def _dial(self, login: str) -> asyncssh.SSHClientConnection:
+        if self._agent is None:
+            raise _Refused(NO_AGENT)
+        try:
+            keys = list(await self._agent.get_keys())
+        except (OSError, asyncssh.Error, ValueError) as exc:
+            raise _Refused(f"{NO_AGENT}: cannot read the forwarded agent: {exc}") from exc
+        # Certificates first, so sshd's MaxAuthTries is not spent on plain keys.
+        keys.sort(key=lambda k: 0 if k.get_algorithm().endswith("-cert-v01@openssh.com") else 1)
+        if self._host_ca is None:
+            log.warning(
+                "proxy_checks_host_keys is off: not checking the host key of %s:%s",
+                self._target.host,
+                self._target.port,
+            )
+        return await connect_target(
+            self._target.host, self._target.port, login, keys, self._host_ca
+        )
+
+
+class _Refused(TeleportError):
+    pass

@@ -1,0 +1,197 @@
+"""What the proxy writes about each relayed session: the asciicast recording and the audit
+events of SPEC.md (session.start, resize, exec, session.data, session.end, session.upload).
+
+The recording is written under ``data_dir`` as the session runs; at the end it is uploaded to
+the recording store and the local copy removed. A crash leaves the local copy, which the next
+start uploads. In ``proxy-sync`` mode, or with ``record_session.ssh: strict`` in a role, a
+recording that cannot be written ends the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyteleport.clock import Clock
+from pyteleport.events import codes
+from pyteleport.events.asciicast import Header
+from pyteleport.events.audit import Emitter
+from pyteleport.events.recorder import SessionRecorder
+from pyteleport.events.store import RecordingStore
+from pyteleport.model.timefmt import format_time
+from pyteleport.policy.access import RoleSet
+from pyteleport.proxy.forwarder import ForwardTarget
+from pyteleport.ssh.relay import SessionExit, SessionRequest
+
+log = logging.getLogger("pyteleport.proxy")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingSettings:
+    mode: str  # session_recording
+    cluster: str
+    server_id: str
+    streaming_dir: Path
+    store: RecordingStore
+    audit: Emitter
+    clock: Clock
+
+
+class RecordedSession:
+    """The ``SessionObserver`` of one relayed session channel."""
+
+    def __init__(
+        self,
+        settings: RecordingSettings,
+        target: ForwardTarget,
+        login: str,
+        roles: RoleSet,
+        request: SessionRequest,
+    ) -> None:
+        self._settings = settings
+        self._target = target
+        self._login = login
+        self._strict = settings.mode.endswith("-sync") or roles.strict_recording()
+        self._request = request
+        self.session_id = str(uuid.uuid4())
+        self._recorder: SessionRecorder | None = None
+        self._start = settings.clock.now()
+        self._index = 0
+        self._tx = 0
+        self._rx = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._interactive = bool(request.term_type)
+
+    def _fields(self, **extra: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "ei": self._index,
+            "user": self._target.user,
+            "login": self._login,
+            "sid": self.session_id,
+            "namespace": "default",
+            "server_id": self._settings.server_id,
+            "server_hostname": self._target.host,
+            "server_addr": f"{self._target.host}:{self._target.port}",
+            "addr.local": self._target.local_addr,
+            "addr.remote": self._target.remote_addr,
+            "proto": "ssh",
+        }
+        self._index += 1
+        fields.update(extra)
+        return fields
+
+    async def started(self, request: SessionRequest) -> None:
+        self._request = request
+        self._interactive = bool(request.term_type)
+        width, height = request.term_size[:2] if request.term_type else (80, 24)
+        if self._settings.mode != "off":
+            header = Header(
+                width=width or 80,
+                height=height or 24,
+                timestamp=int(self._start.timestamp()),
+                session_id=self.session_id,
+                cluster=self._settings.cluster,
+                user=self._target.user,
+                login=self._login,
+                server_hostname=self._target.host,
+                server_addr=f"{self._target.host}:{self._target.port}",
+                kind="ssh" if request.kind == "shell" else request.kind,
+                command=request.command or request.subsystem,
+                term=request.term_type,
+            )
+            # Strict (proxy-sync, or record_session.ssh: strict): RecordingError ends the
+            # session with its message. Best effort: a recorder that failed records nothing.
+            self._recorder = SessionRecorder.create(
+                self._settings.streaming_dir,
+                header,
+                clock=self._settings.clock,
+                strict=self._strict,
+            )
+        await self._settings.audit.emit(
+            codes.SESSION_START,
+            self._fields(
+                size=f"{width}:{height}",
+                session_recording=self._settings.mode,
+                interactive=self._interactive,
+                **({"initial_command": [request.command]} if request.command else {}),
+            ),
+        )
+
+    def output(self, data: bytes, stderr: bool) -> None:
+        self._tx += len(data)
+        if self._recorder is not None:
+            self._recorder.output(data)
+
+    def input(self, data: bytes) -> None:
+        self._rx += len(data)
+
+    def resized(self, width: int, height: int) -> None:
+        if self._recorder is not None:
+            self._recorder.resize(width, height)
+        task = asyncio.get_running_loop().create_task(
+            self._settings.audit.emit(codes.RESIZE, self._fields(size=f"{width}:{height}"))
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def ended(self, result: SessionExit) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        stop = self._settings.clock.now()
+        audit = self._settings.audit
+        if self._request.kind == "exec":
+            failed = result.status != 0
+            await audit.emit(
+                codes.EXEC,
+                self._fields(
+                    command=self._request.command,
+                    exitCode=str(result.status if result.status is not None else ""),
+                    exitError=result.signal
+                    or result.message
+                    or ("" if not failed else "exit status"),
+                ),
+                success=not failed,
+            )
+        elif self._request.kind == "subsystem":
+            await audit.emit(codes.SUBSYSTEM, self._fields(name=self._request.subsystem))
+        await audit.emit(codes.SESSION_DATA, self._fields(tx=self._tx, rx=self._rx))
+        await audit.emit(
+            codes.SESSION_END,
+            self._fields(
+                participants=[self._target.user],
+                session_start=format_time(self._start),
+                session_stop=format_time(stop),
+                interactive=self._interactive,
+                session_recording=self._settings.mode,
+            ),
+        )
+        if self._recorder is not None:
+            path = await self._recorder.aclose()
+            if self._recorder.failed:
+                log.warning("session %s was not fully recorded: %s", self.session_id, path)
+            if path.exists():
+                await upload(self._settings, self.session_id, path)
+
+
+async def upload(settings: RecordingSettings, session_id: str, path: Path) -> None:
+    """Move a finished recording to the store; on failure it stays for the next start."""
+    try:
+        url = await settings.store.upload(session_id, path)
+    except Exception as exc:
+        log.warning("could not upload recording %s, kept at %s: %s", session_id, path, exc)
+        return
+    await asyncio.to_thread(path.unlink, True)
+    await settings.audit.emit(
+        codes.SESSION_UPLOAD,
+        {
+            "sid": session_id,
+            "url": url,
+            "ei": 2**31 - 1,
+            "time_uploaded": format_time(dt.datetime.now(dt.UTC)),
+        },
+    )

@@ -1,0 +1,383 @@
+"""The proxy's SSH listener (3023): users with a certificate from the user CA, the
+``recording-proxy@teleport.com`` question, and the ``proxy:host:port[@cluster]`` subsystem.
+
+In ``proxy``/``proxy-sync`` modes the subsystem channel carries a second SSH connection served by
+the recording forwarder; in ``node``/``node-sync``/``off`` modes it is a byte pipe to the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncssh
+
+from pyteleport.api.access import ProxySSHAccessPoint
+from pyteleport.crypto import sshkeys
+from pyteleport.errors import BadParameterError, TeleportError
+from pyteleport.events import codes
+from pyteleport.policy.access import RoleSet
+from pyteleport.proxy.forwarder import ForwardingServer, ForwardTarget, ObserverFactory
+from pyteleport.proxy.hostkeys import HostKeyCache
+from pyteleport.ssh.hooks import (
+    CertificateCheck,
+    add_global_request_handler,
+    watch_client_certificates,
+)
+from pyteleport.ssh.pipe import TCPPipe
+from pyteleport.ssh.target import ENCRYPTION_ALGS, KEEPALIVE_INTERVAL_S
+from pyteleport.ssh.tunnel import ChannelTunnel
+
+log = logging.getLogger("pyteleport.proxy")
+
+RECORDING_MODES = ("proxy", "proxy-sync")
+_SUBSYSTEM = re.compile(
+    r"^proxy:(?P<host>\[[^\]]*\]|[^:@\[\]]+)(?::(?P<port>\d+))?(?:@(?P<cluster>.+))?$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySSHSettings:
+    session_recording: str
+    checks_host_keys: bool
+    server_id: str
+    principals: tuple[str, ...]  # names the proxy's own host certificate carries
+
+
+def parse_proxy_subsystem(name: str, cluster_name: str) -> tuple[str, int]:
+    """``proxy:host:port[@cluster]`` → (host, port); anything else refused in Teleport's words."""
+    match = _SUBSYSTEM.match(name)
+    if not match:
+        raise BadParameterError(
+            f"invalid format for proxy request: \"{name}\", expected 'proxy:host:port@cluster'"
+        )
+    host = match.group("host").strip("[]")
+    port = int(match.group("port") or 22)
+    cluster = match.group("cluster")
+    if cluster and cluster != cluster_name:
+        raise BadParameterError(
+            f'cluster "{cluster}" is not found: this proxy serves "{cluster_name}"'
+        )
+    if not host or not 0 < port < 65536:
+        raise BadParameterError(
+            f"invalid format for proxy request: \"{name}\", expected 'proxy:host:port@cluster'"
+        )
+    return host, port
+
+
+class ProxySSHService:
+    def __init__(
+        self,
+        access: ProxySSHAccessPoint,
+        settings: ProxySSHSettings,
+        observer_factory: ObserverFactory,
+        host: str,
+        port: int,
+    ) -> None:
+        self.access = access
+        self.settings = settings
+        self.observer_factory = observer_factory
+        self._host, self._port = host, port
+        self.host_keys = HostKeyCache(access)
+        self.user_ca = sshkeys.load_public_key(access.user_ca_public_key())
+        self.host_ca = sshkeys.load_public_key(access.host_ca_public_key())
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+        self._connections: set[asyncssh.SSHServerConnection] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._acceptor is not None
+        return int(self._acceptor.get_port())
+
+    @property
+    def recording(self) -> bool:
+        return self.settings.session_recording in RECORDING_MODES
+
+    async def start(self) -> None:
+        try:
+            self._acceptor = await asyncssh.listen(
+                self._host or None,
+                self._port,
+                server_factory=lambda: _OuterServer(self),
+                server_host_keys=[self.host_keys.pair(self.settings.principals)],
+                agent_forwarding=True,
+                x11_forwarding=False,
+                allow_scp=False,
+                line_editor=False,
+                encoding=None,
+                encryption_algs=ENCRYPTION_ALGS,
+                keepalive_interval=KEEPALIVE_INTERVAL_S,
+                login_timeout=60,
+                config=None,
+            )
+        except OSError as exc:
+            raise BadParameterError(
+                f"proxy_service.listen_addr: cannot listen on {self._host}:{self._port}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+
+    def keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold a reference to a short background task until it ends."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def track(self, conn: asyncssh.SSHServerConnection, alive: bool) -> None:
+        if alive:
+            self._connections.add(conn)
+        else:
+            self._connections.discard(conn)
+
+    async def aclose(self) -> None:
+        if self._acceptor is not None:
+            self._acceptor.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._acceptor.wait_closed(), 5)
+            self._acceptor = None
+        for conn in list(self._connections):
+            conn.close()
+        for conn in list(self._connections):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.wait_closed(), 5)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+
+
+class _OuterServer(asyncssh.SSHServer):
+    """One user connection on 3023."""
+
+    def __init__(self, service: ProxySSHService) -> None:
+        self.service = service
+        self.check = CertificateCheck()
+        self.username = ""
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        self.service.track(conn, True)
+        add_global_request_handler(
+            conn,
+            "recording-proxy@teleport.com",
+            lambda: b"true" if self.service.recording else b"false",
+        )
+        watch_client_certificates(conn, self.service.user_ca, self.check)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        assert self.conn is not None
+        self.service.track(self.conn, False)
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self.check.accepted is None and self.check.refusal:
+            peer = self.conn.get_extra_info("peername") or ("", 0)
+            fields = {
+                "user": "",
+                "login": self.username,
+                "error": self.check.refusal,
+                "server_id": self.service.settings.server_id,
+                "addr.remote": f"{peer[0]}:{peer[1]}",
+            }
+            log.info("refused SSH login from %s: %s", fields["addr.remote"], self.check.refusal)
+            task = asyncio.get_running_loop().create_task(
+                self.service.access.audit.emit(codes.AUTH, fields, success=False)
+            )
+            self.service.keep(task)
+
+    def begin_auth(self, username: str) -> bool:
+        self.username = username
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return False
+
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return bool(key == self.service.user_ca)
+
+    def auth_completed(self) -> None:
+        cert = self.check.accepted
+        assert cert is not None and self.conn is not None
+        task = asyncio.get_running_loop().create_task(self._watch_expiry(cert.valid_before))
+        self.service.keep(task)
+
+    async def _watch_expiry(self, valid_before: int) -> None:
+        """``disconnect_expired_cert``: end the connection when the certificate expires."""
+        try:
+            roles = await self.roles()
+        except TeleportError as exc:
+            assert self.conn is not None
+            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, exc.message)
+            return
+        if any(r.options.disconnect_expired_cert for r in roles.roles):
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, valid_before - time.time())
+            assert self.conn is not None
+            conn = self.conn
+            self._expiry = loop.call_later(
+                delay,
+                lambda: conn.disconnect(
+                    asyncssh.DISC_BY_APPLICATION, "client certificate expired: run tsh login again"
+                ),
+            )
+
+    async def roles(self) -> RoleSet:
+        assert self.check.accepted is not None
+        return await self.service.access.role_set_for_user(self.check.accepted.key_id)
+
+    def session_requested(self) -> Any:
+        return _OuterSession(self)
+
+
+class _OuterSession(asyncssh.SSHServerSession[bytes]):
+    """The session channel that carries ``proxy:host:port``."""
+
+    def __init__(self, server: _OuterServer) -> None:
+        self._server = server
+        self._chan: asyncssh.SSHServerChannel[bytes] | None = None
+        self._subsystem = ""
+        self._tunnel: ChannelTunnel | None = None
+        self._pipe: TCPPipe | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._early: list[bytes] = []  # data that came before the pipe was connected
+        self._early_eof = False
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        self._chan = chan
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        self._subsystem = subsystem
+        return True
+
+    def shell_requested(self) -> bool:
+        return False
+
+    def exec_requested(self, command: str) -> bool:
+        return False
+
+    def session_started(self) -> None:
+        assert self._chan is not None
+        service = self._server.service
+        try:
+            host, port = parse_proxy_subsystem(self._subsystem, service.access.cluster_name)
+        except BadParameterError as exc:
+            self._chan.write_stderr(exc.message.encode() + b"\n")
+            self._chan.exit(1)
+            return
+        if service.recording:
+            self._serve_forwarder(host, port)
+        else:
+            self._chan.pause_reading()
+            self._task = asyncio.get_running_loop().create_task(self._open_pipe(host, port))
+
+    def _serve_forwarder(self, host: str, port: int) -> None:
+        assert self._chan is not None and self._server.conn is not None
+        server, conn, service = self._server, self._server.conn, self._server.service
+        assert server.check.accepted is not None
+        peer = conn.get_extra_info("peername") or ("", 0)
+        local = conn.get_extra_info("sockname") or ("", 0)
+        target = ForwardTarget(
+            user=server.check.accepted.key_id,
+            host=host,
+            port=port,
+            remote_addr=f"{peer[0]}:{peer[1]}",
+            local_addr=f"{local[0]}:{local[1]}",
+        )
+        agent = asyncssh.SSHAgentClient(conn) if self._chan.get_agent_path() else None
+        try:
+            # The name as typed, and as ``tsh config``'s ssh_config makes ssh check it.
+            host_pair = service.host_keys.pair([host, f"{host}.{service.access.cluster_name}"])
+        except TeleportError as exc:
+            self._chan.write_stderr(exc.message.encode() + b"\n")
+            self._chan.exit(1)
+            return
+        tunnel = ChannelTunnel(self._chan, {"peername": peer, "sockname": local})
+        self._tunnel = tunnel
+
+        def factory() -> ForwardingServer:
+            return ForwardingServer(
+                target,
+                service.user_ca,
+                service.host_ca if service.settings.checks_host_keys else None,
+                server.roles,
+                agent,
+                service.observer_factory,
+            )
+
+        async def serve() -> None:
+            try:
+                await asyncssh.connect_reverse(
+                    host,
+                    port,
+                    tunnel=tunnel,
+                    server_factory=factory,
+                    server_host_keys=[host_pair],
+                    encoding=None,
+                    line_editor=False,
+                    allow_scp=False,
+                    encryption_algs=ENCRYPTION_ALGS,
+                    keepalive_interval=KEEPALIVE_INTERVAL_S,
+                    login_timeout=60,
+                    config=None,
+                )
+            except (asyncssh.Error, OSError) as exc:
+                log.info("inner SSH connection to %s:%s ended: %s", host, port, exc)
+                if self._chan is not None:
+                    self._chan.close()
+
+        self._task = asyncio.get_running_loop().create_task(serve())
+
+    async def _open_pipe(self, host: str, port: int) -> None:
+        assert self._chan is not None
+        try:
+            self._pipe = await TCPPipe.open(self._chan, host, port)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            self._chan.write_stderr(f"dial tcp {host}:{port}: connect: {reason}\n".encode())
+            self._chan.exit(1)
+            return
+        early, self._early = self._early, []
+        for data in early:
+            self._pipe.write(data)
+        if self._early_eof:
+            self._pipe.write_eof()
+        self._chan.resume_reading()
+
+    def data_received(self, data: bytes, datatype: int | None) -> None:
+        if self._tunnel is not None:
+            self._tunnel.feed(data)
+        elif self._pipe is not None:
+            self._pipe.write(data)
+        else:
+            self._early.append(data)
+
+    def eof_received(self) -> bool:
+        if self._tunnel is not None:
+            self._tunnel.feed_eof()
+        elif self._pipe is not None:
+            self._pipe.write_eof()
+        else:
+            self._early_eof = True
+        return True
+
+    def pause_writing(self) -> None:
+        if self._pipe is not None:
+            self._pipe.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._pipe is not None:
+            self._pipe.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._tunnel is not None:
+            self._tunnel.lost(exc)
+        if self._pipe is not None:
+            self._pipe.close()
+        if self._task is not None and not self._task.done():
+            self._task.cancel()

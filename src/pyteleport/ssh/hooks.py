@@ -1,0 +1,106 @@
+"""The two places where asyncssh offers no public hook, kept in one module.
+
+* Global requests: asyncssh answers an unknown global request with failure; it dispatches known
+  ones to ``_process_<name>_global_request`` methods found with ``getattr``, so an attribute on
+  the connection instance adds one (``recording-proxy@teleport.com``, SPEC "Recording proxy
+  protocol").
+* Client certificates: ``SSHServer.validate_ca_key`` sees only the signing key, but the proxy
+  must know the certificate's key ID (the Teleport user) and why a certificate was refused (the
+  ``auth`` audit event). ``_validate_openssh_certificate`` is wrapped per connection to see it.
+
+Both are exercised by the end-to-end tests against real OpenSSH clients, so an asyncssh upgrade
+that moves them fails loudly.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncssh
+from asyncssh.misc import map_handler_name
+
+from pyteleport.crypto import sshcert
+
+
+def add_global_request_handler(
+    conn: asyncssh.SSHServerConnection, name: str, answer: Callable[[], bool | bytes]
+) -> None:
+    """Answer global request ``name`` with ``answer()`` (True, False or a raw reply payload)."""
+
+    def handler(packet: Any) -> None:
+        conn._report_global_response(answer())
+
+    setattr(conn, f"_process_{map_handler_name(name)}_global_request", handler)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    """What the proxy reads of a user's certificate once asyncssh has verified it."""
+
+    key_id: str
+    principals: tuple[str, ...]
+    valid_before: int  # unix seconds
+    extensions: dict[str, str]
+
+
+@dataclass(slots=True)
+class CertificateCheck:
+    """Filled in by the wrapped validator: the accepted certificate or the refusal reason."""
+
+    accepted: ClientCertificate | None = None
+    refusal: str = ""
+
+
+def watch_client_certificates(
+    conn: asyncssh.SSHServerConnection,
+    ca_public_key: asyncssh.SSHKey,
+    check: CertificateCheck,
+    extra: Callable[[ClientCertificate], str] | None = None,
+) -> None:
+    """Record the accepted certificate (or why one was refused) on ``check``.
+
+    ``extra`` may add a refusal of its own (for example: a different user than expected)."""
+    original: Callable[[str, Any], Awaitable[asyncssh.SSHKey | None]] = (
+        conn._validate_openssh_certificate
+    )
+
+    async def validate(username: str, cert: Any) -> asyncssh.SSHKey | None:
+        key = await original(username, cert)
+        info = sshcert.parse_certificate(b"cert " + base64.b64encode(bytes(cert.public_data)))
+        parsed = ClientCertificate(
+            key_id=info.key_id,
+            principals=tuple(info.principals),
+            valid_before=int(info.valid_before),
+            extensions=dict(info.extensions),
+        )
+        if key is None:
+            check.refusal = _refusal_reason(username, cert, parsed, ca_public_key)
+            return None
+        if extra is not None:
+            reason = extra(parsed)
+            if reason:
+                check.refusal = reason
+                return None
+        check.accepted = parsed
+        return key
+
+    conn._validate_openssh_certificate = validate  # type: ignore[method-assign]
+
+
+def _refusal_reason(
+    username: str, cert: Any, parsed: ClientCertificate, ca_public_key: asyncssh.SSHKey
+) -> str:
+    # Go's x/crypto/ssh wording, which Teleport users see in its audit log.
+    if cert.signing_key != ca_public_key:
+        return "ssh: certificate signed by unrecognized authority"
+    now = time.time()
+    if now >= parsed.valid_before:
+        return "ssh: cert has expired"
+    if parsed.principals and username not in parsed.principals:
+        quoted = " ".join(f'"{p}"' for p in parsed.principals)
+        return f'ssh: principal "{username}" not in the set of valid principals for given certificate: [{quoted}]'
+    return "ssh: certificate is not valid"

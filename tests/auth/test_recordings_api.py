@@ -1,0 +1,72 @@
+"""``GET /v1/recordings`` and ``/v1/recordings/{sid}``: who may list and replay sessions."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pyteleport.api.client import client_ssl_context
+from pyteleport.errors import AccessDeniedError, BadParameterError, NotFoundError
+from pyteleport.model.timefmt import format_time
+from tests.auth.apiserver import AuthAPI, serve_auth_api
+from tests.events.store_conformance import START, make_recording
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[AuthAPI]:
+    async with serve_auth_api(tmp_path / "auth") as api:
+        path = await make_recording(tmp_path / "local", "s1", duration_s=4)
+        await api.store.upload("s1", path)
+        yield api
+
+
+@pytest.mark.parametrize("user", ["auditor", "editor"])
+async def test_session_rule_holders_list_and_read(api: AuthAPI, user: str) -> None:
+    async with api.connect(user) as client:
+        [item] = await client.list_recordings()
+        body = await client.get_recording("s1")
+    assert (item.sid, item.kind, item.user, item.server_hostname) == ("s1", "ssh", "joe", "web1")
+    assert item.participants == ["joe"]
+    assert item.session_start == format_time(START)
+    assert item.duration_s == pytest.approx(4)
+    assert body == await api.store.read("s1")
+
+
+async def test_the_access_preset_alone_may_not(api: AuthAPI) -> None:
+    async with api.connect("dev") as client:
+        with pytest.raises(AccessDeniedError, match='"list" on "session"'):
+            await client.list_recordings()
+        with pytest.raises(AccessDeniedError, match='"read" on "session"'):
+            await client.get_recording("s1")
+
+
+async def test_the_body_is_asciicast(api: AuthAPI) -> None:
+    cert, key = api.credentials("auditor")
+    context = client_ssl_context(
+        ca_pem=api.server.tls_ca_cert(), cert_file=str(cert), key_file=str(key)
+    )
+    async with httpx.AsyncClient(verify=context) as http:
+        response = await http.get(f"https://{api.addr}/v1/recordings/s1")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-asciicast"
+    assert response.content.startswith(b'{"version": 2')
+
+
+async def test_unknown_and_malformed_ids(api: AuthAPI) -> None:
+    async with api.connect("auditor") as client:
+        with pytest.raises(NotFoundError, match='"nope" is not found'):
+            await client.get_recording("nope")
+        with pytest.raises(BadParameterError, match="invalid session id"):
+            await client.get_recording(".hidden")
+
+
+async def test_without_a_store_there_is_nothing_to_list(tmp_path: Path) -> None:
+    async with (
+        serve_auth_api(tmp_path / "auth", with_store=False) as api,
+        api.connect("auditor") as client,
+    ):
+        with pytest.raises(NotFoundError, match="keeps no session recordings"):
+            await client.list_recordings()

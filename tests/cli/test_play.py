@@ -1,0 +1,122 @@
+"""``tsh play FILE``: text, JSON lines, and the real-time player driven through a real PTY."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from pyteleport.events.asciicast import Frame, Header, encode_frame, encode_header
+
+ROOT = Path(__file__).resolve().parents[2]
+TSH = [str(Path(sys.executable).parent / "tsh")]
+RIGHT, LEFT, CTRL_C = "\x1b[C", "\x1b[D", "\x03"
+
+
+def write_recording(path: Path, frames: list[tuple[float, str]]) -> Path:
+    header = Header(width=80, height=24, timestamp=1767225600, session_id="s1", user="joe")
+    lines = [encode_header(header)] + [encode_frame(Frame(t, "o", d)) for t, d in frames]
+    path.write_text("".join(lines))
+    return path
+
+
+def tsh(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*TSH, *args], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout
+    )
+    # Decoded by hand: text mode would turn the recorded \r\n into \n.
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
+    )
+
+
+def spawn(*args: str) -> pexpect.spawn:
+    child = pexpect.spawn(TSH[0], [*TSH[1:], *args], cwd=str(ROOT), encoding="utf-8", timeout=20)
+    child.setwinsize(24, 80)
+    return child
+
+
+@pytest.fixture
+def recording(tmp_path: Path) -> Path:
+    return write_recording(
+        tmp_path / "s1.cast", [(0.0, "$ ls\r\n"), (0.5, "a.txt  é\r\n"), (1.0, "$ exit\r\n")]
+    )
+
+
+def test_text_prints_the_output_stream(recording: Path) -> None:
+    result = tsh("play", str(recording), "--format", "text")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "$ ls\r\na.txt  é\r\n$ exit\r\n"
+
+
+def test_json_prints_one_event_a_line(recording: Path) -> None:
+    result = tsh("play", str(recording), "--format=json")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["session.start"] + ["print"] * 3 + ["session.end"]
+    assert events[2]["data"] == "a.txt  é\r\n"
+
+
+def test_without_a_terminal_the_recording_just_plays(tmp_path: Path) -> None:
+    path = write_recording(tmp_path / "s.cast", [(0.0, "one "), (3600.0, "two")])
+    result = tsh("play", str(path), "--speed", "8x", "--skip-idle-time")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "one two"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/no/such/file.cast"], "ERROR: /no/such/file.cast: no such recording file"),
+        (["FILE", "--speed", "fast"], 'ERROR: invalid --speed "fast"'),
+        (["FILE", "--format", "yaml"], "ERROR: Invalid value for '--format'"),
+    ],
+)
+def test_mistakes_are_one_line(recording: Path, args: list[str], message: str) -> None:
+    result = tsh("play", *[str(recording) if a == "FILE" else a for a in args])
+    assert result.returncode != 0
+    assert result.stderr.startswith(message)
+    assert "Traceback" not in result.stderr
+
+
+def test_a_file_that_is_no_recording(tmp_path: Path) -> None:
+    (tmp_path / "junk.cast").write_text("hello\n")
+    result = tsh("play", str(tmp_path / "junk.cast"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("ERROR: not an asciicast recording")
+
+
+def test_space_pauses_and_resumes(tmp_path: Path) -> None:
+    path = write_recording(tmp_path / "s.cast", [(0.0, "first-frame "), (3.0, "second-frame")])
+    child = spawn("play", str(path))
+    child.expect_exact("first-frame")
+    child.send(" ")
+    # Unpaused, the second frame would come within 3 s.
+    assert child.expect_exact(["second-frame", pexpect.TIMEOUT], timeout=5) == 1
+    child.send(" ")
+    child.expect_exact("second-frame")
+    child.expect_exact(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_arrows_seek_and_ctrl_c_quits(tmp_path: Path) -> None:
+    path = write_recording(
+        tmp_path / "s.cast",
+        [(0.0, "first-frame "), (8.0, "middle-frame "), (3600.0, "never-shown")],
+    )
+    child = spawn("play", str(path))
+    child.expect_exact("first-frame")
+    child.send(RIGHT + RIGHT)  # to 10 s: the middle frame is shown at once, not at 8 s
+    child.expect_exact("middle-frame", timeout=5)
+    child.send(LEFT)  # back to 5 s: a reset screen, then the output up to there again
+    child.expect_exact("\x1bcfirst-frame", timeout=5)
+    child.send(CTRL_C)
+    child.expect_exact(pexpect.EOF)
+    assert "never-shown" not in (child.before or "")
+    child.close()
+    assert child.exitstatus == 0

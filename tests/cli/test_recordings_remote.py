@@ -1,0 +1,79 @@
+"""``tsh recordings ls``, ``tsh play ID`` and ``tctl recordings ls`` with the credentials of
+``tsh login``, against the auth API on a loopback HTTPS listener."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.auth.apiserver import AuthAPI, serve_auth_api
+from tests.events.store_conformance import make_recording
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[AuthAPI]:
+    async with serve_auth_api(tmp_path / "auth") as api:
+        await api.store.upload("s1", await make_recording(tmp_path / "local", "s1"))
+        yield api
+
+
+async def run(home: Path, prog: str, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "TELEPORT_HOME": str(home)}
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / prog),
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize("prog", ["tsh", "tctl"])
+async def test_ls_shows_the_table(api: AuthAPI, tmp_path: Path, prog: str) -> None:
+    api.login_profile(tmp_path / "home", "auditor")
+    code, out, err = await run(tmp_path / "home", prog, "recordings", "ls")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["ID", "Type", "Participants", "Hostname", "Timestamp"]
+    assert lines[2].split()[:4] == ["s1", "ssh", "joe", "web1"]
+
+
+async def test_ls_as_json(api: AuthAPI, tmp_path: Path) -> None:
+    api.login_profile(tmp_path / "home", "auditor")
+    code, out, err = await run(tmp_path / "home", "tsh", "recordings", "ls", "--format=json")
+    assert code == 0, err
+    [doc] = json.loads(out)
+    assert (doc["sid"], doc["server_hostname"], doc["participants"]) == ("s1", "web1", ["joe"])
+
+
+async def test_play_by_id_fetches_the_recording(api: AuthAPI, tmp_path: Path) -> None:
+    api.login_profile(tmp_path / "home", "auditor")
+    code, out, err = await run(tmp_path / "home", "tsh", "play", "s1", "--format", "text")
+    assert code == 0, err
+    assert out == "$ bye\r\n"
+
+
+async def test_a_user_without_the_session_rule_is_told_so(api: AuthAPI, tmp_path: Path) -> None:
+    api.login_profile(tmp_path / "home", "dev")
+    code, _, err = await run(tmp_path / "home", "tsh", "play", "s1")
+    assert code == 1
+    assert err == 'ERROR: access denied to perform action "read" on "session"\n'
+
+
+async def test_not_logged_in(tmp_path: Path) -> None:
+    code, _, err = await run(tmp_path / "empty-home", "tsh", "recordings", "ls")
+    assert code == 1
+    assert err.startswith("ERROR: not logged in: run tsh login")

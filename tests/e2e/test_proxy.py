@@ -1,0 +1,260 @@
+"""Recording proxy mode with the real OpenSSH client and sshd, as the guide of SPEC.md sets it up."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyteleport.events import asciicast
+from tests.e2e.guide import Guide, make_guide, start_sshd
+from tests.e2e.harness import Client, Cluster, Result, require_binary, run
+
+
+@pytest.fixture
+def guide(tmp_path: Path, cluster: Cluster, client: Client) -> Iterator[Guide]:
+    g = make_guide(tmp_path, cluster, client)
+    yield g
+    g.sshd.stop()
+
+
+def read_cast(path: Path) -> tuple[asciicast.Header, list[asciicast.Frame]]:
+    header, frames = asciicast.decode(path.read_text().splitlines(keepends=True))
+    return header, list(frames)
+
+
+def test_exec_relays_both_streams_and_the_exit_status(guide: Guide) -> None:
+    res = guide.ssh("echo to-stdout; echo to-stderr >&2; exit 3")
+    assert res.code == 3, res.text
+    assert res.out == "to-stdout\n"
+    assert res.err == "to-stderr\n"
+    [path] = guide.wait_recordings()
+    header, frames = read_cast(path)
+    assert header.user == "joe" and header.login == guide.login
+    assert header.server_hostname == "127.0.0.1" and header.cluster == "example.test"
+    assert header.command == "echo to-stdout; echo to-stderr >&2; exit 3"
+    output = "".join(f.data for f in frames if f.code == "o")
+    assert "to-stdout\n" in output and "to-stderr\n" in output
+    [event] = guide.wait_events("exec")
+    assert event["code"] == "T3002E" and event["exitCode"] == "3"
+    assert event["user"] == "joe" and event["sid"] == header.session_id
+    [start] = guide.events("session.start")
+    assert start["code"] == "T2000I" and start["server_addr"] == f"127.0.0.1:{guide.sshd.port}"
+    [end] = guide.wait_events("session.end")
+    assert end["participants"] == ["joe"] and end["interactive"] is False
+    [upload] = guide.wait_events("session.upload")
+    assert upload["sid"] == header.session_id and upload["url"].startswith("file://")
+
+
+def test_stdin_reaches_the_target_and_eof_ends_it(guide: Guide, tmp_path: Path) -> None:
+    target = tmp_path / "written"
+    res = guide.ssh(f"cat > {target}; echo done", input="line one\nline two\n")
+    assert res.code == 0, res.text
+    assert res.out == "done\n"
+    assert target.read_text() == "line one\nline two\n"
+
+
+def test_50mb_both_ways_is_byte_identical(guide: Guide, tmp_path: Path) -> None:
+    src, remote, back = tmp_path / "src", tmp_path / "remote", tmp_path / "back"
+    with open(src, "wb") as f, open("/dev/urandom", "rb") as rnd:
+        f.write(rnd.read(50 * 1024 * 1024))
+    assert guide.ssh_bytes(f"cat > {remote}", stdin=src) == 0
+    assert remote.read_bytes() == src.read_bytes()
+    assert guide.ssh_bytes(f"cat {remote}", stdout=back) == 0
+    assert back.read_bytes() == src.read_bytes()
+
+
+def test_agent_forwarding_is_required(guide: Guide) -> None:
+    res = guide.ssh("true", forward_agent=False)
+    assert res.code == 255
+    assert (
+        "channel 0: open failed: connect failed: agent forwarding required in proxy recording mode"
+        in res.err
+    )
+
+
+def test_login_outside_the_certificate_is_refused_and_audited(guide: Guide) -> None:
+    res = guide.ssh("true", login="nobody")
+    assert res.code == 255
+    assert "Permission denied (publickey)" in res.err
+    [event] = guide.wait_events("auth")
+    assert event["code"] == "T3007W" and event["login"] == "nobody"
+    assert 'principal "nobody" not in the set of valid principals' in event["error"]
+
+
+def test_target_with_a_plain_host_key_is_refused(guide: Guide, tmp_path: Path) -> None:
+    plain = start_sshd(guide.cluster, tmp_path / "plain", cert=False)
+    try:
+        res = guide.ssh("true", port=plain.port)
+    finally:
+        plain.stop()
+    assert res.code == 255
+    assert (
+        "channel 0: open failed: connect failed: ssh: handshake failed: remote host presented "
+        "a public key, expected a host certificate" in res.err
+    ), res.err
+
+
+def test_target_whose_certificate_names_another_host_is_refused(
+    guide: Guide, tmp_path: Path
+) -> None:
+    other = start_sshd(guide.cluster, tmp_path / "other", principals="db.example.test")
+    try:
+        res = guide.ssh("true", port=other.port)
+    finally:
+        other.stop()
+    assert res.code == 255
+    assert "channel 0: open failed: connect failed: ssh: handshake failed:" in res.err
+    assert 'does not name "127.0.0.1"' in res.err
+
+
+def test_certificate_from_another_ca_is_refused_and_audited(guide: Guide, tmp_path: Path) -> None:
+    keygen = require_binary("ssh-keygen")
+    ca, key = tmp_path / "rogue_ca", tmp_path / "rogue"
+    for path in (ca, key):
+        assert run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(path)]).code == 0
+    signed = run([keygen, "-q", "-s", str(ca), "-I", "joe", "-n", guide.login, f"{key}.pub"])
+    assert signed.code == 0, signed.text
+    res = run_ssh_with_key(guide, key)
+    assert res.code == 255 and "Permission denied (publickey)" in res.err
+    events = guide.wait_events("auth")
+    assert any(e["error"] == "ssh: certificate signed by unrecognized authority" for e in events)
+
+
+def test_expired_certificate_is_refused_and_audited(guide: Guide, tmp_path: Path) -> None:
+    key = tmp_path / "short"
+    res = guide.cluster.tctl(
+        "auth", "sign", "--user=joe", "--format=openssh", f"--out={key}", "--ttl=1s"
+    )
+    assert res.code == 0, res.text
+    time.sleep(2.5)
+    res = run_ssh_with_key(guide, key)
+    assert res.code == 255 and "Permission denied (publickey)" in res.err
+    events = guide.wait_events("auth")
+    assert any(e["error"] == "ssh: cert has expired" for e in events), events
+
+
+def run_ssh_with_key(guide: Guide, key: Path) -> Result:
+    """The guide's ssh with one key file and no agent (the proxy needs none to refuse)."""
+    argv = guide.ssh_argv("true")
+    ident = ["-o", "IdentityAgent none", "-o", f"IdentityFile {key}", "-o", "IdentitiesOnly yes"]
+    argv[1:1] = ident
+    proxy = next(i for i, a in enumerate(argv) if a.startswith("ProxyCommand "))
+    argv[proxy] = argv[proxy].replace(
+        "ssh -F", f"ssh -o 'IdentityAgent none' -o 'IdentityFile {key}' -o 'IdentitiesOnly yes' -F"
+    )
+    return run(argv, env=guide.client.env())
+
+
+def test_interactive_shell_with_a_real_pty_and_window_change(guide: Guide) -> None:
+    import pexpect
+
+    argv = guide.ssh_argv(tty=True)
+    child = pexpect.spawn(
+        argv[0], argv[1:], env=guide.client.env(), dimensions=(24, 80), timeout=30
+    )
+    try:
+        child.sendline("export PS1='READY''> '")
+        child.expect("READY> ")
+        child.sendline("stty size; echo typed-$((6*7))")
+        child.expect("24 80")
+        child.expect("typed-42")
+        child.setwinsize(40, 120)
+        child.sendline("stty size")
+        child.expect("40 120")
+        child.sendline("exit 5")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 5
+    [path] = guide.wait_recordings()
+    header, frames = read_cast(path)
+    assert header.kind == "ssh" and header.width == 80 and header.height == 24
+    assert header.term
+    output = "".join(f.data for f in frames if f.code == "o")
+    assert "typed-42" in output and "40 120" in output
+    assert any(f.code == "r" and f.data == "120x40" for f in frames)
+    resize = guide.wait_events("resize")
+    assert resize[-1]["size"] == "120:40"
+    [end] = guide.wait_events("session.end")
+    assert end["interactive"] is True
+
+
+def proxy_cluster(tmp_path: Path, **kw: Any) -> Cluster:
+    cluster = Cluster(root=tmp_path / "cluster", **kw)
+    cluster.root.mkdir()
+    cluster.start()
+    return cluster
+
+
+def test_proxy_checks_host_keys_no_lets_a_plain_host_key_through(
+    tmp_path: Path, client: Client
+) -> None:
+    cluster = proxy_cluster(tmp_path, extra_auth="proxy_checks_host_keys: no")
+    try:
+        guide = make_guide(tmp_path, cluster, client, cert=False)
+        res = guide.ssh("echo through")
+        guide.sshd.stop()
+        assert (res.code, res.out) == (0, "through\n"), res.text
+        guide.wait_recordings()
+    finally:
+        assert cluster.stop() == 0
+    assert "proxy_checks_host_keys is off" in cluster.log_path.read_text()
+
+
+def test_node_mode_pipes_to_the_target_without_recording(tmp_path: Path, client: Client) -> None:
+    cluster = proxy_cluster(tmp_path, session_recording="node")
+    try:
+        guide = make_guide(tmp_path, cluster, client)
+        res = guide.ssh("echo piped; exit 4", forward_agent=False)
+        guide.sshd.stop()
+        assert (res.code, res.out) == (4, "piped\n"), res.text
+        time.sleep(1)
+        assert guide.recordings() == []
+    finally:
+        assert cluster.stop() == 0
+
+
+def test_recording_survives_sigkill_and_is_uploaded_at_the_next_start(
+    tmp_path: Path, client: Client
+) -> None:
+    cluster = proxy_cluster(tmp_path)
+    guide = make_guide(tmp_path, cluster, client)
+    streaming = cluster.data_dir / "log" / "upload" / "streaming"
+    session = subprocess.Popen(
+        guide.ssh_argv("echo before-the-crash; sleep 60"),
+        env=client.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            files = list(streaming.glob("*.cast"))
+            if files and "before-the-crash" in "".join(f.data for f in read_cast(files[0])[1]):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"the output never reached {streaming}")
+        assert cluster.proc is not None
+        cluster.proc.kill()
+        cluster.proc.wait(timeout=10)
+        cluster.proc = None
+    finally:
+        session.kill()
+        session.wait(timeout=10)
+        guide.sshd.stop()
+    cluster.start()
+    try:
+        [path] = guide.wait_recordings()
+        _, frames = read_cast(path)
+        assert "before-the-crash" in "".join(f.data for f in frames)
+        assert list(streaming.glob("*.cast")) == []
+        [upload] = guide.wait_events("session.upload")
+        assert upload["sid"] == path.stem
+    finally:
+        assert cluster.stop() == 0

@@ -1,0 +1,158 @@
+"""What every `RecordingStore` must do, written once and run against each implementation.
+
+A store's test module subclasses `RecordingStoreConformance` and supplies one fixture, ``store``:
+an empty store::
+
+    class TestFileRecordingStore(RecordingStoreConformance):
+        @pytest.fixture
+        async def store(self, tmp_path: Path) -> AsyncIterator[RecordingStore]:
+            yield FileRecordingStore(tmp_path / "records")
+
+Recordings to upload are made by the real recorder in ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from pyteleport.clock import FakeClock
+from pyteleport.errors import BadParameterError, NotFoundError
+from pyteleport.events.asciicast import Header, decode_bytes
+from pyteleport.events.recorder import SessionRecorder
+from pyteleport.events.store import RecordingStore
+
+START = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+async def make_recording(
+    directory: Path,
+    sid: str,
+    *,
+    start: dt.datetime = START,
+    duration_s: float = 3.0,
+    kind: str = "ssh",
+    command: str = "",
+    extra: dict[str, object] | None = None,
+) -> Path:
+    clock = FakeClock(start)
+    header = Header(
+        width=80,
+        height=24,
+        timestamp=int(start.timestamp()),
+        session_id=sid,
+        cluster="example.test",
+        user="joe",
+        login="root",
+        server_hostname="web1",
+        server_addr="web1:22",
+        kind=kind,
+        command=command,
+        extra=extra or {},
+    )
+    recorder = SessionRecorder.create(directory, header, clock=clock)
+    recorder.output(b"$ ")
+    clock.advance(dt.timedelta(seconds=duration_s))
+    recorder.output(b"bye\r\n")
+    return await recorder.aclose()
+
+
+class RecordingStoreConformance:
+    async def test_a_new_store_lists_nothing(self, store: RecordingStore) -> None:
+        assert await store.list() == []
+
+    async def test_upload_then_read_gives_the_same_bytes(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        path = await make_recording(tmp_path / "local", "s1")
+        url = await store.upload("s1", path)
+        assert url
+        assert await store.read("s1") == path.read_bytes()
+
+    async def test_upload_leaves_the_local_file_alone(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        path = await make_recording(tmp_path / "local", "s1")
+        before = path.read_bytes()
+        await store.upload("s1", path)
+        assert path.read_bytes() == before  # removing it is the caller's decision
+
+    async def test_list_describes_each_recording(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        path = await make_recording(
+            tmp_path / "local", "s1", duration_s=7.5, kind="exec", command="uptime"
+        )
+        await store.upload("s1", path)
+        [info] = await store.list()
+        assert info.session_id == "s1"
+        assert info.kind == "exec"
+        assert (info.user, info.login) == ("joe", "root")
+        assert info.participants == ("joe",)
+        assert info.server_hostname == "web1"
+        assert info.timestamp == START
+        assert info.duration_s == pytest.approx(7.5)
+        assert info.command == "uptime"
+
+    async def test_participants_come_from_the_header_when_it_names_them(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        extra: dict[str, object] = {"participants": ["joe", "ann"]}
+        path = await make_recording(tmp_path / "local", "s1", extra=extra)
+        await store.upload("s1", path)
+        [info] = await store.list()
+        assert info.participants == ("joe", "ann")
+
+    async def test_list_is_newest_first(self, store: RecordingStore, tmp_path: Path) -> None:
+        for n, sid in enumerate(["old", "new", "middle"]):
+            offset = {"old": 0, "middle": 60, "new": 120}[sid]
+            path = await make_recording(
+                tmp_path / f"local{n}", sid, start=START + dt.timedelta(seconds=offset)
+            )
+            await store.upload(sid, path)
+        assert [i.session_id for i in await store.list()] == ["new", "middle", "old"]
+
+    async def test_uploading_again_replaces_the_recording(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        first = await make_recording(tmp_path / "a", "s1", duration_s=1)
+        second = await make_recording(tmp_path / "b", "s1", duration_s=9)
+        await store.upload("s1", first)
+        await store.upload("s1", second)  # a retry after a crash must be harmless
+        assert await store.read("s1") == second.read_bytes()
+        assert [i.duration_s for i in await store.list()] == [pytest.approx(9)]
+
+    async def test_a_torn_recording_is_stored_and_listed(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        path = await make_recording(tmp_path / "local", "s1", duration_s=2)
+        with path.open("a") as file:
+            file.write('[5.0, "o", "cut sh')
+        await store.upload("s1", path)
+        [info] = await store.list()
+        assert info.duration_s == pytest.approx(2)
+        _, frames = decode_bytes(await store.read("s1"))
+        assert [f.data for f in frames] == ["$ ", "bye\r\n"]
+
+    async def test_reading_an_unknown_session_is_not_found(self, store: RecordingStore) -> None:
+        with pytest.raises(NotFoundError):
+            await store.read("no-such-session")
+
+    @pytest.mark.parametrize("sid", ["../etc/passwd", "a/b", ""])
+    async def test_a_session_id_that_is_no_name_is_refused(
+        self, store: RecordingStore, tmp_path: Path, sid: str
+    ) -> None:
+        path = await make_recording(tmp_path / "local", "s1")
+        with pytest.raises(BadParameterError):
+            await store.upload(sid, path)
+        with pytest.raises(BadParameterError):
+            await store.read(sid)
+
+    async def test_uploading_a_missing_file_is_not_found(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        with pytest.raises(NotFoundError):
+            await store.upload("s1", tmp_path / "missing.cast")
+        assert await store.list() == []

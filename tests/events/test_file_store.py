@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import datetime as dt
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pyteleport.clock import FakeClock
+from pyteleport.events.asciicast import Header
+from pyteleport.events.recorder import SessionRecorder
+from pyteleport.events.store import FileRecordingStore, RecordingStore
+from tests.events.store_conformance import RecordingStoreConformance, make_recording
+
+
+class TestFileRecordingStore(RecordingStoreConformance):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[RecordingStore]:
+        yield FileRecordingStore(tmp_path / "records")
+
+
+async def test_files_are_private_and_the_url_names_the_file(tmp_path: Path) -> None:
+    store = FileRecordingStore(tmp_path / "records")
+    url = await store.upload("s1", await make_recording(tmp_path / "local", "s1"))
+    stored = tmp_path / "records" / "s1.cast"
+    assert url == stored.resolve().as_uri()
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "records").stat().st_mode) == 0o700
+    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["s1.cast"]
+
+
+async def test_a_file_that_is_no_recording_is_left_out_of_the_list(tmp_path: Path) -> None:
+    store = FileRecordingStore(tmp_path / "records")
+    await store.upload("good", await make_recording(tmp_path / "local", "good"))
+    (tmp_path / "records" / "junk.cast").write_text("not json\n")
+    assert [i.session_id for i in await store.list()] == ["good"]
+
+
+async def test_a_long_recording_lists_its_last_frame_time(tmp_path: Path) -> None:
+    """The duration comes from the file's tail, read backwards across chunk boundaries
+    (with U+2028 and U+0085 in the frames, which are no line ends)."""
+    clock = FakeClock()
+    header = Header(width=80, height=24, timestamp=0, session_id="long")
+    recorder = SessionRecorder.create(tmp_path / "local", header, clock=clock)
+    for n in range(3000):
+        clock.advance(dt.timedelta(milliseconds=10))
+        recorder.output(b"x" * (n % 97) + "\u2028\x85é".encode())
+    path = await recorder.aclose()
+    assert path.stat().st_size > 3 * 64 * 1024
+    store = FileRecordingStore(tmp_path / "records")
+    await store.upload("long", path)
+    [info] = await store.list()
+    assert info.duration_s == pytest.approx(30.0)

@@ -1,0 +1,100 @@
+"""Recordings a crashed process left behind are uploaded at the next start, each with a
+session.upload event, and the local copy goes only once that is done."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from pyteleport.backend import MemoryBackend
+from pyteleport.clock import FakeClock
+from pyteleport.errors import RecordingError
+from pyteleport.events import codes
+from pyteleport.events.audit import AuditLog
+from pyteleport.events.store import FileRecordingStore, RecordingInfo, complete_pending_uploads
+from tests.events.store_conformance import START, make_recording
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START + dt.timedelta(hours=1))
+
+
+@pytest.fixture
+def audit(clock: FakeClock) -> AuditLog:
+    return AuditLog(MemoryBackend(clock), clock)
+
+
+async def uploads(audit: AuditLog) -> list[dict[str, object]]:
+    return await audit.search(
+        START, START + dt.timedelta(days=1), event_types=[codes.SESSION_UPLOAD]
+    )
+
+
+async def test_every_left_recording_is_uploaded_announced_and_removed(
+    tmp_path: Path, audit: AuditLog
+) -> None:
+    streaming = tmp_path / "streaming"
+    await make_recording(streaming, "s1")
+    torn = await make_recording(streaming, "s2")
+    with torn.open("a") as file:
+        file.write('[9.0, "o", "the crash cut th')
+    store = FileRecordingStore(tmp_path / "records")
+
+    done = await complete_pending_uploads(streaming, store, audit, "example.test")
+
+    assert sorted(done) == ["s1", "s2"]
+    assert sorted(i.session_id for i in await store.list()) == ["s1", "s2"]
+    assert list(streaming.iterdir()) == []
+    events = await uploads(audit)
+    assert sorted(e["sid"] for e in events) == ["s1", "s2"]  # type: ignore[type-var]
+    event = next(e for e in events if e["sid"] == "s1")
+    assert event["code"] == "T2005I"
+    assert event["url"] == (tmp_path / "records" / "s1.cast").resolve().as_uri()
+    assert event["cluster_name"] == "example.test"
+    assert event["ei"] == codes.SESSION_UPLOAD_INDEX
+    assert (event["user"], event["login"], event["server_hostname"]) == ("joe", "root", "web1")
+
+
+async def test_nothing_left_is_nothing_done(tmp_path: Path, audit: AuditLog) -> None:
+    (tmp_path / "streaming").mkdir()
+    store = FileRecordingStore(tmp_path / "records")
+    assert await complete_pending_uploads(tmp_path / "streaming", store, audit, "c") == []
+    assert await uploads(audit) == []
+
+
+async def test_an_unreadable_file_stays_for_an_operator(tmp_path: Path, audit: AuditLog) -> None:
+    streaming = tmp_path / "streaming"
+    await make_recording(streaming, "good")
+    (streaming / "empty.cast").write_bytes(b"")
+    (streaming / "garbage.cast").write_bytes(b"\x00\x01 not a header\n")
+    store = FileRecordingStore(tmp_path / "records")
+    assert await complete_pending_uploads(streaming, store, audit, "c") == ["good"]
+    assert sorted(p.name for p in streaming.iterdir()) == ["empty.cast", "garbage.cast"]
+
+
+class BrokenStore:
+    """A store that cannot be reached this time."""
+
+    async def upload(self, session_id: str, path: Path) -> str:
+        raise RecordingError("the store is down")
+
+    async def list(self) -> list[RecordingInfo]:
+        return []
+
+    async def read(self, session_id: str) -> bytes:
+        raise RecordingError("the store is down")
+
+
+async def test_a_failed_upload_keeps_the_file_for_the_next_start(
+    tmp_path: Path, audit: AuditLog
+) -> None:
+    streaming = tmp_path / "streaming"
+    path = await make_recording(streaming, "s1")
+    assert await complete_pending_uploads(streaming, BrokenStore(), audit, "c") == []
+    assert path.exists()
+    assert await uploads(audit) == []
+    store = FileRecordingStore(tmp_path / "records")
+    assert await complete_pending_uploads(streaming, store, audit, "c") == ["s1"]

@@ -1,0 +1,343 @@
+"""The session recorder writes a file the codec reads back: frames in order, times from the
+clock, characters split across packets joined, at most one interval lost to a crash, and a
+failing disk handled as its mode says."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import errno
+import itertools
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyteleport.clock import FakeClock
+from pyteleport.errors import BadParameterError, ConnectionProblemError, RecordingError
+from pyteleport.events.asciicast import Frame, Header, decode_bytes
+from pyteleport.events.recorder import SessionRecorder
+
+WAIT_S = 10.0
+
+
+def header(sid: str = "s1") -> Header:
+    return Header(width=80, height=24, timestamp=1767225600, session_id=sid, user="joe")
+
+
+def read(path: Path) -> tuple[Header, list[Frame]]:
+    head, frames = decode_bytes(path.read_bytes())
+    return head, list(frames)
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait (up to WAIT_S) for what a timer does in the background."""
+    for _ in range(int(WAIT_S / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
+def tick(clock: FakeClock, seconds: float) -> None:
+    clock.advance(dt.timedelta(seconds=seconds))
+
+
+async def test_frames_carry_their_kind_and_the_time_since_start(tmp_path: Path) -> None:
+    clock = FakeClock()
+    recorder = SessionRecorder.create(tmp_path, header(), clock=clock)
+    recorder.output(b"$ ")
+    tick(clock, 0.5)
+    recorder.input(b"ls\r")
+    tick(clock, 0.25)
+    recorder.resize(120, 40)
+    recorder.marker("checkpoint")
+    tick(clock, 2)
+    recorder.output(b"a.txt\r\n")
+    path = await recorder.aclose()
+
+    head, frames = read(path)
+    assert head == header()
+    assert [(f.time_s, f.code, f.data) for f in frames] == [
+        (0.0, "o", "$ "),
+        (0.5, "i", "ls\r"),
+        (0.75, "r", "120x40"),
+        (0.75, "m", "checkpoint"),
+        (2.75, "o", "a.txt\r\n"),
+    ]
+
+
+async def test_file_is_private_and_named_after_the_session(tmp_path: Path) -> None:
+    directory = tmp_path / "streaming"
+    recorder = SessionRecorder.create(directory, header("abc-123"))
+    path = await recorder.aclose()
+    assert path == directory / "abc-123.cast"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("sid", ["", "../escape", "a/b", ".hidden"])
+def test_a_session_id_that_is_no_plain_file_name_is_refused(tmp_path: Path, sid: str) -> None:
+    with pytest.raises(BadParameterError):
+        SessionRecorder.create(tmp_path, header(sid))
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        ([b"caf\xc3", b"\xa9"], "café"),  # 2-byte character split in two
+        ([b"\xe2", b"\x82", b"\xac"], "€"),  # 3-byte character in three packets
+        ([b"\xf0\x9f", b"\x98\x80!"], "😀!"),
+        ([b"ok\xff"], "ok\ufffd"),  # not UTF-8 at all
+        ([b"end\xe2\x82"], "end\ufffd"),  # cut off by the end of the session
+    ],
+)
+async def test_utf8_is_decoded_across_packets(
+    tmp_path: Path, chunks: list[bytes], expected: str
+) -> None:
+    recorder = SessionRecorder.create(tmp_path, header(), clock=FakeClock())
+    for chunk in chunks:
+        recorder.output(chunk)
+    _, frames = read(await recorder.aclose())
+    assert "".join(f.data for f in frames) == expected
+
+
+async def test_output_and_input_are_decoded_apart(tmp_path: Path) -> None:
+    recorder = SessionRecorder.create(tmp_path, header(), clock=FakeClock())
+    recorder.output(b"\xc3")
+    recorder.input(b"\xc3")
+    recorder.output(b"\xa9")
+    recorder.input(b"\xa8")
+    _, frames = read(await recorder.aclose())
+    assert [(f.code, f.data) for f in frames] == [("o", "é"), ("i", "è")]
+
+
+async def test_counts_the_bytes_of_each_stream(tmp_path: Path) -> None:
+    recorder = SessionRecorder.create(tmp_path, header(), clock=FakeClock())
+    recorder.output(b"hello")
+    recorder.output(b"\xc3")
+    recorder.input(b"ls")
+    assert (recorder.bytes_written.output, recorder.bytes_written.input) == (6, 2)
+    await recorder.aclose()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    packets=st.lists(
+        st.tuples(
+            st.sampled_from(["o", "i"]),
+            st.text(max_size=40),
+            st.floats(min_value=0, max_value=5, allow_nan=False),
+        ),
+        max_size=20,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=5),
+)
+def test_round_trip_whatever_the_packet_boundaries(
+    packets: list[tuple[str, str, float]], cuts: list[int]
+) -> None:
+    """Text sent as UTF-8 in packets cut anywhere (even inside a character) reads back whole."""
+    clock = FakeClock()
+    with tempfile.TemporaryDirectory() as tmp:
+        recorder = SessionRecorder.create(Path(tmp), header(), clock=clock, fsync_interval_s=0.3)
+        sent = {"o": "", "i": ""}
+        for code, text, gap_s in packets:
+            tick(clock, gap_s)
+            data = text.encode()
+            points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+            for start, end in itertools.pairwise(points):
+                (recorder.output if code == "o" else recorder.input)(data[start:end])
+            sent[code] += text
+        path = asyncio.run(recorder.aclose())
+        _, frames = read(path)
+    for code in ("o", "i"):
+        assert "".join(f.data for f in frames if f.code == code) == sent[code]
+    times = [f.time_s for f in frames]
+    assert times == sorted(times)
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.tuples(st.integers(1, 1000), st.integers(1, 1000)), max_size=10))
+def test_resizes_round_trip(sizes: list[tuple[int, int]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        recorder = SessionRecorder.create(Path(tmp), header(), clock=FakeClock())
+        for width, height in sizes:
+            recorder.resize(width, height)
+        _, frames = read(asyncio.run(recorder.aclose()))
+    assert [f.data for f in frames] == [f"{w}x{h}" for w, h in sizes]
+
+
+def test_lines_wait_in_memory_until_the_interval_has_passed(tmp_path: Path) -> None:
+    """Outside an event loop (no timer) the next call after the interval writes them."""
+    clock = FakeClock()
+    recorder = SessionRecorder.create(tmp_path, header(), clock=clock, fsync_interval_s=1.0)
+    recorder.output(b"first")
+    assert read(recorder.path)[1] == []  # the header is on disk at once, the frame is not
+    tick(clock, 1.0)
+    recorder.output(b"second")
+    assert [f.data for f in read(recorder.path)[1]] == ["first", "second"]
+
+
+async def test_an_idle_session_still_reaches_the_disk(tmp_path: Path) -> None:
+    recorder = SessionRecorder.create(tmp_path, header(), fsync_interval_s=0.05)
+    recorder.output(b"last words")
+    await eventually(lambda: bool(read(recorder.path)[1]))
+    assert [f.data for f in read(recorder.path)[1]] == ["last words"]
+    await recorder.aclose()
+
+
+async def test_calls_after_close_are_ignored_and_close_is_idempotent(tmp_path: Path) -> None:
+    recorder = SessionRecorder.create(tmp_path, header(), clock=FakeClock())
+    recorder.output(b"in")
+    path = await recorder.aclose()
+    recorder.output(b"late")
+    assert await recorder.aclose() == path
+    assert [f.data for f in read(path)[1]] == ["in"]
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    from pathlib import Path
+    from pyteleport.events.asciicast import Header
+    from pyteleport.events.recorder import SessionRecorder
+
+    async def main():
+        header = Header(width=80, height=24, timestamp=0, session_id="crash")
+        recorder = SessionRecorder.create(Path(sys.argv[1]), header, fsync_interval_s=0.1)
+        recorder.output(b"before the crash\\r\\n")
+        await asyncio.sleep(0.5)  # several intervals: the timer has written it
+        recorder.output(b"written")  # the interval has passed: written by this call
+        recorder.output(b"lost")  # within the interval: still in memory
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_killed_process_loses_at_most_the_last_interval(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path)], capture_output=True, timeout=60
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    head, frames = read(tmp_path / "crash.cast")
+    assert head.session_id == "crash"
+    assert [f.data for f in frames] == ["before the crash\r\n", "written"]
+
+
+async def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    recorder = SessionRecorder.create(tmp_path, header(), clock=FakeClock())
+    recorder.output(b"whole")
+    path = await recorder.aclose()
+    with path.open("a") as file:
+        file.write('[1.5, "o", "half a li')  # a write cut short by a crash
+    assert [f.data for f in read(path)[1]] == ["whole"]
+
+
+class FailingFile:
+    """A file on a full disk: the header goes in, then writes fail."""
+
+    def __init__(self, fail_after: int = 1, error: int = errno.ENOSPC) -> None:
+        self.writes: list[bytes] = []
+        self._fail_after = fail_after
+        self._error = error
+        self._fd = os.open(os.devnull, os.O_WRONLY)
+
+    def write(self, data: bytes) -> int:
+        if len(self.writes) >= self._fail_after:
+            raise OSError(self._error, os.strerror(self._error))
+        self.writes.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def failing_recorder(tmp_path: Path, *, strict: bool, clock: FakeClock) -> SessionRecorder:
+    recorder = SessionRecorder(
+        tmp_path / "s1.cast", FailingFile(), header(), clock=clock, strict=strict
+    )
+    tick(clock, 1)
+    recorder.output(b"header goes out with this one")  # the first write succeeds
+    return recorder
+
+
+async def test_strict_raises_from_the_call_that_hit_the_failure(tmp_path: Path) -> None:
+    clock = FakeClock()
+    recorder = failing_recorder(tmp_path, strict=True, clock=clock)
+    tick(clock, 1)
+    with pytest.raises(RecordingError, match=r"cannot record session s1: No space left") as err:
+        recorder.output(b"this write fails")
+    assert isinstance(err.value, ConnectionProblemError)
+    assert recorder.failed
+    with pytest.raises(RecordingError):
+        recorder.output(b"and so does every later call")
+    await recorder.aclose()  # already reported: closing does not raise it again
+
+
+async def test_best_effort_warns_once_and_stops_recording(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    recorder = failing_recorder(tmp_path, strict=False, clock=clock)
+    tick(clock, 1)
+    recorder.output(b"this write fails")
+    tick(clock, 1)
+    recorder.output(b"ignored")
+    recorder.resize(10, 10)
+    assert recorder.failed
+    assert recorder.bytes_written.output == len(b"header goes out with this one") + 23
+    await recorder.aclose()
+    warnings = [r for r in caplog.records if "cannot record session s1" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+async def test_strict_failure_found_by_the_timer_is_raised_by_the_next_call(
+    tmp_path: Path,
+) -> None:
+    recorder = SessionRecorder(
+        tmp_path / "s1.cast",
+        FailingFile(fail_after=0),
+        header(),
+        strict=True,
+        clock=FakeClock(),  # never moves: only the timer writes
+        fsync_interval_s=0.05,
+    )
+    recorder.output(b"buffered")  # nothing written yet, so nothing fails yet
+    await eventually(lambda: recorder.failed)
+    with pytest.raises(RecordingError):
+        recorder.output(b"x")
+
+
+async def test_strict_failure_at_close_is_raised_by_close(tmp_path: Path) -> None:
+    recorder = SessionRecorder(
+        tmp_path / "s1.cast", FailingFile(fail_after=0), header(), strict=True, clock=FakeClock()
+    )
+    with pytest.raises(RecordingError, match="No space left"):
+        await recorder.aclose()
+
+
+def test_create_in_an_unusable_directory(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(RecordingError, match="cannot record session s1"):
+        SessionRecorder.create(blocker, header(), strict=True)
+    recorder = SessionRecorder.create(blocker, header(), strict=False)
+    assert recorder.failed
+    recorder.output(b"goes nowhere")
+    asyncio.run(recorder.aclose())
