@@ -163,8 +163,10 @@ class Guide:
         raise AssertionError(f"expected {count} recording(s), found {self.recordings()}")
 
 
-def make_guide(root: Path, cluster: Cluster, client: Client, **sshd_kw: Any) -> Guide:
-    password = cluster.add_user("joe", roles="access", logins=current_login())
+def make_guide(
+    root: Path, cluster: Cluster, client: Client, roles: str = "access", **sshd_kw: Any
+) -> Guide:
+    password = cluster.add_user("joe", roles=roles, logins=current_login())
     res = client.login(cluster, "joe", password)
     assert res.code == 0, res.text
     sshd = start_sshd(cluster, root / "sshd", **sshd_kw)

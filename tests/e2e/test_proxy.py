@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 
+from pyteleport.client.profile import ProfileStore
 from pyteleport.events import asciicast
+from pyteleport.ssh.hooks import ask_recording_proxy
 from tests.e2e.guide import Guide, make_guide, start_sshd
 from tests.e2e.harness import Client, Cluster, Result, require_binary, run
 
@@ -256,5 +260,129 @@ def test_recording_survives_sigkill_and_is_uploaded_at_the_next_start(
         assert list(streaming.glob("*.cast")) == []
         [upload] = guide.wait_events("session.upload")
         assert upload["sid"] == path.stem
+    finally:
+        assert cluster.stop() == 0
+
+
+def add_role(cluster: Cluster, tmp_path: Path, name: str, options: str) -> None:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        f"kind: role\nversion: v7\nmetadata: {{name: {name}}}\n"
+        f"spec:\n  options: {options}\n  allow: {{logins: ['{{{{internal.logins}}}}']}}\n"
+    )
+    res = cluster.tctl("create", str(path))
+    assert res.code == 0, res.text
+
+
+def break_recording_dir(cluster: Cluster) -> None:
+    """The recordings directory becomes a plain file: every new recording fails to open."""
+    streaming = cluster.data_dir / "log" / "upload" / "streaming"
+    shutil.rmtree(streaming)
+    streaming.write_text("not a directory")
+
+
+def test_strict_recording_role_ends_a_session_it_cannot_record(
+    tmp_path: Path, cluster: Cluster, client: Client
+) -> None:
+    add_role(cluster, tmp_path, "strict", "{record_session: {ssh: strict}}")
+    guide = make_guide(tmp_path, cluster, client, roles="access,strict")
+    try:
+        break_recording_dir(cluster)
+        res = guide.ssh("echo must-not-run")
+    finally:
+        guide.sshd.stop()
+    assert res.code == 255
+    assert "must-not-run" not in res.out
+    assert "cannot record session" in res.err, res.err
+
+
+def test_best_effort_recording_lets_the_session_run_and_logs_it(
+    tmp_path: Path, cluster: Cluster, client: Client
+) -> None:
+    guide = make_guide(tmp_path, cluster, client)
+    try:
+        break_recording_dir(cluster)
+        res = guide.ssh("echo still-runs")
+    finally:
+        guide.sshd.stop()
+    assert (res.code, res.out) == (0, "still-runs\n"), res.text
+    assert "cannot record session" in cluster.log_path.read_text()
+
+
+def test_proxy_sync_mode_ends_a_session_it_cannot_record(tmp_path: Path, client: Client) -> None:
+    cluster = proxy_cluster(tmp_path, session_recording="proxy-sync")
+    try:
+        guide = make_guide(tmp_path, cluster, client)
+        assert guide.ssh("echo recorded").out == "recorded\n"
+        guide.wait_recordings()
+        break_recording_dir(cluster)
+        res = guide.ssh("echo must-not-run")
+        guide.sshd.stop()
+        assert res.code == 255 and "cannot record session" in res.err, res.text
+    finally:
+        assert cluster.stop() == 0
+
+
+def test_expired_certificate_ends_the_session_with_disconnect_expired_cert(
+    tmp_path: Path, cluster: Cluster, client: Client
+) -> None:
+    add_role(cluster, tmp_path, "expiring", "{disconnect_expired_cert: true}")
+    guide = make_guide(tmp_path, cluster, client, roles="access,expiring")
+    short = Client(root=tmp_path / "short")
+    short.root.mkdir()
+    short.start_agent()
+    try:
+        key = tmp_path / "short-key"
+        res = cluster.tctl(
+            "auth", "sign", "--user=joe", "--format=openssh", f"--out={key}", "--ttl=8s"
+        )
+        assert res.code == 0, res.text
+        assert run([require_binary("ssh-add"), str(key)], env=short.env()).code == 0
+        started = time.monotonic()
+        res = run(guide.ssh_argv("sleep 40; echo not-reached"), env=short.env(), timeout=60)
+        assert time.monotonic() - started < 40  # ended by the proxy, not by sleep finishing
+    finally:
+        short.stop_agent()
+        guide.sshd.stop()
+    assert res.code == 255 and "not-reached" not in res.out
+    assert "client certificate expired" in res.err, res.err
+
+
+def test_exit_signal_of_the_remote_command_reaches_the_client(guide: Guide) -> None:
+    res = guide.ssh("kill -TERM $$")
+    assert res.code == 255, res.text  # OpenSSH's status for a remote command killed by a signal
+    [event] = guide.wait_events("exec")
+    assert event["code"] == "T3002E" and "TERM" in event["exitError"]
+
+
+async def ask_proxy(client: Client, cluster: Cluster, login: str) -> bool:
+    store = ProfileStore(client.home)
+    profile = store.current()
+    key = asyncssh.read_private_key(str(store.key_path(profile)))
+    cert = asyncssh.read_certificate(str(store.cert_path(profile)))
+    async with asyncssh.connect(
+        "127.0.0.1",
+        cluster.ssh_port,
+        username=login,
+        client_keys=[(key, cert)],
+        known_hosts=None,
+        agent_path=None,
+        config=None,
+    ) as conn:
+        return await ask_recording_proxy(conn)
+
+
+async def test_recording_proxy_global_request_says_true(guide: Guide) -> None:
+    assert await ask_proxy(guide.client, guide.cluster, guide.login) is True
+
+
+async def test_recording_proxy_global_request_says_false_in_node_mode(
+    tmp_path: Path, client: Client
+) -> None:
+    cluster = proxy_cluster(tmp_path, session_recording="node")
+    try:
+        guide = make_guide(tmp_path, cluster, client)
+        guide.sshd.stop()
+        assert await ask_proxy(client, cluster, guide.login) is False
     finally:
         assert cluster.stop() == 0

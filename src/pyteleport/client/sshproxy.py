@@ -20,6 +20,7 @@ import asyncssh
 
 from pyteleport.client.profile import Profile, ProfileStore, write_private_file
 from pyteleport.errors import AccessDeniedError, BadParameterError, ConnectionProblemError
+from pyteleport.ssh.hooks import ask_recording_proxy
 
 CONNECT_TIMEOUT_S = 30.0
 
@@ -123,6 +124,14 @@ async def proxy_ssh(
     except (OSError, TimeoutError, asyncssh.Error) as exc:
         raise ConnectionProblemError(f"cannot reach the proxy at {host}:{port}: {exc}") from exc
     async with conn:
+        # tsh's side of the recording proxy protocol: in recording mode the proxy logs into the
+        # target with the agent forwarded here, so say so when there is none to forward.
+        if await ask_recording_proxy(conn) and not os.environ.get("SSH_AUTH_SOCK"):
+            print(
+                "WARNING: the proxy records sessions and needs your ssh-agent, but SSH_AUTH_SOCK "
+                "is not set: start one (eval $(ssh-agent)) and run tsh login again",
+                file=sys.stderr,
+            )
         subsystem = f"proxy:{_join(target_host, dest.port)}@{cluster}"
         process = await conn.create_process(
             subsystem=subsystem,

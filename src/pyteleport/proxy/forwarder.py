@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,7 @@ class ForwardingServer(asyncssh.SSHServer):
         self._conn: asyncssh.SSHServerConnection | None = None
         self._check = CertificateCheck()
         self._target_conn: asyncio.Future[asyncssh.SSHClientConnection] | None = None
+        self._sessions: weakref.WeakSet[InnerSession] = weakref.WeakSet()
         self._lock = asyncio.Lock()
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -147,7 +149,14 @@ class ForwardingServer(asyncssh.SSHServer):
         def observe(request: SessionRequest) -> SessionObserver:
             return self._observer_factory(self._target, login, roles, request)
 
-        return InnerSession(open_target, observe)
+        session = InnerSession(open_target, observe)
+        self._sessions.add(session)
+        return session
+
+    def end(self, message: str) -> None:
+        """End every session of this connection with ``message`` on the user's stderr."""
+        for session in list(self._sessions):
+            session.abort(message)
 
     async def _connect(self, login: str) -> asyncssh.SSHClientConnection:
         """The target connection, made once per inner connection and shared by its channels."""

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import re
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from pyteleport.ssh.tunnel import ChannelTunnel
 log = logging.getLogger("pyteleport.proxy")
 
 RECORDING_MODES = ("proxy", "proxy-sync")
+END_GRACE_S = 1.0
 _SUBSYSTEM = re.compile(
     r"^proxy:(?P<host>\[[^\]]*\]|[^:@\[\]]+)(?::(?P<port>\d+))?(?:@(?P<cluster>.+))?$"
 )
@@ -155,6 +157,7 @@ class _OuterServer(asyncssh.SSHServer):
         self.service = service
         self.check = CertificateCheck()
         self.username = ""
+        self.sessions: weakref.WeakSet[_OuterSession] = weakref.WeakSet()
         self.conn: asyncssh.SSHServerConnection | None = None
         self._expiry: asyncio.TimerHandle | None = None
 
@@ -219,12 +222,21 @@ class _OuterServer(asyncssh.SSHServer):
             loop = asyncio.get_running_loop()
             delay = max(0.0, valid_before - time.time())
             assert self.conn is not None
-            conn = self.conn
             self._expiry = loop.call_later(
-                delay,
-                lambda: conn.disconnect(
-                    asyncssh.DISC_BY_APPLICATION, "client certificate expired: run tsh login again"
-                ),
+                delay, self.end, "client certificate expired: run tsh login again"
+            )
+
+    def end(self, message: str) -> None:
+        """End every session of this connection with ``message`` on the user's terminal, then
+        the connection itself (certificate expiry; locks later)."""
+        log.info("ending the connection of %s: %s", self.username, message)
+        for session in list(self.sessions):
+            session.end(message)
+        conn = self.conn
+        if conn is not None:
+            # Give the message a moment to reach the client before the disconnect.
+            asyncio.get_running_loop().call_later(
+                END_GRACE_S, conn.disconnect, asyncssh.DISC_BY_APPLICATION, message
             )
 
     async def roles(self) -> RoleSet:
@@ -232,7 +244,9 @@ class _OuterServer(asyncssh.SSHServer):
         return await self.service.access.role_set_for_user(self.check.accepted.key_id)
 
     def session_requested(self) -> Any:
-        return _OuterSession(self)
+        session = _OuterSession(self)
+        self.sessions.add(session)
+        return session
 
 
 class _OuterSession(asyncssh.SSHServerSession[bytes]):
@@ -245,6 +259,7 @@ class _OuterSession(asyncssh.SSHServerSession[bytes]):
         self._tunnel: ChannelTunnel | None = None
         self._pipe: TCPPipe | None = None
         self._task: asyncio.Task[None] | None = None
+        self._forwarding: ForwardingServer | None = None
         self._early: list[bytes] = []  # data that came before the pipe was connected
         self._early_eof = False
 
@@ -254,6 +269,12 @@ class _OuterSession(asyncssh.SSHServerSession[bytes]):
     def subsystem_requested(self, subsystem: str) -> bool:
         self._subsystem = subsystem
         return True
+
+    def end(self, message: str) -> None:
+        if self._forwarding is not None:
+            self._forwarding.end(message)
+        elif self._chan is not None:
+            self._chan.write_stderr(f"\r\n{message}\r\n".encode())
 
     def shell_requested(self) -> bool:
         return False
@@ -301,7 +322,7 @@ class _OuterSession(asyncssh.SSHServerSession[bytes]):
         self._tunnel = tunnel
 
         def factory() -> ForwardingServer:
-            return ForwardingServer(
+            self._forwarding = ForwardingServer(
                 target,
                 service.user_ca,
                 service.host_ca if service.settings.checks_host_keys else None,
@@ -309,6 +330,7 @@ class _OuterSession(asyncssh.SSHServerSession[bytes]):
                 agent,
                 service.observer_factory,
             )
+            return self._forwarding
 
         async def serve() -> None:
             try:

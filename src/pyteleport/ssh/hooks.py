@@ -1,9 +1,10 @@
-"""The two places where asyncssh offers no public hook, kept in one module.
+"""The places where asyncssh offers no public hook, kept in one module.
 
 * Global requests: asyncssh answers an unknown global request with failure; it dispatches known
   ones to ``_process_<name>_global_request`` methods found with ``getattr``, so an attribute on
   the connection instance adds one (``recording-proxy@teleport.com``, SPEC "Recording proxy
   protocol").
+* Asking a global request and reading its raw reply (tsh's side of the same question).
 * Client certificates: ``SSHServer.validate_ca_key`` sees only the signing key, but the proxy
   must know the certificate's key ID (the Teleport user) and why a certificate was refused (the
   ``auth`` audit event). ``_validate_openssh_certificate`` is wrapped per connection to see it.
@@ -24,6 +25,8 @@ import asyncssh
 from asyncssh.misc import map_handler_name
 
 from pyteleport.crypto import sshcert
+
+MSG_REQUEST_SUCCESS = 81  # RFC 4254 §4
 
 
 def add_global_request_handler(
@@ -104,3 +107,10 @@ def _refusal_reason(
         quoted = " ".join(f'"{p}"' for p in parsed.principals)
         return f'ssh: principal "{username}" not in the set of valid principals for given certificate: [{quoted}]'
     return "ssh: certificate is not valid"
+
+
+async def ask_recording_proxy(conn: asyncssh.SSHClientConnection) -> bool:
+    """Send ``recording-proxy@teleport.com`` as tsh does; the reply payload is b"true" or
+    b"false" (not an SSH string). asyncssh has no public call for a global request."""
+    pkttype, packet = await conn._make_global_request(b"recording-proxy@teleport.com")
+    return pkttype == MSG_REQUEST_SUCCESS and packet.get_remaining_payload() == b"true"

@@ -1,0 +1,78 @@
+"""tsh ssh, tsh proxy ssh, tsh config, tsh recordings ls and tsh play against a recording proxy
+and a real sshd."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.guide import Guide, make_guide
+from tests.e2e.harness import Client, Cluster, require_binary, run
+
+
+@pytest.fixture
+def guide(tmp_path: Path, cluster: Cluster, client: Client) -> Iterator[Guide]:
+    g = make_guide(tmp_path, cluster, client, roles="access,auditor")
+    yield g
+    g.sshd.stop()
+
+
+def test_tsh_ssh_runs_a_command_and_returns_its_exit_status(guide: Guide) -> None:
+    res = guide.client.tsh(
+        "ssh", f"--port={guide.sshd.port}", f"{guide.login}@127.0.0.1", "echo via-tsh; exit 7"
+    )
+    assert res.code == 7, res.text
+    assert res.out == "via-tsh\n"
+    [path] = guide.wait_recordings()
+    assert "via-tsh" in path.read_text()
+
+
+def test_tsh_ssh_reports_a_refusal_in_one_line(guide: Guide) -> None:
+    res = guide.client.tsh("ssh", "--port=1", f"{guide.login}@127.0.0.1", "true")
+    assert res.code == 255
+    assert "channel 0: open failed: connect failed: dial tcp 127.0.0.1:1: connect:" in res.err
+
+
+def test_tsh_config_lets_plain_ssh_go_through_the_proxy(guide: Guide, tmp_path: Path) -> None:
+    res = guide.client.tsh("config", f"--port={guide.sshd.port}")
+    assert res.code == 0, res.text
+    assert "Host *.example.test 127.0.0.1\n" in res.out
+    assert "Host *.example.test !127.0.0.1\n" in res.out
+    assert f"proxy ssh --cluster=example.test --proxy={guide.cluster.web_addr} %r@%h:%p" in res.out
+    config = tmp_path / "tsh_ssh_config"
+    config.write_text(res.out + "Host *\n    BatchMode yes\n    GlobalKnownHostsFile /dev/null\n")
+    res = run(
+        [
+            require_binary("ssh"),
+            "-F",
+            str(config),
+            f"{guide.login}@127.0.0.1.example.test",
+            "echo via-config",
+        ],
+        env=guide.client.env(),
+    )
+    assert (res.code, res.out) == (0, "via-config\n"), res.text
+    [path] = guide.wait_recordings()
+    assert "via-config" in path.read_text()
+
+
+def test_recordings_ls_and_play(guide: Guide) -> None:
+    assert guide.ssh("echo recorded-output").code == 0
+    [path] = guide.wait_recordings()
+    sid = path.stem
+    res = guide.client.tsh("recordings", "ls", "--format=json")
+    assert res.code == 0, res.text
+    [listed] = [r for r in json.loads(res.out) if r.get("sid", r.get("id")) == sid]
+    assert listed
+    text = guide.client.tsh("recordings", "ls")
+    assert sid in text.out and "ID" in text.out.splitlines()[0]
+    played = guide.client.tsh("play", sid, "--format=text")
+    assert played.code == 0, played.text
+    assert "recorded-output" in played.out
+    local = guide.client.tsh("play", str(path), "--format=text")
+    assert local.out == played.out
+    admin = guide.cluster.tctl("recordings", "ls")
+    assert admin.code == 0 and sid in admin.out
