@@ -52,7 +52,7 @@ def start_sshd(
         host_key=key,
         host_cert=Path(f"{key}-cert.pub") if cert else None,
     )
-    sshd.start()
+    sshd.start("AcceptEnv LC_*\n")
     return sshd
 
 

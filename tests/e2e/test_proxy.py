@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,39 @@ def test_exec_relays_both_streams_and_the_exit_status(guide: Guide) -> None:
     assert end["participants"] == ["joe"] and end["interactive"] is False
     [upload] = guide.wait_events("session.upload")
     assert upload["sid"] == header.session_id and upload["url"].startswith("file://")
+    [data] = guide.events("session.data")
+    assert data["tx"] == len("to-stdout\nto-stderr\n") and data["rx"] == 0
+
+
+def test_env_requests_reach_the_target(guide: Guide) -> None:
+    env = guide.client.env(LC_PYTELEPORT="from-the-client")
+    argv = guide.ssh_argv("echo $LC_PYTELEPORT")
+    argv[1:1] = ["-o", "SendEnv LC_PYTELEPORT"]
+    res = run(argv, env=env)
+    assert (res.code, res.out) == (0, "from-the-client\n"), res.text
+
+
+def test_login_denied_by_a_role_after_login_is_refused(
+    tmp_path: Path, cluster: Cluster, client: Client
+) -> None:
+    guide = make_guide(tmp_path, cluster, client)
+    try:
+        path = tmp_path / "deny.yaml"
+        path.write_text(
+            "kind: role\nversion: v7\nmetadata: {name: deny-login}\n"
+            f"spec:\n  allow: {{}}\n  deny: {{logins: [{guide.login}]}}\n"
+        )
+        assert cluster.tctl("create", str(path)).code == 0
+        res = cluster.tctl("users", "update", "joe", "--set-roles=access,deny-login")
+        assert res.code == 0, res.text
+        # The certificate from before still names the login; the roles as stored now decide.
+        res = guide.ssh("echo must-not-run")
+    finally:
+        guide.sshd.stop()
+    assert res.code == 255 and "must-not-run" not in res.out
+    assert (
+        f'channel 0: open failed: connect failed: access denied to login "{guide.login}"' in res.err
+    ), res.err
 
 
 def test_stdin_reaches_the_target_and_eof_ends_it(guide: Guide, tmp_path: Path) -> None:
@@ -184,6 +218,14 @@ def test_interactive_shell_with_a_real_pty_and_window_change(guide: Guide) -> No
     assert any(f.code == "r" and f.data == "120x40" for f in frames)
     resize = guide.wait_events("resize")
     assert resize[-1]["size"] == "120:40"
+    played = guide.client.tsh("play", str(path), "--format=text")
+    # (text mode reads \r\n and \r as \n)
+    assert played.code == 0
+    assert played.out == output.replace("\r\n", "\n").replace("\r", "\n")
+    # The reference player reads the same file.
+    asciinema = run([str(Path(sys.executable).parent / "asciinema"), "cat", str(path)])
+    assert asciinema.code == 0, asciinema.text
+    assert "typed-42" in asciinema.out and "40 120" in asciinema.out
     [end] = guide.wait_events("session.end")
     assert end["interactive"] is True
 
