@@ -17,7 +17,7 @@ from pyteleport.client.profile import ProfileStore
 from pyteleport.events import asciicast
 from pyteleport.ssh.hooks import ask_recording_proxy
 from tests.e2e.guide import Guide, make_guide, start_sshd
-from tests.e2e.harness import Client, Cluster, Result, require_binary, run
+from tests.e2e.harness import Client, Cluster, Result, free_port, require_binary, run
 
 
 @pytest.fixture
@@ -428,3 +428,62 @@ async def test_recording_proxy_global_request_says_false_in_node_mode(
         assert await ask_proxy(client, cluster, guide.login) is False
     finally:
         assert cluster.stop() == 0
+
+
+def test_ssh_jump_through_the_proxy_is_recorded(guide: Guide) -> None:
+    # -J makes the outer connection a direct-tcpip channel: no session there, so the agent
+    # comes from the inner connection (ssh -A), and the recording happens all the same.
+    argv = [
+        require_binary("ssh"),
+        "-F",
+        str(guide.ssh_config),
+        "-A",
+        "-J",
+        f"{guide.login}@127.0.0.1:{guide.cluster.ssh_port}",
+        "-p",
+        str(guide.sshd.port),
+        f"{guide.login}@127.0.0.1",
+        "echo jumped",
+    ]
+    res = run(argv, env=guide.client.env())
+    assert (res.code, res.out) == (0, "jumped\n"), res.text
+    [path] = guide.wait_recordings()
+    assert "jumped" in "".join(f.data for f in read_cast(path)[1])
+    argv.remove("-A")
+    res = run(argv, env=guide.client.env())
+    assert res.code != 0 and "agent forwarding required in proxy recording mode" in res.err
+
+
+def test_local_port_forwarding_is_relayed_and_audited(guide: Guide, tmp_path: Path) -> None:
+    import http.server
+    import threading
+    import urllib.request
+
+    (tmp_path / "page.txt").write_text("served through -L")
+    handler = lambda *a, **kw: http.server.SimpleHTTPRequestHandler(  # noqa: E731
+        *a, directory=str(tmp_path), **kw
+    )
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    local = free_port()
+    argv = guide.ssh_argv("-N", "-L", f"{local}:127.0.0.1:{httpd.server_port}")
+    argv.remove("-T")
+    proc = subprocess.Popen(argv, env=guide.client.env(), stderr=subprocess.PIPE)
+    try:
+        body = b""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not body:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{local}/page.txt", timeout=5) as r:
+                    body = r.read()
+            except OSError:
+                time.sleep(0.2)
+        assert body == b"served through -L"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        httpd.shutdown()
+    [event] = guide.wait_events("port")
+    assert event["code"] == "T3003I" and event["addr"] == f"127.0.0.1:{httpd.server_port}"
+    assert event["user"] == "joe"

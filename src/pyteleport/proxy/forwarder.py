@@ -21,13 +21,16 @@ import asyncssh
 
 from pyteleport.errors import TeleportError
 from pyteleport.policy.access import RoleSet
+from pyteleport.ssh import tcprelay
 from pyteleport.ssh.hooks import CertificateCheck, ClientCertificate, watch_client_certificates
 from pyteleport.ssh.relay import InnerSession, SessionObserver, SessionRequest, TargetSession
 from pyteleport.ssh.target import connect_target
+from pyteleport.ssh.tcprelay import TCPEnd
 
 log = logging.getLogger("pyteleport.proxy")
 
 NO_AGENT = "agent forwarding required in proxy recording mode"
+NO_AGENT_JUMP = f"{NO_AGENT}: with ssh -J, forward it to the host (ssh -A)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,7 @@ class ForwardTarget:
 
 
 ObserverFactory = Callable[[ForwardTarget, str, RoleSet, SessionRequest], SessionObserver]
+PortAuditor = Callable[[ForwardTarget, str, str], Awaitable[None]]
 
 
 class ForwardingServer(asyncssh.SSHServer):
@@ -55,8 +59,12 @@ class ForwardingServer(asyncssh.SSHServer):
         roles: Callable[[], Awaitable[RoleSet]],
         agent: asyncssh.SSHAgentClient | None,
         observer_factory: ObserverFactory,
+        audit_port: PortAuditor,
+        agent_from_inner: bool = False,
     ) -> None:
+        self.agent_from_inner = agent_from_inner
         self._target = target
+        self._audit_port = audit_port
         self._user_ca = user_ca
         self._host_ca = host_ca
         self._roles = roles
@@ -110,10 +118,12 @@ class ForwardingServer(asyncssh.SSHServer):
     async def _open_session(self) -> InnerSession:
         assert self._conn is not None
         login = str(self._conn.get_extra_info("username"))
+        target: asyncssh.SSHClientConnection | None = None
         try:
             roles = await self._roles()
             roles.check_login(login)
-            target = await self._connect(login)
+            if self._agent is not None or not self.agent_from_inner:
+                target = await self._connect(login)
         except TeleportError as exc:
             log.info(
                 "refused session of %s as %s to %s:%s: %s",
@@ -128,6 +138,14 @@ class ForwardingServer(asyncssh.SSHServer):
         async def open_target(
             factory: Callable[[], TargetSession], request: SessionRequest
         ) -> tuple[asyncssh.SSHClientChannel[bytes], TargetSession]:
+            nonlocal target
+            if target is None:
+                # The ssh -J path: no session on the outer connection, so no agent there; the
+                # user's ssh -A forwards it on this inner session instead.
+                if not request.agent_forwarded:
+                    raise _Refused(NO_AGENT_JUMP)
+                assert self._conn is not None
+                target = await self._connect(login, asyncssh.SSHAgentClient(self._conn))
             kwargs: dict[str, Any] = {"env": request.env, "encoding": None}
             if request.term_type:
                 kwargs.update(
@@ -158,13 +176,41 @@ class ForwardingServer(asyncssh.SSHServer):
         for session in list(self._sessions):
             session.abort(message)
 
-    async def _connect(self, login: str) -> asyncssh.SSHClientConnection:
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> Any:
+        # ssh -L / -D on the inner connection: opened from the target, as OpenSSH would.
+        return self._open_tcp(dest_host, dest_port)
+
+    async def _open_tcp(self, host: str, port: int) -> TCPEnd:
+        assert self._conn is not None
+        login = str(self._conn.get_extra_info("username"))
+        try:
+            roles = await self._roles()
+            roles.check_login(login)
+            if not roles.can_port_forward():
+                raise asyncssh.ChannelOpenError(
+                    asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                    f"port forwarding to {host}:{port} is not allowed by roles "
+                    f"{','.join(roles.names)} (spec.options.port_forwarding)",
+                )
+            target = await self._connect(login)
+            inner, far = tcprelay.pair()
+            await target.create_connection(lambda: far, host, port)
+        except TeleportError as exc:
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, exc.message) from None
+        await self._audit_port(self._target, login, f"{host}:{port}")
+        return inner
+
+    async def _connect(
+        self, login: str, agent: asyncssh.SSHAgentClient | None = None
+    ) -> asyncssh.SSHClientConnection:
         """The target connection, made once per inner connection and shared by its channels."""
         async with self._lock:
             if self._target_conn is None:
                 self._target_conn = asyncio.get_running_loop().create_future()
                 try:
-                    conn = await self._dial(login)
+                    conn = await self._dial(login, agent or self._agent)
                 except BaseException as exc:
                     self._target_conn.set_exception(exc)
                     self._target_conn.exception()  # consumed here; later callers re-raise it
@@ -172,11 +218,13 @@ class ForwardingServer(asyncssh.SSHServer):
                 self._target_conn.set_result(conn)
         return await self._target_conn
 
-    async def _dial(self, login: str) -> asyncssh.SSHClientConnection:
-        if self._agent is None:
+    async def _dial(
+        self, login: str, agent: asyncssh.SSHAgentClient | None
+    ) -> asyncssh.SSHClientConnection:
+        if agent is None:
             raise _Refused(NO_AGENT)
         try:
-            keys = list(await self._agent.get_keys())
+            keys = list(await agent.get_keys())
         except (OSError, asyncssh.Error, ValueError) as exc:
             raise _Refused(f"{NO_AGENT}: cannot read the forwarded agent: {exc}") from exc
         # Certificates first, so sshd's MaxAuthTries is not spent on plain keys.
@@ -187,9 +235,14 @@ class ForwardingServer(asyncssh.SSHServer):
                 self._target.host,
                 self._target.port,
             )
-        return await connect_target(
-            self._target.host, self._target.port, login, keys, self._host_ca
-        )
+        try:
+            return await connect_target(
+                self._target.host, self._target.port, login, keys, self._host_ca
+            )
+        finally:
+            # The agent is needed only to sign the login; an agent channel left open would
+            # keep the user's ssh from exiting when the session ends.
+            agent.close()
 
 
 class _Refused(TeleportError):

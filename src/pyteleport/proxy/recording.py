@@ -178,6 +178,25 @@ class RecordedSession:
                 await upload(self._settings, self.session_id, path)
 
 
+async def audit_port(
+    settings: RecordingSettings, target: ForwardTarget, login: str, addr: str
+) -> None:
+    """A ``port`` event (T3003I) for each forwarded connection."""
+    await settings.audit.emit(
+        codes.PORT,
+        {
+            "user": target.user,
+            "login": login,
+            "addr": addr,
+            "server_id": settings.server_id,
+            "server_hostname": target.host,
+            "server_addr": f"{target.host}:{target.port}",
+            "addr.local": target.local_addr,
+            "addr.remote": target.remote_addr,
+        },
+    )
+
+
 async def upload(settings: RecordingSettings, session_id: str, path: Path) -> None:
     """Move a finished recording to the store; on failure it stays for the next start."""
     try:

@@ -23,7 +23,12 @@ from pyteleport.crypto import sshkeys
 from pyteleport.errors import BadParameterError, TeleportError
 from pyteleport.events import codes
 from pyteleport.policy.access import RoleSet
-from pyteleport.proxy.forwarder import ForwardingServer, ForwardTarget, ObserverFactory
+from pyteleport.proxy.forwarder import (
+    ForwardingServer,
+    ForwardTarget,
+    ObserverFactory,
+    PortAuditor,
+)
 from pyteleport.proxy.hostkeys import HostKeyCache
 from pyteleport.ssh.hooks import (
     CertificateCheck,
@@ -78,10 +83,12 @@ class ProxySSHService:
         access: ProxySSHAccessPoint,
         settings: ProxySSHSettings,
         observer_factory: ObserverFactory,
+        audit_port: PortAuditor,
         host: str,
         port: int,
     ) -> None:
         self.access = access
+        self.audit_port = audit_port
         self.settings = settings
         self.observer_factory = observer_factory
         self._host, self._port = host, port
@@ -157,7 +164,7 @@ class _OuterServer(asyncssh.SSHServer):
         self.service = service
         self.check = CertificateCheck()
         self.username = ""
-        self.sessions: weakref.WeakSet[_OuterSession] = weakref.WeakSet()
+        self.sessions: weakref.WeakSet[_OuterSession | _JumpSession] = weakref.WeakSet()
         self.conn: asyncssh.SSHServerConnection | None = None
         self._expiry: asyncio.TimerHandle | None = None
 
@@ -248,6 +255,15 @@ class _OuterServer(asyncssh.SSHServer):
         self.sessions.add(session)
         return session
 
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> Any:
+        if not self.service.recording:
+            return True  # node/off modes: a byte pipe, like the proxy subsystem
+        jump = _JumpSession(self, dest_host, dest_port)
+        self.sessions.add(jump)
+        return jump
+
 
 class _OuterSession(asyncssh.SSHServerSession[bytes]):
     """The session channel that carries ``proxy:host:port``."""
@@ -259,7 +275,7 @@ class _OuterSession(asyncssh.SSHServerSession[bytes]):
         self._tunnel: ChannelTunnel | None = None
         self._pipe: TCPPipe | None = None
         self._task: asyncio.Task[None] | None = None
-        self._forwarding: ForwardingServer | None = None
+        self._link: ForwarderLink | None = None
         self._early: list[bytes] = []  # data that came before the pipe was connected
         self._early_eof = False
 
@@ -271,8 +287,8 @@ class _OuterSession(asyncssh.SSHServerSession[bytes]):
         return True
 
     def end(self, message: str) -> None:
-        if self._forwarding is not None:
-            self._forwarding.end(message)
+        if self._link is not None:
+            self._link.end(message)
         elif self._chan is not None:
             self._chan.write_stderr(f"\r\n{message}\r\n".encode())
 
@@ -299,61 +315,14 @@ class _OuterSession(asyncssh.SSHServerSession[bytes]):
 
     def _serve_forwarder(self, host: str, port: int) -> None:
         assert self._chan is not None and self._server.conn is not None
-        server, conn, service = self._server, self._server.conn, self._server.service
-        assert server.check.accepted is not None
-        peer = conn.get_extra_info("peername") or ("", 0)
-        local = conn.get_extra_info("sockname") or ("", 0)
-        target = ForwardTarget(
-            user=server.check.accepted.key_id,
-            host=host,
-            port=port,
-            remote_addr=f"{peer[0]}:{peer[1]}",
-            local_addr=f"{local[0]}:{local[1]}",
-        )
-        agent = asyncssh.SSHAgentClient(conn) if self._chan.get_agent_path() else None
+        agent = asyncssh.SSHAgentClient(self._server.conn) if self._chan.get_agent_path() else None
         try:
-            # The name as typed, and as ``tsh config``'s ssh_config makes ssh check it.
-            host_pair = service.host_keys.pair([host, f"{host}.{service.access.cluster_name}"])
+            self._link = ForwarderLink(self._server, self._chan, host, port, agent)
         except TeleportError as exc:
             self._chan.write_stderr(exc.message.encode() + b"\n")
             self._chan.exit(1)
             return
-        tunnel = ChannelTunnel(self._chan, {"peername": peer, "sockname": local})
-        self._tunnel = tunnel
-
-        def factory() -> ForwardingServer:
-            self._forwarding = ForwardingServer(
-                target,
-                service.user_ca,
-                service.host_ca if service.settings.checks_host_keys else None,
-                server.roles,
-                agent,
-                service.observer_factory,
-            )
-            return self._forwarding
-
-        async def serve() -> None:
-            try:
-                await asyncssh.connect_reverse(
-                    host,
-                    port,
-                    tunnel=tunnel,
-                    server_factory=factory,
-                    server_host_keys=[host_pair],
-                    encoding=None,
-                    line_editor=False,
-                    allow_scp=False,
-                    encryption_algs=ENCRYPTION_ALGS,
-                    keepalive_interval=KEEPALIVE_INTERVAL_S,
-                    login_timeout=60,
-                    config=None,
-                )
-            except (asyncssh.Error, OSError) as exc:
-                log.info("inner SSH connection to %s:%s ended: %s", host, port, exc)
-                if self._chan is not None:
-                    self._chan.close()
-
-        self._task = asyncio.get_running_loop().create_task(serve())
+        self._tunnel = self._link.tunnel
 
     async def _open_pipe(self, host: str, port: int) -> None:
         assert self._chan is not None
@@ -403,3 +372,113 @@ class _OuterSession(asyncssh.SSHServerSession[bytes]):
             self._pipe.close()
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        if self._link is not None:
+            self._link.cancel()
+
+
+class ForwarderLink:
+    """The recording forwarder served on one channel of the outer connection: the session
+    channel of ``proxy:host:port``, or the direct-tcpip channel of ``ssh -J``."""
+
+    def __init__(
+        self,
+        server: _OuterServer,
+        chan: Any,
+        host: str,
+        port: int,
+        agent: asyncssh.SSHAgentClient | None,
+        agent_from_inner: bool = False,
+    ) -> None:
+        assert server.conn is not None and server.check.accepted is not None
+        service = server.service
+        peer = server.conn.get_extra_info("peername") or ("", 0)
+        local = server.conn.get_extra_info("sockname") or ("", 0)
+        target = ForwardTarget(
+            user=server.check.accepted.key_id,
+            host=host,
+            port=port,
+            remote_addr=f"{peer[0]}:{peer[1]}",
+            local_addr=f"{local[0]}:{local[1]}",
+        )
+        # The name as typed, and as ``tsh config``'s ssh_config makes ssh check it.
+        host_pair = service.host_keys.pair([host, f"{host}.{service.access.cluster_name}"])
+        self._chan = chan
+        self.tunnel = ChannelTunnel(chan, {"peername": peer, "sockname": local})
+        self.forwarding: ForwardingServer | None = None
+
+        def factory() -> ForwardingServer:
+            self.forwarding = ForwardingServer(
+                target,
+                service.user_ca,
+                service.host_ca if service.settings.checks_host_keys else None,
+                server.roles,
+                agent,
+                service.observer_factory,
+                service.audit_port,
+                agent_from_inner=agent_from_inner,
+            )
+            return self.forwarding
+
+        async def serve() -> None:
+            try:
+                await asyncssh.connect_reverse(
+                    host,
+                    port,
+                    tunnel=self.tunnel,
+                    server_factory=factory,
+                    server_host_keys=[host_pair],
+                    encoding=None,
+                    line_editor=False,
+                    allow_scp=False,
+                    agent_forwarding=True,
+                    encryption_algs=ENCRYPTION_ALGS,
+                    keepalive_interval=KEEPALIVE_INTERVAL_S,
+                    login_timeout=60,
+                    config=None,
+                )
+            except (asyncssh.Error, OSError) as exc:
+                log.info("inner SSH connection to %s:%s ended: %s", host, port, exc)
+                self._chan.close()
+
+        self._task = asyncio.get_running_loop().create_task(serve())
+
+    def end(self, message: str) -> None:
+        if self.forwarding is not None:
+            self.forwarding.end(message)
+
+    def cancel(self) -> None:
+        if not self._task.done():
+            self._task.cancel()
+
+
+class _JumpSession(asyncssh.SSHTCPSession[bytes]):
+    """``ssh -J user@proxy:3023 user@host``: a direct-tcpip channel on the outer connection.
+    In recording mode it carries the recording forwarder exactly as ``proxy:host:port`` does,
+    so a jump never bypasses the recording."""
+
+    def __init__(self, server: _OuterServer, host: str, port: int) -> None:
+        self._server, self._host, self._port = server, host, port
+        self._link: ForwarderLink | None = None
+
+    def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
+        self._link = ForwarderLink(
+            self._server, chan, self._host, self._port, agent=None, agent_from_inner=True
+        )
+
+    def data_received(self, data: bytes, datatype: int | None) -> None:
+        if self._link is not None:
+            self._link.tunnel.feed(data)
+
+    def eof_received(self) -> bool:
+        if self._link is not None:
+            self._link.tunnel.feed_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._link is not None:
+            self._link.tunnel.lost(exc)
+            self._link.cancel()
+
+    def end(self, message: str) -> None:
+        if self._link is not None:
+            self._link.end(message)

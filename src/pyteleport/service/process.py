@@ -27,7 +27,7 @@ from pyteleport.crypto import tlsca
 from pyteleport.errors import BadParameterError
 from pyteleport.events.store import FileRecordingStore, complete_pending_uploads
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
-from pyteleport.proxy.recording import RecordedSession, RecordingSettings
+from pyteleport.proxy.recording import RecordedSession, RecordingSettings, audit_port
 from pyteleport.proxy.sshserver import ProxySSHService, ProxySSHSettings
 from pyteleport.proxy.webapi import webapi_app, webapi_router
 from pyteleport.service.config import Config, parse_addr
@@ -264,6 +264,7 @@ class TeleportProcess:
             lambda target, login, roles, request: RecordedSession(
                 recording, target, login, roles, request
             ),
+            lambda target, login, addr: audit_port(recording, target, login, addr),
             host,
             port,
         )
