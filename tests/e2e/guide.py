@@ -52,7 +52,7 @@ def start_sshd(
         host_key=key,
         host_cert=Path(f"{key}-cert.pub") if cert else None,
     )
-    sshd.start("AcceptEnv LC_*\n")
+    sshd.start("AcceptEnv LC_*\nSubsystem sftp internal-sftp\n")
     return sshd
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -487,3 +488,87 @@ def test_local_port_forwarding_is_relayed_and_audited(guide: Guide, tmp_path: Pa
     [event] = guide.wait_events("port")
     assert event["code"] == "T3003I" and event["addr"] == f"127.0.0.1:{httpd.server_port}"
     assert event["user"] == "joe"
+
+
+def test_agent_forwarded_to_the_target_is_audited_per_signature(
+    guide: Guide, tmp_path: Path
+) -> None:
+    # On the target, ssh-add -l lists the user's keys through the proxy; then the target uses
+    # the agent to log into itself (a second hop), which asks for one signature.
+    second_hop = (
+        f"ssh-add -l; ssh -p {guide.sshd.port} -o BatchMode=yes -o StrictHostKeyChecking=no "
+        f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR {guide.login}@127.0.0.1 echo hop-two"
+    )
+    res = guide.ssh(second_hop)
+    assert res.code == 0, res.text
+    assert "teleport:joe" in res.out and "hop-two" in res.out
+    events = guide.wait_events("agent.sign")
+    assert events[0]["user"] == "joe" and events[0]["key"].startswith("SHA256:")
+
+
+def test_agent_is_not_forwarded_to_the_target_when_the_role_forbids_it(
+    tmp_path: Path, cluster: Cluster, client: Client
+) -> None:
+    path = tmp_path / "noagent.yaml"
+    path.write_text(
+        "kind: role\nversion: v7\nmetadata: {name: noagent}\n"
+        "spec:\n  options: {forward_agent: false}\n"
+        "  allow: {logins: ['{{internal.logins}}']}\n"
+    )
+    assert cluster.tctl("create", str(path)).code == 0
+    guide = make_guide(tmp_path, cluster, client, roles="noagent")
+    try:
+        res = guide.ssh("ssh-add -l; echo status=$?")
+    finally:
+        guide.sshd.stop()
+    assert "status=2" in res.out, res.text  # ssh-add: cannot connect to an agent
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["scp", "scp-O"])
+def test_scp_through_the_proxy_is_byte_identical(
+    guide: Guide, tmp_path: Path, legacy: bool
+) -> None:
+    src, dst = tmp_path / "src.bin", tmp_path / "dst.bin"
+    src.write_bytes(os.urandom(3 * 1024 * 1024))
+    argv = guide.ssh_argv()
+    options = argv[1 : argv.index("-p")]  # -F, ForwardAgent and ProxyCommand of the guide
+    scp = [require_binary("scp"), *options, "-P", str(guide.sshd.port)]
+    if legacy:
+        scp.append("-O")
+    res = run([*scp, str(src), f"{guide.login}@127.0.0.1:{dst}"], env=guide.client.env())
+    assert res.code == 0, res.text
+    assert dst.read_bytes() == src.read_bytes()
+    back = tmp_path / "back.bin"
+    res = run([*scp, f"{guide.login}@127.0.0.1:{dst}", str(back)], env=guide.client.env())
+    assert res.code == 0, res.text
+    assert back.read_bytes() == src.read_bytes()
+    # Legacy scp runs "scp -t/-f" as an exec; the modern one opens the sftp subsystem.
+    events = guide.wait_events("exec" if legacy else "subsystem", 2)
+    assert all(e["user"] == "joe" for e in events)
+
+
+def test_sftp_through_the_proxy(guide: Guide, tmp_path: Path) -> None:
+    src = tmp_path / "put.bin"
+    src.write_bytes(os.urandom(1024 * 1024))
+    argv = guide.ssh_argv()
+    options = argv[1 : argv.index("-p")]
+    batch = tmp_path / "batch"
+    batch.write_text(
+        f"put {src} {tmp_path}/remote.bin\nget {tmp_path}/remote.bin {tmp_path}/got.bin\n"
+    )
+    res = run(
+        [
+            require_binary("sftp"),
+            *options,
+            "-P",
+            str(guide.sshd.port),
+            "-b",
+            str(batch),
+            f"{guide.login}@127.0.0.1",
+        ],
+        env=guide.client.env(),
+    )
+    assert res.code == 0, res.text
+    assert (tmp_path / "got.bin").read_bytes() == src.read_bytes()
+    [event] = guide.wait_events("subsystem")
+    assert event["name"] == "sftp" and event["code"] == "T3001I"

@@ -19,6 +19,8 @@ EXEC = "exec"
 SUBSYSTEM = "subsystem"
 PORT = "port"
 AUTH = "auth"
+# Ours, no Teleport equivalent: a signature the target asked of the user's forwarded agent.
+AGENT_SIGN = "agent.sign"
 
 # The ``ei`` of session.upload: Teleport's SessionUploadIndex (math.MaxInt32), so the upload
 # sorts after every event of its session.
@@ -43,6 +45,7 @@ CODES = {
     # A failed SSH authentication is only ever a failure: T3007W whichever way it is emitted.
     (AUTH, True): "T3007W",
     (AUTH, False): "T3007W",
+    (AGENT_SIGN, True): "TPA01I",
     (ROLE_CREATED, True): "T9000I",
     (ROLE_DELETED, True): "T9001I",
     (TOKEN_CREATED, True): "TJT00I",

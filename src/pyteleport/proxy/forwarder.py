@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import asyncssh
 
 from pyteleport.errors import TeleportError
+from pyteleport.events import codes
 from pyteleport.policy.access import RoleSet
 from pyteleport.ssh import tcprelay
+from pyteleport.ssh.agentaudit import AuditedAgent
 from pyteleport.ssh.hooks import CertificateCheck, ClientCertificate, watch_client_certificates
 from pyteleport.ssh.relay import InnerSession, SessionObserver, SessionRequest, TargetSession
 from pyteleport.ssh.target import connect_target
@@ -45,11 +47,13 @@ class ForwardTarget:
 
 
 ObserverFactory = Callable[[ForwardTarget, str, RoleSet, SessionRequest], SessionObserver]
-PortAuditor = Callable[[ForwardTarget, str, str], Awaitable[None]]
+# (target, login, event, extra fields): port and agent.sign events
+AuditHook = Callable[[ForwardTarget, str, str, dict[str, Any]], Coroutine[Any, Any, None]]
 
 
 class ForwardingServer(asyncssh.SSHServer):
-    """One inner connection. ``agent`` opens the user's forwarded agent (None: not forwarded)."""
+    """One inner connection. ``agent_path`` reaches the agent the user forwarded on the outer
+    connection (None: not forwarded there)."""
 
     def __init__(
         self,
@@ -57,23 +61,25 @@ class ForwardingServer(asyncssh.SSHServer):
         user_ca: asyncssh.SSHKey,
         host_ca: asyncssh.SSHKey | None,
         roles: Callable[[], Awaitable[RoleSet]],
-        agent: asyncssh.SSHAgentClient | None,
+        agent_path: str | None,
         observer_factory: ObserverFactory,
-        audit_port: PortAuditor,
+        audit: AuditHook,
         agent_from_inner: bool = False,
     ) -> None:
         self.agent_from_inner = agent_from_inner
         self._target = target
-        self._audit_port = audit_port
+        self._audit = audit
+        self._agent_for_target: AuditedAgent | None = None
         self._user_ca = user_ca
         self._host_ca = host_ca
         self._roles = roles
-        self._agent = agent
+        self._agent_path = agent_path
         self._observer_factory = observer_factory
         self._conn: asyncssh.SSHServerConnection | None = None
         self._check = CertificateCheck()
         self._target_conn: asyncio.Future[asyncssh.SSHClientConnection] | None = None
         self._sessions: weakref.WeakSet[InnerSession] = weakref.WeakSet()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -97,6 +103,11 @@ class ForwardingServer(asyncssh.SSHServer):
             and future.exception() is None
         ):
             future.result().close()
+        if self._agent_for_target is not None:
+            agent, self._agent_for_target = self._agent_for_target, None
+            task = asyncio.get_running_loop().create_task(agent.aclose())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -122,8 +133,8 @@ class ForwardingServer(asyncssh.SSHServer):
         try:
             roles = await self._roles()
             roles.check_login(login)
-            if self._agent is not None or not self.agent_from_inner:
-                target = await self._connect(login)
+            if self._agent_path is not None or not self.agent_from_inner:
+                target = await self._connect(login, roles)
         except TeleportError as exc:
             log.info(
                 "refused session of %s as %s to %s:%s: %s",
@@ -142,10 +153,9 @@ class ForwardingServer(asyncssh.SSHServer):
             if target is None:
                 # The ssh -J path: no session on the outer connection, so no agent there; the
                 # user's ssh -A forwards it on this inner session instead.
-                if not request.agent_forwarded:
+                if request.agent_path is None:
                     raise _Refused(NO_AGENT_JUMP)
-                assert self._conn is not None
-                target = await self._connect(login, asyncssh.SSHAgentClient(self._conn))
+                target = await self._connect(login, roles, request.agent_path)
             kwargs: dict[str, Any] = {"env": request.env, "encoding": None}
             if request.term_type:
                 kwargs.update(
@@ -194,23 +204,23 @@ class ForwardingServer(asyncssh.SSHServer):
                     f"port forwarding to {host}:{port} is not allowed by roles "
                     f"{','.join(roles.names)} (spec.options.port_forwarding)",
                 )
-            target = await self._connect(login)
+            target = await self._connect(login, roles)
             inner, far = tcprelay.pair()
             await target.create_connection(lambda: far, host, port)
         except TeleportError as exc:
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, exc.message) from None
-        await self._audit_port(self._target, login, f"{host}:{port}")
+        await self._audit(self._target, login, codes.PORT, {"addr": f"{host}:{port}"})
         return inner
 
     async def _connect(
-        self, login: str, agent: asyncssh.SSHAgentClient | None = None
+        self, login: str, roles: RoleSet, agent_path: str | None = None
     ) -> asyncssh.SSHClientConnection:
         """The target connection, made once per inner connection and shared by its channels."""
         async with self._lock:
             if self._target_conn is None:
                 self._target_conn = asyncio.get_running_loop().create_future()
                 try:
-                    conn = await self._dial(login, agent or self._agent)
+                    conn = await self._dial(login, roles, agent_path or self._agent_path)
                 except BaseException as exc:
                     self._target_conn.set_exception(exc)
                     self._target_conn.exception()  # consumed here; later callers re-raise it
@@ -219,10 +229,23 @@ class ForwardingServer(asyncssh.SSHServer):
         return await self._target_conn
 
     async def _dial(
-        self, login: str, agent: asyncssh.SSHAgentClient | None
+        self, login: str, roles: RoleSet, agent_path: str | None
     ) -> asyncssh.SSHClientConnection:
-        if agent is None:
+        if agent_path is None:
             raise _Refused(NO_AGENT)
+        agent = asyncssh.SSHAgentClient(agent_path)
+        forward_path = None
+        if roles.can_forward_agent():
+            # The second hop: the target may use the user's agent, each signature audited.
+            def on_sign(fingerprint: str) -> None:
+                task = asyncio.get_running_loop().create_task(
+                    self._audit(self._target, login, codes.AGENT_SIGN, {"key": fingerprint})
+                )
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+            self._agent_for_target = await AuditedAgent(agent_path, on_sign).start()
+            forward_path = self._agent_for_target.path
         try:
             keys = list(await agent.get_keys())
         except (OSError, asyncssh.Error, ValueError) as exc:
@@ -237,7 +260,12 @@ class ForwardingServer(asyncssh.SSHServer):
             )
         try:
             return await connect_target(
-                self._target.host, self._target.port, login, keys, self._host_ca
+                self._target.host,
+                self._target.port,
+                login,
+                keys,
+                self._host_ca,
+                agent_forwarding=forward_path,
             )
         finally:
             # The agent is needed only to sign the login; an agent channel left open would

@@ -178,16 +178,21 @@ class RecordedSession:
                 await upload(self._settings, self.session_id, path)
 
 
-async def audit_port(
-    settings: RecordingSettings, target: ForwardTarget, login: str, addr: str
+async def audit_forward(
+    settings: RecordingSettings,
+    target: ForwardTarget,
+    login: str,
+    event: str,
+    fields: dict[str, Any],
 ) -> None:
-    """A ``port`` event (T3003I) for each forwarded connection."""
+    """``port`` (T3003I) for each forwarded connection; ``agent.sign`` for each signature the
+    target asks of the user's forwarded agent."""
     await settings.audit.emit(
-        codes.PORT,
+        event,
         {
+            **fields,
             "user": target.user,
             "login": login,
-            "addr": addr,
             "server_id": settings.server_id,
             "server_hostname": target.host,
             "server_addr": f"{target.host}:{target.port}",

@@ -24,10 +24,10 @@ from pyteleport.errors import BadParameterError, TeleportError
 from pyteleport.events import codes
 from pyteleport.policy.access import RoleSet
 from pyteleport.proxy.forwarder import (
+    AuditHook,
     ForwardingServer,
     ForwardTarget,
     ObserverFactory,
-    PortAuditor,
 )
 from pyteleport.proxy.hostkeys import HostKeyCache
 from pyteleport.ssh.hooks import (
@@ -83,12 +83,12 @@ class ProxySSHService:
         access: ProxySSHAccessPoint,
         settings: ProxySSHSettings,
         observer_factory: ObserverFactory,
-        audit_port: PortAuditor,
+        audit: AuditHook,
         host: str,
         port: int,
     ) -> None:
         self.access = access
-        self.audit_port = audit_port
+        self.audit = audit
         self.settings = settings
         self.observer_factory = observer_factory
         self._host, self._port = host, port
@@ -176,7 +176,11 @@ class _OuterServer(asyncssh.SSHServer):
             "recording-proxy@teleport.com",
             lambda: b"true" if self.service.recording else b"false",
         )
-        watch_client_certificates(conn, self.service.user_ca, self.check)
+        # In recording mode the proxy itself needs the user's agent (to log into the target) and
+        # carries ssh -J as the recorded path: the role's forward_agent and port_forwarding
+        # govern what reaches the target, not these two legs to the proxy.
+        grant = ("agent-forwarding", "port-forwarding") if self.service.recording else ()
+        watch_client_certificates(conn, self.service.user_ca, self.check, grant=grant)
 
     def connection_lost(self, exc: Exception | None) -> None:
         assert self.conn is not None
@@ -315,9 +319,10 @@ class _OuterSession(asyncssh.SSHServerSession[bytes]):
 
     def _serve_forwarder(self, host: str, port: int) -> None:
         assert self._chan is not None and self._server.conn is not None
-        agent = asyncssh.SSHAgentClient(self._server.conn) if self._chan.get_agent_path() else None
         try:
-            self._link = ForwarderLink(self._server, self._chan, host, port, agent)
+            self._link = ForwarderLink(
+                self._server, self._chan, host, port, self._chan.get_agent_path()
+            )
         except TeleportError as exc:
             self._chan.write_stderr(exc.message.encode() + b"\n")
             self._chan.exit(1)
@@ -386,7 +391,7 @@ class ForwarderLink:
         chan: Any,
         host: str,
         port: int,
-        agent: asyncssh.SSHAgentClient | None,
+        agent_path: str | None,
         agent_from_inner: bool = False,
     ) -> None:
         assert server.conn is not None and server.check.accepted is not None
@@ -412,9 +417,9 @@ class ForwarderLink:
                 service.user_ca,
                 service.host_ca if service.settings.checks_host_keys else None,
                 server.roles,
-                agent,
+                agent_path,
                 service.observer_factory,
-                service.audit_port,
+                service.audit,
                 agent_from_inner=agent_from_inner,
             )
             return self.forwarding
@@ -462,7 +467,7 @@ class _JumpSession(asyncssh.SSHTCPSession[bytes]):
 
     def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
         self._link = ForwarderLink(
-            self._server, chan, self._host, self._port, agent=None, agent_from_inner=True
+            self._server, chan, self._host, self._port, agent_path=None, agent_from_inner=True
         )
 
     def data_received(self, data: bytes, datatype: int | None) -> None:

@@ -27,7 +27,7 @@ from pyteleport.crypto import tlsca
 from pyteleport.errors import BadParameterError
 from pyteleport.events.store import FileRecordingStore, complete_pending_uploads
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
-from pyteleport.proxy.recording import RecordedSession, RecordingSettings, audit_port
+from pyteleport.proxy.recording import RecordedSession, RecordingSettings, audit_forward
 from pyteleport.proxy.sshserver import ProxySSHService, ProxySSHSettings
 from pyteleport.proxy.webapi import webapi_app, webapi_router
 from pyteleport.service.config import Config, parse_addr
@@ -114,11 +114,24 @@ class TeleportProcess:
         if storage.type == "memory":
             return MemoryBackend(self.clock)
         if storage.type == "sqlite":
-            directory = ensure_private_dir(self.data_dir / "backend")
-            return await SqliteBackend.open(directory / "sqlite.db", self.clock)
+            database = self.data_dir / "backend" / "sqlite.db"
+            self._refuse_missing_backend(database)
+            ensure_private_dir(database.parent)
+            return await SqliteBackend.open(database, self.clock)
         raise BadParameterError(
             f"teleport.storage.type: {storage.type} is not supported yet: use sqlite"
         )
+
+    def _refuse_missing_backend(self, database: Path) -> None:
+        """An earlier start left its keys here: a missing database is lost state, not a new
+        cluster. Creating one would mint new CAs that no node, sshd or user trusts."""
+        marker = admin_identity_paths(self.data_dir).ca
+        if marker.exists() and not database.exists():
+            raise BadParameterError(
+                f"{database} is missing but teleport.data_dir {self.data_dir} holds the keys of "
+                "an existing cluster: restore the backend from a backup, or remove "
+                f"{self.data_dir} to create a new cluster (new CAs, no users)"
+            )
 
     def _server_names(self, *extra: str) -> list[str]:
         names = [self.config.teleport.nodename, "localhost", "127.0.0.1", "::1"]
@@ -264,7 +277,9 @@ class TeleportProcess:
             lambda target, login, roles, request: RecordedSession(
                 recording, target, login, roles, request
             ),
-            lambda target, login, addr: audit_port(recording, target, login, addr),
+            lambda target, login, event, fields: audit_forward(
+                recording, target, login, event, fields
+            ),
             host,
             port,
         )

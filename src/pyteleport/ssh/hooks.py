@@ -63,10 +63,13 @@ def watch_client_certificates(
     ca_public_key: asyncssh.SSHKey,
     check: CertificateCheck,
     extra: Callable[[ClientCertificate], str] | None = None,
+    grant: tuple[str, ...] = (),
 ) -> None:
     """Record the accepted certificate (or why one was refused) on ``check``.
 
-    ``extra`` may add a refusal of its own (for example: a different user than expected)."""
+    ``extra`` may add a refusal of its own (for example: a different user than expected).
+    ``grant`` names permissions (``agent-forwarding``, ...) this connection allows whatever the
+    certificate says: asyncssh enforces the certificate's ``permit-*`` extensions itself."""
     original: Callable[[str, Any], Awaitable[asyncssh.SSHKey | None]] = (
         conn._validate_openssh_certificate
     )
@@ -89,6 +92,10 @@ def watch_client_certificates(
                 check.refusal = reason
                 return None
         check.accepted = parsed
+        if grant:
+            options = dict(conn._cert_options or {})
+            options.update({f"permit-{name}": True for name in grant})
+            conn._cert_options = options
         return key
 
     conn._validate_openssh_certificate = validate  # type: ignore[method-assign]

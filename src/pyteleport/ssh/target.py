@@ -59,6 +59,7 @@ async def connect_target(
     login: str,
     client_keys: Sequence[Any],
     host_ca_key: asyncssh.SSHKey | None,
+    agent_forwarding: str | None = None,
 ) -> asyncssh.SSHClientConnection:
     """Log in to ``host:port`` as ``login``. ``host_ca_key`` None skips the host check."""
     client = _TargetClient()
@@ -77,6 +78,7 @@ async def connect_target(
                 # instead of failing key exchange with a bare EOF.
                 server_host_key_algs="default",
                 agent_path=None,
+                agent_forwarding=agent_forwarding or False,
                 config=None,
                 preferred_auth="publickey",
                 encryption_algs=ENCRYPTION_ALGS,
