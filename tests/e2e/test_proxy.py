@@ -572,3 +572,34 @@ def test_sftp_through_the_proxy(guide: Guide, tmp_path: Path) -> None:
     assert (tmp_path / "got.bin").read_bytes() == src.read_bytes()
     [event] = guide.wait_events("subsystem")
     assert event["name"] == "sftp" and event["code"] == "T3001I"
+
+
+def test_a_script_fed_on_stdin_is_recorded_as_input(guide: Guide) -> None:
+    script = "echo from-the-script\nexit 0\n"
+    res = guide.ssh("bash -s", input=script)
+    assert (res.code, res.out) == (0, "from-the-script\n"), res.text
+    [path] = guide.wait_recordings()
+    frames = read_cast(path)[1]
+    assert "".join(f.data for f in frames if f.code == "i") == script
+
+
+def test_100_simultaneous_sessions_to_a_default_maxstartups_sshd_all_succeed(
+    guide: Guide,
+) -> None:
+    # The test sshd keeps OpenSSH's default MaxStartups 10:30:100: without spacing and
+    # retrying, a burst like this loses sessions to "ssh: handshake failed: EOF".
+    procs = [
+        subprocess.Popen(
+            guide.ssh_argv(f"echo session-{i}"),
+            env=guide.client.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(100)
+    ]
+    results = []
+    for i, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=280)
+        results.append((i, proc.returncode, out.decode(), err.decode()))
+    failures = [r for r in results if r[1] != 0 or r[2] != f"session-{r[0]}\n"]
+    assert failures == [], failures[:3]

@@ -26,7 +26,7 @@ from pyteleport.ssh import tcprelay
 from pyteleport.ssh.agentaudit import AuditedAgent
 from pyteleport.ssh.hooks import CertificateCheck, ClientCertificate, watch_client_certificates
 from pyteleport.ssh.relay import InnerSession, SessionObserver, SessionRequest, TargetSession
-from pyteleport.ssh.target import connect_target
+from pyteleport.ssh.target import TargetDialer
 from pyteleport.ssh.tcprelay import TCPEnd
 
 log = logging.getLogger("pyteleport.proxy")
@@ -64,8 +64,10 @@ class ForwardingServer(asyncssh.SSHServer):
         agent_path: str | None,
         observer_factory: ObserverFactory,
         audit: AuditHook,
+        dialer: TargetDialer,
         agent_from_inner: bool = False,
     ) -> None:
+        self._dialer = dialer
         self.agent_from_inner = agent_from_inner
         self._target = target
         self._audit = audit
@@ -259,7 +261,7 @@ class ForwardingServer(asyncssh.SSHServer):
                 self._target.port,
             )
         try:
-            return await connect_target(
+            return await self._dialer.connect(
                 self._target.host,
                 self._target.port,
                 login,

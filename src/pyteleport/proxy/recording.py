@@ -129,6 +129,11 @@ class RecordedSession:
 
     def input(self, data: bytes) -> None:
         self._rx += len(data)
+        # Without a PTY the input is a script or a file (ssh host bash < script.sh): record it
+        # so an auditor sees what ran. With a PTY the echo in the output already shows it, and
+        # keystrokes such as passwords typed at a prompt stay out of the recording.
+        if self._recorder is not None and not self._interactive:
+            self._recorder.input(data)
 
     def resized(self, width: int, height: int) -> None:
         if self._recorder is not None:

@@ -36,7 +36,7 @@ from pyteleport.ssh.hooks import (
     watch_client_certificates,
 )
 from pyteleport.ssh.pipe import TCPPipe
-from pyteleport.ssh.target import ENCRYPTION_ALGS, KEEPALIVE_INTERVAL_S
+from pyteleport.ssh.target import ENCRYPTION_ALGS, KEEPALIVE_INTERVAL_S, TargetDialer
 from pyteleport.ssh.tunnel import ChannelTunnel
 
 log = logging.getLogger("pyteleport.proxy")
@@ -93,6 +93,7 @@ class ProxySSHService:
         self.observer_factory = observer_factory
         self._host, self._port = host, port
         self.host_keys = HostKeyCache(access)
+        self.dialer = TargetDialer()
         self.user_ca = sshkeys.load_public_key(access.user_ca_public_key())
         self.host_ca = sshkeys.load_public_key(access.host_ca_public_key())
         self._acceptor: asyncssh.SSHAcceptor | None = None
@@ -420,6 +421,7 @@ class ForwarderLink:
                 agent_path,
                 service.observer_factory,
                 service.audit,
+                service.dialer,
                 agent_from_inner=agent_from_inner,
             )
             return self.forwarding

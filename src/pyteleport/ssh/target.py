@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from pyteleport.errors import ConnectionProblemError
 
 log = logging.getLogger("pyteleport.ssh")
 
+HANDSHAKE_EOF = "ssh: handshake failed: EOF"
 PLAIN_HOST_KEY = (
     "ssh: handshake failed: remote host presented a public key, expected a host certificate"
 )
@@ -104,7 +106,9 @@ async def connect_target(
         ) from exc
     except (asyncssh.ConnectionLost, asyncssh.DisconnectError, ConnectionResetError) as exc:
         # A refused host key may surface as a lost connection: the refusal names the cause.
-        raise ConnectionProblemError(client.refusal or "ssh: handshake failed: EOF") from exc
+        if client.refusal:
+            raise ConnectionProblemError(client.refusal) from exc
+        raise HandshakeDroppedError(HANDSHAKE_EOF) from exc
     except TimeoutError as exc:
         raise ConnectionProblemError(
             f"dial tcp {host}:{port}: i/o timeout after {CONNECT_TIMEOUT_S:.0f}s"
@@ -113,3 +117,63 @@ async def connect_target(
         reason = (exc.strerror or str(exc)).lower()
         raise ConnectionProblemError(f"dial tcp {host}:{port}: connect: {reason}") from exc
     return conn
+
+
+class HandshakeDroppedError(ConnectionProblemError):
+    """The target closed the connection before the handshake finished: sshd's MaxStartups
+    (default 10:30:100) drops unauthenticated connections at random once 10 are pending."""
+
+
+class TargetDialer:
+    """Connects to targets for one proxy: at most ``max_handshakes`` unauthenticated handshakes
+    per target at once, and handshakes that sshd drops retried with backoff, so a burst of
+    sessions to one default-configured sshd all get through."""
+
+    def __init__(
+        self,
+        max_handshakes: int = 8,
+        attempts: int = 10,
+        first_backoff_s: float = 0.1,
+        max_backoff_s: float = 2.0,
+    ) -> None:
+        self._max = max_handshakes
+        self._attempts = attempts
+        self._first_backoff_s = first_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._gates: dict[tuple[str, int], asyncio.Semaphore] = {}
+
+    def _gate(self, host: str, port: int) -> asyncio.Semaphore:
+        gate = self._gates.get((host, port))
+        if gate is None:
+            if len(self._gates) > 10_000:
+                self._gates = {k: g for k, g in self._gates.items() if g.locked()}
+            gate = self._gates[(host, port)] = asyncio.Semaphore(self._max)
+        return gate
+
+    async def connect(
+        self,
+        host: str,
+        port: int,
+        login: str,
+        client_keys: Sequence[Any],
+        host_ca_key: asyncssh.SSHKey | None,
+        agent_forwarding: str | None = None,
+    ) -> asyncssh.SSHClientConnection:
+        backoff = self._first_backoff_s
+        for attempt in range(1, self._attempts + 1):
+            async with self._gate(host, port):
+                try:
+                    return await connect_target(
+                        host, port, login, client_keys, host_ca_key, agent_forwarding
+                    )
+                except HandshakeDroppedError:
+                    if attempt == self._attempts:
+                        break
+            log.info("%s:%s dropped handshake %d, retrying", host, port, attempt)
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, self._max_backoff_s)
+        raise HandshakeDroppedError(
+            f"{HANDSHAKE_EOF} ({host}:{port} dropped {self._attempts} handshakes in a row: if "
+            "many sessions start at once, raise MaxStartups in its sshd_config, 10:30:100 "
+            "by default)"
+        )
