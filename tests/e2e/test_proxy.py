@@ -603,3 +603,57 @@ def test_100_simultaneous_sessions_to_a_default_maxstartups_sshd_all_succeed(
         results.append((i, proc.returncode, out.decode(), err.decode()))
     failures = [r for r in results if r[1] != 0 or r[2] != f"session-{r[0]}\n"]
     assert failures == [], failures[:3]
+
+
+def test_client_idle_timeout_ends_an_idle_session(
+    tmp_path: Path, cluster: Cluster, client: Client
+) -> None:
+    add_role(cluster, tmp_path, "idle", "{client_idle_timeout: 3s}")
+    guide = make_guide(tmp_path, cluster, client, roles="idle")
+    try:
+        res = run(guide.ssh_argv("sleep 40; echo not-reached"), env=client.env(), timeout=60)
+    finally:
+        guide.sshd.stop()
+    assert res.code == 255 and "not-reached" not in res.out
+    assert "Client exceeded idle timeout of 3s, disconnecting." in res.err, res.err
+
+
+def test_connection_limits_refuse_with_a_message(tmp_path: Path, client: Client) -> None:
+    cluster = proxy_cluster(tmp_path, extra_proxy="connection_limits: {max_users: 1}")
+    try:
+        guide = make_guide(tmp_path, cluster, client)
+        other = cluster.add_user("ann", roles="access", logins=guide.login)
+        second = Client(root=tmp_path / "ann")
+        second.root.mkdir()
+        second.start_agent()
+        try:
+            assert second.login(cluster, "ann", other).code == 0
+            held = subprocess.Popen(guide.ssh_argv("sleep 20"), env=client.env())
+            try:
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and not guide.events("session.start"):
+                    time.sleep(0.2)
+                res = run(guide.ssh_argv("true"), env=second.env())
+            finally:
+                held.kill()
+                held.wait()
+        finally:
+            second.stop_agent()
+            guide.sshd.stop()
+        assert res.code == 255
+        assert "max_users is 1" in res.err, res.err
+        events = guide.wait_events("auth")
+        assert any("max_users is 1" in e["error"] and e["user"] == "ann" for e in events)
+    finally:
+        assert cluster.stop() == 0
+
+
+def test_repeated_failed_logins_block_the_source_address(guide: Guide, tmp_path: Path) -> None:
+    keygen = require_binary("ssh-keygen")
+    key = tmp_path / "stranger"
+    assert run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(key)]).code == 0
+    for _ in range(11):
+        run_ssh_with_key(guide, key)
+    res = run_ssh_with_key(guide, key)
+    assert res.code == 255
+    assert "too many failed logins from 127.0.0.1" in res.err, res.err

@@ -11,6 +11,7 @@ is relayed and observed (recorded, audited). A failure on the way refuses the ch
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -21,6 +22,7 @@ import asyncssh
 
 from pyteleport.errors import TeleportError
 from pyteleport.events import codes
+from pyteleport.model.duration import format_duration
 from pyteleport.policy.access import RoleSet
 from pyteleport.ssh import tcprelay
 from pyteleport.ssh.agentaudit import AuditedAgent
@@ -181,7 +183,26 @@ class ForwardingServer(asyncssh.SSHServer):
 
         session = InnerSession(open_target, observe)
         self._sessions.add(session)
+        idle = [r.options.client_idle_timeout for r in roles.roles if r.options.client_idle_timeout]
+        if idle:
+            task = asyncio.get_running_loop().create_task(self._watch_idle(session, min(idle)))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return session
+
+    @staticmethod
+    async def _watch_idle(session: InnerSession, idle_limit: dt.timedelta) -> None:
+        """``client_idle_timeout``: end a session whose client sent nothing for that long."""
+        limit_s = idle_limit.total_seconds()
+        loop = asyncio.get_running_loop()
+        while not session.closed:
+            idle_s = loop.time() - session.last_input
+            if idle_s >= limit_s:
+                session.abort(
+                    f"Client exceeded idle timeout of {format_duration(idle_limit)}, disconnecting."
+                )
+                return
+            await asyncio.sleep(min(limit_s - idle_s, 5.0) + 0.05)
 
     def end(self, message: str) -> None:
         """End every session of this connection with ``message`` on the user's stderr."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import time
 import weakref
@@ -19,10 +20,12 @@ from typing import Any
 import asyncssh
 
 from pyteleport.api.access import ProxySSHAccessPoint
+from pyteleport.clock import Clock, SystemClock
 from pyteleport.crypto import sshkeys
-from pyteleport.errors import BadParameterError, TeleportError
+from pyteleport.errors import BadParameterError, LimitExceededError, TeleportError
 from pyteleport.events import codes
 from pyteleport.policy.access import RoleSet
+from pyteleport.policy.ratelimit import RateLimiter
 from pyteleport.proxy.forwarder import (
     AuditHook,
     ForwardingServer,
@@ -54,6 +57,14 @@ class ProxySSHSettings:
     checks_host_keys: bool
     server_id: str
     principals: tuple[str, ...]  # names the proxy's own host certificate carries
+    max_connections: int = 15_000
+    max_users: int = 250
+    # New connections per source address: a burst, then a steady rate.
+    connection_rate_per_s: float = 10.0
+    connection_burst: int = 100
+    # Failed authentications per source address before it is refused for a while.
+    failed_auth_rate_per_s: float = 0.1
+    failed_auth_burst: int = 10
 
 
 def parse_proxy_subsystem(name: str, cluster_name: str) -> tuple[str, int]:
@@ -86,6 +97,7 @@ class ProxySSHService:
         audit: AuditHook,
         host: str,
         port: int,
+        clock: Clock | None = None,
     ) -> None:
         self.access = access
         self.audit = audit
@@ -98,6 +110,15 @@ class ProxySSHService:
         self.host_ca = sshkeys.load_public_key(access.host_ca_public_key())
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
+        self.servers: set[_OuterServer] = set()
+        clock = clock or SystemClock()
+        self._connection_rate = RateLimiter(
+            settings.connection_rate_per_s, settings.connection_burst, clock
+        )
+        self._failed_auth = RateLimiter(
+            settings.failed_auth_rate_per_s, settings.failed_auth_burst, clock
+        )
+        self._blocked: dict[str, float] = {}  # source address -> monotonic time it may retry
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -137,6 +158,48 @@ class ProxySSHService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def admit(self, source: str) -> str:
+        """Why a new connection from ``source`` is refused, or "" to let it in."""
+        limits = self.settings
+        if len(self._connections) > limits.max_connections:
+            return (
+                f"too many connections to this proxy (proxy_service.connection_limits."
+                f"max_connections is {limits.max_connections}): try again later"
+            )
+        until = self._blocked.get(source)
+        if until is not None:
+            left = until - time.monotonic()
+            if left > 0:
+                return f"too many failed logins from {source}: try again in {math.ceil(left)}s"
+            del self._blocked[source]
+        try:
+            self._connection_rate.check(source)
+        except LimitExceededError as exc:
+            return f"too many new connections from {source}: try again in {exc.retry_after_s or 1}s"
+        return ""
+
+    def admit_user(self, user: str, server: _OuterServer) -> str:
+        users = {
+            s.check.accepted.key_id
+            for s in self.servers
+            if s is not server and s.check.accepted is not None and not s.refused
+        }
+        if user not in users and len(users) >= self.settings.max_users:
+            return (
+                f"too many users connected to this proxy (proxy_service.connection_limits."
+                f"max_users is {self.settings.max_users}): try again later"
+            )
+        return ""
+
+    def note_failed_auth(self, source: str) -> None:
+        try:
+            self._failed_auth.check(source)
+        except LimitExceededError as exc:
+            self._blocked[source] = time.monotonic() + (exc.retry_after_s or 60)
+            if len(self._blocked) > 65_536:
+                now = time.monotonic()
+                self._blocked = {k: v for k, v in self._blocked.items() if v > now}
+
     def track(self, conn: asyncssh.SSHServerConnection, alive: bool) -> None:
         if alive:
             self._connections.add(conn)
@@ -165,6 +228,8 @@ class _OuterServer(asyncssh.SSHServer):
         self.service = service
         self.check = CertificateCheck()
         self.username = ""
+        self.source = ""  # the client's address
+        self.refused = ""  # why a limit refused this connection
         self.sessions: weakref.WeakSet[_OuterSession | _JumpSession] = weakref.WeakSet()
         self.conn: asyncssh.SSHServerConnection | None = None
         self._expiry: asyncio.TimerHandle | None = None
@@ -172,6 +237,10 @@ class _OuterServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         self.service.track(conn, True)
+        self.service.servers.add(self)
+        peer = conn.get_extra_info("peername") or ("", 0)
+        self.source = str(peer[0])
+        self.refused = ""
         add_global_request_handler(
             conn,
             "recording-proxy@teleport.com",
@@ -186,12 +255,17 @@ class _OuterServer(asyncssh.SSHServer):
     def connection_lost(self, exc: Exception | None) -> None:
         assert self.conn is not None
         self.service.track(self.conn, False)
+        self.service.servers.discard(self)
+        if self.check.accepted is None and self.check.refusal and not self.refused:
+            self.service.note_failed_auth(self.source)
+        if self.refused:
+            self.check.refusal = self.refused
         if self._expiry is not None:
             self._expiry.cancel()
-        if self.check.accepted is None and self.check.refusal:
+        if (self.check.accepted is None or self.refused) and self.check.refusal:
             peer = self.conn.get_extra_info("peername") or ("", 0)
             fields = {
-                "user": "",
+                "user": self.check.accepted.key_id if self.check.accepted else "",
                 "login": self.username,
                 "error": self.check.refusal,
                 "server_id": self.service.settings.server_id,
@@ -205,12 +279,19 @@ class _OuterServer(asyncssh.SSHServer):
 
     def begin_auth(self, username: str) -> bool:
         self.username = username
+        self.refused = self.service.admit(self.source)
+        if self.refused:
+            assert self.conn is not None
+            log.info("refused a connection from %s: %s", self.source, self.refused)
+            self.conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, self.refused)
         return True
 
     def public_key_auth_supported(self) -> bool:
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        if not self.check.refusal:
+            self.check.refusal = "ssh: no certificate offered: run tsh login to get one"
         return False
 
     def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
@@ -219,6 +300,11 @@ class _OuterServer(asyncssh.SSHServer):
     def auth_completed(self) -> None:
         cert = self.check.accepted
         assert cert is not None and self.conn is not None
+        self.refused = self.service.admit_user(cert.key_id, self)
+        if self.refused:
+            log.info("refused %s from %s: %s", cert.key_id, self.source, self.refused)
+            self.conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, self.refused)
+            return
         task = asyncio.get_running_loop().create_task(self._watch_expiry(cert.valid_before))
         self.service.keep(task)
 

@@ -76,6 +76,14 @@ class KeyPair:
 
 
 @dataclass
+class ConnectionLimits:
+    """Teleport's defaults: 15,000 connections and 250 distinct users per proxy."""
+
+    max_connections: int = 15_000
+    max_users: int = 250
+
+
+@dataclass
 class ProxyService:
     enabled: bool = True
     web_listen_addr: str = f"0.0.0.0:{DEFAULT_WEB_PORT}"
@@ -83,6 +91,7 @@ class ProxyService:
     public_addr: tuple[str, ...] = ()
     ssh_public_addr: tuple[str, ...] = ()
     https_keypairs: list[KeyPair] = field(default_factory=list)
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 @dataclass
@@ -310,6 +319,22 @@ def _proxy(r: _Reader) -> ProxyService:
         public_addr=r.addr_list("public_addr", DEFAULT_WEB_PORT),
         ssh_public_addr=r.addr_list("ssh_public_addr", DEFAULT_SSH_PROXY_PORT),
         https_keypairs=_keypairs(r),
+        connection_limits=_section(r, "connection_limits", _limits),
+    )
+
+
+def _limits(r: _Reader) -> ConnectionLimits:
+    def positive(name: str, default: int) -> int:
+        value = r.raw(name)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise BadParameterError(f"{r.key(name)}: expected a positive number, got {value!r}")
+        return value
+
+    return ConnectionLimits(
+        max_connections=positive("max_connections", ConnectionLimits.max_connections),
+        max_users=positive("max_users", ConnectionLimits.max_users),
     )
 
 
@@ -385,6 +410,11 @@ def render_config(config: Config) -> str:
         proxy["public_addr"] = list(p.public_addr)
     if p.ssh_public_addr:
         proxy["ssh_public_addr"] = list(p.ssh_public_addr)
+    if p.connection_limits != ConnectionLimits():
+        proxy["connection_limits"] = {
+            "max_connections": p.connection_limits.max_connections,
+            "max_users": p.connection_limits.max_users,
+        }
     if p.https_keypairs:
         proxy["https_keypairs"] = [
             {"key_file": k.key_file, "cert_file": k.cert_file} for k in p.https_keypairs

@@ -273,6 +273,8 @@ class TeleportProcess:
                 checks_host_keys=cfg.auth_service.proxy_checks_host_keys,
                 server_id=cfg.teleport.nodename,
                 principals=tuple(self._server_names(host, *public)),
+                max_connections=cfg.proxy_service.connection_limits.max_connections,
+                max_users=cfg.proxy_service.connection_limits.max_users,
             ),
             lambda target, login, roles, request: RecordedSession(
                 recording, target, login, roles, request
@@ -282,6 +284,7 @@ class TeleportProcess:
             ),
             host,
             port,
+            self.clock,
         )
         await service.start()
         self.ssh_proxy = service

@@ -113,6 +113,7 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self._ended = False
+        self.last_input = asyncio.get_running_loop().time()  # for the idle timeout
 
     # -- requests before the session starts -----------------------------------------------------
 
@@ -209,7 +210,12 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
         self._request_or_queue("break", msec)
         return True
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def data_received(self, data: bytes, datatype: int | None) -> None:
+        self.last_input = asyncio.get_running_loop().time()
         if self._target is None:
             self._early.append(data)
         else:
