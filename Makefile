@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA := $(CURDIR)/data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test check install install-dev system-deps lint format clean
+.PHONY: run next-steps test check install install-dev system-deps lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,20 +25,57 @@ system-deps:
 	fi
 
 # An all-in-one cluster (auth + proxy, recording proxy mode, SQLite) under ./data.
-run: install
+CONFIG := $(DATA)/teleport.yaml
+# The OpenSSH server the next steps put behind the proxy: this host's sshd, named as the proxy
+# dials it and as the host certificate names it. Override with make run NODE=host.example.com.
+NODE ?= localhost
+# The proxy's web address as users reach it; the proxy's SSH listener is on port 3023 of its host.
+WEB_ADDR ?= localhost:3080
+PROXY_HOST := $(firstword $(subst :, ,$(WEB_ADDR)))
+AS_ROOT := $(if $(SUDO),$(SUDO) ,)
+
+# Steps 1-5 of the guide in SPEC.md, for this cluster; printed by `make run` before it starts.
+define NEXT_STEPS
+Config: $(CONFIG)
+Next, in another shell:
+
+  export PATH=$(CURDIR)/$(BIN):$$PATH
+  [ -n "$$SSH_AUTH_SOCK" ] || eval $$(ssh-agent)   # tsh login loads the certificate into it
+  tctl -c $(CONFIG) status
+  tctl -c $(CONFIG) users add alice --roles=access,editor --logins=$$USER
+  tctl -c $(CONFIG) users set-password alice   # or open the invite link
+  tsh login --proxy=$(WEB_ADDR) --user=alice --insecure
+  ssh-add -L   # a line ending in teleport:alice
+
+Make the OpenSSH server on $(NODE) trust the cluster:
+
+  curl -sk 'https://$(WEB_ADDR)/webapi/auth/export?type=user' | sed s/cert-authority\ // | $(AS_ROOT)tee /etc/ssh/teleport_user_ca.pub >/dev/null
+  $(AS_ROOT)$(CURDIR)/$(BIN)/tctl -c $(CONFIG) auth sign --host=$(NODE) --format=openssh --out=/etc/ssh/$(NODE)
+  # add to /etc/ssh/sshd_config, then reload sshd:
+  #   TrustedUserCAKeys /etc/ssh/teleport_user_ca.pub
+  #   HostKey /etc/ssh/$(NODE)
+  #   HostCertificate /etc/ssh/$(NODE)-cert.pub
+
+Log in through the recording proxy (SSH on port 3023); the session is recorded:
+
+  curl -sk 'https://$(WEB_ADDR)/webapi/auth/export?type=host' >> ~/.ssh/known_hosts
+  ssh -o "ForwardAgent yes" -o "ProxyCommand ssh -o 'ForwardAgent yes' -p 3023 %r@$(PROXY_HOST) -s proxy:%h:%p" $$USER@$(NODE)
+  tctl -c $(CONFIG) recordings ls
+
+Stop the cluster with Ctrl-C.
+endef
+export NEXT_STEPS
+
+$(CONFIG): | install
 	@mkdir -p $(DATA) && chmod 700 $(DATA)
-	@if [ ! -f $(DATA)/teleport.yaml ]; then \
-		$(BIN)/teleport configure --cluster-name=localhost --data-dir=$(DATA)/state \
-			--public-addr=localhost:3080 -o $(DATA)/teleport.yaml >/dev/null; \
-	fi
-	@echo "Config: $(DATA)/teleport.yaml"
-	@echo "Next, in another shell (with $(BIN) on PATH):"
-	@echo "  tctl -c $(DATA)/teleport.yaml status"
-	@echo "  tctl -c $(DATA)/teleport.yaml users add alice --roles=access,editor --logins=$$USER"
-	@echo "  tctl -c $(DATA)/teleport.yaml users set-password alice   # or open the invite link"
-	@echo "  tsh login --proxy=localhost:3080 --user=alice --insecure"
-	@echo "Stop with Ctrl-C."
-	$(BIN)/teleport start -c $(DATA)/teleport.yaml
+	$(BIN)/teleport configure --cluster-name=localhost --data-dir=$(DATA)/state \
+		--public-addr=$(WEB_ADDR) -o $(CONFIG) >/dev/null
+
+next-steps:
+	@printf '%s\n' "$$NEXT_STEPS"
+
+run: install $(CONFIG) next-steps
+	$(BIN)/teleport start -c $(CONFIG)
 
 check: install-dev
 	$(BIN)/ruff check src tests
@@ -55,3 +92,10 @@ format: install-dev
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# Benchmarks of the recording proxy against OpenSSH direct and ssh -J (docs/performance.md):
+# about 15 minutes on 2 cores. Options through BENCH_ARGS, e.g.
+#   make bench BENCH_ARGS="--size 256M --sessions 200 --json bench.json"
+.PHONY: bench
+bench: system-deps install
+	$(BIN)/python -m bench $(BENCH_ARGS)

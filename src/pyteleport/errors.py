@@ -54,8 +54,15 @@ class CompareFailedError(TeleportError):
 
 
 class LimitExceededError(TeleportError):
+    """``retry_after_s``, when known, is how long until a retry can succeed (whole seconds, at
+    least 1); the web layer sends it as ``Retry-After`` (RFC 9110 section 10.2.3)."""
+
     status = 429
     kind = "limit_exceeded"
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = None if retry_after_s is None else max(1, retry_after_s)
 
 
 class ConnectionProblemError(TeleportError):

@@ -1,5 +1,8 @@
-"""Fault injection: an agent in front of a real ssh-agent that answers "success" to certificate
-additions and drops them, as gpg-agent and GNOME Keyring do."""
+"""Fault injection: agents in front of a real ssh-agent that misbehave on additions.
+
+``CertDroppingAgent`` answers "success" to certificate additions and drops them, as gpg-agent and
+GNOME Keyring do; ``CertRefusingAgent`` answers "failure" to them; ``AddRefusingAgent`` refuses
+every addition. Everything else reaches the real agent."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from types import TracebackType
 
 ADD_IDENTITY = 17
 ADD_ID_CONSTRAINED = 25
+FAILURE = 5
 SUCCESS = 6
 
 
@@ -27,6 +31,11 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 def _read_message(sock: socket.socket) -> bytes:
     (length,) = struct.unpack(">I", _recv_exact(sock, 4))
     return _recv_exact(sock, length)
+
+
+def _adds_certificate(message: bytes) -> bool:
+    (n,) = struct.unpack(">I", message[1:5])
+    return message[5 : 5 + n].endswith(b"-cert-v01@openssh.com")
 
 
 class CertDroppingAgent:
@@ -64,9 +73,9 @@ class CertDroppingAgent:
             while True:
                 message = _read_message(conn)
                 if message[0] in (ADD_IDENTITY, ADD_ID_CONSTRAINED):
-                    (n,) = struct.unpack(">I", message[1:5])
-                    if message[5 : 5 + n].endswith(b"-cert-v01@openssh.com"):
-                        conn.sendall(struct.pack(">IB", 1, SUCCESS))
+                    answer = self.answer_add(message)
+                    if answer is not None:
+                        conn.sendall(struct.pack(">IB", 1, answer))
                         continue
                 upstream.sendall(struct.pack(">I", len(message)) + message)
                 reply = _read_message(upstream)
@@ -76,3 +85,17 @@ class CertDroppingAgent:
         finally:
             conn.close()
             upstream.close()
+
+    def answer_add(self, message: bytes) -> int | None:
+        """The reply to an addition instead of forwarding it, or None to forward it."""
+        return SUCCESS if _adds_certificate(message) else None
+
+
+class CertRefusingAgent(CertDroppingAgent):
+    def answer_add(self, message: bytes) -> int | None:
+        return FAILURE if _adds_certificate(message) else None
+
+
+class AddRefusingAgent(CertDroppingAgent):
+    def answer_add(self, message: bytes) -> int | None:
+        return FAILURE

@@ -100,6 +100,41 @@ def test_users_ls_rm_and_set_password_from_stdin(cluster: Cluster, client: Clien
     assert client.login(cluster, "joe", "correct-horse-battery").code == 1
 
 
+def join_text(token_line: str, token: str, ca_pin: str, addr: str, ttl: str) -> str:
+    """Teleport's ``tctl tokens add --type=node`` output, word for word."""
+    return (
+        f"{token_line}\n"
+        f"This token will expire in {ttl}.\n\n"
+        "Run this on the new node to join the cluster:\n\n"
+        "> teleport start \\\n"
+        "   --roles=node \\\n"
+        f"   --token={token} \\\n"
+        f"   --ca-pin={ca_pin} \\\n"
+        f"   --auth-server={addr}\n\n"
+        "Please note:\n\n"
+        f"  - This invitation token will expire in {ttl}\n"
+        f"  - {addr} must be reachable from the new node\n"
+    )
+
+
+def ca_pin(cluster: Cluster) -> str:
+    pin = re.search(r"^CA pin\s+(sha256:[0-9a-f]{64})$", cluster.tctl("status").out, re.M)
+    assert pin is not None
+    return pin.group(1)
+
+
+def test_tokens_add_prints_teleports_join_instructions(cluster: Cluster) -> None:
+    res = cluster.tctl("tokens", "add", "--type=node")
+    assert res.code == 0, res.text
+    token = res.out.splitlines()[0].removeprefix("The invite token: ")
+    assert re.fullmatch(r"[0-9a-f]{32}", token), res.out
+    addr = f"127.0.0.1:{cluster.auth_port}"  # the auth listener tctl -c talked to
+    line = f"The invite token: {token}"
+    assert res.out == join_text(line, token, ca_pin(cluster), addr, "30 minutes")
+    res = cluster.tctl("tokens", "add", "--type=node", "--ttl=2h30m")
+    assert "This token will expire in 2 hours 30 minutes.\n" in res.out
+
+
 def test_tokens_add_to_a_private_file_ls_rm(cluster: Cluster, tmp_path: Path) -> None:
     out = tmp_path / "node.token"
     res = cluster.tctl("tokens", "add", "--type=node", "--ttl=1h", f"--out={out}")
@@ -108,13 +143,24 @@ def test_tokens_add_to_a_private_file_ls_rm(cluster: Cluster, tmp_path: Path) ->
     assert re.fullmatch(r"[0-9a-f]{32}", token)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert token not in res.out  # the screen shows the file, not the secret
-    assert f"--token={out}" in res.out and "--ca-pin=sha256:" in res.out
+    line = f"The invite token has been written to {out} (mode 0600)."
+    addr = f"127.0.0.1:{cluster.auth_port}"
+    assert res.out == join_text(line, str(out), ca_pin(cluster), addr, "1 hour")
     listed = cluster.tctl("tokens", "ls")
     assert token in listed.out and "Node" in listed.out
     res = cluster.tctl("tokens", "add", "--type=bogus")
     assert res.code == 1 and 'unknown token type "bogus"' in res.err
     assert cluster.tctl("tokens", "rm", token).code == 0
     assert token not in cluster.tctl("tokens", "ls").out
+
+
+def test_events_ls_shows_the_user_of_certificate_events(cluster: Cluster, client: Client) -> None:
+    password = cluster.add_user("joe", roles="access", logins="joe")
+    assert client.login(cluster, "joe", password).code == 0
+    res = cluster.tctl("events", "ls", "--type=cert.create")
+    assert res.code == 0, res.text
+    rows = res.out.splitlines()[2:]
+    assert rows and all(re.search(r"\scert\.create\s+TC000I\s+joe$", r) for r in rows), res.out
 
 
 def test_remote_tctl_with_editor_login(cluster: Cluster, client: Client, tmp_path: Path) -> None:
@@ -130,6 +176,10 @@ def test_remote_tctl_with_editor_login(cluster: Cluster, client: Client, tmp_pat
     path = tmp_path / "dev.yaml"
     path.write_text(DEV_ROLE)
     assert client.tctl("create", str(path)).code == 0
+    res = client.tctl("tokens", "add", "--type=node")
+    assert res.code == 0, res.text
+    assert f"   --auth-server={cluster.web_addr}\n" in res.out  # remote: the proxy's address
+    assert f"  - {cluster.web_addr} must be reachable from the new node\n" in res.out
     key = tmp_path / "host"
     assert (
         client.tctl(
@@ -137,6 +187,29 @@ def test_remote_tctl_with_editor_login(cluster: Cluster, client: Client, tmp_pat
         ).code
         == 0
     )
+
+
+def test_remote_editor_may_not_sign_user_certs_for_others(
+    cluster: Cluster, client: Client, tmp_path: Path
+) -> None:
+    cluster.add_user("bob", roles="access", logins="root")
+    password = cluster.add_user("admin1", roles="editor,access", logins="admin1")
+    assert client.login(cluster, "admin1", password).code == 0
+    res = client.tctl("auth", "sign", "--user=bob", "--format=openssh", f"--out={tmp_path / 'b'}")
+    assert res.code == 1
+    assert res.err.strip() == (
+        'ERROR: user "admin1" may not sign certificates for user "bob": only the local admin '
+        "(tctl -c on the auth host) can sign certificates for other users"
+    )
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b-cert.pub").exists()
+    res = client.tctl(
+        "auth", "sign", "--user=admin1", "--format=openssh", f"--out={tmp_path / 'a'}"
+    )
+    assert res.code == 0, res.text  # oneself: allowed, with one's own roles
+    res = cluster.tctl("auth", "sign", "--user=bob", "--format=openssh", f"--out={tmp_path / 'b'}")
+    assert res.code == 0, res.text  # the local admin may
+    text = run([require_binary("ssh-keygen"), "-L", "-f", f"{tmp_path / 'b'}-cert.pub"]).out
+    assert 'Key ID: "bob"' in text
 
 
 def test_remote_tctl_without_editor_is_denied(cluster: Cluster, client: Client) -> None:

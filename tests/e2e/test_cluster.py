@@ -11,6 +11,8 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+import httpx
+
 from tests.e2e.harness import Cluster, require_binary, run
 
 
@@ -75,6 +77,19 @@ def test_bad_export_type_is_a_json_400(cluster: Cluster) -> None:
         assert body["error"]["message"].startswith('unsupported authority type "bogus"')
     else:
         raise AssertionError("expected a 400")
+
+
+def test_rate_limited_export_is_a_429_with_retry_after(cluster: Cluster) -> None:
+    url = f"https://{cluster.web_addr}/webapi/auth/export?type=user"
+    with httpx.Client(verify=False, timeout=10) as http:
+        for _ in range(1000):  # the burst is 50 at 10/s: a keep-alive loop outruns the refill
+            response = http.get(url)
+            if response.status_code != 200:
+                break
+    assert response.status_code == 429, response.text
+    assert "rate limit exceeded" in response.json()["error"]["message"]
+    retry_after = response.headers["Retry-After"]
+    assert retry_after.isdigit() and int(retry_after) >= 1
 
 
 def test_restart_keeps_the_cas(cluster: Cluster) -> None:

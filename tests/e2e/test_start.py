@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import signal
 import ssl
 import subprocess
@@ -76,6 +77,24 @@ def test_data_dir_of_another_cluster_is_refused(tmp_path: Path) -> None:
     res = run([str(BIN / "teleport"), "start", "-c", str(cluster.config_path)], timeout=30)
     assert res.code == 1
     assert 'holds cluster "example.test"' in res.err
+
+
+def test_deleted_backend_is_refused_instead_of_creating_new_cas(tmp_path: Path) -> None:
+    cluster = Cluster(root=tmp_path)
+    cluster.start()
+    assert cluster.stop() == 0
+    backend = cluster.data_dir / "backend"
+    shutil.rmtree(backend)
+    ca_before = (cluster.data_dir / "keys" / "cluster-ca.crt").read_bytes()
+    res = run([str(BIN / "teleport"), "start", "-c", str(cluster.config_path)], timeout=30)
+    assert res.code == 1, res.text
+    lines = res.err.strip().splitlines()
+    assert len(lines) == 1, res.err
+    assert str(backend / "sqlite.db") in lines[0]
+    assert "restore the backend from a backup" in lines[0]
+    assert f"remove {cluster.data_dir} to create a new cluster" in lines[0]
+    assert not backend.exists()  # nothing was created in its place
+    assert (cluster.data_dir / "keys" / "cluster-ca.crt").read_bytes() == ca_before
 
 
 def test_sigint_shuts_down_cleanly(tmp_path: Path) -> None:

@@ -1,16 +1,19 @@
-"""What every command shares: the event loop, the one-line error, reading secrets safely."""
+"""What every command shares: the event loop, the one-line error, reading secrets safely,
+comma-separated flags, duration flags and plain-text tables."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import getpass
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 
-from pyteleport.errors import TeleportError
+from pyteleport.errors import BadParameterError, TeleportError
+from pyteleport.model.duration import parse_duration
 
 T = TypeVar("T")
 
@@ -73,3 +76,37 @@ def async_prompt(prompt: str) -> Callable[[], Coroutine[Any, Any, str]]:
         return await asyncio.to_thread(read_secret, prompt)
 
     return ask
+
+
+class AuthConnection(Protocol):
+    """What tctl's ``Conn`` offers: run one call against the auth API it decided on."""
+
+    def call(self, fn: Any) -> Any: ...
+
+
+def split_csv(value: str) -> list[str]:
+    """A comma-separated flag (``--roles=a,b``) as its non-empty items."""
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def positive_ttl(value: str | None) -> dt.timedelta | None:
+    """A ``--ttl``-style duration flag; None when not given."""
+    if not value:
+        return None
+    ttl = parse_duration(value)
+    if ttl <= dt.timedelta(0):
+        raise BadParameterError(f'--ttl must be positive, got "{value}"')
+    return ttl
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns under a dashed rule, as tctl prints them."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = [" ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append(" ".join("-" * w for w in widths))
+    lines += [
+        " ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return "\n".join(lines)

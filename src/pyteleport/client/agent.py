@@ -38,35 +38,66 @@ async def _connect(path: str) -> asyncssh.SSHAgentClient:
         ) from exc
 
 
+def _agent_name(path: str) -> str:
+    """The ssh-agent at ``path``, named when its path gives it away (they keep their sockets
+    under ``gnupg/S.gpg-agent.ssh`` and ``keyring/ssh``)."""
+    lowered = path.lower()
+    if "gpg" in lowered:
+        return f"the ssh-agent at {path} (gpg-agent, by its path)"
+    if "keyring" in lowered:
+        return f"the ssh-agent at {path} (GNOME Keyring, by its path)"
+    return f"the ssh-agent at {path}"
+
+
+_USE_OPENSSH = "use OpenSSH's ssh-agent for connections through the proxy"
+
+
 async def add_login(
     path: str, user: str, private_key: bytes, ssh_cert: bytes, lifetime_s: int
 ) -> AgentResult:
-    """Add key+cert and key alone; report an agent that kept the key but not the certificate."""
+    """Add key+cert and key alone, then list the agent to see what it really kept.
+
+    Three behaviours are told apart: an agent that refuses everything, one that refuses the
+    certificate outright (it then still gets the key alone), and one that answers success but
+    drops the certificate (PROTOCOL.agent has no way to say so; only a listing shows it).
+    """
     comment = f"{COMMENT_PREFIX}{user}"
     key = asyncssh.import_private_key(private_key)
     key.set_comment(comment)
     cert = asyncssh.import_certificate(ssh_cert)
     cert.set_comment(comment)
+    name = _agent_name(path)
     agent = await _connect(path)
     try:
         await remove_comment(agent, comment)
         lifetime = max(1, lifetime_s)
+        cert_refused = ""
         try:
             await agent.add_keys([(key, cert)], lifetime=lifetime)
+        except ValueError as exc:
+            cert_refused = str(exc) or "refused"
+        try:
             await agent.add_keys([key], lifetime=lifetime)
         except ValueError as exc:
+            if cert_refused:
+                return AgentResult(
+                    added=False,
+                    warning=f"{name} refused both the key with its certificate and the key "
+                    f"alone ({exc}): ssh through the proxy will not find them there",
+                )
+        if cert_refused:
             return AgentResult(
-                added=False,
-                warning=f"the ssh-agent at {path} refused the key ({exc}): "
-                "ssh through the proxy will not find it there",
+                added=True,
+                warning=f"{name} refused the certificate ({cert_refused}) and took the key "
+                "alone: it does not accept certificates (gpg-agent and GNOME Keyring do not); "
+                + _USE_OPENSSH,
             )
         blobs = {bytes(k.public_data) for k in await agent.get_keys()}
         if bytes(cert.public_data) not in blobs:
             return AgentResult(
                 added=True,
-                warning=f"the ssh-agent at {path} accepted the certificate but does not list it: "
-                "it drops certificates (gpg-agent and GNOME Keyring do); "
-                "use OpenSSH's ssh-agent for connections through the proxy",
+                warning=f"{name} accepted the certificate but does not list it: "
+                "it drops certificates (gpg-agent and GNOME Keyring do); " + _USE_OPENSSH,
             )
         return AgentResult(added=True)
     finally:

@@ -55,3 +55,20 @@ def format_duration(delta: dt.timedelta) -> str:
     if minutes:
         return f"{sign}{minutes}m{secs}s"
     return f"{sign}{secs}s"
+
+
+_HUMAN_UNITS = (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+
+
+def humanize_duration(delta: dt.timedelta) -> str:
+    """Render in words as Teleport's tctl does (durafmt): "30 minutes", "1 hour",
+    "2 hours 30 minutes". Whole seconds; zero units are left out."""
+    seconds = int(delta.total_seconds())
+    if seconds <= 0:
+        return "0 seconds"
+    parts = []
+    for name, size in _HUMAN_UNITS:
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {name}{'' if count == 1 else 's'}")
+    return " ".join(parts)

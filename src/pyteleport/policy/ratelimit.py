@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 
 from pyteleport.clock import Clock
 from pyteleport.errors import LimitExceededError
 
 RATE_LIMIT_MESSAGE = "rate limit exceeded: too many requests from this address, try again later"
+# A bucket that never refills: ask clients to come back in an hour rather than hammer it.
+RETRY_AFTER_NEVER_S = 3600
 
 
 @dataclass(slots=True)
@@ -40,8 +43,14 @@ class RateLimiter:
         bucket.tokens = min(float(self._burst), bucket.tokens + elapsed * self._rate)
         bucket.updated = now
         if bucket.tokens < 1.0:
-            raise LimitExceededError(RATE_LIMIT_MESSAGE)
+            raise LimitExceededError(RATE_LIMIT_MESSAGE, self._seconds_until_token(bucket))
         bucket.tokens -= 1.0
+
+    def _seconds_until_token(self, bucket: _Bucket) -> int:
+        """Whole seconds until the bucket holds one token again (rounded up, at least 1)."""
+        if self._rate <= 0:
+            return RETRY_AFTER_NEVER_S
+        return max(1, math.ceil((1.0 - bucket.tokens) / self._rate))
 
     def _evict(self, now: dt.datetime) -> None:
         # Drop buckets that have refilled completely: they carry no state worth keeping.

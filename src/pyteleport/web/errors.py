@@ -9,19 +9,30 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from pyteleport.errors import TeleportError
+from pyteleport.errors import LimitExceededError, TeleportError
 
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"message": message}})
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": {"message": message}}, headers=headers
+    )
+
+
+def _headers_for(exc: TeleportError) -> dict[str, str] | None:
+    # A 429 tells the client when to come back (RFC 6585 section 4, RFC 9110 section 10.2.3).
+    if isinstance(exc, LimitExceededError):
+        return {"Retry-After": str(exc.retry_after_s or 1)}
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:
     async def on_teleport_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, TeleportError)
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, _headers_for(exc))
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
