@@ -657,3 +657,44 @@ def test_repeated_failed_logins_block_the_source_address(guide: Guide, tmp_path:
     res = run_ssh_with_key(guide, key)
     assert res.code == 255
     assert "too many failed logins from 127.0.0.1" in res.err, res.err
+
+
+def test_a_lock_ends_a_live_interactive_session_and_refuses_new_ones(guide: Guide) -> None:
+    import pexpect
+
+    argv = guide.ssh_argv(tty=True)
+    child = pexpect.spawn(argv[0], argv[1:], env=guide.client.env(), timeout=30)
+    try:
+        child.sendline("export PS1='LIVE''> '")
+        child.expect("LIVE> ")
+        res = guide.cluster.tctl("lock", "--user=joe", "--message=Suspicious activity", "--ttl=1h")
+        assert res.code == 0, res.text
+        assert res.out.startswith('Created a lock with name "')
+        child.expect('lock targeting User:"joe" is in force: Suspicious activity')
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 255 or child.signalstatus is not None
+    res = guide.ssh("echo must-not-run")
+    assert res.code == 255 and "must-not-run" not in res.out
+    assert 'lock targeting User:"joe" is in force: Suspicious activity' in res.err, res.err
+    [created] = guide.wait_events("lock.created")
+    assert created["code"] == "TLK00I" and created["target"] == {"user": "joe"}
+    listed = guide.cluster.tctl("lock", "ls")
+    name = listed.out.splitlines()[2].split()[0]
+    assert "user:joe" in listed.out and len(name) == 36
+    assert guide.cluster.tctl("rm", f"lock/{name}").code == 0
+    assert guide.ssh("echo after-unlock").out == "after-unlock\n"
+
+
+def test_a_lock_on_a_login_or_node_refuses_the_session(guide: Guide) -> None:
+    res = guide.cluster.tctl("lock", "--node=127.0.0.1", "--message=maintenance")
+    assert res.code == 0, res.text
+    res = guide.ssh("true")
+    assert res.code == 255
+    assert (
+        'channel 0: open failed: connect failed: lock targeting Node:"127.0.0.1" is in force: '
+        "maintenance" in res.err
+    ), res.err
+    both = guide.cluster.tctl("lock", "--user=joe", "--login=root")
+    assert both.code == 2 and "exactly one of --user, --login or --node" in both.err

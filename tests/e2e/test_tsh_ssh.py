@@ -76,3 +76,45 @@ def test_recordings_ls_and_play(guide: Guide) -> None:
     assert local.out == played.out
     admin = guide.cluster.tctl("recordings", "ls")
     assert admin.code == 0 and sid in admin.out
+
+
+def test_tsh_ssh_refuses_unknown_flags_and_passes_ssh_options(guide: Guide) -> None:
+    res = guide.client.tsh("ssh", "--bogus", f"{guide.login}@127.0.0.1", "true")
+    assert res.code == 2 and "No such option '--bogus'" in res.err
+    res = guide.client.tsh(
+        "ssh", f"--port={guide.sshd.port}", f"{guide.login}@127.0.0.1", "ls", "-d", "/"
+    )
+    assert (res.code, res.out) == (0, "/\n"), res.text
+    res = guide.client.tsh(
+        "ssh",
+        f"--port={guide.sshd.port}",
+        "-o",
+        "SendEnv=LC_TSH",
+        f"{guide.login}@127.0.0.1",
+        "echo $LC_TSH",
+        LC_TSH="sent",
+    )
+    assert (res.code, res.out) == (0, "sent\n"), res.text
+
+
+def test_a_user_with_only_access_sees_and_plays_their_own_sessions(
+    tmp_path: Path, cluster: Cluster, client: Client
+) -> None:
+    guide = make_guide(tmp_path, cluster, client, roles="access")
+    try:
+        assert guide.ssh("echo mine").code == 0
+    finally:
+        guide.sshd.stop()
+    [path] = guide.wait_recordings()
+    res = client.tsh("recordings", "ls", "--format=json")
+    assert res.code == 0, res.text
+    assert [r["sid"] for r in json.loads(res.out)] == [path.stem]
+    played = client.tsh("play", path.stem, "--format=text")
+    assert played.code == 0 and "mine" in played.out
+    other = Client(root=tmp_path / "ann")
+    other.root.mkdir()
+    password = cluster.add_user("ann", roles="access", logins=guide.login)
+    assert other.login(cluster, "ann", password).code == 0
+    assert json.loads(other.tsh("recordings", "ls", "--format=json").out) == []
+    denied = other.tsh("play", path.stem, "--format=text")
+    assert denied.code == 1 and 'access denied to perform action "read" on "session"' in denied.err

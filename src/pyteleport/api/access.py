@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from pyteleport.model.lock import Lock
 from pyteleport.model.results import InviteInfo, UserCerts
 from pyteleport.model.user import User
 from pyteleport.policy.access import RoleSet
@@ -63,3 +64,5 @@ class ProxySSHAccessPoint(Protocol):
     ) -> bytes: ...
 
     async def role_set_for_user(self, username: str) -> RoleSet: ...
+
+    async def list_locks(self) -> list[Lock]: ...

@@ -176,6 +176,7 @@ class AuthClient(_Base):
 
     def __init__(self, addr: str, context: ssl.SSLContext) -> None:
         super().__init__(f"https://{addr}", context, "auth service")
+        self.addr = addr  # host:port dialled: the auth service, or the proxy when remote
 
     async def status(self) -> wire.StatusResponse:
         return await self._get("/v1/status", wire.StatusResponse)
@@ -245,6 +246,17 @@ class AuthClient(_Base):
 
     async def delete_token(self, token: str) -> None:
         await self._request("DELETE", f"/v1/tokens/{token}")
+
+    async def create_lock(self, request: wire.CreateLockRequest) -> dict[str, Any]:
+        response = await self._request("POST", "/v1/locks", body=request)
+        return dict(response.json())
+
+    async def list_locks(self) -> list[dict[str, Any]]:
+        response = await self._request("GET", "/v1/locks")
+        return list(response.json())
+
+    async def delete_lock(self, name: str) -> None:
+        await self._request("DELETE", f"/v1/locks/{name}")
 
     async def export_authorities(self, ca_type: str | None) -> str:
         params = {"type": ca_type} if ca_type else None

@@ -138,6 +138,13 @@ class CreateTokenRequest(Strict):
     ttl_s: int = 0
 
 
+class CreateLockRequest(Strict):
+    target_kind: str  # user, login or node
+    target: str
+    message: str = ""
+    ttl_s: int = 0  # 0: until removed
+
+
 class TokenResponse(Strict):
     token: str
     roles: list[str]

@@ -15,6 +15,7 @@ from pyteleport.auth.server import AuthServer
 from pyteleport.errors import AccessDeniedError, NotFoundError
 from pyteleport.events.store import RecordingInfo, RecordingStore
 from pyteleport.model.identity import Identity
+from pyteleport.model.lock import Lock
 from pyteleport.model.results import ClusterStatus, InviteInfo, UserCerts
 from pyteleport.model.role import Role
 from pyteleport.model.token import ProvisionToken
@@ -105,6 +106,21 @@ class AuthorizedAuth:
         await self._check("token", "create")
         return await self._server.create_join_token(roles, ttl, self.actor)
 
+    # locks
+    async def create_lock(
+        self, target_kind: str, target: str, message: str, ttl: dt.timedelta | None
+    ) -> Lock:
+        await self._check("lock", "create")
+        return await self._server.create_lock(target_kind, target, message, ttl, self.actor)
+
+    async def list_locks(self) -> list[Lock]:
+        await self._check("lock", "list")
+        return await self._server.list_locks()
+
+    async def delete_lock(self, name: str) -> None:
+        await self._check("lock", "delete")
+        await self._server.delete_lock(name, self.actor)
+
     async def list_join_tokens(self) -> list[ProvisionToken]:
         await self._check("token", "list")
         return await self._server.tokens.list_join()
@@ -127,7 +143,20 @@ class AuthorizedAuth:
         # a user renewing their own certificate could otherwise outlive their login forever.
         await self._check("cert_authority", "create")
         await self._check("user", "read")
+        self._check_impersonation(username)
         return await self._server.generate_user_certs(username, public_key, ttl)
+
+    def _check_impersonation(self, username: str) -> None:
+        # A certificate for another user is impersonation: Teleport requires an impersonate
+        # rule naming that user's roles. Our roles have no impersonate rules, so only the local
+        # admin may do it; an editor could otherwise mint certificates with anyone's logins.
+        if self.identity.is_admin or username == self.identity.username:
+            return
+        raise AccessDeniedError(
+            f'user "{self.identity.username}" may not sign certificates for user "{username}": '
+            "only the local admin (tctl -c on the auth host) can sign certificates for "
+            "other users"
+        )
 
     # audit
     async def search_events(
@@ -142,13 +171,28 @@ class AuthorizedAuth:
             raise NotFoundError("this auth service keeps no session recordings")
         return self._server.recordings
 
-    # Only holders of a "session" rule see recordings. Teleport's access preset also lets a user
-    # replay the sessions they took part in (a rule with a ``where`` clause); our roles have no
-    # ``where`` yet, so that path is not offered rather than approximated.
+    # Holders of a "session" rule see every recording. Anyone else sees the sessions they took
+    # part in, as Teleport's access preset allows with its rule
+    # ``where: contains(session.participants, user.metadata.name)``.
+    async def _may(self, verb: str) -> bool:
+        try:
+            await self._check("session", verb)
+        except AccessDeniedError:
+            return False
+        return True
+
     async def list_recordings(self) -> list[RecordingInfo]:
-        await self._check("session", "list")
-        return await self._recordings().list()
+        infos = await self._recordings().list()
+        if await self._may("list"):
+            return infos
+        return [i for i in infos if self.identity.username in i.participants]
 
     async def read_recording(self, session_id: str) -> bytes:
-        await self._check("session", "read")
-        return await self._recordings().read(session_id)
+        if await self._may("read"):
+            return await self._recordings().read(session_id)
+        infos = await self._recordings().list()
+        if any(
+            i.session_id == session_id and self.identity.username in i.participants for i in infos
+        ):
+            return await self._recordings().read(session_id)
+        raise AccessDeniedError('access denied to perform action "read" on "session"')

@@ -19,6 +19,7 @@ from pyteleport.model.role import role_from_dict, role_to_dict
 from pyteleport.model.timefmt import format_time, parse_time
 from pyteleport.model.token import provision_token_to_dict
 from pyteleport.model.user import user_to_dict
+from pyteleport.storage.locks import lock_to_dict
 from pyteleport.web.server import peer_certificate
 
 ASCIICAST_MEDIA_TYPE = "application/x-asciicast"
@@ -140,6 +141,21 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
     async def delete_token(token: str, auth: Caller) -> dict[str, str]:
         await auth.delete_join_token(token)
         return {"message": "token has been deleted"}
+
+    @router.post("/locks")
+    async def create_lock(body: wire.CreateLockRequest, auth: Caller) -> dict[str, Any]:
+        ttl = dt.timedelta(seconds=body.ttl_s) if body.ttl_s else None
+        lock = await auth.create_lock(body.target_kind, body.target, body.message, ttl)
+        return lock_to_dict(lock)
+
+    @router.get("/locks")
+    async def list_locks(auth: Caller) -> list[dict[str, Any]]:
+        return [lock_to_dict(lock) for lock in await auth.list_locks()]
+
+    @router.delete("/locks/{name}")
+    async def delete_lock(name: str, auth: Caller) -> dict[str, str]:
+        await auth.delete_lock(name)
+        return {"message": f'lock "{name}" has been deleted'}
 
     @router.get("/authorities/export")
     async def export(auth: Caller, type: str | None = None) -> wire.ExportResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import secrets
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -28,6 +29,7 @@ from pyteleport.events.audit import AuditLog
 from pyteleport.events.store import RecordingStore
 from pyteleport.model.authority import CAType, CertAuthority
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
+from pyteleport.model.lock import Lock
 from pyteleport.model.presets import PRESETS
 from pyteleport.model.results import ClusterStatus, InviteInfo, UserCerts
 from pyteleport.model.role import Role, check_name
@@ -35,6 +37,7 @@ from pyteleport.model.token import JOIN_ROLES, ProvisionToken, UserToken
 from pyteleport.model.user import LOGINS_TRAIT, LoginStatus, User
 from pyteleport.policy.access import RoleSet
 from pyteleport.storage.authorities import AuthorityStore
+from pyteleport.storage.locks import LockStore
 from pyteleport.storage.roles import RoleStore
 from pyteleport.storage.tokens import TokenStore
 from pyteleport.storage.users import UserStore
@@ -72,6 +75,7 @@ class AuthServer:
         self.users = UserStore(backend)
         self.roles = RoleStore(backend)
         self.tokens = TokenStore(backend)
+        self.locks = LockStore(backend)
         # Where finished session recordings live; None: this auth service keeps none.
         self.recordings = recordings
         self._cas: dict[CAType, CertAuthority] = {}
@@ -528,6 +532,38 @@ class AuthServer:
             )
         await self.roles.delete(name)
         await self.audit.emit(codes.ROLE_DELETED, {"name": name, "user": by})
+
+    # -- locks ----------------------------------------------------------------------------------
+
+    async def create_lock(
+        self, target_kind: str, target: str, message: str, ttl: dt.timedelta | None, by: str
+    ) -> Lock:
+        now = self.clock.now()
+        if ttl is not None and ttl <= dt.timedelta(0):
+            raise BadParameterError("--ttl must be positive")
+        lock = Lock(
+            name=str(uuid.uuid4()),
+            target_kind=target_kind,
+            target=target,
+            message=message,
+            expires=now + ttl if ttl is not None else None,
+            created_by=by,
+            created=now,
+        )
+        await self.locks.create(lock)
+        await self.audit.emit(
+            codes.LOCK_CREATED,
+            {"name": lock.name, "user": by, "target": {target_kind: target}, "message": message},
+        )
+        return lock
+
+    async def list_locks(self) -> list[Lock]:
+        now = self.clock.now()
+        return [lock for lock in await self.locks.list() if lock.in_force(now)]
+
+    async def delete_lock(self, name: str, by: str) -> None:
+        await self.locks.delete(name)
+        await self.audit.emit(codes.LOCK_DELETED, {"name": name, "user": by})
 
     # -- join tokens ----------------------------------------------------------------------------
 

@@ -11,24 +11,18 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import click
 
 from pyteleport.api.client import AuthClient
-from pyteleport.cli.runner import run_async
+from pyteleport.cli.runner import AuthConnection, run_async
 from pyteleport.client import playback
 from pyteleport.client import recordings as listing
 from pyteleport.client.authclient import auth_client_for_profile
 from pyteleport.client.terminal import play_pty
 from pyteleport.errors import BadParameterError
 from pyteleport.events.store import RecordingInfo
-
-
-class AuthConnection(Protocol):
-    """What tctl's ``Conn`` offers: run one call against the auth API it decided on."""
-
-    def call(self, fn: Any) -> Any: ...
 
 
 def _with_profile_client(fn: Callable[[AuthClient], Awaitable[Any]]) -> Any:

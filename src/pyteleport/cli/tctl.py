@@ -15,13 +15,22 @@ import yaml
 
 from pyteleport.api import wire
 from pyteleport.api.client import AuthClient, client_ssl_context
+from pyteleport.cli import locks as lock_commands
 from pyteleport.cli.recordings import register_tctl
-from pyteleport.cli.runner import fail, invoke, read_secret, run_async
+from pyteleport.cli.runner import (
+    fail,
+    invoke,
+    positive_ttl,
+    read_secret,
+    run_async,
+    split_csv,
+    table,
+)
+from pyteleport.cli.tokens import tokens
 from pyteleport.client.profile import ProfileStore, write_private_file
 from pyteleport.crypto import sshcert, sshkeys
 from pyteleport.errors import BadParameterError
-from pyteleport.model.duration import format_duration, parse_duration
-from pyteleport.model.timefmt import parse_time
+from pyteleport.model.duration import format_duration
 from pyteleport.service.config import parse_config
 from pyteleport.service.identity import admin_identity_paths
 
@@ -74,31 +83,6 @@ class Conn:
 
 
 pass_conn = click.make_pass_decorator(Conn)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = [" ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append(" ".join("-" * w for w in widths))
-    lines += [
-        " ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    return "\n".join(lines)
-
-
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _ttl(value: str | None) -> dt.timedelta | None:
-    if not value:
-        return None
-    ttl = parse_duration(value)
-    if ttl <= dt.timedelta(0):
-        raise BadParameterError(f'--ttl must be positive, got "{value}"')
-    return ttl
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -155,12 +139,12 @@ def users() -> None:
 @pass_conn
 def users_add(conn: Conn, name: str, roles: str, logins: str, ttl: str) -> None:
     """Create a user and print the invite link that sets their password."""
-    role_list = _csv(roles)
+    role_list = split_csv(roles)
     if not role_list:
         raise click.UsageError("--roles is required, e.g. --roles=access")
-    ttl_td = _ttl(ttl) or dt.timedelta(hours=1)
+    ttl_td = positive_ttl(ttl) or dt.timedelta(hours=1)
     request = wire.CreateUserRequest(
-        name=name, roles=role_list, logins=_csv(logins), ttl_s=int(ttl_td.total_seconds())
+        name=name, roles=role_list, logins=split_csv(logins), ttl_s=int(ttl_td.total_seconds())
     )
     invite: wire.InviteResponse = conn.call(lambda c: c.create_user(request))
     host = invite.url.split("/")[2]
@@ -183,7 +167,7 @@ def users_ls(conn: Conn, fmt: str) -> None:
         click.echo(_dump(found, fmt))
         return
     rows = [[u["metadata"]["name"], ",".join(u["spec"]["roles"])] for u in found]
-    click.echo(_table(["User", "Roles"], rows))
+    click.echo(table(["User", "Roles"], rows))
 
 
 @users.command("rm")
@@ -191,7 +175,7 @@ def users_ls(conn: Conn, fmt: str) -> None:
 @pass_conn
 def users_rm(conn: Conn, names: str) -> None:
     """Delete users (comma-separated)."""
-    for name in _csv(names):
+    for name in split_csv(names):
         conn.call(lambda c, n=name: c.delete_user(n))
         click.echo(f'User "{name}" has been deleted')
 
@@ -202,8 +186,8 @@ def users_rm(conn: Conn, names: str) -> None:
 @pass_conn
 def users_update(conn: Conn, name: str, set_roles: str) -> None:
     """Replace a user's roles."""
-    conn.call(lambda c: c.update_user(name, _csv(set_roles)))
-    click.echo(f"User {name} has been updated:\n\troles: {','.join(_csv(set_roles))}")
+    conn.call(lambda c: c.update_user(name, split_csv(set_roles)))
+    click.echo(f"User {name} has been updated:\n\troles: {','.join(split_csv(set_roles))}")
 
 
 @users.command("set-password")
@@ -245,7 +229,7 @@ def _dump(data: Any, fmt: str) -> str:
 
 def _split_ref(ref: str) -> tuple[str, str]:
     kind, _, name = ref.partition("/")
-    aliases = {"roles": "role", "users": "user", "tokens": "token"}
+    aliases = {"roles": "role", "users": "user", "tokens": "token", "locks": "lock"}
     return aliases.get(kind, kind), name
 
 
@@ -260,10 +244,17 @@ def get(conn: Conn, ref: str, fmt: str) -> None:
         "role": (lambda c: c.get_role(name)) if name else (lambda c: c.list_roles()),
         "user": (lambda c: c.get_user(name)) if name else (lambda c: c.list_users()),
         "token": lambda c: c.list_tokens(),
+        "lock": lambda c: c.list_locks(),
     }
     if kind not in fetchers:
-        raise BadParameterError(f'unsupported resource "{ref}", expected roles, users or tokens')
+        raise BadParameterError(
+            f'unsupported resource "{ref}", expected roles, users, tokens or locks'
+        )
     data = conn.call(fetchers[kind])
+    if kind == "lock" and name:
+        data = [t for t in data if t["metadata"]["name"] == name]
+        if not data:
+            fail(f'lock "{name}" is not found')
     if kind == "token" and name:
         data = [t for t in data if t["metadata"]["name"] == name]
         if not data:
@@ -320,68 +311,13 @@ def rm(conn: Conn, ref: str) -> None:
     elif kind == "token":
         conn.call(lambda c: c.delete_token(name))
         click.echo("Token has been deleted")
+    elif kind == "lock":
+        conn.call(lambda c: c.delete_lock(name))
+        click.echo(f'lock "{name}" has been deleted')
     else:
-        raise BadParameterError(f'unsupported resource "{ref}", expected role/, user/ or token/')
-
-
-# -- tokens ---------------------------------------------------------------------------------------
-
-
-@cli.group("tokens")
-def tokens() -> None:
-    """Manage join tokens."""
-
-
-@tokens.command("add")
-@click.option("--type", "types", required=True, help="Token type(s): node, proxy, auth.")
-@click.option("--ttl", default="30m", help="How long the token is valid (default 30m).")
-@click.option("--out", "out", default=None, help="Write the token to this file (mode 0600).")
-@pass_conn
-def tokens_add(conn: Conn, types: str, ttl: str, out: str | None) -> None:
-    """Create a join token."""
-    ttl_td = _ttl(ttl) or dt.timedelta(minutes=30)
-    roles = [r.lower() for r in _csv(types)]
-    answer: wire.TokenResponse = conn.call(
-        lambda c: c.create_token(roles, int(ttl_td.total_seconds()))
-    )
-    status: wire.StatusResponse = conn.call(lambda c: c.status())
-    if out:
-        path = Path(out)
-        write_private_file(path, answer.token.encode() + b"\n")
-        shown = str(path.resolve())
-        click.echo(f"The invite token has been written to {shown} (mode 0600).")
-    else:
-        shown = answer.token
-        click.echo(f"The invite token: {answer.token}")
-    click.echo(
-        f"This token will expire in {format_duration(ttl_td)}.\n\n"
-        "Run this on the new node to join the cluster:\n\n"
-        f"> teleport start \\\n   --roles={','.join(roles)} \\\n   --token={shown} \\\n"
-        f"   --ca-pin={status.ca_pin}\n\n"
-        "Please note:\n\n"
-        f"  - This invitation token will expire in {format_duration(ttl_td)}"
-    )
-
-
-@tokens.command("ls")
-@pass_conn
-def tokens_ls(conn: Conn) -> None:
-    """List join tokens."""
-    found: list[dict[str, Any]] = conn.call(lambda c: c.list_tokens())
-    rows = []
-    for t in found:
-        expires = parse_time(t["metadata"]["expires"]).strftime("%d %b %y %H:%M UTC")
-        rows.append([t["metadata"]["name"], ",".join(t["spec"]["roles"]), "", expires])
-    click.echo(_table(["Token", "Type", "Labels", "Expiry Time (UTC)"], rows))
-
-
-@tokens.command("rm")
-@click.argument("token")
-@pass_conn
-def tokens_rm(conn: Conn, token: str) -> None:
-    """Delete a join token."""
-    conn.call(lambda c: c.delete_token(token))
-    click.echo(f"Token {token} has been deleted")
+        raise BadParameterError(
+            f'unsupported resource "{ref}", expected role/, user/, token/ or lock/'
+        )
 
 
 # -- auth -----------------------------------------------------------------------------------------
@@ -438,7 +374,7 @@ def auth_sign(
         raise click.UsageError("exactly one of --host or --user is required")
     if fmt != "openssh":
         fail(f'invalid --format flag "{fmt}", only "openssh" is supported')
-    ttl_td = _ttl(ttl)
+    ttl_td = positive_ttl(ttl)
     key_path = Path(out)
     cert_path = Path(f"{out}-cert.pub")
     if not overwrite:
@@ -450,7 +386,7 @@ def auth_sign(
     if host:
         request = wire.SignHostRequest(
             public_key=public,
-            principals=_csv(host),
+            principals=split_csv(host),
             ttl_s=int(ttl_td.total_seconds()) if ttl_td else 0,
         )
         cert = conn.call(lambda c: c.sign_host(request)).cert
@@ -483,25 +419,32 @@ def events() -> None:
 @pass_conn
 def events_ls(conn: Conn, types: str, since: str, fmt: str) -> None:
     """List audit events."""
-    start = dt.datetime.now(dt.UTC) - (_ttl(since) or dt.timedelta(hours=24))
-    params: dict[str, Any] = {"since": start.isoformat(), "type": _csv(types)}
+    start = dt.datetime.now(dt.UTC) - (positive_ttl(since) or dt.timedelta(hours=24))
+    params: dict[str, Any] = {"since": start.isoformat(), "type": split_csv(types)}
     answer: wire.EventsResponse = conn.call(lambda c: c.search_events(params))
     if fmt == "json":
         click.echo(_dump(answer.events, "json"))
         return
     rows = [
-        [
-            str(e.get("time", "")),
-            str(e.get("event", "")),
-            str(e.get("code", "")),
-            str(e.get("user", "")),
-        ]
+        [str(e.get("time", "")), str(e.get("event", "")), str(e.get("code", "")), _event_user(e)]
         for e in answer.events
     ]
-    click.echo(_table(["Time", "Event", "Code", "User"], rows))
+    click.echo(table(["Time", "Event", "Code", "User"], rows))
 
 
+def _event_user(event: dict[str, Any]) -> str:
+    """Who the event is about: ``user`` at the top, or nested as certificate events carry it
+    (``cert.create`` has ``identity.user``, as Teleport's do)."""
+    user = event.get("user")
+    if not user:
+        identity = event.get("identity")
+        user = identity.get("user") if isinstance(identity, dict) else ""
+    return str(user or "")
+
+
+cli.add_command(tokens)
 register_tctl(cli)
+lock_commands.register_tctl(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -160,12 +160,17 @@ def _current() -> tuple[ProfileStore, Profile]:
     return store, store.current()
 
 
-@cli.command("ssh", context_settings={"ignore_unknown_options": True})
+@cli.command("ssh", context_settings={"allow_interspersed_args": False})
 @click.option("-p", "--port", type=int, default=22, help="Port of the target's sshd.")
 @click.option("-l", "--login", default=None, help="Remote login (default: the profile's user).")
 @click.option("-A", "--forward-agent", is_flag=True, help="Forward the agent to the target.")
 @click.option("-t", "tty", flag_value=True, default=None, help="Force a PTY.")
 @click.option("-T", "tty", flag_value=False, help="No PTY.")
+@click.option("-L", "local", multiple=True, help="Local port forwarding, as ssh -L.")
+@click.option("-R", "remote", multiple=True, help="Remote port forwarding, as ssh -R.")
+@click.option("-D", "dynamic", multiple=True, help="SOCKS forwarding, as ssh -D.")
+@click.option("-N", "no_command", is_flag=True, help="Run no command (with -L/-R/-D).")
+@click.option("-o", "options", multiple=True, help="An OpenSSH option, as ssh -o.")
 @click.argument("destination")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh_cmd(
@@ -173,6 +178,11 @@ def ssh_cmd(
     login: str | None,
     forward_agent: bool,
     tty: bool | None,
+    local: tuple[str, ...],
+    remote: tuple[str, ...],
+    dynamic: tuple[str, ...],
+    no_command: bool,
+    options: tuple[str, ...],
     destination: str,
     command: tuple[str, ...],
 ) -> None:
@@ -181,8 +191,17 @@ def ssh_cmd(
     dest = sshproxy.parse_destination(destination, login or profile.user, port)
     if login:
         dest = sshproxy.Destination(login=login, host=dest.host, port=dest.port)
+    extra = [f"-L{v}" for v in local] + [f"-R{v}" for v in remote] + [f"-D{v}" for v in dynamic]
+    extra += [f"-o{v}" for v in options] + (["-N"] if no_command else [])
     argv = sshproxy.ssh_argv(
-        store, profile, _tsh_path(), dest, list(command), forward_agent=forward_agent, tty=tty
+        store,
+        profile,
+        _tsh_path(),
+        dest,
+        list(command),
+        forward_agent=forward_agent,
+        tty=tty,
+        extra=extra,
     )
     ssh = shutil.which("ssh")
     if ssh is None:

@@ -168,6 +168,7 @@ def ssh_argv(
     *,
     forward_agent: bool,
     tty: bool | None,
+    extra: list[str] | None = None,
 ) -> list[str]:
     """The OpenSSH command line ``tsh ssh`` runs."""
     known_hosts = known_hosts_for_any_host(store, profile)
@@ -195,6 +196,7 @@ def ssh_argv(
         "-l",
         dest.login,
     ]
+    argv.extend(extra or [])
     if tty is True:
         argv.append("-tt")
     elif tty is False:

@@ -21,6 +21,8 @@ PORT = "port"
 AUTH = "auth"
 # Ours, no Teleport equivalent: a signature the target asked of the user's forwarded agent.
 AGENT_SIGN = "agent.sign"
+LOCK_CREATED = "lock.created"
+LOCK_DELETED = "lock.deleted"
 
 # The ``ei`` of session.upload: Teleport's SessionUploadIndex (math.MaxInt32), so the upload
 # sorts after every event of its session.
@@ -46,6 +48,8 @@ CODES = {
     (AUTH, True): "T3007W",
     (AUTH, False): "T3007W",
     (AGENT_SIGN, True): "TPA01I",
+    (LOCK_CREATED, True): "TLK00I",
+    (LOCK_DELETED, True): "TLK01I",
     (ROLE_CREATED, True): "T9000I",
     (ROLE_DELETED, True): "T9001I",
     (TOKEN_CREATED, True): "TJT00I",

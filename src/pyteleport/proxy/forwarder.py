@@ -23,6 +23,7 @@ import asyncssh
 from pyteleport.errors import TeleportError
 from pyteleport.events import codes
 from pyteleport.model.duration import format_duration
+from pyteleport.model.lock import Lock
 from pyteleport.policy.access import RoleSet
 from pyteleport.ssh import tcprelay
 from pyteleport.ssh.agentaudit import AuditedAgent
@@ -67,9 +68,11 @@ class ForwardingServer(asyncssh.SSHServer):
         observer_factory: ObserverFactory,
         audit: AuditHook,
         dialer: TargetDialer,
+        locks: Callable[[], Awaitable[list[Lock]]],
         agent_from_inner: bool = False,
     ) -> None:
         self._dialer = dialer
+        self._locks = locks
         self.agent_from_inner = agent_from_inner
         self._target = target
         self._audit = audit
@@ -137,6 +140,7 @@ class ForwardingServer(asyncssh.SSHServer):
         try:
             roles = await self._roles()
             roles.check_login(login)
+            await self._check_locks(login)
             if self._agent_path is not None or not self.agent_from_inner:
                 target = await self._connect(login, roles)
         except TeleportError as exc:
@@ -204,6 +208,21 @@ class ForwardingServer(asyncssh.SSHServer):
                 return
             await asyncio.sleep(min(limit_s - idle_s, 5.0) + 0.05)
 
+    async def _check_locks(self, login: str) -> None:
+        for lock in await self._locks():
+            if lock.matches(self._target.user, login, self._target.host):
+                raise _Refused(lock.describe())
+
+    def apply_locks(self, locks: list[Lock]) -> None:
+        """End this connection's sessions if a lock now covers its user, login or host."""
+        if self._conn is None:
+            return
+        login = str(self._conn.get_extra_info("username") or "")
+        for lock in locks:
+            if lock.matches(self._target.user, login, self._target.host):
+                self.end(lock.describe())
+                return
+
     def end(self, message: str) -> None:
         """End every session of this connection with ``message`` on the user's stderr."""
         for session in list(self._sessions):
@@ -221,6 +240,7 @@ class ForwardingServer(asyncssh.SSHServer):
         try:
             roles = await self._roles()
             roles.check_login(login)
+            await self._check_locks(login)
             if not roles.can_port_forward():
                 raise asyncssh.ChannelOpenError(
                     asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,

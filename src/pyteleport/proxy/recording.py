@@ -158,12 +158,21 @@ class RecordedSession:
                     exitCode=str(result.status if result.status is not None else ""),
                     exitError=result.signal
                     or result.message
-                    or ("" if not failed else "exit status"),
+                    or ("" if not failed else f"exit status {result.status}"),
                 ),
                 success=not failed,
             )
         elif self._request.kind == "subsystem":
-            await audit.emit(codes.SUBSYSTEM, self._fields(name=self._request.subsystem))
+            # A subsystem the target refused (or that never started) is T3001E with the reason.
+            started = result.status != 255 or not result.message
+            await audit.emit(
+                codes.SUBSYSTEM,
+                self._fields(
+                    name=self._request.subsystem,
+                    **({} if started else {"exitError": result.message}),
+                ),
+                success=started,
+            )
         await audit.emit(codes.SESSION_DATA, self._fields(tx=self._tx, rx=self._rx))
         await audit.emit(
             codes.SESSION_END,
@@ -180,7 +189,12 @@ class RecordedSession:
             if self._recorder.failed:
                 log.warning("session %s was not fully recorded: %s", self.session_id, path)
             if path.exists():
-                await upload(self._settings, self.session_id, path)
+                await upload(
+                    self._settings,
+                    self.session_id,
+                    path,
+                    {k: v for k, v in self._fields().items() if k not in ("ei", "sid")},
+                )
 
 
 async def audit_forward(
@@ -207,7 +221,12 @@ async def audit_forward(
     )
 
 
-async def upload(settings: RecordingSettings, session_id: str, path: Path) -> None:
+async def upload(
+    settings: RecordingSettings,
+    session_id: str,
+    path: Path,
+    fields: dict[str, Any] | None = None,
+) -> None:
     """Move a finished recording to the store; on failure it stays for the next start."""
     try:
         url = await settings.store.upload(session_id, path)
@@ -218,6 +237,7 @@ async def upload(settings: RecordingSettings, session_id: str, path: Path) -> No
     await settings.audit.emit(
         codes.SESSION_UPLOAD,
         {
+            **(fields or {}),
             "sid": session_id,
             "url": url,
             "ei": 2**31 - 1,

@@ -24,6 +24,7 @@ from pyteleport.clock import Clock, SystemClock
 from pyteleport.crypto import sshkeys
 from pyteleport.errors import BadParameterError, LimitExceededError, TeleportError
 from pyteleport.events import codes
+from pyteleport.model.lock import Lock
 from pyteleport.policy.access import RoleSet
 from pyteleport.policy.ratelimit import RateLimiter
 from pyteleport.proxy.forwarder import (
@@ -46,6 +47,7 @@ log = logging.getLogger("pyteleport.proxy")
 
 RECORDING_MODES = ("proxy", "proxy-sync")
 END_GRACE_S = 1.0
+LOCK_POLL_S = 1.0
 _SUBSYSTEM = re.compile(
     r"^proxy:(?P<host>\[[^\]]*\]|[^:@\[\]]+)(?::(?P<port>\d+))?(?:@(?P<cluster>.+))?$"
 )
@@ -118,7 +120,10 @@ class ProxySSHService:
         self._failed_auth = RateLimiter(
             settings.failed_auth_rate_per_s, settings.failed_auth_burst, clock
         )
-        self._blocked: dict[str, float] = {}  # source address -> monotonic time it may retry
+        self._blocked: dict[str, float] = {}
+        self._lock_watch: asyncio.Task[None] | None = (
+            None  # source address -> monotonic time it may retry
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -152,6 +157,21 @@ class ProxySSHService:
                 f"proxy_service.listen_addr: cannot listen on {self._host}:{self._port}: "
                 f"{exc.strerror or exc}"
             ) from exc
+        self._lock_watch = asyncio.get_running_loop().create_task(self._watch_locks())
+
+    async def _watch_locks(self) -> None:
+        """Every second, end the sessions a lock now covers: live sessions stop within
+        seconds of ``tctl lock``. A failing read is logged and retried, never fatal."""
+        while True:
+            await asyncio.sleep(LOCK_POLL_S)
+            try:
+                locks = await self.access.list_locks()
+            except Exception as exc:
+                log.warning("could not read locks: %s", exc)
+                continue
+            if locks:
+                for server in list(self.servers):
+                    server.apply_locks(locks)
 
     def keep(self, task: asyncio.Task[Any]) -> None:
         """Hold a reference to a short background task until it ends."""
@@ -207,6 +227,9 @@ class ProxySSHService:
             self._connections.discard(conn)
 
     async def aclose(self) -> None:
+        if self._lock_watch is not None:
+            self._lock_watch.cancel()
+            self._lock_watch = None
         if self._acceptor is not None:
             self._acceptor.close()
             with contextlib.suppress(Exception):
@@ -229,6 +252,7 @@ class _OuterServer(asyncssh.SSHServer):
         self.check = CertificateCheck()
         self.username = ""
         self.source = ""  # the client's address
+        self.remote_addr = ""
         self.refused = ""  # why a limit refused this connection
         self.sessions: weakref.WeakSet[_OuterSession | _JumpSession] = weakref.WeakSet()
         self.conn: asyncssh.SSHServerConnection | None = None
@@ -240,6 +264,8 @@ class _OuterServer(asyncssh.SSHServer):
         self.service.servers.add(self)
         peer = conn.get_extra_info("peername") or ("", 0)
         self.source = str(peer[0])
+        # Kept now: once the socket is closed asyncssh no longer knows the peer.
+        self.remote_addr = f"{peer[0]}:{peer[1]}"
         self.refused = ""
         add_global_request_handler(
             conn,
@@ -263,13 +289,12 @@ class _OuterServer(asyncssh.SSHServer):
         if self._expiry is not None:
             self._expiry.cancel()
         if (self.check.accepted is None or self.refused) and self.check.refusal:
-            peer = self.conn.get_extra_info("peername") or ("", 0)
             fields = {
                 "user": self.check.accepted.key_id if self.check.accepted else "",
                 "login": self.username,
                 "error": self.check.refusal,
                 "server_id": self.service.settings.server_id,
-                "addr.remote": f"{peer[0]}:{peer[1]}",
+                "addr.remote": self.remote_addr,
             }
             log.info("refused SSH login from %s: %s", fields["addr.remote"], self.check.refusal)
             task = asyncio.get_running_loop().create_task(
@@ -324,9 +349,20 @@ class _OuterServer(asyncssh.SSHServer):
                 delay, self.end, "client certificate expired: run tsh login again"
             )
 
+    def apply_locks(self, locks: list[Lock]) -> None:
+        cert = self.check.accepted
+        if cert is None or self.refused:
+            return
+        for lock in locks:
+            if lock.matches(user=cert.key_id):
+                self.end(lock.describe())
+                return
+        for session in list(self.sessions):
+            session.apply_locks(locks)
+
     def end(self, message: str) -> None:
         """End every session of this connection with ``message`` on the user's terminal, then
-        the connection itself (certificate expiry; locks later)."""
+        the connection itself (certificate expiry, a lock on the user)."""
         log.info("ending the connection of %s: %s", self.username, message)
         for session in list(self.sessions):
             session.end(message)
@@ -376,6 +412,10 @@ class _OuterSession(asyncssh.SSHServerSession[bytes]):
     def subsystem_requested(self, subsystem: str) -> bool:
         self._subsystem = subsystem
         return True
+
+    def apply_locks(self, locks: list[Lock]) -> None:
+        if self._link is not None and self._link.forwarding is not None:
+            self._link.forwarding.apply_locks(locks)
 
     def end(self, message: str) -> None:
         if self._link is not None:
@@ -508,6 +548,7 @@ class ForwarderLink:
                 service.observer_factory,
                 service.audit,
                 service.dialer,
+                service.access.list_locks,
                 agent_from_inner=agent_from_inner,
             )
             return self.forwarding
@@ -571,6 +612,10 @@ class _JumpSession(asyncssh.SSHTCPSession[bytes]):
         if self._link is not None:
             self._link.tunnel.lost(exc)
             self._link.cancel()
+
+    def apply_locks(self, locks: list[Lock]) -> None:
+        if self._link is not None and self._link.forwarding is not None:
+            self._link.forwarding.apply_locks(locks)
 
     def end(self, message: str) -> None:
         if self._link is not None:

@@ -246,8 +246,15 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
         self._closed = True
         if self._target is not None:
             self._target.close()
-        elif self._task is not None and not self._task.done():
+        elif self._task is not None and not self._task.done() and not self._ended:
+            # Still opening the target: stop that. Once _end runs (the session record being
+            # written and uploaded) it must finish.
             self._task.cancel()
+        if self._target is None and not self._ended and self._observer is not None:
+            # The client left before the target session existed: close the record anyway.
+            self._task = asyncio.get_running_loop().create_task(
+                self._end(SessionExit(message="the client disconnected"))
+            )
 
     # -- called by the target side --------------------------------------------------------------
 
@@ -292,8 +299,11 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
                 chan.exit(result.status)
             else:
                 chan.close()
-        if result.status is None and not result.signal and exc is not None:
-            result.message = str(exc)
+        if result.status is None and not result.signal:
+            if exc is not None:
+                result.message = str(exc)
+            elif self._closed:
+                result.message = "the client disconnected"
         self._task = asyncio.get_running_loop().create_task(self._end(result))
 
     async def _end(self, result: SessionExit) -> None:
