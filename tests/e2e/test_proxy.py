@@ -698,3 +698,28 @@ def test_a_lock_on_a_login_or_node_refuses_the_session(guide: Guide) -> None:
     ), res.err
     both = guide.cluster.tctl("lock", "--user=joe", "--login=root")
     assert both.code == 2 and "exactly one of --user, --login or --node" in both.err
+
+
+def test_remote_port_forwarding_is_relayed_and_audited(guide: Guide, tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    # A one-shot TCP service on the client side, reached from the target through ssh -R.
+    server = socket.create_server(("127.0.0.1", 0))
+    local_port = server.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"hello from the client side\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    remote_port = free_port()
+    read_back = f"exec 3<>/dev/tcp/127.0.0.1/{remote_port}; head -n1 <&3"
+    argv = guide.ssh_argv(read_back)
+    argv[1:1] = ["-o", "ExitOnForwardFailure yes", "-R", f"{remote_port}:127.0.0.1:{local_port}"]
+    res = run(argv, env=guide.client.env())
+    server.close()
+    assert (res.code, res.out) == (0, "hello from the client side\n"), res.text
+    events = guide.wait_events("port")
+    assert any(e.get("reverse") and e["addr"].endswith(f":{remote_port}") for e in events)

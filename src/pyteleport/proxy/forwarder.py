@@ -255,6 +255,46 @@ class ForwardingServer(asyncssh.SSHServer):
         await self._audit(self._target, login, codes.PORT, {"addr": f"{host}:{port}"})
         return inner
 
+    def server_requested(self, listen_host: str, listen_port: int) -> Any:
+        # ssh -R on the inner connection: the target listens, and each connection it accepts
+        # comes back to the user's client as a forwarded-tcpip channel.
+        return self._listen_remote(listen_host, listen_port)
+
+    async def _listen_remote(self, host: str, port: int) -> Any:
+        assert self._conn is not None
+        conn, login = self._conn, str(self._conn.get_extra_info("username"))
+        try:
+            roles = await self._roles()
+            roles.check_login(login)
+            await self._check_locks(login)
+            if not roles.can_port_forward():
+                log.info("refused ssh -R %s:%s of %s: not allowed by roles", host, port, login)
+                return False
+            target = await self._connect(login, roles)
+        except TeleportError as exc:
+            log.info("refused ssh -R %s:%s of %s: %s", host, port, login, exc.message)
+            return False
+
+        async def accept(orig_host: str, orig_port: int) -> TCPEnd:
+            inner, far = tcprelay.pair()
+            await conn.create_connection(
+                lambda: inner, host, listener.get_port(), orig_host, orig_port
+            )
+            await self._audit(
+                self._target,
+                login,
+                codes.PORT,
+                {"addr": f"{host}:{listener.get_port()}", "reverse": True},
+            )
+            return far
+
+        try:
+            listener = await target.create_server(accept, host, port)
+        except (asyncssh.Error, OSError) as exc:
+            log.info("the target refused ssh -R %s:%s: %s", host, port, exc)
+            return False
+        return listener
+
     async def _connect(
         self, login: str, roles: RoleSet, agent_path: str | None = None
     ) -> asyncssh.SSHClientConnection:
