@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -572,6 +573,13 @@ def test_sftp_through_the_proxy(guide: Guide, tmp_path: Path) -> None:
     assert (tmp_path / "got.bin").read_bytes() == src.read_bytes()
     [event] = guide.wait_events("subsystem")
     assert event["name"] == "sftp" and event["code"] == "T3001I"
+    transfers = guide.wait_events("file.transfer", 2)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    assert {(e["direction"], e["path"], e["size"], e["sha256"]) for e in transfers} == {
+        ("upload", f"{tmp_path}/remote.bin", 1024 * 1024, digest),
+        ("download", f"{tmp_path}/remote.bin", 1024 * 1024, digest),
+    }
+    assert all(e["user"] == "joe" and e["code"] == "TPF00I" for e in transfers)
 
 
 def test_a_script_fed_on_stdin_is_recorded_as_input(guide: Guide) -> None:

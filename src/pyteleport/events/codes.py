@@ -21,6 +21,8 @@ PORT = "port"
 AUTH = "auth"
 # Ours, no Teleport equivalent: a signature the target asked of the user's forwarded agent.
 AGENT_SIGN = "agent.sign"
+# Ours: one file that crossed an SFTP session (path, direction, size, SHA-256).
+FILE_TRANSFER = "file.transfer"
 LOCK_CREATED = "lock.created"
 LOCK_DELETED = "lock.deleted"
 
@@ -48,6 +50,7 @@ CODES = {
     (AUTH, True): "T3007W",
     (AUTH, False): "T3007W",
     (AGENT_SIGN, True): "TPA01I",
+    (FILE_TRANSFER, True): "TPF00I",
     (LOCK_CREATED, True): "TLK00I",
     (LOCK_DELETED, True): "TLK01I",
     (ROLE_CREATED, True): "T9000I",

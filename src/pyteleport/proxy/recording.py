@@ -21,6 +21,7 @@ from pyteleport.clock import Clock
 from pyteleport.events import codes
 from pyteleport.events.asciicast import Header
 from pyteleport.events.audit import Emitter
+from pyteleport.events.filetransfer import FileTransfer, SftpTap
 from pyteleport.events.recorder import SessionRecorder
 from pyteleport.events.store import RecordingStore
 from pyteleport.model.timefmt import format_time
@@ -66,6 +67,22 @@ class RecordedSession:
         self._rx = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._interactive = bool(request.term_type)
+        self._sftp: SftpTap | None = None
+        if request.kind == "subsystem" and request.subsystem == "sftp":
+            self._sftp = SftpTap(self._file_transferred)
+
+    def _file_transferred(self, transfer: FileTransfer) -> None:
+        fields = self._fields(
+            path=transfer.path,
+            direction=transfer.direction,
+            size=transfer.size,
+            sha256=transfer.sha256,
+        )
+        task = asyncio.get_running_loop().create_task(
+            self._settings.audit.emit(codes.FILE_TRANSFER, fields)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _fields(self, **extra: Any) -> dict[str, Any]:
         fields: dict[str, Any] = {
@@ -124,11 +141,18 @@ class RecordedSession:
 
     def output(self, data: bytes, stderr: bool) -> None:
         self._tx += len(data)
-        if self._recorder is not None:
+        if self._sftp is not None:
+            # The SFTP protocol is binary: the file.transfer events are its record.
+            if not stderr:
+                self._sftp.from_server(data)
+        elif self._recorder is not None:
             self._recorder.output(data)
 
     def input(self, data: bytes) -> None:
         self._rx += len(data)
+        if self._sftp is not None:
+            self._sftp.from_client(data)
+            return
         # Without a PTY the input is a script or a file (ssh host bash < script.sh): record it
         # so an auditor sees what ran. With a PTY the echo in the output already shows it, and
         # keystrokes such as passwords typed at a prompt stay out of the recording.
@@ -145,6 +169,8 @@ class RecordedSession:
         task.add_done_callback(self._tasks.discard)
 
     async def ended(self, result: SessionExit) -> None:
+        if self._sftp is not None:
+            self._sftp.finish()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         stop = self._settings.clock.now()

@@ -1,0 +1,94 @@
+"""The SFTP tap, fed packets cut at every boundary: one report per closed file."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pyteleport.events.filetransfer import FileTransfer, SftpTap
+
+
+def string(value: bytes) -> bytes:
+    return struct.pack(">I", len(value)) + value
+
+
+def packet(kind: int, body: bytes) -> bytes:
+    return struct.pack(">IB", len(body) + 1, kind) + body
+
+
+def rid(n: int) -> bytes:
+    return struct.pack(">I", n)
+
+
+def upload_streams(path: bytes, chunks: list[bytes]) -> tuple[bytes, bytes]:
+    client = packet(3, rid(1) + string(path) + struct.pack(">I", 0x02 | 0x08) + rid(0))
+    server = packet(102, rid(1) + string(b"h1"))
+    offset = 0
+    for i, chunk in enumerate(chunks):
+        client += packet(6, rid(10 + i) + string(b"h1") + struct.pack(">Q", offset) + string(chunk))
+        server += packet(101, rid(10 + i) + rid(0) + string(b"") + string(b""))
+        offset += len(chunk)
+    client += packet(4, rid(99) + string(b"h1"))
+    return client, server
+
+
+def feed_in_pieces(feed: object, data: bytes, cut: int) -> None:
+    for start in range(0, len(data), cut):
+        feed(data[start : start + cut])  # type: ignore[operator]
+
+
+@given(
+    chunks=st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=6),
+    cut=st.integers(min_value=1, max_value=97),
+)
+def test_an_upload_is_reported_with_its_digest(chunks: list[bytes], cut: int) -> None:
+    found: list[FileTransfer] = []
+    tap = SftpTap(found.append)
+    client, server = upload_streams(b"/srv/f.bin", chunks)
+    # As on the wire: the OPEN, the server's HANDLE answer, then the writes and the close,
+    # each stream cut into arbitrary pieces.
+    opening = len(packet(3, rid(1) + string(b"/srv/f.bin") + struct.pack(">I", 0x0A) + rid(0)))
+    feed_in_pieces(tap.from_client, client[:opening], cut)
+    feed_in_pieces(tap.from_server, server, cut)
+    feed_in_pieces(tap.from_client, client[opening:], cut)
+    data = b"".join(chunks)
+    assert found == [
+        FileTransfer("/srv/f.bin", "upload", len(data), hashlib.sha256(data).hexdigest())
+    ]
+
+
+def test_a_download_is_reported_from_the_data_answers() -> None:
+    found: list[FileTransfer] = []
+    tap = SftpTap(found.append)
+    tap.from_client(packet(3, rid(1) + string(b"/etc/motd") + struct.pack(">I", 0x01) + rid(0)))
+    tap.from_server(packet(102, rid(1) + string(b"h9")))
+    tap.from_client(packet(5, rid(2) + string(b"h9") + struct.pack(">QI", 0, 32768)))
+    tap.from_client(packet(5, rid(3) + string(b"h9") + struct.pack(">QI", 5, 32768)))
+    tap.from_server(packet(103, rid(2) + string(b"hello")))
+    tap.from_server(packet(103, rid(3) + string(b" world")))
+    tap.from_client(packet(4, rid(4) + string(b"h9")))
+    assert found == [
+        FileTransfer("/etc/motd", "download", 11, hashlib.sha256(b"hello world").hexdigest())
+    ]
+
+
+def test_out_of_order_writes_are_reported_without_a_digest() -> None:
+    found: list[FileTransfer] = []
+    tap = SftpTap(found.append)
+    tap.from_client(packet(3, rid(1) + string(b"/f") + struct.pack(">I", 0x02) + rid(0)))
+    tap.from_server(packet(102, rid(1) + string(b"h")))
+    tap.from_client(packet(6, rid(2) + string(b"h") + struct.pack(">Q", 4) + string(b"tail")))
+    tap.from_client(packet(6, rid(3) + string(b"h") + struct.pack(">Q", 0) + string(b"head")))
+    tap.from_client(packet(4, rid(4) + string(b"h")))
+    assert found == [FileTransfer("/f", "upload", 8, "")]
+
+
+def test_a_stream_that_is_not_sftp_is_ignored() -> None:
+    found: list[FileTransfer] = []
+    tap = SftpTap(found.append)
+    tap.from_client(b"\xff\xff\xff\xff" + b"x" * 100)
+    tap.finish()
+    assert found == []
