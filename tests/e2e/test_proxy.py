@@ -731,3 +731,32 @@ def test_remote_port_forwarding_is_relayed_and_audited(guide: Guide, tmp_path: P
     assert (res.code, res.out) == (0, "hello from the client side\n"), res.text
     events = guide.wait_events("port")
     assert any(e.get("reverse") and e["addr"].endswith(f":{remote_port}") for e in events)
+
+
+def test_a_role_can_forbid_file_transfer(tmp_path: Path, cluster: Cluster, client: Client) -> None:
+    add_role(cluster, tmp_path, "nocopy", "{ssh_file_copy: false}")
+    guide = make_guide(tmp_path, cluster, client, roles="access,nocopy")
+    src = tmp_path / "src.txt"
+    src.write_text("secret")
+    argv = guide.ssh_argv()
+    options = argv[1 : argv.index("-p")]
+    try:
+        for legacy in ([], ["-O"]):
+            res = run(
+                [
+                    require_binary("scp"),
+                    *options,
+                    *legacy,
+                    "-P",
+                    str(guide.sshd.port),
+                    str(src),
+                    f"{guide.login}@127.0.0.1:{tmp_path}/dst.txt",
+                ],
+                env=client.env(),
+            )
+            assert res.code != 0
+            assert "file transfer is not allowed by roles" in res.err, res.err
+        assert guide.ssh("echo shell-still-works").out == "shell-still-works\n"
+    finally:
+        guide.sshd.stop()
+    assert not (tmp_path / "dst.txt").exists()

@@ -66,6 +66,7 @@ class RoleOptions:
     record_session_ssh: str = "best_effort"
     disconnect_expired_cert: bool = False
     client_idle_timeout: dt.timedelta | None = None
+    ssh_file_copy: bool = True  # sftp and scp; any role that says false turns it off
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +163,7 @@ _OPTION_KEYS = (
     "record_session",
     "disconnect_expired_cert",
     "client_idle_timeout",
+    "ssh_file_copy",
 )
 
 
@@ -174,7 +176,13 @@ def _options_from_dict(data: Any) -> RoleOptions:
         if ttl <= dt.timedelta(0):
             raise BadParameterError("spec.options.max_session_ttl must be positive")
         kwargs["max_session_ttl"] = ttl
-    for key in ("forward_agent", "port_forwarding", "x11_forwarding", "disconnect_expired_cert"):
+    for key in (
+        "forward_agent",
+        "port_forwarding",
+        "x11_forwarding",
+        "disconnect_expired_cert",
+        "ssh_file_copy",
+    ):
         if key in raw:
             kwargs[key] = _bool(raw[key], f"spec.options.{key}")
     if raw.get("client_idle_timeout") not in (None, "", "0", 0):
@@ -198,6 +206,7 @@ def _options_to_dict(opts: RoleOptions) -> dict[str, Any]:
         "x11_forwarding": opts.x11_forwarding,
         "record_session": {"ssh": opts.record_session_ssh},
         "disconnect_expired_cert": opts.disconnect_expired_cert,
+        "ssh_file_copy": opts.ssh_file_copy,
     }
     if opts.client_idle_timeout is not None:
         out["client_idle_timeout"] = format_duration(opts.client_idle_timeout)

@@ -106,6 +106,10 @@ class RoleSet:
     def can_x11_forward(self) -> bool:
         return any(r.options.x11_forwarding for r in self.roles)
 
+    def can_copy_files(self) -> bool:
+        """sftp and scp: allowed unless a role turns ``ssh_file_copy`` off (deny wins)."""
+        return all(r.options.ssh_file_copy for r in self.roles)
+
     def strict_recording(self) -> bool:
         return any(r.options.record_session_ssh == "strict" for r in self.roles)
 

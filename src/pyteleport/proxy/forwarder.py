@@ -164,6 +164,11 @@ class ForwardingServer(asyncssh.SSHServer):
                 if request.agent_path is None:
                     raise _Refused(NO_AGENT_JUMP)
                 target = await self._connect(login, roles, request.agent_path)
+            if is_file_copy(request) and not roles.can_copy_files():
+                raise _Refused(
+                    f"file transfer is not allowed by roles {','.join(roles.names)} "
+                    "(spec.options.ssh_file_copy)"
+                )
             kwargs: dict[str, Any] = {"env": request.env, "encoding": None}
             if request.term_type:
                 kwargs.update(
@@ -354,6 +359,20 @@ class ForwardingServer(asyncssh.SSHServer):
             # The agent is needed only to sign the login; an agent channel left open would
             # keep the user's ssh from exiting when the session ends.
             agent.close()
+
+
+def is_file_copy(request: SessionRequest) -> bool:
+    """sftp (and the modern scp on it), or the legacy ``scp -t``/``scp -f`` exec."""
+    if request.kind == "subsystem":
+        return request.subsystem == "sftp"
+    if request.kind == "exec":
+        words = request.command.split()
+        return (
+            bool(words)
+            and words[0].rsplit("/", 1)[-1] == "scp"
+            and ("-t" in words or "-f" in words)
+        )
+    return False
 
 
 class _Refused(TeleportError):
