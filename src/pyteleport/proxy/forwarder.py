@@ -27,7 +27,13 @@ from pyteleport.model.lock import Lock
 from pyteleport.policy.access import RoleSet
 from pyteleport.ssh import tcprelay
 from pyteleport.ssh.agentaudit import AuditedAgent
-from pyteleport.ssh.hooks import CertificateCheck, ClientCertificate, watch_client_certificates
+from pyteleport.ssh.hooks import (
+    CertificateCheck,
+    ClientCertificate,
+    ForwardedAgent,
+    keep_agent_in_memory,
+    watch_client_certificates,
+)
 from pyteleport.ssh.relay import InnerSession, SessionObserver, SessionRequest, TargetSession
 from pyteleport.ssh.target import TargetDialer
 from pyteleport.ssh.tcprelay import TCPEnd
@@ -55,8 +61,8 @@ AuditHook = Callable[[ForwardTarget, str, str, dict[str, Any]], Coroutine[Any, A
 
 
 class ForwardingServer(asyncssh.SSHServer):
-    """One inner connection. ``agent_path`` reaches the agent the user forwarded on the outer
-    connection (None: not forwarded there)."""
+    """One inner connection. ``agent`` is the agent the user forwarded on the outer connection
+    (None: not forwarded there)."""
 
     def __init__(
         self,
@@ -64,7 +70,7 @@ class ForwardingServer(asyncssh.SSHServer):
         user_ca: asyncssh.SSHKey,
         host_ca: asyncssh.SSHKey | None,
         roles: Callable[[], Awaitable[RoleSet]],
-        agent_path: str | None,
+        agent: asyncssh.SSHServerConnection | None,
         observer_factory: ObserverFactory,
         audit: AuditHook,
         dialer: TargetDialer,
@@ -80,7 +86,8 @@ class ForwardingServer(asyncssh.SSHServer):
         self._user_ca = user_ca
         self._host_ca = host_ca
         self._roles = roles
-        self._agent_path = agent_path
+        self._agent = agent
+        self._inner_agent: ForwardedAgent | None = None
         self._observer_factory = observer_factory
         self._conn: asyncssh.SSHServerConnection | None = None
         self._check = CertificateCheck()
@@ -92,6 +99,7 @@ class ForwardingServer(asyncssh.SSHServer):
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
         watch_client_certificates(conn, self._user_ca, self._check, self._same_user)
+        self._inner_agent = keep_agent_in_memory(conn)
 
     def _same_user(self, cert: ClientCertificate) -> str:
         if cert.key_id != self._target.user:
@@ -141,7 +149,7 @@ class ForwardingServer(asyncssh.SSHServer):
             roles = await self._roles()
             roles.check_login(login)
             await self._check_locks(login)
-            if self._agent_path is not None or not self.agent_from_inner:
+            if self._agent is not None or not self.agent_from_inner:
                 target = await self._connect(login, roles)
         except TeleportError as exc:
             log.info(
@@ -161,9 +169,9 @@ class ForwardingServer(asyncssh.SSHServer):
             if target is None:
                 # The ssh -J path: no session on the outer connection, so no agent there; the
                 # user's ssh -A forwards it on this inner session instead.
-                if request.agent_path is None:
+                if self._inner_agent is None or not self._inner_agent.requested:
                     raise _Refused(NO_AGENT_JUMP)
-                target = await self._connect(login, roles, request.agent_path)
+                target = await self._connect(login, roles, self._inner_agent.conn)
             if is_file_copy(request) and not roles.can_copy_files():
                 raise _Refused(
                     f"file transfer is not allowed by roles {','.join(roles.names)} "
@@ -301,14 +309,14 @@ class ForwardingServer(asyncssh.SSHServer):
         return listener
 
     async def _connect(
-        self, login: str, roles: RoleSet, agent_path: str | None = None
+        self, login: str, roles: RoleSet, agent: asyncssh.SSHServerConnection | None = None
     ) -> asyncssh.SSHClientConnection:
         """The target connection, made once per inner connection and shared by its channels."""
         async with self._lock:
             if self._target_conn is None:
                 self._target_conn = asyncio.get_running_loop().create_future()
                 try:
-                    conn = await self._dial(login, roles, agent_path or self._agent_path)
+                    conn = await self._dial(login, roles, agent or self._agent)
                 except BaseException as exc:
                     self._target_conn.set_exception(exc)
                     self._target_conn.exception()  # consumed here; later callers re-raise it
@@ -317,11 +325,11 @@ class ForwardingServer(asyncssh.SSHServer):
         return await self._target_conn
 
     async def _dial(
-        self, login: str, roles: RoleSet, agent_path: str | None
+        self, login: str, roles: RoleSet, source: asyncssh.SSHServerConnection | None
     ) -> asyncssh.SSHClientConnection:
-        if agent_path is None:
+        if source is None:
             raise _Refused(NO_AGENT)
-        agent = asyncssh.SSHAgentClient(agent_path)
+        agent = asyncssh.SSHAgentClient(source)
         forward_path = None
         if roles.can_forward_agent():
             # The second hop: the target may use the user's agent, each signature audited.
@@ -332,7 +340,9 @@ class ForwardingServer(asyncssh.SSHServer):
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-            self._agent_for_target = await AuditedAgent(agent_path, on_sign).start()
+            self._agent_for_target = await AuditedAgent(
+                source.open_agent_connection, on_sign
+            ).start()
             forward_path = self._agent_for_target.path
         try:
             keys = list(await agent.get_keys())

@@ -36,7 +36,9 @@ from pyteleport.proxy.forwarder import (
 from pyteleport.proxy.hostkeys import HostKeyCache
 from pyteleport.ssh.hooks import (
     CertificateCheck,
+    ForwardedAgent,
     add_global_request_handler,
+    keep_agent_in_memory,
     watch_client_certificates,
 )
 from pyteleport.ssh.pipe import TCPPipe
@@ -253,6 +255,7 @@ class _OuterServer(asyncssh.SSHServer):
         self.username = ""
         self.source = ""  # the client's address
         self.remote_addr = ""
+        self.agent: ForwardedAgent | None = None
         self.refused = ""  # why a limit refused this connection
         self.sessions: weakref.WeakSet[_OuterSession | _JumpSession] = weakref.WeakSet()
         self.conn: asyncssh.SSHServerConnection | None = None
@@ -277,6 +280,7 @@ class _OuterServer(asyncssh.SSHServer):
         # govern what reaches the target, not these two legs to the proxy.
         grant = ("agent-forwarding", "port-forwarding") if self.service.recording else ()
         watch_client_certificates(conn, self.service.user_ca, self.check, grant=grant)
+        self.agent = keep_agent_in_memory(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         assert self.conn is not None
@@ -448,7 +452,13 @@ class _OuterSession(asyncssh.SSHServerSession[bytes]):
         assert self._chan is not None and self._server.conn is not None
         try:
             self._link = ForwarderLink(
-                self._server, self._chan, host, port, self._chan.get_agent_path()
+                self._server,
+                self._chan,
+                host,
+                port,
+                self._server.agent.conn
+                if self._server.agent is not None and self._server.agent.requested
+                else None,
             )
         except TeleportError as exc:
             self._chan.write_stderr(exc.message.encode() + b"\n")
@@ -518,7 +528,7 @@ class ForwarderLink:
         chan: Any,
         host: str,
         port: int,
-        agent_path: str | None,
+        agent: asyncssh.SSHServerConnection | None,
         agent_from_inner: bool = False,
     ) -> None:
         assert server.conn is not None and server.check.accepted is not None
@@ -544,7 +554,7 @@ class ForwarderLink:
                 service.user_ca,
                 service.host_ca if service.settings.checks_host_keys else None,
                 server.roles,
-                agent_path,
+                agent,
                 service.observer_factory,
                 service.audit,
                 service.dialer,
@@ -596,7 +606,7 @@ class _JumpSession(asyncssh.SSHTCPSession[bytes]):
 
     def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
         self._link = ForwarderLink(
-            self._server, chan, self._host, self._port, agent_path=None, agent_from_inner=True
+            self._server, chan, self._host, self._port, agent=None, agent_from_inner=True
         )
 
     def data_received(self, data: bytes, datatype: int | None) -> None:

@@ -1,7 +1,8 @@
 """The user's agent, offered to the target (the optional second hop), with every signature the
 target asks for reported.
 
-A unix socket in a private directory (0700) relays each connection to the user's forwarded agent
+A unix socket in a private directory (0700), alive only while the target connection is, relays
+each connection to the user's forwarded agent (an in-memory channel back to the client)
 and reads the requests on the way (PROTOCOL.agent: uint32 length, byte type, body); a
 SSH_AGENTC_SIGN_REQUEST (13) is reported with the fingerprint of the key asked to sign.
 """
@@ -17,12 +18,17 @@ import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
+
+import asyncssh
 
 log = logging.getLogger("pyteleport.ssh")
 
 SIGN_REQUEST = 13
+# Opens one connection to the user's agent: (reader, writer) with StreamReader/Writer methods.
+AgentOpener = Callable[[], Awaitable[tuple[Any, Any]]]
 MAX_MESSAGE = 256 * 1024  # what OpenSSH's agent accepts
 
 
@@ -34,7 +40,7 @@ def key_fingerprint(blob: bytes) -> str:
 class AuditedAgent:
     """``path`` is what the target connection forwards; ``on_sign`` gets each key fingerprint."""
 
-    def __init__(self, upstream: str, on_sign: Callable[[str], None]) -> None:
+    def __init__(self, upstream: AgentOpener, on_sign: Callable[[str], None]) -> None:
         self._upstream = upstream
         self._on_sign = on_sign
         self._dir = Path(tempfile.mkdtemp(prefix="pyteleport-agent-"))
@@ -50,8 +56,8 @@ class AuditedAgent:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_unix_connection(self._upstream)
-        except OSError as exc:
+            up_reader, up_writer = await self._upstream()
+        except (OSError, asyncssh.Error) as exc:
             log.warning("cannot reach the user's agent for the target: %s", exc)
             writer.close()
             return
@@ -77,7 +83,7 @@ class AuditedAgent:
             writer.close()
 
     @staticmethod
-    async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _copy(reader: Any, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(65536):
                 writer.write(data)

@@ -4,6 +4,7 @@
   ones to ``_process_<name>_global_request`` methods found with ``getattr``, so an attribute on
   the connection instance adds one (``recording-proxy@teleport.com``, SPEC "Recording proxy
   protocol").
+* Agent forwarding without a unix socket on disk (``keep_agent_in_memory``).
 * Asking a global request and reading its raw reply (tsh's side of the same question).
 * Client certificates: ``SSHServer.validate_ca_key`` sees only the signing key, but the proxy
   must know the certificate's key ID (the Teleport user) and why a certificate was refused (the
@@ -121,3 +122,42 @@ async def ask_recording_proxy(conn: asyncssh.SSHClientConnection) -> bool:
     b"false" (not an SSH string). asyncssh has no public call for a global request."""
     pkttype, packet = await conn._make_global_request(b"recording-proxy@teleport.com")
     return pkttype == MSG_REQUEST_SUCCESS and packet.get_remaining_payload() == b"true"
+
+
+class ForwardedAgent:
+    """Whether the client asked for agent forwarding on this connection. The agent is then
+    reached over an in-memory ``auth-agent@openssh.com`` channel (``SSHAgentClient(conn)``)."""
+
+    def __init__(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        self.requested = False
+
+
+class _NoAgentSocket:
+    def get_path(self) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def keep_agent_in_memory(conn: asyncssh.SSHServerConnection) -> ForwardedAgent:
+    """Accept ``auth-agent-req@openssh.com`` without the unix socket asyncssh would create for
+    it (``create_agent_listener``): no user's agent is reachable from the proxy's filesystem."""
+    state = ForwardedAgent(conn)
+
+    async def create_agent_listener() -> bool:
+        if not (
+            conn._agent_forwarding
+            and conn.check_key_permission("agent-forwarding")
+            and conn.check_certificate_permission("agent-forwarding")
+        ):
+            return False
+        state.requested = True
+        # asyncssh opens agent channels only while it holds a listener: give it one with no
+        # socket behind it.
+        conn._agent_listener = _NoAgentSocket()  # type: ignore[assignment]
+        return True
+
+    conn.create_agent_listener = create_agent_listener  # type: ignore[method-assign]
+    return state

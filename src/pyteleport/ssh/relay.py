@@ -34,7 +34,6 @@ class SessionRequest:
     term_size: tuple[int, int, int, int] = (0, 0, 0, 0)
     term_modes: dict[int, int] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
-    agent_path: str | None = None  # set when the client asked for auth-agent-req@openssh.com
 
 
 @dataclass(slots=True)
@@ -144,7 +143,6 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
         assert self._chan is not None
         env = self._chan.get_environment()
         self._request.env = {str(k): str(v) for k, v in env.items()}
-        self._request.agent_path = self._chan.get_agent_path()
         # Hold the client's data until the target session exists.
         self._chan.pause_reading()
         self._task = asyncio.get_running_loop().create_task(self._start())
