@@ -263,6 +263,9 @@ def test_node_mode_pipes_to_the_target_without_recording(tmp_path: Path, client:
         assert (res.code, res.out) == (4, "piped\n"), res.text
         time.sleep(1)
         assert guide.recordings() == []
+        # Not recorded, but audited: who went where through the pipe.
+        [event] = guide.wait_events("port")
+        assert event["user"] == "joe" and event["addr"] == f"127.0.0.1:{guide.sshd.port}"
     finally:
         assert cluster.stop() == 0
 

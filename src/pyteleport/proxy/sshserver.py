@@ -381,6 +381,22 @@ class _OuterServer(asyncssh.SSHServer):
         assert self.check.accepted is not None
         return await self.service.access.role_set_for_user(self.check.accepted.key_id)
 
+    def audit_pipe(self, host: str, port: int) -> None:
+        """A ``port`` event for each byte pipe of the non-recording modes: who went where."""
+        cert = self.check.accepted
+        fields = {
+            "user": cert.key_id if cert else "",
+            "login": self.username,
+            "addr": f"{host}:{port}",
+            "server_id": self.service.settings.server_id,
+            "addr.remote": self.remote_addr,
+            "session_recording": self.service.settings.session_recording,
+        }
+        task = asyncio.get_running_loop().create_task(
+            self.service.access.audit.emit(codes.PORT, fields)
+        )
+        self.service.keep(task)
+
     def session_requested(self) -> Any:
         session = _OuterSession(self)
         self.sessions.add(session)
@@ -390,7 +406,9 @@ class _OuterServer(asyncssh.SSHServer):
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
     ) -> Any:
         if not self.service.recording:
-            return True  # node/off modes: a byte pipe, like the proxy subsystem
+            # node/off modes: a byte pipe, like the proxy subsystem, and audited like it.
+            self.audit_pipe(dest_host, dest_port)
+            return True
         jump = _JumpSession(self, dest_host, dest_port)
         self.sessions.add(jump)
         return jump
@@ -470,6 +488,7 @@ class _OuterSession(asyncssh.SSHServerSession[bytes]):
         assert self._chan is not None
         try:
             self._pipe = await TCPPipe.open(self._chan, host, port)
+            self._server.audit_pipe(host, port)
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
             self._chan.write_stderr(f"dial tcp {host}:{port}: connect: {reason}\n".encode())
