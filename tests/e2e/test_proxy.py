@@ -763,3 +763,29 @@ def test_a_role_can_forbid_file_transfer(tmp_path: Path, cluster: Cluster, clien
     finally:
         guide.sshd.stop()
     assert not (tmp_path / "dst.txt").exists()
+
+
+def test_inner_login_with_another_users_certificate_is_refused_and_audited(
+    guide: Guide, tmp_path: Path
+) -> None:
+    guide.cluster.add_user("ann", roles="access", logins=guide.login)
+    key = tmp_path / "ann"
+    res = guide.cluster.tctl("auth", "sign", "--user=ann", "--format=openssh", f"--out={key}")
+    assert res.code == 0, res.text
+    # The outer leg is joe's (the agent); the inner leg offers only ann's certificate.
+    argv = guide.ssh_argv("echo must-not-run")
+    argv[1:1] = [
+        "-o",
+        "IdentityAgent none",
+        "-o",
+        f"IdentityFile {key}",
+        "-o",
+        "IdentitiesOnly yes",
+    ]
+    res = run(argv, env=guide.client.env())
+    assert res.code == 255 and "Permission denied (publickey)" in res.err, res.text
+    events = guide.wait_events("auth")
+    assert any(
+        e["user"] == "joe" and 'certificate of user "ann", expected "joe"' in e["error"]
+        for e in events
+    ), events

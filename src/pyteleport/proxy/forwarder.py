@@ -88,6 +88,7 @@ class ForwardingServer(asyncssh.SSHServer):
         self._roles = roles
         self._agent = agent
         self._inner_agent: ForwardedAgent | None = None
+        self._login = ""
         self._observer_factory = observer_factory
         self._conn: asyncssh.SSHServerConnection | None = None
         self._check = CertificateCheck()
@@ -123,8 +124,17 @@ class ForwardingServer(asyncssh.SSHServer):
             task = asyncio.get_running_loop().create_task(agent.aclose())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        if self._check.accepted is None and self._check.refusal:
+            # The inner login was refused (another user's certificate, another CA, ...).
+            log.info("refused the inner login of %s: %s", self._target.user, self._check.refusal)
+            task = asyncio.get_running_loop().create_task(
+                self._audit(self._target, self._login, codes.AUTH, {"error": self._check.refusal})
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def begin_auth(self, username: str) -> bool:
+        self._login = username
         return True
 
     def public_key_auth_supported(self) -> bool:
