@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.guide import Guide, make_guide
+from tests.e2e.guide import Guide, make_guide, start_sshd
 from tests.e2e.harness import Client, Cluster, require_binary, run
+from tests.e2e.sshd import current_login
 
 
 @pytest.fixture
@@ -118,3 +119,21 @@ def test_a_user_with_only_access_sees_and_plays_their_own_sessions(
     assert json.loads(other.tsh("recordings", "ls", "--format=json").out) == []
     denied = other.tsh("play", path.stem, "--format=text")
     assert denied.code == 1 and 'access denied to perform action "read" on "session"' in denied.err
+
+
+def test_tsh_ssh_works_without_the_key_in_an_agent(
+    tmp_path: Path, cluster: Cluster, client: Client
+) -> None:
+    # tsh login kept out of the agent: tsh proxy ssh forwards an agent of its own instead.
+    password = cluster.add_user("joe", roles="access", logins=current_login())
+    res = client.login(cluster, "joe", password, "--no-use-local-ssh-agent")
+    assert res.code == 0, res.text
+    assert "teleport:joe" not in client.ssh_add_list().out
+    sshd = start_sshd(cluster, tmp_path / "sshd")
+    try:
+        res = client.tsh(
+            "ssh", f"--port={sshd.port}", f"{current_login()}@127.0.0.1", "echo no-agent"
+        )
+    finally:
+        sshd.stop()
+    assert (res.code, res.out) == (0, "no-agent\n"), res.text

@@ -20,8 +20,7 @@ from pyteleport.model.duration import format_duration
 
 
 def _use_agent(flag_off: bool) -> bool:
-    env = os.environ.get("TELEPORT_USE_LOCAL_SSH_AGENT", "").strip().lower()
-    return not flag_off and env not in ("false", "no", "0", "off")
+    return not flag_off and sshproxy.use_local_agent()
 
 
 def _profile_block(

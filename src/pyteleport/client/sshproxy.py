@@ -18,6 +18,7 @@ from pathlib import Path
 
 import asyncssh
 
+from pyteleport.client.memagent import MemoryAgent
 from pyteleport.client.profile import Profile, ProfileStore, write_private_file
 from pyteleport.errors import AccessDeniedError, BadParameterError, ConnectionProblemError
 from pyteleport.ssh.hooks import ask_recording_proxy
@@ -97,6 +98,51 @@ async def proxy_ssh(
             f"cannot read the key of profile {profile.proxy_host}: run tsh login"
         ) from exc
     ca_keys = host_ca_keys(store)
+    # The recording proxy logs into the target with the agent forwarded here: the user's own,
+    # or (no agent, or tsh kept out of it) one in this process holding the profile's key.
+    memory_agent = None
+    agent_path = os.environ.get("SSH_AUTH_SOCK") or None
+    if agent_path is None or not use_local_agent() or not await _agent_holds(agent_path, cert):
+        memory_agent = await MemoryAgent(key, cert, f"teleport:{profile.user}").start()
+        agent_path = memory_agent.path
+    try:
+        return await _proxy_ssh(
+            host, port, key, cert, ca_keys, agent_path, profile, dest, cluster, target_host
+        )
+    finally:
+        if memory_agent is not None:
+            await memory_agent.aclose()
+
+
+async def _agent_holds(agent_path: str, cert: asyncssh.SSHCertificate) -> bool:
+    """Whether the agent at ``agent_path`` holds the profile's certificate (tsh login put it
+    there unless told not to)."""
+    try:
+        async with asyncssh.SSHAgentClient(agent_path) as agent:
+            keys = await agent.get_keys()
+    except (OSError, asyncssh.Error, ValueError):
+        return False
+    blob = bytes(cert.public_data)
+    return any(k.public_data == blob for k in keys)
+
+
+def use_local_agent() -> bool:
+    value = os.environ.get("TELEPORT_USE_LOCAL_SSH_AGENT", "").strip().lower()
+    return value not in ("false", "no", "0", "off")
+
+
+async def _proxy_ssh(
+    host: str,
+    port: int,
+    key: asyncssh.SSHKey,
+    cert: asyncssh.SSHCertificate,
+    ca_keys: list[asyncssh.SSHKey],
+    agent_path: str,
+    profile: Profile,
+    dest: Destination,
+    cluster: str,
+    target_host: str,
+) -> int:
     try:
         conn = await asyncio.wait_for(
             asyncssh.connect(
@@ -106,7 +152,7 @@ async def proxy_ssh(
                 client_keys=[(key, cert)],
                 known_hosts=([], ca_keys, []) if ca_keys else None,
                 agent_forwarding=True,
-                agent_path=os.environ.get("SSH_AUTH_SOCK") or None,
+                agent_path=agent_path,
                 config=None,
                 preferred_auth="publickey",
             ),
@@ -124,14 +170,8 @@ async def proxy_ssh(
     except (OSError, TimeoutError, asyncssh.Error) as exc:
         raise ConnectionProblemError(f"cannot reach the proxy at {host}:{port}: {exc}") from exc
     async with conn:
-        # tsh's side of the recording proxy protocol: in recording mode the proxy logs into the
-        # target with the agent forwarded here, so say so when there is none to forward.
-        if await ask_recording_proxy(conn) and not os.environ.get("SSH_AUTH_SOCK"):
-            print(
-                "WARNING: the proxy records sessions and needs your ssh-agent, but SSH_AUTH_SOCK "
-                "is not set: start one (eval $(ssh-agent)) and run tsh login again",
-                file=sys.stderr,
-            )
+        # tsh's side of the recording proxy protocol (Teleport's tsh asks the same question).
+        await ask_recording_proxy(conn)
         subsystem = f"proxy:{_join(target_host, dest.port)}@{cluster}"
         process = await conn.create_process(
             subsystem=subsystem,
