@@ -789,3 +789,23 @@ def test_inner_login_with_another_users_certificate_is_refused_and_audited(
         e["user"] == "joe" and 'certificate of user "ann", expected "joe"' in e["error"]
         for e in events
     ), events
+
+
+def test_unix_socket_forwarding_is_refused_with_a_message(guide: Guide, tmp_path: Path) -> None:
+    import socket as socketlib
+
+    local = tmp_path / "local.sock"
+    argv = guide.ssh_argv("-N", "-L", f"{local}:/run/some.sock")
+    argv.remove("-T")
+    proc = subprocess.Popen(argv, env=guide.client.env(), stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not local.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with socketlib.socket(socketlib.AF_UNIX) as client:
+            client.connect(str(local))
+            assert client.recv(10) == b""  # the proxy refused the channel: closed at once
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert b"is not supported through the recording proxy" in err, err

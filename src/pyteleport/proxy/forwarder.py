@@ -278,6 +278,17 @@ class ForwardingServer(asyncssh.SSHServer):
         await self._audit(self._target, login, codes.PORT, {"addr": f"{host}:{port}"})
         return inner
 
+    def unix_connection_requested(self, dest_path: str) -> Any:
+        raise asyncssh.ChannelOpenError(
+            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+            f"forwarding to the unix socket {dest_path} is not supported through the recording "
+            "proxy: forward a TCP port instead",
+        )
+
+    def unix_server_requested(self, listen_path: str) -> bool:
+        log.info("refused remote unix socket forwarding to %s: not supported", listen_path)
+        return False
+
     def server_requested(self, listen_host: str, listen_port: int) -> Any:
         # ssh -R on the inner connection: the target listens, and each connection it accepts
         # comes back to the user's client as a forwarded-tcpip channel.
