@@ -809,3 +809,18 @@ def test_unix_socket_forwarding_is_refused_with_a_message(guide: Guide, tmp_path
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert b"is not supported through the recording proxy" in err, err
+
+
+def test_max_session_ttl_of_the_roles_ends_a_long_session(
+    tmp_path: Path, cluster: Cluster, client: Client
+) -> None:
+    guide = make_guide(tmp_path, cluster, client)
+    add_role(cluster, tmp_path, "short", "{max_session_ttl: 4s}")
+    # The certificate from tsh login is good for hours; the roles as stored now say 4s.
+    assert cluster.tctl("users", "update", "joe", "--set-roles=access,short").code == 0
+    try:
+        res = run(guide.ssh_argv("sleep 40; echo not-reached"), env=client.env(), timeout=60)
+    finally:
+        guide.sshd.stop()
+    assert res.code == 255 and "not-reached" not in res.out
+    assert "session exceeded the maximum length of 4s set by roles" in res.err, res.err

@@ -215,6 +215,17 @@ class ForwardingServer(asyncssh.SSHServer):
             task = asyncio.get_running_loop().create_task(self._watch_idle(session, min(idle)))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        # No session outlives the shortest max_session_ttl of the user's roles as stored now,
+        # whatever the certificate it started with says.
+        if roles.roles:
+            limit = roles.max_session_ttl()
+            timer = asyncio.get_running_loop().call_later(
+                limit.total_seconds(),
+                session.abort,
+                f"session exceeded the maximum length of {format_duration(limit)} set by roles "
+                f"{','.join(roles.names)} (max_session_ttl), disconnecting.",
+            )
+            session.on_close(timer.cancel)
         return session
 
     @staticmethod

@@ -113,6 +113,7 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
         self._task: asyncio.Task[None] | None = None
         self._ended = False
         self.last_input = asyncio.get_running_loop().time()  # for the idle timeout
+        self._on_close: list[Callable[[], object]] = []
 
     # -- requests before the session starts -----------------------------------------------------
 
@@ -212,6 +213,9 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
     def closed(self) -> bool:
         return self._closed
 
+    def on_close(self, callback: Callable[[], object]) -> None:
+        self._on_close.append(callback)
+
     def data_received(self, data: bytes, datatype: int | None) -> None:
         self.last_input = asyncio.get_running_loop().time()
         if self._target is None:
@@ -242,6 +246,9 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        for callback in self._on_close:
+            callback()
+        self._on_close.clear()
         if self._target is not None:
             self._target.close()
         elif self._task is not None and not self._task.done() and not self._ended:
