@@ -549,6 +549,14 @@ def test_scp_through_the_proxy_is_byte_identical(
     # Legacy scp runs "scp -t/-f" as an exec; the modern one opens the sftp subsystem.
     events = guide.wait_events("exec" if legacy else "subsystem", 2)
     assert all(e["user"] == "joe" for e in events)
+    # Either way each file is a file.transfer event with its digest.
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    transfers = guide.wait_events("file.transfer", 2)
+    assert sorted((e["direction"], e["size"], e["sha256"]) for e in transfers) == [
+        ("download", len(src.read_bytes()), digest),
+        ("upload", len(src.read_bytes()), digest),
+    ]
+    assert {e["path"] for e in transfers} == {str(dst)}
 
 
 def test_sftp_through_the_proxy(guide: Guide, tmp_path: Path) -> None:

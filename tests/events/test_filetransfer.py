@@ -92,3 +92,29 @@ def test_a_stream_that_is_not_sftp_is_ignored() -> None:
     tap.from_client(b"\xff\xff\xff\xff" + b"x" * 100)
     tap.finish()
     assert found == []
+
+
+def test_legacy_scp_upload_of_a_directory_tree() -> None:
+    from pyteleport.events.filetransfer import ScpTap
+
+    found: list[FileTransfer] = []
+    tap = ScpTap("scp -r -t /srv/dst", found.append)
+    stream = (
+        b"D0755 0 tree\n"
+        + b"C0644 5 a.txt\nhello\x00"
+        + b"D0755 0 sub\nC0600 0 empty\n\x00E\n"
+        + b"E\n"
+    )
+    for i in range(len(stream)):  # one byte at a time: the hardest cut
+        tap.feed(stream[i : i + 1])
+    assert found == [
+        FileTransfer("/srv/dst/tree/a.txt", "upload", 5, hashlib.sha256(b"hello").hexdigest()),
+        FileTransfer("/srv/dst/tree/sub/empty", "upload", 0, hashlib.sha256(b"").hexdigest()),
+    ]
+
+
+def test_scp_commands_are_recognised() -> None:
+    from pyteleport.events.filetransfer import ScpTap
+
+    assert ScpTap.is_scp("scp -t /tmp/x") and ScpTap.is_scp("/usr/bin/scp -v -f a")
+    assert not ScpTap.is_scp("scp a b") and not ScpTap.is_scp("echo scp -t")

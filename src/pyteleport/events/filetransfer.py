@@ -167,3 +167,90 @@ class SftpTap:
             if file.moved:
                 self._report(file.result())
         self._files.clear()
+
+
+class ScpTap:
+    """Legacy scp (``scp -O``: the remote runs ``scp -t`` to receive or ``scp -f`` to send).
+    Reads the sender's stream: ``C<mode> <size> <name>\\n``, the bytes, a NUL; ``D``/``E``
+    enter and leave directories, ``T`` carries times."""
+
+    def __init__(self, command: str, report: Callable[[FileTransfer], None]) -> None:
+        words = command.split()
+        self.upload = "-t" in words
+        self._report = report
+        operands = [w for w in words[1:] if not w.startswith("-")]
+        self._target = operands[-1] if operands else ""
+        self._into_dir = "-d" in words or "-r" in words
+        self._dirs: list[str] = []
+        self._line = bytearray()
+        self._remaining = -1  # bytes of the current file still to come; -1: reading a header
+        self._skip_nul = False
+        self._file: _File | None = None
+        self.broken = False
+
+    @staticmethod
+    def is_scp(command: str) -> bool:
+        words = command.split()
+        return (
+            bool(words)
+            and words[0].rsplit("/", 1)[-1] == "scp"
+            and ("-t" in words or "-f" in words)
+        )
+
+    def _path(self, name: str) -> str:
+        if self._dirs or self._into_dir:
+            return "/".join([self._target.rstrip("/"), *self._dirs, name])
+        return self._target or name
+
+    def feed(self, data: bytes) -> None:
+        pos = 0
+        while pos < len(data) and not self.broken:
+            if self._remaining > 0 and self._file is not None:
+                chunk = data[pos : pos + self._remaining]
+                self._file.add(self._file.next_offset if self._file.in_order else 0, chunk)
+                self._remaining -= len(chunk)
+                pos += len(chunk)
+                if self._remaining == 0:
+                    self._file.moved = True
+                    self._report(self._file.result())
+                    self._file, self._remaining, self._skip_nul = None, -1, True
+                continue
+            if self._skip_nul:
+                self._skip_nul = False
+                if data[pos] == 0:
+                    pos += 1
+                    continue
+            end = data.find(b"\n", pos)
+            if end < 0:
+                self._line += data[pos:]
+                if len(self._line) > 4096:
+                    self.broken = True
+                return
+            self._line += data[pos:end]
+            pos = end + 1
+            self._header(bytes(self._line).lstrip(b"\0"))
+            self._line.clear()
+
+    def _header(self, line: bytes) -> None:
+        kind, text = line[:1], line[1:].decode("utf-8", "replace")
+        if kind == b"C":
+            parts = text.split(" ", 2)
+            if len(parts) != 3 or not parts[1].isdigit():
+                self.broken = True
+                return
+            size = int(parts[1])
+            self._file = _File(path=self._path(parts[2]), upload=self.upload)
+            if size == 0:
+                self._report(self._file.result())
+                self._file, self._skip_nul = None, True
+            else:
+                self._remaining = size
+        elif kind == b"D":
+            parts = text.split(" ", 2)
+            if len(parts) == 3:
+                self._dirs.append(parts[2])
+        elif kind == b"E":
+            if self._dirs:
+                self._dirs.pop()
+        elif kind != b"T":
+            self.broken = True  # not scp, or an error line: stop reading

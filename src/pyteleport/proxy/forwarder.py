@@ -22,6 +22,7 @@ import asyncssh
 
 from pyteleport.errors import TeleportError
 from pyteleport.events import codes
+from pyteleport.events.filetransfer import ScpTap
 from pyteleport.model.duration import format_duration
 from pyteleport.model.lock import Lock
 from pyteleport.policy.access import RoleSet
@@ -407,14 +408,7 @@ def is_file_copy(request: SessionRequest) -> bool:
     """sftp (and the modern scp on it), or the legacy ``scp -t``/``scp -f`` exec."""
     if request.kind == "subsystem":
         return request.subsystem == "sftp"
-    if request.kind == "exec":
-        words = request.command.split()
-        return (
-            bool(words)
-            and words[0].rsplit("/", 1)[-1] == "scp"
-            and ("-t" in words or "-f" in words)
-        )
-    return False
+    return request.kind == "exec" and ScpTap.is_scp(request.command)
 
 
 class _Refused(TeleportError):

@@ -21,7 +21,7 @@ from pyteleport.clock import Clock
 from pyteleport.events import codes
 from pyteleport.events.asciicast import Header
 from pyteleport.events.audit import Emitter
-from pyteleport.events.filetransfer import FileTransfer, SftpTap
+from pyteleport.events.filetransfer import FileTransfer, ScpTap, SftpTap
 from pyteleport.events.recorder import SessionRecorder
 from pyteleport.events.store import RecordingStore
 from pyteleport.model.timefmt import format_time
@@ -70,6 +70,9 @@ class RecordedSession:
         self._sftp: SftpTap | None = None
         if request.kind == "subsystem" and request.subsystem == "sftp":
             self._sftp = SftpTap(self._file_transferred)
+        self._scp: ScpTap | None = None
+        if request.kind == "exec" and ScpTap.is_scp(request.command):
+            self._scp = ScpTap(request.command, self._file_transferred)
 
     def _file_transferred(self, transfer: FileTransfer) -> None:
         fields = self._fields(
@@ -141,6 +144,10 @@ class RecordedSession:
 
     def output(self, data: bytes, stderr: bool) -> None:
         self._tx += len(data)
+        if self._scp is not None:
+            if not self._scp.upload and not stderr:
+                self._scp.feed(data)
+            return  # the scp protocol carries file bytes: the file.transfer events record them
         if self._sftp is not None:
             # The SFTP protocol is binary: the file.transfer events are its record.
             if not stderr:
@@ -150,6 +157,10 @@ class RecordedSession:
 
     def input(self, data: bytes) -> None:
         self._rx += len(data)
+        if self._scp is not None:
+            if self._scp.upload:
+                self._scp.feed(data)
+            return
         if self._sftp is not None:
             self._sftp.from_client(data)
             return
