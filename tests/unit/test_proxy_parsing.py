@@ -6,7 +6,7 @@ import pytest
 
 from pyteleport.client.sshproxy import Destination, parse_destination, strip_cluster
 from pyteleport.errors import BadParameterError
-from pyteleport.proxy.sshserver import parse_proxy_subsystem
+from pyteleport.proxy.outer import parse_proxy_subsystem
 
 
 @pytest.mark.parametrize(

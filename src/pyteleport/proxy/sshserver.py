@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import re
 import time
 import weakref
 from dataclasses import dataclass
@@ -29,11 +28,10 @@ from pyteleport.policy.access import RoleSet
 from pyteleport.policy.ratelimit import RateLimiter
 from pyteleport.proxy.forwarder import (
     AuditHook,
-    ForwardingServer,
-    ForwardTarget,
     ObserverFactory,
 )
 from pyteleport.proxy.hostkeys import HostKeyCache
+from pyteleport.proxy.outer import JumpSession, OuterSession
 from pyteleport.ssh.hooks import (
     CertificateCheck,
     ForwardedAgent,
@@ -41,18 +39,13 @@ from pyteleport.ssh.hooks import (
     keep_agent_in_memory,
     watch_client_certificates,
 )
-from pyteleport.ssh.pipe import TCPPipe
 from pyteleport.ssh.target import ENCRYPTION_ALGS, KEEPALIVE_INTERVAL_S, TargetDialer
-from pyteleport.ssh.tunnel import ChannelTunnel
 
 log = logging.getLogger("pyteleport.proxy")
 
 RECORDING_MODES = ("proxy", "proxy-sync")
 END_GRACE_S = 1.0
 LOCK_POLL_S = 1.0
-_SUBSYSTEM = re.compile(
-    r"^proxy:(?P<host>\[[^\]]*\]|[^:@\[\]]+)(?::(?P<port>\d+))?(?:@(?P<cluster>.+))?$"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,27 +62,6 @@ class ProxySSHSettings:
     # Failed authentications per source address before it is refused for a while.
     failed_auth_rate_per_s: float = 0.1
     failed_auth_burst: int = 10
-
-
-def parse_proxy_subsystem(name: str, cluster_name: str) -> tuple[str, int]:
-    """``proxy:host:port[@cluster]`` → (host, port); anything else refused in Teleport's words."""
-    match = _SUBSYSTEM.match(name)
-    if not match:
-        raise BadParameterError(
-            f"invalid format for proxy request: \"{name}\", expected 'proxy:host:port@cluster'"
-        )
-    host = match.group("host").strip("[]")
-    port = int(match.group("port") or 22)
-    cluster = match.group("cluster")
-    if cluster and cluster != cluster_name:
-        raise BadParameterError(
-            f'cluster "{cluster}" is not found: this proxy serves "{cluster_name}"'
-        )
-    if not host or not 0 < port < 65536:
-        raise BadParameterError(
-            f"invalid format for proxy request: \"{name}\", expected 'proxy:host:port@cluster'"
-        )
-    return host, port
 
 
 class ProxySSHService:
@@ -114,7 +86,7 @@ class ProxySSHService:
         self.host_ca = sshkeys.load_public_key(access.host_ca_public_key())
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
-        self.servers: set[_OuterServer] = set()
+        self.servers: set[OuterServer] = set()
         clock = clock or SystemClock()
         self._connection_rate = RateLimiter(
             settings.connection_rate_per_s, settings.connection_burst, clock
@@ -142,7 +114,7 @@ class ProxySSHService:
             self._acceptor = await asyncssh.listen(
                 self._host or None,
                 self._port,
-                server_factory=lambda: _OuterServer(self),
+                server_factory=lambda: OuterServer(self),
                 server_host_keys=[self.host_keys.pair(self.settings.principals)],
                 agent_forwarding=True,
                 x11_forwarding=False,
@@ -200,7 +172,7 @@ class ProxySSHService:
             return f"too many new connections from {source}: try again in {exc.retry_after_s or 1}s"
         return ""
 
-    def admit_user(self, user: str, server: _OuterServer) -> str:
+    def admit_user(self, user: str, server: OuterServer) -> str:
         users = {
             s.check.accepted.key_id
             for s in self.servers
@@ -246,7 +218,7 @@ class ProxySSHService:
             await asyncio.wait(list(self._tasks), timeout=5)
 
 
-class _OuterServer(asyncssh.SSHServer):
+class OuterServer(asyncssh.SSHServer):
     """One user connection on 3023."""
 
     def __init__(self, service: ProxySSHService) -> None:
@@ -257,7 +229,7 @@ class _OuterServer(asyncssh.SSHServer):
         self.remote_addr = ""
         self.agent: ForwardedAgent | None = None
         self.refused = ""  # why a limit refused this connection
-        self.sessions: weakref.WeakSet[_OuterSession | _JumpSession] = weakref.WeakSet()
+        self.sessions: weakref.WeakSet[OuterSession | JumpSession] = weakref.WeakSet()
         self.conn: asyncssh.SSHServerConnection | None = None
         self._expiry: asyncio.TimerHandle | None = None
 
@@ -398,7 +370,7 @@ class _OuterServer(asyncssh.SSHServer):
         self.service.keep(task)
 
     def session_requested(self) -> Any:
-        session = _OuterSession(self)
+        session = OuterSession(self)
         self.sessions.add(session)
         return session
 
@@ -409,243 +381,6 @@ class _OuterServer(asyncssh.SSHServer):
             # node/off modes: a byte pipe, like the proxy subsystem, and audited like it.
             self.audit_pipe(dest_host, dest_port)
             return True
-        jump = _JumpSession(self, dest_host, dest_port)
+        jump = JumpSession(self, dest_host, dest_port)
         self.sessions.add(jump)
         return jump
-
-
-class _OuterSession(asyncssh.SSHServerSession[bytes]):
-    """The session channel that carries ``proxy:host:port``."""
-
-    def __init__(self, server: _OuterServer) -> None:
-        self._server = server
-        self._chan: asyncssh.SSHServerChannel[bytes] | None = None
-        self._subsystem = ""
-        self._tunnel: ChannelTunnel | None = None
-        self._pipe: TCPPipe | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._link: ForwarderLink | None = None
-        self._early: list[bytes] = []  # data that came before the pipe was connected
-        self._early_eof = False
-
-    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
-        self._chan = chan
-
-    def subsystem_requested(self, subsystem: str) -> bool:
-        self._subsystem = subsystem
-        return True
-
-    def apply_locks(self, locks: list[Lock]) -> None:
-        if self._link is not None and self._link.forwarding is not None:
-            self._link.forwarding.apply_locks(locks)
-
-    def end(self, message: str) -> None:
-        if self._link is not None:
-            self._link.end(message)
-        elif self._chan is not None:
-            self._chan.write_stderr(f"\r\n{message}\r\n".encode())
-
-    def shell_requested(self) -> bool:
-        return False
-
-    def exec_requested(self, command: str) -> bool:
-        return False
-
-    def session_started(self) -> None:
-        assert self._chan is not None
-        service = self._server.service
-        try:
-            host, port = parse_proxy_subsystem(self._subsystem, service.access.cluster_name)
-        except BadParameterError as exc:
-            self._chan.write_stderr(exc.message.encode() + b"\n")
-            self._chan.exit(1)
-            return
-        if service.recording:
-            self._serve_forwarder(host, port)
-        else:
-            self._chan.pause_reading()
-            self._task = asyncio.get_running_loop().create_task(self._open_pipe(host, port))
-
-    def _serve_forwarder(self, host: str, port: int) -> None:
-        assert self._chan is not None and self._server.conn is not None
-        try:
-            self._link = ForwarderLink(
-                self._server,
-                self._chan,
-                host,
-                port,
-                self._server.agent.conn
-                if self._server.agent is not None and self._server.agent.requested
-                else None,
-            )
-        except TeleportError as exc:
-            self._chan.write_stderr(exc.message.encode() + b"\n")
-            self._chan.exit(1)
-            return
-        self._tunnel = self._link.tunnel
-
-    async def _open_pipe(self, host: str, port: int) -> None:
-        assert self._chan is not None
-        try:
-            self._pipe = await TCPPipe.open(self._chan, host, port)
-            self._server.audit_pipe(host, port)
-        except OSError as exc:
-            reason = (exc.strerror or str(exc)).lower()
-            self._chan.write_stderr(f"dial tcp {host}:{port}: connect: {reason}\n".encode())
-            self._chan.exit(1)
-            return
-        early, self._early = self._early, []
-        for data in early:
-            self._pipe.write(data)
-        if self._early_eof:
-            self._pipe.write_eof()
-        self._chan.resume_reading()
-
-    def data_received(self, data: bytes, datatype: int | None) -> None:
-        if self._tunnel is not None:
-            self._tunnel.feed(data)
-        elif self._pipe is not None:
-            self._pipe.write(data)
-        else:
-            self._early.append(data)
-
-    def eof_received(self) -> bool:
-        if self._tunnel is not None:
-            self._tunnel.feed_eof()
-        elif self._pipe is not None:
-            self._pipe.write_eof()
-        else:
-            self._early_eof = True
-        return True
-
-    def pause_writing(self) -> None:
-        if self._pipe is not None:
-            self._pipe.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self._pipe is not None:
-            self._pipe.resume_reading()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._tunnel is not None:
-            self._tunnel.lost(exc)
-        if self._pipe is not None:
-            self._pipe.close()
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-        if self._link is not None:
-            self._link.cancel()
-
-
-class ForwarderLink:
-    """The recording forwarder served on one channel of the outer connection: the session
-    channel of ``proxy:host:port``, or the direct-tcpip channel of ``ssh -J``."""
-
-    def __init__(
-        self,
-        server: _OuterServer,
-        chan: Any,
-        host: str,
-        port: int,
-        agent: asyncssh.SSHServerConnection | None,
-        agent_from_inner: bool = False,
-    ) -> None:
-        assert server.conn is not None and server.check.accepted is not None
-        service = server.service
-        peer = server.conn.get_extra_info("peername") or ("", 0)
-        local = server.conn.get_extra_info("sockname") or ("", 0)
-        target = ForwardTarget(
-            user=server.check.accepted.key_id,
-            host=host,
-            port=port,
-            remote_addr=f"{peer[0]}:{peer[1]}",
-            local_addr=f"{local[0]}:{local[1]}",
-        )
-        # The name as typed, and as ``tsh config``'s ssh_config makes ssh check it.
-        host_pair = service.host_keys.pair([host, f"{host}.{service.access.cluster_name}"])
-        self._chan = chan
-        self.tunnel = ChannelTunnel(chan, {"peername": peer, "sockname": local})
-        self.forwarding: ForwardingServer | None = None
-
-        def factory() -> ForwardingServer:
-            self.forwarding = ForwardingServer(
-                target,
-                service.user_ca,
-                service.host_ca if service.settings.checks_host_keys else None,
-                server.roles,
-                agent,
-                service.observer_factory,
-                service.audit,
-                service.dialer,
-                service.access.list_locks,
-                agent_from_inner=agent_from_inner,
-            )
-            return self.forwarding
-
-        async def serve() -> None:
-            try:
-                await asyncssh.connect_reverse(
-                    host,
-                    port,
-                    tunnel=self.tunnel,
-                    server_factory=factory,
-                    server_host_keys=[host_pair],
-                    encoding=None,
-                    line_editor=False,
-                    allow_scp=False,
-                    agent_forwarding=True,
-                    encryption_algs=ENCRYPTION_ALGS,
-                    keepalive_interval=KEEPALIVE_INTERVAL_S,
-                    login_timeout=60,
-                    config=None,
-                )
-            except (asyncssh.Error, OSError) as exc:
-                log.info("inner SSH connection to %s:%s ended: %s", host, port, exc)
-                self._chan.close()
-
-        self._task = asyncio.get_running_loop().create_task(serve())
-
-    def end(self, message: str) -> None:
-        if self.forwarding is not None:
-            self.forwarding.end(message)
-
-    def cancel(self) -> None:
-        if not self._task.done():
-            self._task.cancel()
-
-
-class _JumpSession(asyncssh.SSHTCPSession[bytes]):
-    """``ssh -J user@proxy:3023 user@host``: a direct-tcpip channel on the outer connection.
-    In recording mode it carries the recording forwarder exactly as ``proxy:host:port`` does,
-    so a jump never bypasses the recording."""
-
-    def __init__(self, server: _OuterServer, host: str, port: int) -> None:
-        self._server, self._host, self._port = server, host, port
-        self._link: ForwarderLink | None = None
-
-    def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
-        self._link = ForwarderLink(
-            self._server, chan, self._host, self._port, agent=None, agent_from_inner=True
-        )
-
-    def data_received(self, data: bytes, datatype: int | None) -> None:
-        if self._link is not None:
-            self._link.tunnel.feed(data)
-
-    def eof_received(self) -> bool:
-        if self._link is not None:
-            self._link.tunnel.feed_eof()
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._link is not None:
-            self._link.tunnel.lost(exc)
-            self._link.cancel()
-
-    def apply_locks(self, locks: list[Lock]) -> None:
-        if self._link is not None and self._link.forwarding is not None:
-            self._link.forwarding.apply_locks(locks)
-
-    def end(self, message: str) -> None:
-        if self._link is not None:
-            self._link.end(message)
