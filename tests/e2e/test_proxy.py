@@ -832,3 +832,6 @@ def test_max_session_ttl_of_the_roles_ends_a_long_session(
         guide.sshd.stop()
     assert res.code == 255 and "not-reached" not in res.out
     assert "session exceeded the maximum length of 4s set by roles" in res.err, res.err
+    [event] = guide.wait_events("exec")
+    assert event["code"] == "T3002E" and event["exitCode"] == "255"
+    assert event["exitError"].startswith("ended by the proxy: session exceeded the maximum length")

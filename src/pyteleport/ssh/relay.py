@@ -114,6 +114,7 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
         self._ended = False
         self.last_input = asyncio.get_running_loop().time()  # for the idle timeout
         self._on_close: list[Callable[[], object]] = []
+        self._ended_by = ""  # why the proxy ended the session, if it did
 
     # -- requests before the session starts -----------------------------------------------------
 
@@ -288,6 +289,7 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
     def abort(self, message: str) -> None:
         """End the session with one line on the client's stderr (a recording that failed)."""
         log.warning("ending session: %s", message)
+        self._ended_by = message
         if self._chan is not None and not self._closed:
             self._chan.write_stderr(f"\r\n{message}\r\n".encode())
             self._chan.exit(255)
@@ -304,7 +306,10 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
                 chan.exit(result.status)
             else:
                 chan.close()
-        if result.status is None and not result.signal:
+        if self._ended_by:
+            # The proxy ended it (a failed recording, a lock, a limit): the audit says so.
+            result.status, result.message = 255, f"ended by the proxy: {self._ended_by}"
+        elif result.status is None and not result.signal:
             if exc is not None:
                 result.message = str(exc)
             elif self._closed:
