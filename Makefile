@@ -78,8 +78,8 @@ run: install $(CONFIG) next-steps
 	$(BIN)/teleport start -c $(CONFIG)
 
 check: install-dev
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

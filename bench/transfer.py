@@ -1,0 +1,117 @@
+"""Bulk transfer through each route with the real ssh: ``head -c SIZE /dev/zero`` down to
+/dev/null, and the same bytes up into ``cat > /dev/null``. The wall time includes the
+connection setup, as a user's ``scp``-like transfer would; ``SIZE`` of 1 GiB makes it a few
+per cent at most. For routes through a cluster, the proxy process's RSS is sampled while the
+bytes flow (growth over the session) and its CPU time is read before and after. After a
+recorded transfer the suite waits for the recording to reach the store (not counted in the
+transfer time, reported apart) and deletes it, so runs do not overlap and the disk holds one."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+
+from bench.procfs import RssSampler, cpu_seconds
+from bench.route import Route
+
+TIMEOUT_S = 600.0
+
+
+class TransferError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    route: str
+    cipher: str
+    direction: str  # "down" or "up"
+    size: int
+    seconds: float
+    rss_growth_kib: int | None  # proxy process, routes through a cluster only
+    cpu_s: float | None
+    upload_s: float | None  # from the end of the session until its recording was stored
+    upload_cpu_s: float | None  # the proxy's CPU during that wait
+    recording_bytes: int | None
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.size / self.seconds / 1e6
+
+
+def proxy_pid(route: Route) -> int | None:
+    if route.name == "proxy":
+        return route.lab.proxy.pid
+    if route.name == "pipe":
+        return route.lab.pipe.pid
+    return None
+
+
+def measure(route: Route, direction: str, size: int) -> Transfer:
+    pid = proxy_pid(route)
+    cpu_before = cpu_seconds(pid) if pid else 0.0
+    sampler = RssSampler(pid) if pid else None
+    started = time.monotonic()
+    if sampler is not None:
+        sampler.__enter__()
+    try:
+        _run(route, direction, size)
+    finally:
+        seconds = time.monotonic() - started
+        if sampler is not None:
+            sampler.__exit__()
+    cpu_after = cpu_seconds(pid) if pid else 0.0
+    upload_s: float | None = None
+    upload_cpu_s: float | None = None
+    stored: int | None = None
+    if route.name == "proxy":
+        # Wait for the upload (a copy of the whole file) so it does not overlap the next run.
+        upload_s, stored = route.lab.proxy.take_recordings()
+        upload_cpu_s = cpu_seconds(route.lab.proxy.pid) - cpu_after
+    return Transfer(
+        route=route.name,
+        cipher=route.cipher,
+        direction=direction,
+        size=size,
+        seconds=seconds,
+        rss_growth_kib=sampler.growth_kib if sampler is not None else None,
+        cpu_s=cpu_after - cpu_before if pid else None,
+        upload_s=upload_s,
+        upload_cpu_s=upload_cpu_s,
+        recording_bytes=stored,
+    )
+
+
+def _run(route: Route, direction: str, size: int) -> None:
+    if direction == "down":
+        proc = subprocess.run(
+            route.argv(f"head -c {size} /dev/zero"),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=route.env(),
+            timeout=TIMEOUT_S,
+        )
+        code, err = proc.returncode, proc.stderr
+    else:
+        source = subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE)
+        try:
+            ssh = subprocess.run(
+                route.argv("cat > /dev/null"),
+                stdin=source.stdout,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=route.env(),
+                timeout=TIMEOUT_S,
+            )
+        finally:
+            assert source.stdout is not None
+            source.stdout.close()
+            source.wait(timeout=TIMEOUT_S)
+        code, err = ssh.returncode, ssh.stderr
+    if code != 0 or err.strip():
+        raise TransferError(
+            f"{direction} through {route.name} ({route.cipher}) failed with status {code}: "
+            f"{err.decode(errors='replace').strip()}"
+        )
