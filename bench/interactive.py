@@ -66,6 +66,8 @@ class Outcome:
     memory_after_kib: int = 0
     hop_cpu_open_s: float = 0.0  # the hop's CPU while the sessions were opened
     client_cpu_open_s: float = 0.0  # this process's CPU while the sessions were opened
+    hop_cpu_typing_s: float = 0.0  # the hop's CPU during the keystroke rounds
+    typing_s: float = 0.0  # how long the keystroke rounds took
 
 
 class SubsystemTunnel:
@@ -308,8 +310,12 @@ async def run(plan: Plan) -> Outcome:
         except (TimeoutError, ConnectionError):
             outcome.echo_timeouts += 1
 
+    cpu_before = hop_cpu_seconds(plan)
+    started = time.perf_counter()
     for _ in range(plan.rounds):
         await asyncio.gather(*(keystroke(s) for s in opened))
+    outcome.typing_s = time.perf_counter() - started
+    outcome.hop_cpu_typing_s = hop_cpu_seconds(plan) - cpu_before
 
     for session in opened:
         session.close()

@@ -394,7 +394,12 @@ class Lab:
             )
         )
         host_key = self.proxy.sign_host(hosts / "host")
-        self.target = Sshd(self.root / "target", user_cas, host_key)
+        # Sessions on the target get a clean HOME: the user's dotfiles (root's on the machine
+        # measured ran pyenv init, ~120 ms of CPU per session) would otherwise weigh on every
+        # route alike and drown the hop being measured. The shell is still the login shell.
+        home = self.root / "home"
+        home.mkdir(exist_ok=True)
+        self.target = Sshd(self.root / "target", user_cas, host_key, extra=(f"SetEnv HOME={home}",))
         self.jump = Sshd(
             self.root / "jump",
             user_cas,

@@ -225,6 +225,8 @@ def concurrency_rows(lab: Lab, options: Options) -> list[Row]:
                 "memory_after_close_kib": r.memory_after_kib,
                 "hop_cpu_ms_per_session": r.hop_cpu_open_s / max(1, r.opened) * 1000,
                 "client_cpu_ms_per_session": r.client_cpu_open_s / max(1, r.opened) * 1000,
+                "hop_cpu_ms_per_keystroke": r.hop_cpu_typing_s / max(1, len(r.echo_ms)) * 1000,
+                "hop_cpu_share_while_typing": r.hop_cpu_typing_s / max(r.typing_s, 1e-9),
             }
             for r in results
         ]
