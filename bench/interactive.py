@@ -310,6 +310,11 @@ async def run(plan: Plan) -> Outcome:
         except (TimeoutError, ConnectionError):
             outcome.echo_timeouts += 1
 
+    print(
+        f"opened {outcome.opened} sessions in {outcome.establish_s:.1f} s; typing",
+        file=sys.stderr,
+        flush=True,
+    )
     cpu_before = hop_cpu_seconds(plan)
     started = time.perf_counter()
     for _ in range(plan.rounds):

@@ -4,7 +4,8 @@ connection setup, as a user's ``scp``-like transfer would; ``SIZE`` of 1 GiB mak
 per cent at most. For routes through a cluster, the proxy process's RSS is sampled while the
 bytes flow (growth over the session) and its CPU time is read before and after. After a
 recorded transfer the suite waits for the recording to reach the store (not counted in the
-transfer time, reported apart) and deletes it, so runs do not overlap and the disk holds one."""
+transfer time, reported apart) and deletes it, so runs do not overlap and the disk holds one;
+after later runs it kills the proxy, upload and all, instead of waiting again."""
 
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def proxy_pid(route: Route) -> int | None:
     return None
 
 
-def measure(route: Route, direction: str, size: int) -> Transfer:
+def measure(route: Route, direction: str, size: int, *, wait_upload: bool = True) -> Transfer:
     pid = proxy_pid(route)
     cpu_before = cpu_seconds(pid) if pid else 0.0
     sampler = RssSampler(pid) if pid else None
@@ -65,10 +66,13 @@ def measure(route: Route, direction: str, size: int) -> Transfer:
     upload_s: float | None = None
     upload_cpu_s: float | None = None
     stored: int | None = None
-    if route.name == "proxy":
+    if route.name == "proxy" and wait_upload:
         # Wait for the upload (a copy of the whole file) so it does not overlap the next run.
         upload_s, stored = route.lab.proxy.take_recordings()
         upload_cpu_s = cpu_seconds(route.lab.proxy.pid) - cpu_after
+    elif route.name == "proxy":
+        # Or end it with the process, which the next run restarts anyway.
+        stored = route.lab.proxy.discard_recordings()
     return Transfer(
         route=route.name,
         cipher=route.cipher,

@@ -37,14 +37,16 @@ PROXY_ONLY = (
     "cpu_per_gib",
     "recording_size",
     "upload_wait",
-    "rss_growth",
+    "rss_growth_down",
+    "rss_growth_up",
 )
 WITH_TARGET = (
     "setup",
     "sessions_per_core",
     "concurrency_memory",
     "echo_p99",
-    "rss_growth",
+    "rss_growth_down",
+    "rss_growth_up",
     *(key for key in PAIRED if key.startswith("throughput_")),
     *(key for key in PROXY_ONLY if key.startswith("recording_overhead_")),
 )

@@ -667,6 +667,30 @@ def test_connection_limits_refuse_with_a_message(tmp_path: Path, client: Client)
         assert cluster.stop() == 0
 
 
+def test_connection_rates_refuse_new_connections_with_a_message(
+    tmp_path: Path, client: Client
+) -> None:
+    cluster = proxy_cluster(
+        tmp_path,
+        extra_proxy="connection_limits: {rates: [{period: 1m, average: 1, burst: 2}]}",
+    )
+    try:
+        guide = make_guide(tmp_path, cluster, client)
+        try:
+            results = [guide.ssh("echo admitted") for _ in range(3)]
+        finally:
+            guide.sshd.stop()
+        assert [r.out for r in results[:2]] == ["admitted\n", "admitted\n"], results
+        refused = results[2]
+        assert refused.code == 255 and "admitted" not in refused.out
+        assert "too many new connections from 127.0.0.1" in refused.err, refused.err
+        assert "connection_limits.rates" in refused.err
+        events = guide.wait_events("auth")
+        assert any("too many new connections" in e["error"] for e in events), events
+    finally:
+        assert cluster.stop() == 0
+
+
 def test_repeated_failed_logins_block_the_source_address(guide: Guide, tmp_path: Path) -> None:
     keygen = require_binary("ssh-keygen")
     key = tmp_path / "stranger"

@@ -76,6 +76,19 @@ def test_unquoted_off_is_a_recording_mode() -> None:
         ("teleport: [1, 2]\n", "teleport: expected a mapping"),
         ("teleport: {\n", "line"),
         ("auth_service:\n  authentication: {second_factor: webauthn}\n", "second_factor"),
+        (
+            "proxy_service:\n  connection_limits: {rates: [{period: 1m, average: 0, burst: 5}]}\n",
+            "proxy_service.connection_limits.rates[0].average: expected a positive number",
+        ),
+        (
+            "proxy_service:\n  connection_limits: {rates: [{period: soon, average: 1, burst: 5}]}\n",
+            "proxy_service.connection_limits.rates[0].period: invalid duration",
+        ),
+        (
+            "proxy_service:\n  connection_limits: {rates: [{period: 1m, average: 1, brust: 5}]}\n",
+            "unknown config key proxy_service.connection_limits.rates[0].brust",
+        ),
+        ("proxy_service:\n  connection_limits: {rates: 5}\n", "expected a list"),
     ],
 )
 def test_bad_config_names_the_key(text: str, message: str) -> None:
@@ -91,6 +104,17 @@ def test_render_reads_back_the_same() -> None:
     text = render_config(config)
     assert "session_recording: proxy" in text and "enabled: yes" in text
     assert parse_config(text) == config
+
+
+def test_connection_rates_read_as_teleport_writes_them() -> None:
+    config = parse_config(
+        "proxy_service:\n  connection_limits:\n    rates:\n"
+        "      - {period: 1m, average: 600, burst: 100}\n"
+        "      - {period: 1s, average: 20, burst: 40}\n"
+    )
+    rates = config.proxy_service.connection_limits.rates
+    assert [(r.per_second, r.burst) for r in rates] == [(10.0, 100), (20.0, 40)]
+    assert parse_config(render_config(config)) == config
 
 
 @pytest.mark.parametrize(

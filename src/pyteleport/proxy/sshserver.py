@@ -56,9 +56,9 @@ class ProxySSHSettings:
     principals: tuple[str, ...]  # names the proxy's own host certificate carries
     max_connections: int = 15_000
     max_users: int = 250
-    # New connections per source address: a burst, then a steady rate.
-    connection_rate_per_s: float = 10.0
-    connection_burst: int = 100
+    # New connections per source address, (rate per second, burst) each: a connection must
+    # pass every one (connection_limits.rates in the config).
+    connection_rates: tuple[tuple[float, int], ...] = ((10.0, 100),)
     # Failed authentications per source address before it is refused for a while.
     failed_auth_rate_per_s: float = 0.1
     failed_auth_burst: int = 10
@@ -88,9 +88,9 @@ class ProxySSHService:
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self.servers: set[OuterServer] = set()
         clock = clock or SystemClock()
-        self._connection_rate = RateLimiter(
-            settings.connection_rate_per_s, settings.connection_burst, clock
-        )
+        self._connection_rates = [
+            RateLimiter(rate, burst, clock) for rate, burst in settings.connection_rates
+        ]
         self._failed_auth = RateLimiter(
             settings.failed_auth_rate_per_s, settings.failed_auth_burst, clock
         )
@@ -166,10 +166,14 @@ class ProxySSHService:
             if left > 0:
                 return f"too many failed logins from {source}: try again in {math.ceil(left)}s"
             del self._blocked[source]
-        try:
-            self._connection_rate.check(source)
-        except LimitExceededError as exc:
-            return f"too many new connections from {source}: try again in {exc.retry_after_s or 1}s"
+        for limiter in self._connection_rates:
+            try:
+                limiter.check(source)
+            except LimitExceededError as exc:
+                return (
+                    f"too many new connections from {source} (proxy_service.connection_limits."
+                    f"rates): try again in {exc.retry_after_s or 1}s"
+                )
         return ""
 
     def admit_user(self, user: str, server: OuterServer) -> str:

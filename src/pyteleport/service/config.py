@@ -7,6 +7,7 @@ accepted where Teleport accepts them, including an unquoted `off` for recording 
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 import yaml
 
 from pyteleport.errors import BadParameterError
+from pyteleport.model.duration import format_duration, parse_duration
 
 RECORDING_MODES = ("node", "proxy", "node-sync", "proxy-sync", "off")
 SECOND_FACTORS = ("off", "otp")
@@ -75,12 +77,30 @@ class KeyPair:
     cert_file: str
 
 
+@dataclass(frozen=True)
+class ConnectionRate:
+    """``average`` new connections per ``period`` from one source address, after ``burst``."""
+
+    period: dt.timedelta
+    average: int
+    burst: int
+
+    @property
+    def per_second(self) -> float:
+        return self.average / self.period.total_seconds()
+
+
+# Without ``rates`` in the config: 10 new connections a second per address after 100.
+DEFAULT_CONNECTION_RATES = (ConnectionRate(dt.timedelta(seconds=1), 10, 100),)
+
+
 @dataclass
 class ConnectionLimits:
     """Teleport's defaults: 15,000 connections and 250 distinct users per proxy."""
 
     max_connections: int = 15_000
     max_users: int = 250
+    rates: tuple[ConnectionRate, ...] = DEFAULT_CONNECTION_RATES
 
 
 @dataclass
@@ -335,7 +355,44 @@ def _limits(r: _Reader) -> ConnectionLimits:
     return ConnectionLimits(
         max_connections=positive("max_connections", ConnectionLimits.max_connections),
         max_users=positive("max_users", ConnectionLimits.max_users),
+        rates=_rates(r),
     )
+
+
+def _rates(r: _Reader) -> tuple[ConnectionRate, ...]:
+    """``rates: [{period: 1m, average: 600, burst: 100}, ...]``: a new connection must pass
+    every one of them."""
+    value = r.raw("rates")
+    if value is None:
+        return DEFAULT_CONNECTION_RATES
+    if not isinstance(value, list) or not value:
+        raise BadParameterError(
+            f"{r.key('rates')}: expected a list of period/average/burst, got {_kind(value)}"
+        )
+    rates = []
+    for i, item in enumerate(value):
+        entry = _Reader(item, f"{r.key('rates')}[{i}]")
+        period_text = entry.string("period", "")
+        raw = {name: entry.raw(name) for name in ("average", "burst")}
+        entry.done()  # a misspelt key is named before a missing one
+        try:
+            period = parse_duration(period_text)
+        except BadParameterError as exc:
+            raise BadParameterError(f"{entry.key('period')}: {exc}") from None
+        if period <= dt.timedelta(0):
+            raise BadParameterError(
+                f"{entry.key('period')}: expected a positive duration such as 1m, "
+                f"got {period_text!r}"
+            )
+        numbers = {}
+        for name, number in raw.items():
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise BadParameterError(
+                    f"{entry.key(name)}: expected a positive number, got {number!r}"
+                )
+            numbers[name] = number
+        rates.append(ConnectionRate(period, numbers["average"], numbers["burst"]))
+    return tuple(rates)
 
 
 def _ssh(r: _Reader) -> SSHService:
@@ -411,10 +468,20 @@ def render_config(config: Config) -> str:
     if p.ssh_public_addr:
         proxy["ssh_public_addr"] = list(p.ssh_public_addr)
     if p.connection_limits != ConnectionLimits():
-        proxy["connection_limits"] = {
+        limits: dict[str, Any] = {
             "max_connections": p.connection_limits.max_connections,
             "max_users": p.connection_limits.max_users,
         }
+        if p.connection_limits.rates != DEFAULT_CONNECTION_RATES:
+            limits["rates"] = [
+                {
+                    "period": format_duration(rate.period),
+                    "average": rate.average,
+                    "burst": rate.burst,
+                }
+                for rate in p.connection_limits.rates
+            ]
+        proxy["connection_limits"] = limits
     if p.https_keypairs:
         proxy["https_keypairs"] = [
             {"key_file": k.key_file, "cert_file": k.cert_file} for k in p.https_keypairs

@@ -275,6 +275,10 @@ class TeleportProcess:
                 principals=tuple(self._server_names(host, *public)),
                 max_connections=cfg.proxy_service.connection_limits.max_connections,
                 max_users=cfg.proxy_service.connection_limits.max_users,
+                connection_rates=tuple(
+                    (rate.per_second, rate.burst)
+                    for rate in cfg.proxy_service.connection_limits.rates
+                ),
             ),
             lambda target, login, roles, request: RecordedSession(
                 recording, target, login, roles, request
