@@ -17,11 +17,13 @@ install: $(BIN)/python
 install-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 
-# OpenSSH client and server binaries: the tests drive the real ones.
+# OpenSSH client and server binaries: the tests drive the real ones. X11 forwarding is tested
+# with a real X server (Xvfb), xauth (which sshd runs) and an X client (xdpyinfo).
 system-deps:
-	@if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ] || ! command -v ssh-agent >/dev/null 2>&1; then \
+	@if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ] || ! command -v ssh-agent >/dev/null 2>&1 \
+		|| ! command -v Xvfb >/dev/null 2>&1 || ! command -v xauth >/dev/null 2>&1 || ! command -v xdpyinfo >/dev/null 2>&1; then \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssh-server openssh-client >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssh-server openssh-client xvfb xauth x11-utils >/dev/null; \
 	fi
 
 # An all-in-one cluster (auth + proxy, recording proxy mode, SQLite) under ./data.

@@ -28,10 +28,16 @@ def host_ca_line(cluster: Cluster) -> str:
 
 
 def start_sshd(
-    cluster: Cluster, root: Path, *, principals: str = "127.0.0.1,localhost", cert: bool = True
+    cluster: Cluster,
+    root: Path,
+    *,
+    principals: str = "127.0.0.1,localhost",
+    cert: bool = True,
+    config: str = "",
 ) -> Sshd:
     """sshd as the guide configures it: TrustedUserCAKeys from the web export, and
-    HostKey/HostCertificate from ``tctl auth sign`` (or a plain host key when ``cert`` is False)."""
+    HostKey/HostCertificate from ``tctl auth sign`` (or a plain host key when ``cert`` is False).
+    ``config`` adds sshd_config lines."""
     root.mkdir(parents=True, exist_ok=True)
     ca = root / "teleport_user_ca.pub"
     url = f"https://{cluster.web_addr}/webapi/auth/export?type=user"
@@ -52,7 +58,7 @@ def start_sshd(
         host_key=key,
         host_cert=Path(f"{key}-cert.pub") if cert else None,
     )
-    sshd.start("AcceptEnv LC_*\nSubsystem sftp internal-sftp\n")
+    sshd.start("AcceptEnv LC_*\nSubsystem sftp internal-sftp\n" + config)
     return sshd
 
 
@@ -171,3 +177,14 @@ def make_guide(
     assert res.code == 0, res.text
     sshd = start_sshd(cluster, root / "sshd", **sshd_kw)
     return Guide(root=root, cluster=cluster, client=client, sshd=sshd)
+
+
+def add_role(cluster: Cluster, tmp_path: Path, name: str, options: str) -> None:
+    """A role with ``options`` (flow YAML) that allows the user's own logins."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        f"kind: role\nversion: v7\nmetadata: {{name: {name}}}\n"
+        f"spec:\n  options: {options}\n  allow: {{logins: ['{{{{internal.logins}}}}']}}\n"
+    )
+    res = cluster.tctl("create", str(path))
+    assert res.code == 0, res.text

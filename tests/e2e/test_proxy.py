@@ -18,7 +18,7 @@ import pytest
 from pyteleport.client.profile import ProfileStore
 from pyteleport.events import asciicast
 from pyteleport.ssh.hooks import ask_recording_proxy
-from tests.e2e.guide import Guide, make_guide, start_sshd
+from tests.e2e.guide import Guide, add_role, host_ca_line, make_guide, start_sshd
 from tests.e2e.harness import Client, Cluster, Result, free_port, require_binary, run
 
 
@@ -311,16 +311,6 @@ def test_recording_survives_sigkill_and_is_uploaded_at_the_next_start(
         assert cluster.stop() == 0
 
 
-def add_role(cluster: Cluster, tmp_path: Path, name: str, options: str) -> None:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(
-        f"kind: role\nversion: v7\nmetadata: {{name: {name}}}\n"
-        f"spec:\n  options: {options}\n  allow: {{logins: ['{{{{internal.logins}}}}']}}\n"
-    )
-    res = cluster.tctl("create", str(path))
-    assert res.code == 0, res.text
-
-
 def break_recording_dir(cluster: Cluster) -> None:
     """The recordings directory becomes a plain file: every new recording fails to open."""
     streaming = cluster.data_dir / "log" / "upload" / "streaming"
@@ -417,6 +407,38 @@ async def ask_proxy(client: Client, cluster: Cluster, login: str) -> bool:
         config=None,
     ) as conn:
         return await ask_recording_proxy(conn)
+
+
+async def test_tunnel_device_forwarding_is_refused_with_a_message(guide: Guide) -> None:
+    """ssh -w asks for a tun@openssh.com channel; asyncssh sends the same open (OpenSSH's client
+    would first create a tun device on this machine) through ssh -J's path."""
+    store = ProfileStore(guide.client.home)
+    profile = store.current()
+    key = asyncssh.read_private_key(str(store.key_path(profile)))
+    cert = asyncssh.read_certificate(str(store.cert_path(profile)))
+    host_ca = asyncssh.import_public_key(host_ca_line(guide.cluster))
+    options: dict[str, Any] = {
+        "username": guide.login,
+        "client_keys": [(key, cert)],
+        "agent_path": None,
+        "config": None,
+    }
+    async with (
+        asyncssh.connect("127.0.0.1", guide.cluster.ssh_port, known_hosts=None, **options) as jump,
+        asyncssh.connect(
+            "127.0.0.1",
+            guide.sshd.port,
+            tunnel=jump,
+            known_hosts=([], [host_ca], []),
+            **options,
+        ) as inner,
+    ):
+        with pytest.raises(asyncssh.ChannelOpenError) as info:
+            await inner.open_tun()
+    assert info.value.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
+    assert info.value.reason == (
+        "tunnel device forwarding (ssh -w) is not supported through the recording proxy"
+    )
 
 
 async def test_recording_proxy_global_request_says_true(guide: Guide) -> None:

@@ -19,6 +19,7 @@ EXEC = "exec"
 SUBSYSTEM = "subsystem"
 PORT = "port"
 AUTH = "auth"
+X11_FORWARD = "x11-forward"
 # Ours, no Teleport equivalent: a signature the target asked of the user's forwarded agent.
 AGENT_SIGN = "agent.sign"
 # Ours: one file that crossed an SFTP session (path, direction, size, SHA-256).
@@ -49,6 +50,8 @@ CODES = {
     # A failed SSH authentication is only ever a failure: T3007W whichever way it is emitted.
     (AUTH, True): "T3007W",
     (AUTH, False): "T3007W",
+    (X11_FORWARD, True): "T3008I",
+    (X11_FORWARD, False): "T3008W",
     (AGENT_SIGN, True): "TPA01I",
     (FILE_TRANSFER, True): "TPF00I",
     (LOCK_CREATED, True): "TLK00I",

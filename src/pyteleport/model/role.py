@@ -159,7 +159,8 @@ _OPTION_KEYS = (
     "max_session_ttl",
     "forward_agent",
     "port_forwarding",
-    "x11_forwarding",
+    "permit_x11_forwarding",
+    "x11_forwarding",  # what this project wrote before it used Teleport's name; read only
     "record_session",
     "disconnect_expired_cert",
     "client_idle_timeout",
@@ -179,12 +180,14 @@ def _options_from_dict(data: Any) -> RoleOptions:
     for key in (
         "forward_agent",
         "port_forwarding",
-        "x11_forwarding",
         "disconnect_expired_cert",
         "ssh_file_copy",
     ):
         if key in raw:
             kwargs[key] = _bool(raw[key], f"spec.options.{key}")
+    for key in ("x11_forwarding", "permit_x11_forwarding"):
+        if key in raw:
+            kwargs["x11_forwarding"] = _bool(raw[key], f"spec.options.{key}")
     if raw.get("client_idle_timeout") not in (None, "", "0", 0):
         kwargs["client_idle_timeout"] = parse_duration(str(raw["client_idle_timeout"]))
     record = _mapping(raw.get("record_session"), "spec.options.record_session")
@@ -203,7 +206,7 @@ def _options_to_dict(opts: RoleOptions) -> dict[str, Any]:
         "max_session_ttl": format_duration(opts.max_session_ttl),
         "forward_agent": opts.forward_agent,
         "port_forwarding": opts.port_forwarding,
-        "x11_forwarding": opts.x11_forwarding,
+        "permit_x11_forwarding": opts.x11_forwarding,
         "record_session": {"ssh": opts.record_session_ssh},
         "disconnect_expired_cert": opts.disconnect_expired_cert,
         "ssh_file_copy": opts.ssh_file_copy,

@@ -32,7 +32,10 @@ from pyteleport.ssh.hooks import (
     CertificateCheck,
     ClientCertificate,
     ForwardedAgent,
+    X11Relay,
+    X11Request,
     keep_agent_in_memory,
+    take_x11_requests,
     watch_client_certificates,
 )
 from pyteleport.ssh.relay import InnerSession, SessionObserver, SessionRequest, TargetSession
@@ -94,6 +97,7 @@ class ForwardingServer(asyncssh.SSHServer):
         self._conn: asyncssh.SSHServerConnection | None = None
         self._check = CertificateCheck()
         self._target_conn: asyncio.Future[asyncssh.SSHClientConnection] | None = None
+        self._x11: X11Relay | None = None
         self._sessions: weakref.WeakSet[InnerSession] = weakref.WeakSet()
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
@@ -102,6 +106,7 @@ class ForwardingServer(asyncssh.SSHServer):
         self._conn = conn
         watch_client_certificates(conn, self._user_ca, self._check, self._same_user)
         self._inner_agent = keep_agent_in_memory(conn)
+        take_x11_requests(conn, self._x11_requested)
 
     def _same_user(self, cert: ClientCertificate) -> str:
         if cert.key_id != self._target.user:
@@ -202,8 +207,16 @@ class ForwardingServer(asyncssh.SSHServer):
                 kwargs["command"] = request.command
             elif request.kind == "subsystem":
                 kwargs["subsystem"] = request.subsystem
+            if request.x11 is not None:
+                # Sent as the user's ssh sent it; a refusal leaves the session running.
+                kwargs.update(
+                    x11_forwarding="ignore_failure",
+                    x11_display=self._x11_relay(target).offer(request.x11),
+                )
             chan, session = await target.create_session(factory, **kwargs)
             assert isinstance(session, TargetSession)
+            if request.x11 is not None:
+                await self._x11_answered(session, login, self._x11_relay(target).accepted(chan))
             return chan, session
 
         def observe(request: SessionRequest) -> SessionObserver:
@@ -228,6 +241,66 @@ class ForwardingServer(asyncssh.SSHServer):
             )
             session.on_close(timer.cancel)
         return session
+
+    # -- X11 ---------------------------------------------------------------------------------------
+
+    async def _x11_requested(
+        self, chan: asyncssh.SSHServerChannel[bytes], request: X11Request
+    ) -> bool:
+        """``ssh -X``/``-Y``: allowed when the roles and the certificate allow it; passed to
+        the target with the session (the answer the user sees then is the target's)."""
+        assert self._conn is not None
+        login = str(self._conn.get_extra_info("username"))
+        session = next((s for s in self._sessions if s.channel is chan), None)
+        roles = await self._roles()
+        error = ""
+        if not roles.can_x11_forward():
+            error = (
+                f"X11 forwarding is not allowed by roles {','.join(roles.names)} "
+                "(spec.options.permit_x11_forwarding)"
+            )
+        elif not self._conn.check_certificate_permission("X11-forwarding"):
+            error = "X11 forwarding is not permitted by the certificate: log in again"
+        elif session is None:
+            error = "X11 forwarding was requested on a channel that is not a session"
+        if error:
+            log.info("refused X11 forwarding of %s as %s: %s", self._target.user, login, error)
+            await self._audit(
+                self._target, login, codes.X11_FORWARD, {"success": False, "error": error}
+            )
+            return False
+        assert session is not None
+        session.request.x11 = request
+        return True
+
+    async def _x11_answered(self, session: TargetSession, login: str, accepted: bool) -> None:
+        error = ""
+        if not accepted:
+            error = (
+                f"X11 forwarding request failed on {self._target.host}: the target refused it "
+                "(X11Forwarding yes and xauth in its sshd_config)"
+            )
+            session.inner.notice(error)
+        await self._audit(
+            self._target, login, codes.X11_FORWARD, {"success": accepted, "error": error}
+        )
+
+    def _x11_relay(self, target: asyncssh.SSHClientConnection) -> X11Relay:
+        if self._x11 is None:
+            self._x11 = X11Relay(target, self._open_x11)
+        return self._x11
+
+    async def _open_x11(self, orig_host: str, orig_port: int) -> TCPEnd:
+        """An X client on the target connected to its forwarded display: the same channel to
+        the user's ssh, which checks the cookie and connects to the real display."""
+        assert self._conn is not None
+        inner, far = tcprelay.pair()
+        chan = self._conn.create_x11_channel()
+        try:
+            await chan.open(lambda: inner, orig_host, orig_port)
+        except asyncssh.ChannelOpenError as exc:
+            raise asyncssh.ChannelOpenError(exc.code, exc.reason) from None
+        return far
 
     @staticmethod
     async def _watch_idle(session: InnerSession, idle_limit: dt.timedelta) -> None:
@@ -296,6 +369,15 @@ class ForwardingServer(asyncssh.SSHServer):
             f"forwarding to the unix socket {dest_path} is not supported through the recording "
             "proxy: forward a TCP port instead",
         )
+
+    def tun_requested(self, unit: int | None) -> bool:
+        raise asyncssh.ChannelOpenError(
+            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+            "tunnel device forwarding (ssh -w) is not supported through the recording proxy",
+        )
+
+    def tap_requested(self, unit: int | None) -> bool:
+        return self.tun_requested(unit)
 
     def unix_server_requested(self, listen_path: str) -> bool:
         log.info("refused remote unix socket forwarding to %s: not supported", listen_path)

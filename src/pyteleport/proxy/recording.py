@@ -242,7 +242,8 @@ async def audit_forward(
     fields: dict[str, Any],
 ) -> None:
     """``port`` (T3003I) for each forwarded connection; ``agent.sign`` for each signature the
-    target asks of the user's forwarded agent."""
+    target asks of the user's forwarded agent; ``x11-forward`` (T3008I, or T3008W with
+    ``success`` false) for each X11 request."""
     await settings.audit.emit(
         event,
         {
@@ -255,6 +256,7 @@ async def audit_forward(
             "addr.local": target.local_addr,
             "addr.remote": target.remote_addr,
         },
+        success=bool(fields.get("success", True)),
     )
 
 

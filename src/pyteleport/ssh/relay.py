@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 import asyncssh
 
+from pyteleport.ssh.hooks import X11Request
+
 log = logging.getLogger("pyteleport.ssh")
 
 
@@ -34,6 +36,7 @@ class SessionRequest:
     term_size: tuple[int, int, int, int] = (0, 0, 0, 0)
     term_modes: dict[int, int] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    x11: X11Request | None = None  # the x11-req to pass on, once allowed
 
 
 @dataclass(slots=True)
@@ -68,6 +71,10 @@ class TargetSession(asyncssh.SSHClientSession[bytes]):
     def __init__(self, inner: InnerSession) -> None:
         self._inner = inner
         self.exit = SessionExit()
+
+    @property
+    def inner(self) -> InnerSession:
+        return self._inner
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
         self._inner.from_target(data, datatype)
@@ -213,6 +220,19 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def channel(self) -> asyncssh.SSHServerChannel[bytes] | None:
+        return self._chan
+
+    @property
+    def request(self) -> SessionRequest:
+        return self._request
+
+    def notice(self, message: str) -> None:
+        """One line on the user's stderr; the session goes on."""
+        if self._chan is not None and not self._closed:
+            self._chan.write_stderr(f"{message}\r\n".encode())
 
     def on_close(self, callback: Callable[[], object]) -> None:
         self._on_close.append(callback)
