@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -52,3 +54,31 @@ async def test_a_long_recording_lists_its_last_frame_time(tmp_path: Path) -> Non
     await store.upload("long", path)
     [info] = await store.list()
     assert info.duration_s == pytest.approx(30.0)
+
+
+async def test_storing_on_the_same_filesystem_links_instead_of_copying(tmp_path: Path) -> None:
+    store = FileRecordingStore(tmp_path / "records")
+    source = await make_recording(tmp_path / "local", "s1")
+    await store.upload("s1", source)
+    stored = tmp_path / "records" / "s1.cast"
+    assert stored.stat().st_ino == source.stat().st_ino  # no second copy of a long session
+    assert source.exists()  # the caller removes it once the upload is announced
+    await store.upload("s1", source)  # a retry after a crash is harmless
+    assert stored.read_bytes() == source.read_bytes()
+    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["s1.cast"]
+
+
+async def test_another_filesystem_gets_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cross_device(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+    monkeypatch.setattr(os, "link", cross_device)
+    store = FileRecordingStore(tmp_path / "records")
+    source = await make_recording(tmp_path / "local", "s1")
+    await store.upload("s1", source)
+    stored = tmp_path / "records" / "s1.cast"
+    assert stored.stat().st_ino != source.stat().st_ino
+    assert stored.read_bytes() == source.read_bytes()
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600

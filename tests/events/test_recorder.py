@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import errno
 import itertools
+import json
 import os
 import signal
 import stat
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from pyteleport.clock import FakeClock
 from pyteleport.errors import BadParameterError, ConnectionProblemError, RecordingError
-from pyteleport.events.asciicast import Frame, Header, decode_bytes
+from pyteleport.events.asciicast import Frame, Header, decode_bytes, encode_frame
 from pyteleport.events.recorder import SessionRecorder
 
 WAIT_S = 10.0
@@ -162,6 +163,17 @@ def test_round_trip_whatever_the_packet_boundaries(
         assert "".join(f.data for f in frames if f.code == code) == sent[code]
     times = [f.time_s for f in frames]
     assert times == sorted(times)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    time_s=st.one_of(st.integers(0, 10**6), st.floats(0, 1e6, allow_nan=False)),
+    code=st.sampled_from(["o", "i", "r", "m"]),
+    data=st.text(),
+)
+def test_a_frame_is_the_json_array_asciinema_reads(time_s: float, code: str, data: str) -> None:
+    line = encode_frame(Frame(time_s, code, data))
+    assert line == json.dumps([round(time_s, 6), code, data], ensure_ascii=False) + "\n"
 
 
 @settings(max_examples=40, deadline=None)

@@ -12,6 +12,7 @@ in ``tests/events/store_conformance.py``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import builtins
 import datetime as dt
 import logging
@@ -123,17 +124,25 @@ class FileRecordingStore:
         return target.resolve().as_uri()
 
     def _copy(self, source: Path, target: Path) -> None:
-        """Copy to a temporary name, fsync, rename, fsync the directory: a reader (or a
-        crash) sees the old recording or the whole new one, never half of it."""
+        """Put the file in place under a temporary name, fsync, rename, fsync the directory: a
+        reader (or a crash) sees the old recording or the whole new one, never half of it.
+
+        On the same filesystem (the default: both under ``data_dir``) the temporary name is a
+        hard link to the finished file, so storing a recording costs no copy whatever its size;
+        the source stays until the caller removes it, so a retried upload is still harmless."""
         tmp = target.with_name(f".{target.name}.tmp")
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with source.open("rb") as src:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-                with os.fdopen(fd, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
-                    dst.flush()
-                    os.fsync(dst.fileno())
+            tmp.unlink(missing_ok=True)
+            if target.exists() and os.path.samefile(source, target):
+                return  # a retry after a crash: linked in place already
+            if not self._link(source, tmp):
+                with source.open("rb") as src:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+                    with os.fdopen(fd, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1024 * 1024)
+                        dst.flush()
+                        os.fsync(dst.fileno())
             os.replace(tmp, target)
             dir_fd = os.open(self.directory, os.O_RDONLY)
             try:
@@ -150,6 +159,23 @@ class FileRecordingStore:
             raise RecordingError(
                 f"cannot store recording in {self.directory}: {exc.strerror or exc}"
             ) from exc
+
+    @staticmethod
+    def _link(source: Path, tmp: Path) -> bool:
+        """Hard-link ``source`` (its data fsynced first) as ``tmp``; False where the two
+        directories cannot share a file (another filesystem), and the caller copies."""
+        fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(source, tmp)
+        except OSError as exc:
+            if exc.errno in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP):
+                return False
+            raise
+        return True
 
     async def list(self) -> list[RecordingInfo]:
         return await asyncio.to_thread(self._list)

@@ -16,22 +16,47 @@ import asyncssh
 
 
 class ChannelTransport(asyncio.Transport):
-    """An asyncio transport over one SSH channel (the outer subsystem channel)."""
+    """An asyncio transport over one SSH channel (the outer subsystem channel).
+
+    Writes made in one pass of the event loop go to the channel as one: the inner connection
+    writes one SSH packet at a time, each a little larger than the outer channel's maximum
+    packet when it carries a full data packet, so passing them on one by one would send every
+    one as a full outer packet and a tiny one."""
 
     def __init__(self, chan: asyncssh.SSHServerChannel[bytes], extra: dict[str, Any]) -> None:
         super().__init__(extra)
         self._chan = chan
         self._closing = False
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._eof = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not self._closing:
-            self._chan.write(bytes(data))
+        if self._closing:
+            return
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending.append(bytes(data))
+        self._pending_size += len(data)
+
+    def _flush(self) -> None:
+        if self._pending and not self._closing:
+            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            self._chan.write(data)
+        self._pending.clear()
+        self._pending_size = 0
+        if self._eof and not self._closing:
+            self._chan.write_eof()
 
     def can_write_eof(self) -> bool:
         return True
 
     def write_eof(self) -> None:
-        if not self._closing:
+        if self._closing:
+            return
+        if self._pending:
+            self._eof = True  # after what is still to be written
+        else:
             self._chan.write_eof()
 
     def is_closing(self) -> bool:
@@ -39,6 +64,7 @@ class ChannelTransport(asyncio.Transport):
 
     def close(self) -> None:
         if not self._closing:
+            self._flush()  # what the connection wrote last (its disconnect message)
             self._closing = True
             self._chan.close()
 
@@ -52,7 +78,7 @@ class ChannelTransport(asyncio.Transport):
         self._chan.resume_reading()
 
     def get_write_buffer_size(self) -> int:
-        return int(self._chan.get_write_buffer_size())
+        return int(self._chan.get_write_buffer_size()) + self._pending_size
 
 
 class ChannelTunnel:
