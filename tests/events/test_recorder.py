@@ -148,7 +148,7 @@ def test_round_trip_whatever_the_packet_boundaries(
     """Text sent as UTF-8 in packets cut anywhere (even inside a character) reads back whole."""
     clock = FakeClock()
     with tempfile.TemporaryDirectory() as tmp:
-        recorder = SessionRecorder.create(Path(tmp), header(), clock=clock, fsync_interval_s=0.3)
+        recorder = SessionRecorder.create(Path(tmp), header(), clock=clock, flush_interval_s=0.3)
         sent = {"o": "", "i": ""}
         for code, text, gap_s in packets:
             tick(clock, gap_s)
@@ -190,7 +190,7 @@ def test_resizes_round_trip(sizes: list[tuple[int, int]]) -> None:
 def test_lines_wait_in_memory_until_the_interval_has_passed(tmp_path: Path) -> None:
     """Outside an event loop (no timer) the next call after the interval writes them."""
     clock = FakeClock()
-    recorder = SessionRecorder.create(tmp_path, header(), clock=clock, fsync_interval_s=1.0)
+    recorder = SessionRecorder.create(tmp_path, header(), clock=clock, flush_interval_s=1.0)
     recorder.output(b"first")
     assert read(recorder.path)[1] == []  # the header is on disk at once, the frame is not
     tick(clock, 1.0)
@@ -199,7 +199,7 @@ def test_lines_wait_in_memory_until_the_interval_has_passed(tmp_path: Path) -> N
 
 
 async def test_an_idle_session_still_reaches_the_disk(tmp_path: Path) -> None:
-    recorder = SessionRecorder.create(tmp_path, header(), fsync_interval_s=0.05)
+    recorder = SessionRecorder.create(tmp_path, header(), flush_interval_s=0.05)
     recorder.output(b"last words")
     await eventually(lambda: bool(read(recorder.path)[1]))
     assert [f.data for f in read(recorder.path)[1]] == ["last words"]
@@ -224,7 +224,7 @@ CRASH_SCRIPT = textwrap.dedent(
 
     async def main():
         header = Header(width=80, height=24, timestamp=0, session_id="crash")
-        recorder = SessionRecorder.create(Path(sys.argv[1]), header, fsync_interval_s=0.1)
+        recorder = SessionRecorder.create(Path(sys.argv[1]), header, flush_interval_s=0.1)
         recorder.output(b"before the crash\\r\\n")
         await asyncio.sleep(0.5)  # several intervals: the timer has written it
         recorder.output(b"written")  # the interval has passed: written by this call
@@ -328,7 +328,7 @@ async def test_strict_failure_found_by_the_timer_is_raised_by_the_next_call(
         header(),
         strict=True,
         clock=FakeClock(),  # never moves: only the timer writes
-        fsync_interval_s=0.05,
+        flush_interval_s=0.05,
     )
     recorder.output(b"buffered")  # nothing written yet, so nothing fails yet
     await eventually(lambda: recorder.failed)
@@ -353,3 +353,61 @@ def test_create_in_an_unusable_directory(tmp_path: Path) -> None:
     assert recorder.failed
     recorder.output(b"goes nowhere")
     asyncio.run(recorder.aclose())
+
+
+async def test_fsyncs_of_many_recordings_share_one_worker_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thousand quiet sessions must not be a thousand executor jobs a second; and a file
+    whose fsync fails fails its own recording only."""
+    from pyteleport.events import recorder as module
+
+    jobs: list[list[int]] = []
+    real = module._sync_all
+
+    def counting(fds: list[int]) -> dict[int, OSError]:
+        jobs.append(fds)
+        return real(fds)
+
+    monkeypatch.setattr(module, "_sync_all", counting)
+    loop = asyncio.get_running_loop()
+    syncer = module._syncer(loop)
+    files = [os.open(tmp_path / f"f{i}", os.O_WRONLY | os.O_CREAT, 0o600) for i in range(50)]
+    bad = os.open(tmp_path / "closed", os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(bad)  # fdatasync on it fails with EBADF
+    try:
+        futures = [syncer.sync(fd) for fd in [*files, bad]]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+    finally:
+        for fd in files:
+            os.close(fd)
+    assert results[:-1] == [None] * len(files)
+    assert isinstance(results[-1], OSError) and results[-1].errno == errno.EBADF
+    # The first request starts a job at once; the 50 made meanwhile go in one more.
+    assert [len(job) for job in jobs] == [1, len(files)]
+
+
+async def test_written_every_second_synced_every_five(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyteleport.events import recorder as module
+
+    synced: list[int] = []
+    real = module._sync_all
+
+    def counting(fds: list[int]) -> dict[int, OSError]:
+        synced.extend(fds)
+        return real(fds)
+
+    monkeypatch.setattr(module, "_sync_all", counting)
+    clock = FakeClock()
+    recorder = SessionRecorder.create(tmp_path, header(), clock=clock)
+    for second in range(1, 11):
+        tick(clock, 1)
+        recorder.output(f"{second}".encode())
+        # Written at once (a killed process loses at most a second) ...
+        assert read(recorder.path)[1][-1].data == f"{second}"
+        await asyncio.sleep(0.01)
+    # ... on disk every five seconds.
+    assert len(synced) == 2
+    await recorder.aclose()

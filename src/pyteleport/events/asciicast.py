@@ -8,9 +8,9 @@ The header's ``teleport`` object carries who, where and when; players ignore it.
 from __future__ import annotations
 
 import json
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from typing import Any
 
 from pyteleport.errors import BadParameterError

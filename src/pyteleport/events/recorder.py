@@ -1,10 +1,14 @@
 """The session recorder: one asciicast v2 file, written as the session runs.
 
 It is called for every SSH packet, so a call only encodes a line into memory. The lines reach the
-file (``write``) at most ``fsync_interval_s`` after they were recorded, from the next call or
-from a timer when the session goes idle, and that flush also starts an ``fsync`` in a worker
-thread, so the event loop never waits on the disk. A proxy killed with SIGKILL therefore loses at
-most the last interval of output; a torn last line is skipped by the decoder.
+file (``write``) at most ``flush_interval_s`` (1 s) after they were recorded, from the next call
+or from a timer when the session goes idle. A proxy killed with SIGKILL therefore loses at most
+the last second of output (the kernel holds what was written); a torn last line is skipped by the
+decoder. What was written reaches the disk itself (``fdatasync``, against a crash of the whole
+machine) at most ``fsync_interval_s`` (5 s) later, in a worker thread, so the event loop never
+waits on the disk: one job for every recording that asked in the meantime (``_Syncer``). The two
+intervals differ because a thousand quiet interactive sessions syncing every second cost the
+proxy a fifth of its CPU per keystroke (bench/, docs/performance.md).
 
 A write that fails (ENOSPC, EIO, ...) ends the recording, never the session, unless the
 recording is ``strict``: then the call that hit the failure, or the first call after a failure
@@ -19,6 +23,7 @@ import contextlib
 import logging
 import os
 import re
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -83,7 +88,8 @@ class SessionRecorder:
         header: Header,
         *,
         clock: Clock | None = None,
-        fsync_interval_s: float = 1.0,
+        flush_interval_s: float = 1.0,
+        fsync_interval_s: float = 5.0,
         strict: bool = False,
     ) -> None:
         self.path = path
@@ -92,13 +98,16 @@ class SessionRecorder:
         self.failed = False
         self._file = file
         self._clock = clock or SystemClock()
-        self._interval_s = fsync_interval_s
+        self._interval_s = flush_interval_s
+        self._fsync_interval_s = max(fsync_interval_s, flush_interval_s)
         self._start_s = self._clock.monotonic()
-        self._last_sync_s = self._start_s
+        self._last_sync_s = self._start_s  # the last flush on the interval
+        self._last_fsync_s = self._start_s
         self._buffer: list[str] = [encode_header(header)]
         self._buffered = len(self._buffer[0])
         self._unsynced = False
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_due_s = 0.0
         self._fsync: asyncio.Future[None] | None = None
         self._error: str | None = None
         self._error_cause: BaseException | None = None
@@ -118,7 +127,8 @@ class SessionRecorder:
         header: Header,
         *,
         clock: Clock | None = None,
-        fsync_interval_s: float = 1.0,
+        flush_interval_s: float = 1.0,
+        fsync_interval_s: float = 5.0,
         strict: bool = False,
     ) -> SessionRecorder:
         """Create ``<directory>/<sid>.cast`` (0600, directory 0700) and write the header now,
@@ -133,7 +143,13 @@ class SessionRecorder:
             recorder._fail(exc)
         else:
             recorder = cls(
-                path, file, header, clock=clock, fsync_interval_s=fsync_interval_s, strict=strict
+                path,
+                file,
+                header,
+                clock=clock,
+                flush_interval_s=flush_interval_s,
+                fsync_interval_s=fsync_interval_s,
+                strict=strict,
             )
             recorder._flush(sync=False)
             recorder._schedule()
@@ -184,17 +200,28 @@ class SessionRecorder:
     # -- reaching the disk ------------------------------------------------------------------------
 
     def _schedule(self) -> None:
-        """Make sure an idle session's last lines still reach the disk within the interval."""
-        if self._timer is not None or self.failed or self._closed:
+        """Make sure an idle session's last lines still reach the file within the flush
+        interval, and the disk within the fsync interval."""
+        if self.failed or self._closed:
             return
         if not self._buffer and not self._unsynced:
             return
+        due_s = (
+            self._last_sync_s + self._interval_s
+            if self._buffer
+            else self._last_fsync_s + self._fsync_interval_s
+        )
+        if self._timer is not None:
+            if self._timer_due_s <= due_s:
+                return
+            self._timer.cancel()  # waiting for the fsync, and now there are lines to write
+            self._timer = None
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # used outside a loop (a script, a test): the next call or aclose flushes
-        delay_s = max(0.0, self._last_sync_s + self._interval_s - self._clock.monotonic())
-        self._timer = loop.call_later(delay_s, self._on_timer)
+        self._timer_due_s = due_s
+        self._timer = loop.call_later(max(0.0, due_s - self._clock.monotonic()), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -216,8 +243,9 @@ class SessionRecorder:
                 return
             self._unsynced = True
         if sync:
-            self._last_sync_s = self._clock.monotonic()
-            if self._unsynced:
+            now_s = self._last_sync_s = self._clock.monotonic()
+            if self._unsynced and now_s - self._last_fsync_s >= self._fsync_interval_s:
+                self._last_fsync_s = now_s
                 self._start_fsync()
 
     def _start_fsync(self) -> None:
@@ -233,11 +261,11 @@ class SessionRecorder:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             try:
-                os.fsync(fd)
+                os.fdatasync(fd)
             except OSError as exc:
                 self._fail(exc)
             return
-        self._fsync = loop.run_in_executor(None, os.fsync, fd)
+        self._fsync = _syncer(loop).sync(fd)
         self._fsync.add_done_callback(self._on_fsync_done)
 
     def _on_fsync_done(self, future: asyncio.Future[None]) -> None:
@@ -291,7 +319,7 @@ class SessionRecorder:
                 await self._fsync
         if not self.failed and self._unsynced:
             try:
-                await asyncio.to_thread(os.fsync, self._file.fileno())
+                await asyncio.to_thread(os.fdatasync, self._file.fileno())
             except (OSError, ValueError) as exc:
                 self._fail(exc)
         try:
@@ -301,6 +329,80 @@ class SessionRecorder:
         if self._error is not None and not self._error_delivered:
             self._raise_if_failed()
         return self.path
+
+
+class _Syncer:
+    """The fsyncs of every recording on one event loop, made by one worker job at a time.
+
+    A thousand quiet interactive sessions each wanting its second's keystrokes on disk would be
+    a thousand executor jobs (and wake-ups of the loop) a second; here they are one job that
+    runs ``fdatasync`` (the data and the file size, not the times) over every file that asked
+    since the last job started. While a job runs, new requests wait for the next one, so a slow
+    disk makes the batches larger rather than the queue longer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._pending: dict[int, asyncio.Future[None]] = {}
+        self._running = False
+
+    def sync(self, fd: int) -> asyncio.Future[None]:
+        """A future done when ``fd``'s data is on disk (or failing with the OSError). The caller
+        keeps ``fd`` open until then."""
+        future = self._pending.get(fd)
+        if future is None:
+            future = self._pending[fd] = self._loop.create_future()
+        if not self._running:
+            self._start()
+        return future
+
+    def _start(self) -> None:
+        batch, self._pending = self._pending, {}
+        self._running = True
+        job = self._loop.run_in_executor(None, _sync_all, list(batch))
+        job.add_done_callback(lambda done: self._finish(batch, done))
+
+    def _finish(
+        self, batch: dict[int, asyncio.Future[None]], job: asyncio.Future[dict[int, OSError]]
+    ) -> None:
+        self._running = False
+        if job.cancelled():
+            errors: dict[int, OSError] = {}
+            for future in batch.values():
+                future.cancel()
+        else:
+            exc = job.exception()
+            errors = job.result() if exc is None else {fd: OSError(str(exc)) for fd in batch}
+        for fd, future in batch.items():
+            if future.done():
+                continue
+            if fd in errors:
+                future.set_exception(errors[fd])
+            else:
+                future.set_result(None)
+        if self._pending:
+            self._start()
+
+
+def _sync_all(fds: list[int]) -> dict[int, OSError]:
+    errors = {}
+    for fd in fds:
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            errors[fd] = exc
+    return errors
+
+
+_syncers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Syncer] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _syncer(loop: asyncio.AbstractEventLoop) -> _Syncer:
+    syncer = _syncers.get(loop)
+    if syncer is None:
+        syncer = _syncers[loop] = _Syncer(loop)
+    return syncer
 
 
 class _NullFile:

@@ -12,9 +12,9 @@ in ``tests/events/store_conformance.py``.
 from __future__ import annotations
 
 import asyncio
-import errno
 import builtins
 import datetime as dt
+import errno
 import logging
 import os
 import shutil
