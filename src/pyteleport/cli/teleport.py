@@ -37,8 +37,11 @@ def _setup_logging(output: str, severity: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # uvicorn's own per-request noise stays out of the log unless debugging.
+    # uvicorn's per-request and asyncssh's per-connection and per-channel noise stay out of
+    # the log unless debugging (asyncssh logs several INFO lines for every SSH session, which
+    # cost the proxy more CPU per session than the audit log does).
     logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("asyncssh").setLevel(max(logging.WARNING, root.level))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -228,6 +228,7 @@ class ForwarderLink:
                     encoding=None,
                     line_editor=False,
                     allow_scp=False,
+                    gss_host=None,
                     agent_forwarding=True,
                     encryption_algs=ENCRYPTION_ALGS,
                     keepalive_interval=KEEPALIVE_INTERVAL_S,

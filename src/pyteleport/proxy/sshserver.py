@@ -119,6 +119,7 @@ class ProxySSHService:
                 agent_forwarding=True,
                 x11_forwarding=False,
                 allow_scp=False,
+                gss_host=None,  # no GSSAPI (asyncssh would look up this host's FQDN per connection)
                 line_editor=False,
                 encoding=None,
                 encryption_algs=ENCRYPTION_ALGS,
