@@ -36,6 +36,7 @@ from pyteleport.ssh.hooks import (
     CertificateCheck,
     ForwardedAgent,
     add_global_request_handler,
+    coalesce_writes,
     keep_agent_in_memory,
     watch_client_certificates,
 )
@@ -239,6 +240,7 @@ class OuterServer(asyncssh.SSHServer):
         self._expiry: asyncio.TimerHandle | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        coalesce_writes(conn)
         self.conn = conn
         self.service.track(conn, True)
         self.service.servers.add(self)

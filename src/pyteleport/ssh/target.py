@@ -16,6 +16,7 @@ from typing import Any
 import asyncssh
 
 from pyteleport.errors import ConnectionProblemError
+from pyteleport.ssh.hooks import coalesce_writes
 
 log = logging.getLogger("pyteleport.ssh")
 
@@ -40,6 +41,9 @@ class _TargetClient(asyncssh.SSHClient):
 
     def __init__(self) -> None:
         self.refusal = ""
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        coalesce_writes(conn)
 
     def validate_host_public_key(
         self, host: str, addr: str, port: int, key: asyncssh.SSHKey
