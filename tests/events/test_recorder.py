@@ -411,3 +411,25 @@ async def test_written_every_second_synced_every_five(
     # ... on disk every five seconds.
     assert len(synced) == 2
     await recorder.aclose()
+
+
+async def test_a_bulk_session_is_synced_by_volume_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyteleport.events import recorder as module
+
+    synced: list[int] = []
+    real = module._sync_all
+
+    def counting(fds: list[int]) -> dict[int, OSError]:
+        synced.extend(fds)
+        return real(fds)
+
+    monkeypatch.setattr(module, "_sync_all", counting)
+    monkeypatch.setattr(module, "SYNC_EVERY_BYTES", 256 * 1024)
+    recorder = SessionRecorder.create(tmp_path, header(), clock=FakeClock())  # time stands still
+    for _ in range(16):
+        recorder.output(b"\0" * 32768)  # six bytes each in the file
+        await asyncio.sleep(0.01)
+    assert len(synced) >= 3
+    await recorder.aclose()

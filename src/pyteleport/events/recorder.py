@@ -46,6 +46,10 @@ log = logging.getLogger("pyteleport.events")
 # Lines held in memory before they are written even if the interval has not passed: a bulk
 # transfer (cat of a large file) would otherwise buffer a whole second of it.
 MAX_BUFFER_CHARS = 64 * 1024
+# A bulk session (a binary stream records as up to six bytes per byte) is synced every this many
+# bytes written as well: the kernel then never holds much of one recording unwritten, which
+# keeps the writes that follow from stalling on its writeback.
+SYNC_EVERY_BYTES = 32 * 1024 * 1024
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -106,6 +110,7 @@ class SessionRecorder:
         self._buffer: list[str] = [encode_header(header)]
         self._buffered = len(self._buffer[0])
         self._unsynced = False
+        self._unsynced_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due_s = 0.0
         self._fsync: asyncio.Future[None] | None = None
@@ -242,9 +247,15 @@ class SessionRecorder:
                 self._fail(exc)
                 return
             self._unsynced = True
-        if sync:
-            now_s = self._last_sync_s = self._clock.monotonic()
-            if self._unsynced and now_s - self._last_fsync_s >= self._fsync_interval_s:
+            self._unsynced_bytes += len(data)
+        if sync or self._unsynced_bytes >= SYNC_EVERY_BYTES:
+            now_s = self._clock.monotonic()
+            if sync:
+                self._last_sync_s = now_s
+            if self._unsynced and (
+                now_s - self._last_fsync_s >= self._fsync_interval_s
+                or self._unsynced_bytes >= SYNC_EVERY_BYTES
+            ):
                 self._last_fsync_s = now_s
                 self._start_fsync()
 
@@ -257,6 +268,7 @@ class SessionRecorder:
             self._fail(exc)
             return
         self._unsynced = False
+        self._unsynced_bytes = 0
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
