@@ -81,6 +81,23 @@ class BackendConformance:
             await backend.create(Item(key="/users/alice", value=b"second"))
         assert (await backend.get("/users/alice")).value == b"first"
 
+    async def test_create_many_creates_all_in_one_write(self, backend: Backend) -> None:
+        items = [Item(key=f"/events/{i}", value=f"e{i}".encode()) for i in range(5)]
+        created = await backend.create_many(items)
+        assert [c.key for c in created] == [i.key for i in items]
+        assert len({c.revision for c in created}) == 5
+        assert [i.value for i in await backend.get_range("/events/", "/events0")] == [
+            f"e{i}".encode() for i in range(5)
+        ]
+
+    async def test_create_many_writes_none_if_one_key_exists(self, backend: Backend) -> None:
+        await backend.create(Item(key="/events/2", value=b"first"))
+        with pytest.raises(AlreadyExistsError):
+            await backend.create_many([Item(key=f"/events/{i}", value=b"second") for i in range(4)])
+        with pytest.raises(AlreadyExistsError):
+            await backend.create_many([Item(key="/events/9", value=b"x")] * 2)
+        assert [i.key for i in await backend.get_range("/events/", "/events0")] == ["/events/2"]
+
     async def test_get_of_a_missing_key_names_it(self, backend: Backend) -> None:
         with pytest.raises(NotFoundError) as caught:
             await backend.get("/users/nobody")

@@ -72,6 +72,14 @@ class MemoryBackend:
             raise AlreadyExistsError(f'key "{item.key}" already exists')
         return self._store(item)
 
+    async def create_many(self, items: Sequence[Item]) -> list[Item]:
+        self._begin_write()
+        keys = [item.key for item in items]
+        for key in keys:
+            if key in self._items or keys.count(key) > 1:
+                raise AlreadyExistsError(f'key "{key}" already exists')
+        return [self._store(item) for item in items]
+
     async def put(self, item: Item) -> Item:
         self._begin_write()
         return self._store(item)

@@ -129,6 +129,16 @@ class SqliteBackend:
 
         return await self._write(create)
 
+    async def create_many(self, items: Sequence[Item]) -> list[Item]:
+        def create_all(tx: _Transaction) -> list[Item]:
+            keys = [item.key for item in items]
+            for key in keys:
+                if keys.count(key) > 1 or tx.current(key) is not None:
+                    raise AlreadyExistsError(f'key "{key}" already exists')
+            return [tx.store(item) for item in items]
+
+        return await self._write(create_all)
+
     async def put(self, item: Item) -> Item:
         return await self._write(lambda tx: tx.store(item))
 

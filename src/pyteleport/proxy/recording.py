@@ -189,41 +189,50 @@ class RecordedSession:
             await asyncio.wait(list(self._tasks), timeout=5)
         stop = self._settings.clock.now()
         audit = self._settings.audit
+        # Emitted together, so the audit log writes them in one transaction.
+        emits = []
         if self._request.kind == "exec":
             failed = result.status != 0
-            await audit.emit(
-                codes.EXEC,
-                self._fields(
-                    command=self._request.command,
-                    exitCode=str(result.status if result.status is not None else ""),
-                    exitError=result.signal
-                    or result.message
-                    or ("" if not failed else f"exit status {result.status}"),
-                ),
-                success=not failed,
+            emits.append(
+                audit.emit(
+                    codes.EXEC,
+                    self._fields(
+                        command=self._request.command,
+                        exitCode=str(result.status if result.status is not None else ""),
+                        exitError=result.signal
+                        or result.message
+                        or ("" if not failed else f"exit status {result.status}"),
+                    ),
+                    success=not failed,
+                )
             )
         elif self._request.kind == "subsystem":
             # A subsystem the target refused (or that never started) is T3001E with the reason.
             started = result.status != 255 or not result.message
-            await audit.emit(
-                codes.SUBSYSTEM,
-                self._fields(
-                    name=self._request.subsystem,
-                    **({} if started else {"exitError": result.message}),
-                ),
-                success=started,
+            emits.append(
+                audit.emit(
+                    codes.SUBSYSTEM,
+                    self._fields(
+                        name=self._request.subsystem,
+                        **({} if started else {"exitError": result.message}),
+                    ),
+                    success=started,
+                )
             )
-        await audit.emit(codes.SESSION_DATA, self._fields(tx=self._tx, rx=self._rx))
-        await audit.emit(
-            codes.SESSION_END,
-            self._fields(
-                participants=[self._target.user],
-                session_start=format_time(self._start),
-                session_stop=format_time(stop),
-                interactive=self._interactive,
-                session_recording=self._settings.mode,
-            ),
+        emits.append(audit.emit(codes.SESSION_DATA, self._fields(tx=self._tx, rx=self._rx)))
+        emits.append(
+            audit.emit(
+                codes.SESSION_END,
+                self._fields(
+                    participants=[self._target.user],
+                    session_start=format_time(self._start),
+                    session_stop=format_time(stop),
+                    interactive=self._interactive,
+                    session_recording=self._settings.mode,
+                ),
+            )
         )
+        await asyncio.gather(*emits)
         if self._recorder is not None:
             path = await self._recorder.aclose()
             if self._recorder.failed:
