@@ -532,6 +532,17 @@ def test_agent_forwarded_to_the_target_is_audited_per_signature(
     assert events[0]["user"] == "joe" and events[0]["key"].startswith("SHA256:")
 
 
+def test_agent_reaches_the_target_only_when_the_users_ssh_forwards_it(guide: Guide) -> None:
+    """The outer hop needs the agent (tsh's ProxyCommand forwards it); the target gets it only
+    if the user's own ssh asked (-A / ForwardAgent yes), as with OpenSSH alone."""
+    argv = guide.ssh_argv("ssh-add -l >/dev/null 2>&1; echo status=$?")
+    argv[argv.index("ForwardAgent yes")] = "ForwardAgent no"
+    res = run(argv, env=guide.client.env())
+    assert res.code == 0, res.text
+    assert "status=2" in res.out, res.text  # ssh-add: cannot connect to an agent
+    assert "status=0" in guide.ssh("ssh-add -l >/dev/null; echo status=$?").out
+
+
 def test_agent_is_not_forwarded_to_the_target_when_the_role_forbids_it(
     tmp_path: Path, cluster: Cluster, client: Client
 ) -> None:

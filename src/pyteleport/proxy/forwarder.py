@@ -35,6 +35,7 @@ from pyteleport.ssh.hooks import (
     X11Relay,
     X11Request,
     keep_agent_in_memory,
+    set_agent_forwarding,
     take_x11_requests,
     watch_client_certificates,
 )
@@ -87,6 +88,8 @@ class ForwardingServer(asyncssh.SSHServer):
         self._target = target
         self._audit = audit
         self._agent_for_target: AuditedAgent | None = None
+        self._agent_source: asyncssh.SSHServerConnection | None = None  # whose agent signed in
+        self._agent_lock = asyncio.Lock()
         self._user_ca = user_ca
         self._host_ca = host_ca
         self._roles = roles
@@ -207,6 +210,15 @@ class ForwardingServer(asyncssh.SSHServer):
                 kwargs["command"] = request.command
             elif request.kind == "subsystem":
                 kwargs["subsystem"] = request.subsystem
+            # The target sees the user's agent only if the user's ssh forwarded it on this
+            # connection (-A) and the roles allow it, as OpenSSH alone would have it.
+            wants_agent = self._inner_agent is not None and self._inner_agent.requested
+            set_agent_forwarding(
+                target,
+                await self._agent_path_for_target(login)
+                if wants_agent and roles.can_forward_agent()
+                else None,
+            )
             if request.x11 is not None:
                 # Sent as the user's ssh sent it; a refusal leaves the session running.
                 kwargs.update(
@@ -444,21 +456,8 @@ class ForwardingServer(asyncssh.SSHServer):
     ) -> asyncssh.SSHClientConnection:
         if source is None:
             raise _Refused(NO_AGENT)
+        self._agent_source = source
         agent = asyncssh.SSHAgentClient(source)
-        forward_path = None
-        if roles.can_forward_agent():
-            # The second hop: the target may use the user's agent, each signature audited.
-            def on_sign(fingerprint: str) -> None:
-                task = asyncio.get_running_loop().create_task(
-                    self._audit(self._target, login, codes.AGENT_SIGN, {"key": fingerprint})
-                )
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-            self._agent_for_target = await AuditedAgent(
-                source.open_agent_connection, on_sign
-            ).start()
-            forward_path = self._agent_for_target.path
         try:
             keys = list(await agent.get_keys())
         except (OSError, asyncssh.Error, ValueError) as exc:
@@ -478,12 +477,29 @@ class ForwardingServer(asyncssh.SSHServer):
                 login,
                 keys,
                 self._host_ca,
-                agent_forwarding=forward_path,
             )
         finally:
             # The agent is needed only to sign the login; an agent channel left open would
             # keep the user's ssh from exiting when the session ends.
             agent.close()
+
+    async def _agent_path_for_target(self, login: str) -> str | None:
+        """The socket the target connection forwards (the second hop): made on first use, it
+        relays to the agent the login was signed with and audits each signature."""
+        async with self._agent_lock:
+            if self._agent_for_target is None and self._agent_source is not None:
+
+                def on_sign(fingerprint: str) -> None:
+                    task = asyncio.get_running_loop().create_task(
+                        self._audit(self._target, login, codes.AGENT_SIGN, {"key": fingerprint})
+                    )
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+                self._agent_for_target = await AuditedAgent(
+                    self._agent_source.open_agent_connection, on_sign
+                ).start()
+        return self._agent_for_target.path if self._agent_for_target is not None else None
 
 
 def is_file_copy(request: SessionRequest) -> bool:

@@ -4,7 +4,8 @@
   ones to ``_process_<name>_global_request`` methods found with ``getattr``, so an attribute on
   the connection instance adds one (``recording-proxy@teleport.com``, SPEC "Recording proxy
   protocol").
-* Agent forwarding without a unix socket on disk (``keep_agent_in_memory``).
+* Agent forwarding without a unix socket on disk (``keep_agent_in_memory``), and decided per
+  session on the client side (``set_agent_forwarding``).
 * Asking a global request and reading its raw reply (tsh's side of the same question).
 * X11 forwarding relayed, not served: asyncssh answers ``x11-req`` by opening an X display of
   its own (server side) or by connecting to a local one (client side). ``take_x11_requests``
@@ -132,6 +133,12 @@ async def ask_recording_proxy(conn: asyncssh.SSHClientConnection) -> bool:
     b"false" (not an SSH string). asyncssh has no public call for a global request."""
     pkttype, packet = await conn._make_global_request(b"recording-proxy@teleport.com")
     return pkttype == MSG_REQUEST_SUCCESS and packet.get_remaining_payload() == b"true"
+
+
+def set_agent_forwarding(conn: asyncssh.SSHClientConnection, path: str | None) -> None:
+    """Whether the next sessions ``conn`` opens ask for agent forwarding, and to which socket
+    the agent channels the server opens go (asyncssh fixes both per connection)."""
+    conn._agent_forward_path = path
 
 
 class ForwardedAgent:
