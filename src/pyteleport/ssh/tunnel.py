@@ -10,6 +10,7 @@ inner channels' windows bound what can be in flight on the outer one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import asyncssh
@@ -40,13 +41,20 @@ class ChannelTransport(asyncio.Transport):
         self._pending_size += len(data)
 
     def _flush(self) -> None:
-        if self._pending and not self._closing:
-            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-            self._chan.write(data)
-        self._pending.clear()
+        pending, self._pending = self._pending, []
         self._pending_size = 0
-        if self._eof and not self._closing:
-            self._chan.write_eof()
+        if self._closing:
+            return
+        try:
+            if pending:
+                self._chan.write(pending[0] if len(pending) == 1 else b"".join(pending))
+            if self._eof:
+                self._eof = False
+                self._chan.write_eof()
+        except (ConnectionError, OSError):
+            # The outer channel is gone (the user's side closed it): what was left to write has
+            # nowhere to go, and the outer session tells the connection it is lost.
+            pass
 
     def can_write_eof(self) -> bool:
         return True
@@ -57,7 +65,8 @@ class ChannelTransport(asyncio.Transport):
         if self._pending:
             self._eof = True  # after what is still to be written
         else:
-            self._chan.write_eof()
+            with contextlib.suppress(ConnectionError, OSError):
+                self._chan.write_eof()
 
     def is_closing(self) -> bool:
         return self._closing
