@@ -160,8 +160,12 @@ class Cluster:
             self.proc.wait()
             self.proc = None
         recorded = 0
+        seen: set[int] = set()  # a stored recording is a hard link to the streamed file
         for path in (*self.streaming_dir.glob("*.cast"), *self.records_dir.glob("*.cast")):
-            recorded += path.stat().st_size
+            info = path.stat()
+            if info.st_ino not in seen:
+                seen.add(info.st_ino)
+                recorded += info.st_size
             path.unlink()
         for path in self.records_dir.glob(".*.tmp"):
             path.unlink()
