@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -23,10 +24,26 @@ CLI_TIMEOUT_S = 60
 START_TIMEOUT_S = 30
 
 
+# Ports for the servers started here come from below the kernel's ephemeral range (32768 and
+# up by default): a port the kernel hands out for bind(0) can be taken by any outgoing
+# connection (ssh, the proxy dialling a target) before the server started here binds it.
+_PORTS = range(20000, 32768)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for _ in range(200):
+        port = random.choice(_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port between 20000 and 32767 on 127.0.0.1")
 
 
 def require_binary(name: str) -> str:
