@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from pyteleport.clock import FakeClock
 from pyteleport.errors import BadParameterError, ConnectionProblemError, RecordingError
+from pyteleport.events import recorder as recorder_module
 from pyteleport.events.asciicast import Frame, Header, decode_bytes, encode_frame
 from pyteleport.events.recorder import SessionRecorder
 
@@ -355,23 +356,27 @@ def test_create_in_an_unusable_directory(tmp_path: Path) -> None:
     asyncio.run(recorder.aclose())
 
 
-async def test_fsyncs_of_many_recordings_share_one_worker_job(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A thousand quiet sessions must not be a thousand executor jobs a second; and a file
-    whose fsync fails fails its own recording only."""
-    from pyteleport.events import recorder as module
-
+@pytest.fixture
+def sync_jobs(monkeypatch: pytest.MonkeyPatch) -> list[list[int]]:
+    """The file descriptors of each worker job that syncs recordings, in order."""
     jobs: list[list[int]] = []
-    real = module._sync_all
+    real = recorder_module._sync_all
 
     def counting(fds: list[int]) -> dict[int, OSError]:
         jobs.append(fds)
         return real(fds)
 
-    monkeypatch.setattr(module, "_sync_all", counting)
+    monkeypatch.setattr(recorder_module, "_sync_all", counting)
+    return jobs
+
+
+async def test_fsyncs_of_many_recordings_share_one_worker_job(
+    tmp_path: Path, sync_jobs: list[list[int]]
+) -> None:
+    """A thousand quiet sessions must not be a thousand executor jobs a second; and a file
+    whose fsync fails fails its own recording only."""
     loop = asyncio.get_running_loop()
-    syncer = module._syncer(loop)
+    syncer = recorder_module._syncer(loop)
     files = [os.open(tmp_path / f"f{i}", os.O_WRONLY | os.O_CREAT, 0o600) for i in range(50)]
     bad = os.open(tmp_path / "closed", os.O_WRONLY | os.O_CREAT, 0o600)
     os.close(bad)  # fdatasync on it fails with EBADF
@@ -384,22 +389,12 @@ async def test_fsyncs_of_many_recordings_share_one_worker_job(
     assert results[:-1] == [None] * len(files)
     assert isinstance(results[-1], OSError) and results[-1].errno == errno.EBADF
     # The first request starts a job at once; the 50 made meanwhile go in one more.
-    assert [len(job) for job in jobs] == [1, len(files)]
+    assert [len(job) for job in sync_jobs] == [1, len(files)]
 
 
 async def test_written_every_second_synced_every_five(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sync_jobs: list[list[int]]
 ) -> None:
-    from pyteleport.events import recorder as module
-
-    synced: list[int] = []
-    real = module._sync_all
-
-    def counting(fds: list[int]) -> dict[int, OSError]:
-        synced.extend(fds)
-        return real(fds)
-
-    monkeypatch.setattr(module, "_sync_all", counting)
     clock = FakeClock()
     recorder = SessionRecorder.create(tmp_path, header(), clock=clock)
     for second in range(1, 11):
@@ -409,27 +404,17 @@ async def test_written_every_second_synced_every_five(
         assert read(recorder.path)[1][-1].data == f"{second}"
         await asyncio.sleep(0.01)
     # ... on disk every five seconds.
-    assert len(synced) == 2
+    assert sum(len(job) for job in sync_jobs) == 2
     await recorder.aclose()
 
 
 async def test_a_bulk_session_is_synced_by_volume_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sync_jobs: list[list[int]]
 ) -> None:
-    from pyteleport.events import recorder as module
-
-    synced: list[int] = []
-    real = module._sync_all
-
-    def counting(fds: list[int]) -> dict[int, OSError]:
-        synced.extend(fds)
-        return real(fds)
-
-    monkeypatch.setattr(module, "_sync_all", counting)
-    monkeypatch.setattr(module, "SYNC_EVERY_BYTES", 256 * 1024)
+    monkeypatch.setattr(recorder_module, "SYNC_EVERY_BYTES", 256 * 1024)
     recorder = SessionRecorder.create(tmp_path, header(), clock=FakeClock())  # time stands still
     for _ in range(16):
         recorder.output(b"\0" * 32768)  # six bytes each in the file
         await asyncio.sleep(0.01)
-    assert len(synced) >= 3
+    assert sum(len(job) for job in sync_jobs) >= 3
     await recorder.aclose()

@@ -307,11 +307,8 @@ class ForwardingServer(asyncssh.SSHServer):
         the user's ssh, which checks the cookie and connects to the real display."""
         assert self._conn is not None
         inner, far = tcprelay.pair()
-        chan = self._conn.create_x11_channel()
-        try:
-            await chan.open(lambda: inner, orig_host, orig_port)
-        except asyncssh.ChannelOpenError as exc:
-            raise asyncssh.ChannelOpenError(exc.code, exc.reason) from None
+        # The user's ssh refusing it raises ChannelOpenError, which refuses the target's channel.
+        await self._conn.create_x11_channel().open(lambda: inner, orig_host, orig_port)
         return far
 
     @staticmethod
