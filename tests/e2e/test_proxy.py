@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +108,61 @@ def test_50mb_both_ways_is_byte_identical(guide: Guide, tmp_path: Path) -> None:
     assert remote.read_bytes() == src.read_bytes()
     assert guide.ssh_bytes(f"cat {remote}", stdout=back) == 0
     assert back.read_bytes() == src.read_bytes()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_an_upload_the_target_does_not_read_yet_waits_at_the_client(
+    guide: Guide, tmp_path: Path
+) -> None:
+    """The proxy holds a few channel windows of a session's data, not the whole upload.
+
+    The target reads nothing for its first seconds; 96 MiB are offered meanwhile. Before the
+    fix the proxy took all of it into memory (its RSS grew by about as much)."""
+    assert guide.cluster.proc is not None
+    pid = guide.cluster.proc.pid
+    reading = tmp_path / "reading"
+    line = b"the quick brown fox jumps over the lazy dog 0123456789\n"
+    chunk = line * (1024 * 1024 // len(line))
+    total = 96 * len(chunk)
+    argv = guide.ssh_argv(f"sleep 3; touch {reading}; wc -c")
+    base = rss_mib(pid)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=guide.client.env(),
+    )
+    assert proc.stdin is not None
+
+    def feed() -> None:
+        assert proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            for _ in range(96):
+                proc.stdin.write(chunk)
+            proc.stdin.close()
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    peak = base
+    deadline = time.monotonic() + 30
+    while not reading.exists() and time.monotonic() < deadline:
+        peak = max(peak, rss_mib(pid))
+        time.sleep(0.05)
+    assert reading.exists(), "the target command never started reading"
+    writer.join(timeout=120)
+    assert not writer.is_alive(), "the upload did not finish once the target read"
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout.read(), proc.stderr.read()
+    assert proc.wait(timeout=60) == 0, err.decode()
+    assert int(out.split()[0]) == total  # nothing lost on the way
+    assert peak - base < 32, f"the proxy's RSS grew by {peak - base:.0f} MiB while it waited"
 
 
 def test_agent_forwarding_is_required(guide: Guide) -> None:

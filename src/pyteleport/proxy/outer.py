@@ -134,7 +134,8 @@ class OuterSession(asyncssh.SSHServerSession[bytes]):
             self._pipe.write(data)
         if self._early_eof:
             self._pipe.write_eof()
-        self._chan.resume_reading()
+        if not self._pipe.full:  # else resume_writing resumes it
+            self._chan.resume_reading()
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
         if self._tunnel is not None:
@@ -142,7 +143,11 @@ class OuterSession(asyncssh.SSHServerSession[bytes]):
         elif self._pipe is not None:
             self._pipe.write(data)
         else:
+            # The target is still being dialled (asyncssh resumed reading after
+            # session_started): keep this, and let the window hold back the rest.
             self._early.append(data)
+            if self._chan is not None:
+                self._chan.pause_reading()
 
     def eof_received(self) -> bool:
         if self._tunnel is not None:

@@ -14,11 +14,17 @@
 * Writes to the socket: asyncssh writes each SSH packet to its transport on its own, one
   ``send`` system call per packet; ``coalesce_writes`` joins the packets of one pass of the
   event loop into one write.
+* Channel windows: asyncssh tops a channel's receive window up to its full size whenever it
+  delivers data, even while what the peer sent earlier still waits in the channel because the
+  session paused reading. Each pause and resume then lets the peer send up to another window,
+  so a paused channel buffers without bound (a 256 MiB upload to a target that reads slowly
+  ended up whole in the proxy's memory). ``_deliver_data`` is replaced, for every channel, by
+  one that credits the peer only with what the session took, so a window bounds the buffer.
 * Client certificates: ``SSHServer.validate_ca_key`` sees only the signing key, but the proxy
   must know the certificate's key ID (the Teleport user) and why a certificate was refused (the
   ``auth`` audit event). ``_validate_openssh_certificate`` is wrapped per connection to see it.
 
-Both are exercised by the end-to-end tests against real OpenSSH clients, so an asyncssh upgrade
+All are exercised by the end-to-end tests against real OpenSSH clients, so an asyncssh upgrade
 that moves them fails loudly.
 """
 
@@ -34,7 +40,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncssh
-from asyncssh.misc import map_handler_name
+from asyncssh.channel import SSHChannel
+from asyncssh.constants import MSG_CHANNEL_WINDOW_ADJUST
+from asyncssh.misc import ProtocolError, map_handler_name
+from asyncssh.packet import UInt32
 
 from pyteleport.crypto import sshcert
 
@@ -310,3 +319,32 @@ def coalesce_writes(conn: asyncssh.SSHClientConnection | asyncssh.SSHServerConne
     transport = conn._transport
     if transport is not None and not isinstance(transport, _CoalescingTransport):
         conn._transport = _CoalescingTransport(transport, asyncio.get_running_loop())  # type: ignore[assignment]
+
+
+# -- channel windows ----------------------------------------------------------------------------
+
+
+def _deliver_data(self: Any, data: bytes, datatype: Any) -> None:
+    """asyncssh's ``SSHChannel._deliver_data``, crediting the window for taken data only.
+
+    The peer may send ``_recv_window`` more bytes; what it sent that the session has not taken
+    yet waits in ``_recv_buf``. asyncssh re-opens the window to its full size once half of it
+    is used, counting the waiting bytes as taken; here they are not."""
+    full = self._init_recv_window
+    if self._recv_window < full / 2:
+        waiting = sum(len(item[0]) for item in self._recv_buf) if self._recv_buf else 0
+        taken = full - self._recv_window - waiting
+        if taken > full / 2:
+            self.send_packet(MSG_CHANNEL_WINDOW_ADJUST, UInt32(taken))
+            self._recv_window += taken
+    delivered: Any = data
+    if self._encoding:
+        try:
+            delivered = self._decoder.decode(data)
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(str(exc)) from None
+    if self._session is not None:
+        self._session.data_received(delivered, datatype)
+
+
+SSHChannel._deliver_data = _deliver_data  # type: ignore[method-assign]

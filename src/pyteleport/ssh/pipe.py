@@ -12,6 +12,7 @@ class TCPPipe(asyncio.Protocol):
     def __init__(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self._chan = chan
         self._transport: asyncio.Transport | None = None
+        self.full = False  # the socket's write buffer is full: the channel stays paused
 
     @classmethod
     async def open(cls, chan: asyncssh.SSHServerChannel[bytes], host: str, port: int) -> TCPPipe:
@@ -36,9 +37,11 @@ class TCPPipe(asyncio.Protocol):
         self._chan.close()
 
     def pause_writing(self) -> None:
+        self.full = True
         self._chan.pause_reading()
 
     def resume_writing(self) -> None:
+        self.full = False
         self._chan.resume_reading()
 
     # What the channel side calls.

@@ -7,7 +7,9 @@ order OpenSSH sends them (RFC 4254 §6.10: exit-status before close).
 
 Flow control: asyncssh buffers writes without bound once a channel's window is exhausted, so
 each side pauses reading on the other when its own write buffer fills (``pause_writing``) and
-resumes when it drains. The SSH windows then push back all the way to the two ends.
+resumes when it drains. The SSH windows then push back all the way to the two ends. asyncssh
+reports a full buffer once, when it fills, so the user's channel stays paused while either
+reason holds: the target session still opening, or the target's buffer full.
 """
 
 from __future__ import annotations
@@ -112,8 +114,8 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
         self._target: asyncssh.SSHClientChannel[bytes] | None = None
         self._request = SessionRequest()
         self._pending: list[tuple[str, Any]] = []
-        # asyncssh delivers data sent right after the exec request before session_started
-        # can pause the channel: keep it (and an early EOF) until the target session exists.
+        # asyncssh resumes reading after session_started, so data sent right after the exec
+        # request arrives before the target session exists: keep it (and an early EOF) here.
         self._early: list[bytes] = []
         self._early_eof = False
         self._closed = False
@@ -122,6 +124,9 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
         self.last_input = asyncio.get_running_loop().time()  # for the idle timeout
         self._on_close: list[Callable[[], object]] = []
         self._ended_by = ""  # why the proxy ended the session, if it did
+        # Reading from the user's channel waits while either holds.
+        self._opening = True  # the target session does not exist yet
+        self._target_full = False  # the target channel's write buffer is full
 
     # -- requests before the session starts -----------------------------------------------------
 
@@ -152,7 +157,8 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
         assert self._chan is not None
         env = self._chan.get_environment()
         self._request.env = {str(k): str(v) for k, v in env.items()}
-        # Hold the client's data until the target session exists.
+        # Hold the client's data until the target session exists (asyncssh resumes reading
+        # once this returns; data_received pauses again).
         self._chan.pause_reading()
         self._task = asyncio.get_running_loop().create_task(self._start())
 
@@ -185,7 +191,8 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
             self.data_received(data, None)
         if self._early_eof:
             chan.write_eof()
-        self._chan.resume_reading()
+        self._opening = False
+        self._update_reading()  # the early data may have filled the target's buffer already
 
     # -- during the session ---------------------------------------------------------------------
 
@@ -240,7 +247,10 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
     def data_received(self, data: bytes, datatype: int | None) -> None:
         self.last_input = asyncio.get_running_loop().time()
         if self._target is None:
+            # asyncssh resumes reading right after session_started: pause again, so what
+            # waits here is bounded by the channel's window, not by how long the target takes.
             self._early.append(data)
+            self._update_reading()
         else:
             try:
                 if self._observer is not None:
@@ -299,11 +309,19 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
             self._chan.write_eof()
 
     def pause_reading(self) -> None:
-        if self._chan is not None and not self._closed:
-            self._chan.pause_reading()
+        self._target_full = True
+        self._update_reading()
 
     def resume_reading(self) -> None:
-        if self._chan is not None and not self._closed:
+        self._target_full = False
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        if self._chan is None or self._closed:
+            return
+        if self._opening or self._target_full:
+            self._chan.pause_reading()
+        else:
             self._chan.resume_reading()
 
     def abort(self, message: str) -> None:
