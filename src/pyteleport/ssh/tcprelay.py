@@ -19,6 +19,7 @@ class TCPEnd(asyncssh.SSHTCPSession[bytes]):
         self._waiting_eof = False
         self._on_close = on_close
         self.bytes_in = 0  # received on this end's channel
+        self.full = False  # this end's write buffer is full: the peer's reading is paused
 
     def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
         self.chan = chan
@@ -27,17 +28,22 @@ class TCPEnd(asyncssh.SSHTCPSession[bytes]):
             chan.write(data)
         if self._waiting_eof:
             chan.write_eof()
-
-    def _send(self, data: bytes) -> None:
-        if self.chan is None:
-            self._waiting.append(data)
-        else:
-            self.chan.write(data)
+        # The peer stopped reading while this end was opening (see data_received).
+        if self.peer is not None and self.peer.chan is not None and not self.full:
+            self.peer.chan.resume_reading()
 
     def data_received(self, data: bytes, datatype: int | None) -> None:
         self.bytes_in += len(data)
-        if self.peer is not None:
-            self.peer._send(data)
+        peer = self.peer
+        if peer is None:
+            return
+        if peer.chan is None:
+            # Bounded by this channel's window: what arrives meanwhile waits at the sender.
+            peer._waiting.append(data)
+            if self.chan is not None:
+                self.chan.pause_reading()
+        else:
+            peer.chan.write(data)
 
     def eof_received(self) -> bool:
         if self.peer is not None:
@@ -48,10 +54,12 @@ class TCPEnd(asyncssh.SSHTCPSession[bytes]):
         return True
 
     def pause_writing(self) -> None:
+        self.full = True
         if self.peer is not None and self.peer.chan is not None:
             self.peer.chan.pause_reading()
 
     def resume_writing(self) -> None:
+        self.full = False
         if self.peer is not None and self.peer.chan is not None:
             self.peer.chan.resume_reading()
 
