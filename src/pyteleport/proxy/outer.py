@@ -5,6 +5,7 @@ recording forwarder served on either (``ForwarderLink``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,7 @@ class OuterSession(asyncssh.SSHServerSession[bytes]):
         self._link: ForwarderLink | None = None
         self._early: list[bytes] = []  # data that came before the pipe was connected
         self._early_eof = False
+        self._dial_failed = False
 
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self._chan = chan
@@ -126,8 +128,14 @@ class OuterSession(asyncssh.SSHServerSession[bytes]):
             self._server.audit_pipe(host, port)
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
-            self._chan.write_stderr(f"dial tcp {host}:{port}: connect: {reason}\n".encode())
-            self._chan.exit(1)
+            # The client may have closed meanwhile, its close waiting in asyncssh behind the
+            # data held while dialling: drop that data so asyncssh reaches the close.
+            self._dial_failed = True
+            self._early.clear()
+            with contextlib.suppress(OSError):
+                self._chan.write_stderr(f"dial tcp {host}:{port}: connect: {reason}\n".encode())
+                self._chan.exit(1)
+            self._chan.resume_reading()
             return
         early, self._early = self._early, []
         for data in early:
@@ -142,6 +150,8 @@ class OuterSession(asyncssh.SSHServerSession[bytes]):
             self._tunnel.feed(data)
         elif self._pipe is not None:
             self._pipe.write(data)
+        elif self._dial_failed:
+            return
         else:
             # The target is still being dialled (asyncssh resumed reading after
             # session_started): keep this, and let the window hold back the rest.

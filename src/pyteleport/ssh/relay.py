@@ -15,6 +15,7 @@ reason holds: the target session still opening, or the target's buffer full.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -175,8 +176,13 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
             message = str(exc) or type(exc).__name__
             log.warning("session could not start: %s", message)
             if not self._closed:
-                self._chan.write_stderr(f"{message}\r\n".encode())
-                self._chan.exit(255)
+                # The client may have closed meanwhile: its close waits in asyncssh behind the
+                # data held while the target opened, so the channel is not marked closed yet.
+                with contextlib.suppress(OSError):
+                    self._chan.write_stderr(f"{message}\r\n".encode())
+                    self._chan.exit(255)
+            self._opening = False
+            self._update_reading()  # lets asyncssh reach that close
             await self._end(SessionExit(status=255, message=message))
             return
         if self._closed:
