@@ -253,6 +253,8 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
     def data_received(self, data: bytes, datatype: int | None) -> None:
         self.last_input = asyncio.get_running_loop().time()
         if self._target is None:
+            if not self._opening:
+                return  # the target never opened: nothing to relay to, the channel is closing
             # asyncssh resumes reading right after session_started: pause again, so what
             # waits here is bounded by the channel's window, not by how long the target takes.
             self._early.append(data)
