@@ -15,7 +15,6 @@ import contextlib
 import importlib.util
 import os
 import pwd
-import random
 import re
 import resource
 import shutil
@@ -29,6 +28,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.ports import free_port
 
 BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 60.0
@@ -47,28 +48,6 @@ CIPHER_LABELS = {"default": "default cipher", "aes128-gcm": "aes128-gcm"}
 
 class LabError(Exception):
     """A process of the lab would not start or a command it ran failed."""
-
-
-# Ports for the servers started here come from below the kernel's ephemeral range (32768 and
-# up by default): a port the kernel hands out for bind(0) can be taken by any outgoing
-# connection (ssh, the proxy dialling a target) before the server started here binds it.
-_PORTS = range(20000, 32768)
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    for _ in range(200):
-        port = random.choice(_PORTS)
-        if port in _handed_out:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError("no free port between 20000 and 32767 on 127.0.0.1")
 
 
 def binary(name: str) -> str:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -19,31 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.ports import free_port
+
 BIN = Path(sys.executable).parent
 CLI_TIMEOUT_S = 60
 START_TIMEOUT_S = 30
-
-
-# Ports for the servers started here come from below the kernel's ephemeral range (32768 and
-# up by default): a port the kernel hands out for bind(0) can be taken by any outgoing
-# connection (ssh, the proxy dialling a target) before the server started here binds it.
-_PORTS = range(20000, 32768)
-_handed_out: set[int] = set()
-
-
-def free_port() -> int:
-    for _ in range(200):
-        port = random.choice(_PORTS)
-        if port in _handed_out:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        _handed_out.add(port)
-        return port
-    raise RuntimeError("no free port between 20000 and 32767 on 127.0.0.1")
 
 
 def require_binary(name: str) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import asyncssh
 
 from pyteleport.ssh.relay import InnerSession, SessionExit, SessionRequest
+from tests.ssh.loopback import connected
 
 
 class Observer:
@@ -36,47 +37,22 @@ async def failing_open(factory: Any, request: SessionRequest) -> Any:
     raise OSError("dial tcp 127.0.0.1:22: connect: connection refused")
 
 
-class Server(asyncssh.SSHServer):
-    def __init__(self, observer: Observer) -> None:
-        self._observer = observer
-
-    def begin_auth(self, username: str) -> bool:
-        return False
-
-    def session_requested(self) -> InnerSession:
-        return InnerSession(failing_open, lambda request: self._observer)
-
-
 async def test_a_client_that_closes_while_the_target_fails_to_open_still_ends_the_session() -> None:
     observer = Observer()
     errors: list[Any] = []
     asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
-    server = await asyncssh.create_server(
-        lambda: Server(observer),
-        "127.0.0.1",
-        0,
-        server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")],
-        gss_host=None,
-    )
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with asyncssh.connect(
-            "127.0.0.1", port, known_hosts=None, username="u", client_keys=None, agent_path=None
-        ) as conn:
-            chan, _ = await conn.create_session(asyncssh.SSHClientSession, "cmd", encoding=None)
-            chan.write(b"a" * 1000)  # held by the relay while the target opens
-            await asyncio.sleep(0.05)
-            chan.write(b"b" * 1000)
+    async with connected(lambda: InnerSession(failing_open, lambda request: observer)) as conn:
+        chan, _ = await conn.create_session(asyncssh.SSHClientSession, "cmd", encoding=None)
+        chan.write(b"a" * 1000)  # held by the relay while the target opens
+        await asyncio.sleep(0.05)
+        chan.write(b"b" * 1000)
+        await asyncio.sleep(0.1)
+        chan.close()
+        for _ in range(50):  # bounded: 5 s
+            if observer.results:
+                break
             await asyncio.sleep(0.1)
-            chan.close()
-            for _ in range(50):  # bounded: 5 s
-                if observer.results:
-                    break
-                await asyncio.sleep(0.1)
-            await asyncio.wait_for(chan.wait_closed(), 5)
-    finally:
-        server.close()
-        await server.wait_closed()
+        await asyncio.wait_for(chan.wait_closed(), 5)
     assert [r.status for r in observer.results] == [255]
     assert "connection refused" in observer.results[0].message
     assert errors == []

@@ -13,6 +13,7 @@ from typing import Any
 import asyncssh
 
 import pyteleport.ssh.hooks  # noqa: F401  (installs the window hook)
+from tests.ssh.loopback import connected
 
 WINDOW = 1024 * 1024
 TOTAL = 16 * 1024 * 1024
@@ -43,18 +44,6 @@ class SlowSession(asyncssh.SSHServerSession[bytes]):
         await asyncio.wait_for(self.got.wait(), 5)
 
 
-class Server(asyncssh.SSHServer):
-    def __init__(self, sessions: list[SlowSession]) -> None:
-        self._sessions = sessions
-
-    def begin_auth(self, username: str) -> bool:
-        return False  # no authentication
-
-    def session_requested(self) -> SlowSession:
-        self._sessions.append(SlowSession())
-        return self._sessions[-1]
-
-
 async def settled(chan: Any) -> int:
     """The client's unsent bytes once they stop changing (bounded: 3 s)."""
     last = -1
@@ -69,31 +58,21 @@ async def settled(chan: Any) -> int:
 
 async def test_a_session_taking_data_slowly_holds_at_most_one_window_more() -> None:
     sessions: list[SlowSession] = []
-    server = await asyncssh.create_server(
-        lambda: Server(sessions),
-        "127.0.0.1",
-        0,
-        server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")],
-        window=WINDOW,
-        gss_host=None,
-    )
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with asyncssh.connect(
-            "127.0.0.1", port, known_hosts=None, username="u", client_keys=None, agent_path=None
-        ) as conn:
-            chan, _ = await conn.create_session(asyncssh.SSHClientSession, encoding=None)
-            chan.write(b"x" * TOTAL)
-            for _ in range(40):
-                await sessions[0].take_one()
-                await asyncio.sleep(0.01)
-            unsent = await settled(chan)
-            sent = TOTAL - unsent
-            taken = sessions[0].taken
-            # The peer may have sent what was taken plus one window (and a packet in flight).
-            assert sent <= taken + WINDOW + 64 * 1024, (sent, taken)
-            assert taken > 0 and unsent > 0
-            chan.close()
-    finally:
-        server.close()
-        await server.wait_closed()
+
+    def make_session() -> SlowSession:
+        sessions.append(SlowSession())
+        return sessions[-1]
+
+    async with connected(make_session, window=WINDOW) as conn:
+        chan, _ = await conn.create_session(asyncssh.SSHClientSession, encoding=None)
+        chan.write(b"x" * TOTAL)
+        for _ in range(40):
+            await sessions[0].take_one()
+            await asyncio.sleep(0.01)
+        unsent = await settled(chan)
+        chan.close()
+    sent = TOTAL - unsent
+    taken = sessions[0].taken
+    # The peer may have sent what was taken plus one window (and a packet in flight).
+    assert sent <= taken + WINDOW + 64 * 1024, (sent, taken)
+    assert taken > 0 and unsent > 0
