@@ -165,12 +165,44 @@ def test_an_upload_the_target_does_not_read_yet_waits_at_the_client(
     assert peak - base < 32, f"the proxy's RSS grew by {peak - base:.0f} MiB while it waited"
 
 
-def test_agent_forwarding_is_required(guide: Guide) -> None:
+NO_AGENT = (
+    "channel 0: open failed: connect failed: agent forwarding required in proxy recording mode: "
+    "the ssh that connects to the proxy forwarded no agent; it needs ForwardAgent yes "
+    "(ssh -o 'ForwardAgent yes' in the ProxyCommand) and a running ssh-agent that holds your "
+    "certificate (eval $(ssh-agent), then tsh login)\n"
+)
+
+
+def test_agent_forwarding_is_required_and_the_message_says_how(guide: Guide) -> None:
     res = guide.ssh("true", forward_agent=False)
-    assert res.code == 255
-    assert (
-        "channel 0: open failed: connect failed: agent forwarding required in proxy recording mode"
-        in res.err
+    assert (res.code, res.err) == (255, NO_AGENT)
+
+
+def identity_file_argv(guide: Guide) -> list[str]:
+    """The guide's ssh, logging into the proxy with the profile's key file (-i) instead of an
+    agent: what a user without a running agent, or with an empty one, can still do."""
+    key = guide.client.home / "keys" / "127.0.0.1" / "joe"
+    argv = guide.ssh_argv("true")
+    at = argv.index(next(a for a in argv if a.startswith("ProxyCommand ")))
+    argv[at] = argv[at].replace("ProxyCommand ssh ", f"ProxyCommand ssh -i {key} ")
+    return [argv[0], "-i", str(key), *argv[1:]]
+
+
+def test_forward_agent_yes_without_a_running_agent_is_named(guide: Guide) -> None:
+    env = guide.client.env()
+    del env["SSH_AUTH_SOCK"]
+    res = run(identity_file_argv(guide), env=env)
+    assert (res.code, res.err) == (255, NO_AGENT)
+
+
+def test_an_agent_without_the_users_certificate_is_named(guide: Guide) -> None:
+    assert run([require_binary("ssh-add"), "-D"], env=guide.client.env()).code == 0
+    res = run(identity_file_argv(guide), env=guide.client.env())
+    assert (res.code, res.err) == (
+        255,
+        "channel 0: open failed: connect failed: the agent forwarded to the proxy holds no "
+        "certificate of joe, and 127.0.0.1 took none of its keys: run tsh login to load it "
+        "(ssh-add -L then shows a line ending in teleport:joe)\n",
     )
 
 
@@ -535,7 +567,11 @@ def test_ssh_jump_through_the_proxy_is_recorded(guide: Guide) -> None:
     assert "jumped" in "".join(f.data for f in read_cast(path)[1])
     argv.remove("-A")
     res = run(argv, env=guide.client.env())
-    assert res.code != 0 and "agent forwarding required in proxy recording mode" in res.err
+    assert res.code != 0
+    assert (
+        "agent forwarding required in proxy recording mode: with ssh -J, forward it to the host "
+        "(ssh -A)" in res.err
+    )
 
 
 def test_local_port_forwarding_is_relayed_and_audited(guide: Guide, tmp_path: Path) -> None:

@@ -43,21 +43,31 @@ def test_tsh_config_lets_plain_ssh_go_through_the_proxy(guide: Guide, tmp_path: 
     assert "Host *.example.test 127.0.0.1\n" in res.out
     assert "Host *.example.test !127.0.0.1\n" in res.out
     assert f"proxy ssh --cluster=example.test --proxy={guide.cluster.web_addr} %r@%h:%p" in res.out
+    # Beside the block (on stderr, so the block can be appended as it is): the exact command
+    # for a configured host, and the name that does not go through the proxy.
+    assert res.err.splitlines() == [
+        "# With this block in ~/.ssh/config, ssh goes through the proxy (and is recorded) for",
+        f"# hosts named <host>.example.test; it connects to port {guide.sshd.port} of <host>. "
+        "For example:",
+        f"#   ssh {guide.login}@127.0.0.1.example.test",
+        f"# reaches the sshd on 127.0.0.1:{guide.sshd.port} through the proxy, and is recorded "
+        "as 127.0.0.1.",
+        f"# A name without .example.test (ssh {guide.login}@127.0.0.1) goes straight to that "
+        "host: not",
+        "# through the proxy, and not recorded.",
+    ]
     config = tmp_path / "tsh_ssh_config"
     config.write_text(res.out + "Host *\n    BatchMode yes\n    GlobalKnownHostsFile /dev/null\n")
+    command = res.err.splitlines()[2].removeprefix("#   ").split()
     res = run(
-        [
-            require_binary("ssh"),
-            "-F",
-            str(config),
-            f"{guide.login}@127.0.0.1.example.test",
-            "echo via-config",
-        ],
+        [require_binary("ssh"), "-F", str(config), *command[1:], "echo via-config"],
         env=guide.client.env(),
     )
     assert (res.code, res.out) == (0, "via-config\n"), res.text
     [path] = guide.wait_recordings()
     assert "via-config" in path.read_text()
+    listed = json.loads(guide.cluster.tctl("recordings", "ls", "--format=json").out)
+    assert [r["server_hostname"] for r in listed] == ["127.0.0.1"]
 
 
 def test_recordings_ls_and_play(guide: Guide) -> None:

@@ -64,8 +64,11 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 class _Base:
-    def __init__(self, base_url: str, context: ssl.SSLContext, what: str) -> None:
+    def __init__(
+        self, base_url: str, context: ssl.SSLContext, what: str, relogin_hint: str = ""
+    ) -> None:
         self._what = what
+        self._relogin_hint = relogin_hint
         self._base_url = base_url
         self._http = httpx.AsyncClient(base_url=base_url, verify=context, timeout=TIMEOUT_S)
 
@@ -101,12 +104,31 @@ class _Base:
                     f"trusted ({getattr(cause, 'verify_message', 'unknown authority')}): "
                     "use --insecure only if you trust this server"
                 ) from exc
+            reason = str(exc) or "refused"
+            if isinstance(cause, ssl.SSLError) and self._relogin_hint:
+                raise AccessDeniedError(
+                    f"the {self._what} at {self._base_url} refused the TLS handshake "
+                    f"({cause.reason or cause}): {self._relogin_hint}"
+                ) from exc
             raise ConnectionProblemError(
-                f"cannot connect to the {self._what} at {self._base_url}: {exc or 'refused'}"
+                f"cannot connect to the {self._what} at {self._base_url}: {reason}: is it running?"
             ) from exc
         except httpx.TimeoutException as exc:
             raise ConnectionProblemError(
                 f"the {self._what} at {self._base_url} did not answer in {TIMEOUT_S:.0f}s"
+            ) from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            # With TLS 1.3 a server checks the client certificate after the handshake, and
+            # one it does not accept ends the connection before any answer.
+            hint = (
+                f": it may not accept this certificate (another cluster's, or expired): "
+                f"{self._relogin_hint}"
+                if self._relogin_hint
+                else ""
+            )
+            raise ConnectionProblemError(
+                f"the {self._what} at {self._base_url} closed the connection without an "
+                f"answer{hint}"
             ) from exc
         except httpx.HTTPError as exc:
             raise ConnectionProblemError(
@@ -174,8 +196,8 @@ class WebClient(_Base):
 class AuthClient(_Base):
     """The auth API (``/v1``) with a client certificate: tctl, locally or through the proxy."""
 
-    def __init__(self, addr: str, context: ssl.SSLContext) -> None:
-        super().__init__(f"https://{addr}", context, "auth service")
+    def __init__(self, addr: str, context: ssl.SSLContext, relogin_hint: str = "") -> None:
+        super().__init__(f"https://{addr}", context, "auth service", relogin_hint)
         self.addr = addr  # host:port dialled: the auth service, or the proxy when remote
 
     async def status(self) -> wire.StatusResponse:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import getpass
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
@@ -55,6 +56,23 @@ def invoke(group: click.Command, argv: Sequence[str] | None, prog: str) -> int:
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        # A file or socket of the user's machine (a profile directory that is not writable,
+        # a full disk): say which, in one line.
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"ERROR: {exc.strerror or exc}{where}", err=True)
+        return 1
+    except Exception as exc:
+        # A bug, but still one line: the traceback is for whoever debugs it.
+        if os.environ.get("TELEPORT_DEBUG", "").lower() in ("1", "true", "yes"):
+            raise
+        first = (str(exc).splitlines() or [""])[0]
+        click.echo(
+            f"ERROR: unexpected {type(exc).__name__}: {first} "
+            "(please report it; TELEPORT_DEBUG=1 shows the details)",
+            err=True,
+        )
+        return 1
     return 0
 
 
@@ -87,6 +105,23 @@ class AuthConnection(Protocol):
 def split_csv(value: str) -> list[str]:
     """A comma-separated flag (``--roles=a,b``) as its non-empty items."""
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def strict_csv(value: str, flag: str, what: str) -> list[str]:
+    """A comma-separated list where an empty item is a mistake worth a message: most often a
+    shell variable that expanded to nothing (``--logins=$USER`` with ``USER`` unset)."""
+    items = [v.strip() for v in value.split(",")]
+    if not any(items):
+        raise BadParameterError(
+            f"{flag} is empty: give one or more {what}s (a shell variable such as $USER that "
+            f"is not set expands to nothing), or leave {flag} out"
+        )
+    if not all(items):
+        raise BadParameterError(
+            f'{flag}="{value}" has an empty {what}: remove the extra comma, or set the shell '
+            "variable that expanded to nothing"
+        )
+    return items
 
 
 def positive_ttl(value: str | None) -> dt.timedelta | None:

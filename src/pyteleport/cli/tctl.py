@@ -24,10 +24,12 @@ from pyteleport.cli.runner import (
     read_secret,
     run_async,
     split_csv,
+    strict_csv,
     table,
 )
 from pyteleport.cli.tokens import tokens
-from pyteleport.client.profile import ProfileStore, write_private_file
+from pyteleport.client.authclient import auth_client_for_profile
+from pyteleport.client.profile import write_private_file
 from pyteleport.crypto import sshcert, sshkeys
 from pyteleport.errors import BadParameterError
 from pyteleport.model.duration import format_duration
@@ -60,16 +62,7 @@ class Conn:
                 ca_pem=paths.ca.read_bytes(), cert_file=str(paths.cert), key_file=str(paths.key)
             )
             return AuthClient(paths.auth_addr.read_text().strip(), context)
-        store = ProfileStore()
-        profile = store.current()
-        ca = store.tls_ca_path(profile)
-        context = client_ssl_context(
-            insecure=self.insecure or profile.insecure,
-            ca_pem=ca.read_bytes() if ca.exists() else None,
-            cert_file=str(store.tls_cert_path(profile)),
-            key_file=str(store.tls_key_path(profile)),
-        )
-        return AuthClient(profile.web_proxy_addr, context)
+        return auth_client_for_profile(insecure=self.insecure)
 
     def call(self, fn: Any) -> Any:
         async def go() -> Any:
@@ -134,17 +127,18 @@ def users() -> None:
 @users.command("add")
 @click.argument("name")
 @click.option("--roles", default="", help="Comma-separated roles, e.g. access,editor.")
-@click.option("--logins", default="", help="Comma-separated OS logins ({{internal.logins}}).")
+@click.option("--logins", default=None, help="Comma-separated OS logins ({{internal.logins}}).")
 @click.option("--ttl", default="1h", help="How long the invite link is valid (at most 48h).")
 @pass_conn
-def users_add(conn: Conn, name: str, roles: str, logins: str, ttl: str) -> None:
+def users_add(conn: Conn, name: str, roles: str, logins: str | None, ttl: str) -> None:
     """Create a user and print the invite link that sets their password."""
-    role_list = split_csv(roles)
-    if not role_list:
+    if not roles.strip():
         raise click.UsageError("--roles is required, e.g. --roles=access")
+    role_list = strict_csv(roles, "--roles", "role")
+    login_list = strict_csv(logins, "--logins", "OS login") if logins is not None else []
     ttl_td = positive_ttl(ttl) or dt.timedelta(hours=1)
     request = wire.CreateUserRequest(
-        name=name, roles=role_list, logins=split_csv(logins), ttl_s=int(ttl_td.total_seconds())
+        name=name, roles=role_list, logins=login_list, ttl_s=int(ttl_td.total_seconds())
     )
     invite: wire.InviteResponse = conn.call(lambda c: c.create_user(request))
     host = invite.url.split("/")[2]
@@ -186,8 +180,9 @@ def users_rm(conn: Conn, names: str) -> None:
 @pass_conn
 def users_update(conn: Conn, name: str, set_roles: str) -> None:
     """Replace a user's roles."""
-    conn.call(lambda c: c.update_user(name, split_csv(set_roles)))
-    click.echo(f"User {name} has been updated:\n\troles: {','.join(split_csv(set_roles))}")
+    role_list = strict_csv(set_roles, "--set-roles", "role")
+    conn.call(lambda c: c.update_user(name, role_list))
+    click.echo(f"User {name} has been updated:\n\troles: {','.join(role_list)}")
 
 
 @users.command("set-password")
@@ -386,7 +381,7 @@ def auth_sign(
     if host:
         request = wire.SignHostRequest(
             public_key=public,
-            principals=split_csv(host),
+            principals=strict_csv(host, "--host", "host name"),
             ttl_s=int(ttl_td.total_seconds()) if ttl_td else 0,
         )
         cert = conn.call(lambda c: c.sign_host(request)).cert

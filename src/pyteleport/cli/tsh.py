@@ -154,9 +154,10 @@ def _tsh_path() -> str:
     )
 
 
-def _current() -> tuple[ProfileStore, Profile]:
+def _logged_in() -> tuple[ProfileStore, Profile]:
+    """The current profile, complete and not expired, or the one-line error that says why not."""
     store = ProfileStore()
-    return store, store.current()
+    return store, logins.require_login(store).profile
 
 
 @cli.command("ssh", context_settings={"allow_interspersed_args": False})
@@ -186,7 +187,10 @@ def ssh_cmd(
     command: tuple[str, ...],
 ) -> None:
     """Run a shell or a command on [user@]host through the proxy (recorded)."""
-    store, profile = _current()
+    store, profile = _logged_in()
+    # As Teleport's tsh does, ask the proxy first: an error here is one line, where the same
+    # error from inside OpenSSH's ProxyCommand is followed by OpenSSH's own lines about it.
+    run_async(sshproxy.check_proxy(profile))
     dest = sshproxy.parse_destination(destination, login or profile.user, port)
     if login:
         dest = sshproxy.Destination(login=login, host=dest.host, port=dest.port)
@@ -223,10 +227,10 @@ def proxy_group() -> None:
 def proxy_ssh_cmd(cluster: str, proxy_addr: str, destination: str) -> None:
     """Copy stdin/stdout to [user@]host:port through the proxy (for ProxyCommand)."""
     store = ProfileStore()
-    profile = store.current()
+    host = ""
     if proxy_addr:
         host = proxy_addr.rsplit(":", 1)[0].strip("[]") if ":" in proxy_addr else proxy_addr
-        profile = store.load(host)
+    profile = logins.require_login(store, host).profile
     dest = sshproxy.parse_destination(destination, profile.user)
     status = run_async(sshproxy.proxy_ssh(store, profile, dest, cluster))
     raise SystemExit(status)
@@ -236,8 +240,12 @@ def proxy_ssh_cmd(cluster: str, proxy_addr: str, destination: str) -> None:
 @click.option("--port", type=int, default=3022, help="Port of the hosts' sshd in the Host block.")
 def config_cmd(port: int) -> None:
     """Print an ssh_config block so plain ssh goes through the proxy."""
-    store, profile = _current()
+    store = ProfileStore()
+    st = logins.read_status(store)
+    profile = st.profile
     click.echo(sshproxy.ssh_config(store, profile, _tsh_path(), port), nl=False)
+    login = st.logins[0] if st.logins else "LOGIN"
+    click.echo(sshproxy.ssh_config_hint(profile, port, login), err=True)
 
 
 register_tsh(cli)

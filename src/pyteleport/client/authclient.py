@@ -6,27 +6,34 @@ the profile's client certificate; what they may do there is up to their roles.
 
 from __future__ import annotations
 
+import ssl
+
 from pyteleport.api.client import AuthClient, client_ssl_context
+from pyteleport.client.login import require_tls_login
 from pyteleport.client.profile import ProfileStore
-from pyteleport.errors import NotFoundError
+from pyteleport.errors import BadParameterError
 
 
 def auth_client_for_profile(
     *, insecure: bool = False, store: ProfileStore | None = None
 ) -> AuthClient:
-    """The client for the current profile; NotFoundError (one line) when not logged in."""
+    """The client for the current profile; a one-line error naming ``tsh login`` when not
+    logged in, logged out, half-deleted or expired."""
     store = store or ProfileStore()
-    profile = store.current()
+    profile = require_tls_login(store)
     ca = store.tls_ca_path(profile)
     cert, key = store.tls_cert_path(profile), store.tls_key_path(profile)
-    if not (cert.exists() and key.exists()):
-        raise NotFoundError(
-            f"the profile for {profile.proxy_host} holds no certificate: run tsh login again"
+    try:
+        context = client_ssl_context(
+            insecure=insecure or profile.insecure,
+            ca_pem=ca.read_bytes() if ca.exists() else None,
+            cert_file=str(cert),
+            key_file=str(key),
         )
-    context = client_ssl_context(
-        insecure=insecure or profile.insecure,
-        ca_pem=ca.read_bytes() if ca.exists() else None,
-        cert_file=str(cert),
-        key_file=str(key),
-    )
-    return AuthClient(profile.web_proxy_addr, context)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise BadParameterError(
+            f"cannot use the TLS certificate of profile {profile.proxy_host} ({exc}): "
+            f"run tsh login --proxy={profile.web_proxy_addr} --user={profile.user}"
+        ) from exc
+    hint = f"run tsh login --proxy={profile.web_proxy_addr} --user={profile.user}"
+    return AuthClient(profile.web_proxy_addr, context, relogin_hint=hint)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pyteleport.api.client import WebClient, client_ssl_context
 from pyteleport.client import agent as agents
 from pyteleport.client.profile import Profile, ProfileStore
-from pyteleport.crypto import sshcert, sshkeys
-from pyteleport.errors import BadParameterError
+from pyteleport.crypto import sshcert, sshkeys, tlsca
+from pyteleport.errors import AccessDeniedError, BadParameterError
 
 DEFAULT_WEB_PORT = 3080
 DEFAULT_SSH_PORT = 3023
@@ -122,7 +122,7 @@ async def login(
         tls_ca=tls_ca,
         known_hosts=known_hosts,
     )
-    valid_before = dt.datetime.fromtimestamp(cert.valid_before, dt.UTC)
+    valid_before = _cert_time(cert.valid_before)
     warning = ""
     agent_used = False
     socket_path = agents.agent_socket()
@@ -169,17 +169,69 @@ class Status:
     extensions: tuple[str, ...]
 
 
-def read_status(store: ProfileStore | None = None) -> Status:
+def read_status(store: ProfileStore | None = None, proxy_host: str = "") -> Status:
+    """The current profile (or ``proxy_host``'s) and its certificate, expired or not;
+    NotFoundError or BadParameterError, each naming the fix, when the profile is missing or
+    half-deleted."""
     store = store or ProfileStore()
-    profile = store.current()
-    cert = sshcert.parse_certificate(store.cert_path(profile).read_bytes())
+    profile = store.load(proxy_host) if proxy_host else store.current()
+    store.require_keys(profile)
+    path = store.cert_path(profile)
+    try:
+        cert = sshcert.parse_certificate(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise BadParameterError(
+            f"cannot read the certificate {path}: run tsh login --proxy={profile.web_proxy_addr} "
+            f"--user={profile.user}"
+        ) from exc
     return Status(
         profile=profile,
         roles=_cert_roles(cert),
         logins=tuple(p for p in cert.principals if not p.startswith("-teleport-")),
-        valid_before=dt.datetime.fromtimestamp(cert.valid_before, dt.UTC),
+        valid_before=_cert_time(cert.valid_before),
         extensions=tuple(sorted(cert.extensions)),
     )
+
+
+def _cert_time(seconds: int) -> dt.datetime:
+    """A certificate's valid_before as a time; "forever" (2^64-1) is past what datetime holds."""
+    return dt.datetime.fromtimestamp(min(seconds, 253402300799), dt.UTC)  # 9999-12-31
+
+
+def require_login(
+    store: ProfileStore | None = None, proxy_host: str = "", now: dt.datetime | None = None
+) -> Status:
+    """Like ``read_status``, and AccessDeniedError when the certificate has expired: what every
+    command that talks to the cluster with the profile checks first."""
+    status = read_status(store, proxy_host)
+    _require_unexpired(status.profile, status.valid_before, now or dt.datetime.now(dt.UTC))
+    return status
+
+
+def require_tls_login(store: ProfileStore, now: dt.datetime | None = None) -> Profile:
+    """The current profile when its TLS certificate (what the auth API takes) is there and has
+    not expired; otherwise the one-line error that names ``tsh login``."""
+    profile = store.current()
+    path = store.tls_cert_path(profile)
+    store.require_keys(profile, (path, store.tls_key_path(profile)))
+    try:
+        not_after = tlsca.cert_not_after(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise BadParameterError(
+            f"cannot read the certificate {path}: run tsh login --proxy={profile.web_proxy_addr} "
+            f"--user={profile.user}"
+        ) from exc
+    _require_unexpired(profile, not_after, now or dt.datetime.now(dt.UTC))
+    return profile
+
+
+def _require_unexpired(profile: Profile, valid_before: dt.datetime, now: dt.datetime) -> None:
+    if valid_before <= now:
+        when = valid_before.strftime("%Y-%m-%d %H:%M:%S UTC")
+        raise AccessDeniedError(
+            f"the certificate of {profile.user} for {profile.proxy_host} expired at {when}: "
+            f"run tsh login --proxy={profile.web_proxy_addr} --user={profile.user}"
+        )
 
 
 async def logout(store: ProfileStore | None = None, use_agent: bool = True) -> list[Profile]:
@@ -187,8 +239,15 @@ async def logout(store: ProfileStore | None = None, use_agent: bool = True) -> l
     profiles = store.all_profiles()
     for profile in profiles:
         store.remove(profile)
+    # A profile file that no longer reads names no user: its whole key directory goes, as does
+    # a key directory whose profile file was deleted.
+    broken = store.broken_profiles()
+    for host in broken:
+        store.remove_host(host)
     socket_path = agents.agent_socket()
     if use_agent and socket_path:
         with contextlib.suppress(Exception):
             await agents.remove_logins(socket_path)
+    if broken and not profiles:
+        return [Profile(web_proxy_addr=h, ssh_proxy_addr="", user="", cluster="") for h in broken]
     return profiles

@@ -22,6 +22,8 @@ import yaml
 
 from pyteleport.errors import BadParameterError, NotFoundError
 
+NOT_LOGGED_IN = "not logged in: run tsh login --proxy=HOST --user=NAME"
+
 
 def tsh_home() -> Path:
     env = os.environ.get("TELEPORT_HOME")
@@ -138,7 +140,11 @@ class ProfileStore:
         try:
             host = (self.home / "current-profile").read_text().strip()
         except FileNotFoundError:
-            raise NotFoundError("not logged in: run tsh login --proxy=HOST --user=NAME") from None
+            raise NotFoundError(NOT_LOGGED_IN) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadParameterError(f"cannot read {self.home / 'current-profile'}: {exc}") from exc
+        if not host or "/" in host or host.startswith("."):
+            raise NotFoundError(NOT_LOGGED_IN)
         return self.load(host)
 
     def load(self, proxy_host: str) -> Profile:
@@ -146,9 +152,13 @@ class ProfileStore:
         try:
             data = yaml.safe_load(path.read_text())
         except FileNotFoundError:
-            raise NotFoundError("not logged in: run tsh login --proxy=HOST --user=NAME") from None
-        except yaml.YAMLError as exc:
-            raise BadParameterError(f"{path} is corrupt: remove it and run tsh login") from exc
+            raise NotFoundError(
+                f"not logged in to {proxy_host}: run tsh login --proxy={proxy_host} --user=NAME"
+            ) from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise BadParameterError(
+                f"{path} is corrupt: run tsh logout, then tsh login --proxy={proxy_host}"
+            ) from exc
         try:
             return Profile(
                 web_proxy_addr=str(data["web_proxy_addr"]),
@@ -158,7 +168,32 @@ class ProfileStore:
                 insecure=bool(data.get("insecure", False)),
             )
         except (KeyError, TypeError) as exc:
-            raise BadParameterError(f"{path} is incomplete: run tsh login again") from exc
+            raise BadParameterError(
+                f"{path} is incomplete: run tsh logout, then tsh login --proxy={proxy_host}"
+            ) from exc
+
+    def key_files(self, profile: Profile) -> tuple[Path, ...]:
+        """Every file ``tsh login`` writes for the profile's user (the CA and known_hosts are
+        per proxy and per home)."""
+        key = self.key_path(profile)
+        return (
+            key,
+            key.with_name(f"{profile.user}.pub"),
+            self.cert_path(profile),
+            self.tls_cert_path(profile),
+            self.tls_key_path(profile),
+        )
+
+    def require_keys(self, profile: Profile, paths: tuple[Path, ...] = ()) -> None:
+        """NotFoundError naming the fix when a key file of the profile (or one of ``paths``) is
+        gone: a profile half-deleted by hand, or by a logout that was interrupted."""
+        for path in paths or self.key_files(profile):
+            if not path.is_file():
+                raise NotFoundError(
+                    f"the profile for {profile.proxy_host} is incomplete ({path.name} is "
+                    f"missing): run tsh login --proxy={profile.web_proxy_addr} "
+                    f"--user={profile.user}"
+                )
 
     def all_profiles(self) -> list[Profile]:
         out = []
@@ -167,23 +202,42 @@ class ProfileStore:
                 out.append(self.load(path.name[: -len(".yaml")]))
         return out
 
+    def broken_profiles(self) -> list[str]:
+        """Proxy hosts whose profile file cannot be read (corrupt or cut short), or whose key
+        directory has no profile file left."""
+        out = []
+        for path in sorted(self.home.glob("*.yaml")):
+            host = path.name[: -len(".yaml")]
+            try:
+                self.load(host)
+            except (NotFoundError, BadParameterError):
+                out.append(host)
+        keys = self.home / "keys"
+        if keys.is_dir():
+            for directory in sorted(keys.iterdir()):
+                if not (self.home / f"{directory.name}.yaml").exists():
+                    out.append(directory.name)
+        return out
+
     def remove(self, profile: Profile) -> None:
-        keys = self.keys_dir(profile.proxy_host)
-        for path in (
-            self.key_path(profile),
-            self.key_path(profile).with_name(f"{profile.user}.pub"),
-            self.cert_path(profile),
-            self.tls_cert_path(profile),
-            self.tls_key_path(profile),
-        ):
+        for path in self.key_files(profile):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-        remaining = [p for p in keys.iterdir() if p.name != "cas"] if keys.exists() else []
-        if not remaining:
-            shutil.rmtree(keys, ignore_errors=True)
-            with contextlib.suppress(FileNotFoundError):
-                (self.home / f"{profile.proxy_host}.yaml").unlink()
-            current = self.home / "current-profile"
-            with contextlib.suppress(FileNotFoundError):
-                if current.read_text().strip() == profile.proxy_host:
-                    current.unlink()
+        self.remove_host(profile.proxy_host, only_if_unused=True)
+
+    def remove_host(self, proxy_host: str, *, only_if_unused: bool = False) -> None:
+        """Remove the profile file and key directory of ``proxy_host``. With
+        ``only_if_unused``, keep them while another user's keys remain there; files that
+        ``tsh ssh`` derives (``ssh_known_hosts``) and the cluster's CA are not keys."""
+        keys = self.keys_dir(proxy_host)
+        derived = {"cas", "ssh_known_hosts"}
+        remaining = [p for p in keys.iterdir() if p.name not in derived] if keys.is_dir() else []
+        if only_if_unused and remaining:
+            return
+        shutil.rmtree(keys, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.home / f"{proxy_host}.yaml").unlink()
+        current = self.home / "current-profile"
+        with contextlib.suppress(FileNotFoundError, OSError, UnicodeDecodeError):
+            if current.read_text().strip() == proxy_host:
+                current.unlink()

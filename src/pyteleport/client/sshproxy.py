@@ -18,6 +18,7 @@ from pathlib import Path
 
 import asyncssh
 
+from pyteleport.api.client import WebClient, client_ssl_context
 from pyteleport.client.memagent import MemoryAgent
 from pyteleport.client.profile import Profile, ProfileStore, write_private_file
 from pyteleport.errors import AccessDeniedError, BadParameterError, ConnectionProblemError
@@ -165,10 +166,18 @@ async def _proxy_ssh(
         ) from exc
     except asyncssh.HostKeyNotVerifiable as exc:
         raise ConnectionProblemError(
-            f"the proxy at {host}:{port} is not trusted: {exc.reason}"
+            f"the proxy at {host}:{port} is not trusted: {exc.reason}; if its cluster was "
+            f"replaced, run tsh login --proxy={profile.web_proxy_addr} --user={profile.user}"
         ) from exc
-    except (OSError, TimeoutError, asyncssh.Error) as exc:
-        raise ConnectionProblemError(f"cannot reach the proxy at {host}:{port}: {exc}") from exc
+    except OSError as exc:
+        raise ConnectionProblemError(
+            f"cannot connect to the proxy at {host}:{port}: {exc.strerror or exc}: is the proxy "
+            "running?"
+        ) from exc
+    except (TimeoutError, asyncssh.Error) as exc:
+        raise ConnectionProblemError(
+            f"cannot connect to the proxy at {host}:{port}: {exc or 'timed out'}"
+        ) from exc
     async with conn:
         # tsh's side of the recording proxy protocol (Teleport's tsh asks the same question).
         await ask_recording_proxy(conn)
@@ -248,6 +257,24 @@ def ssh_argv(
     return argv
 
 
+async def check_proxy(profile: Profile) -> None:
+    """Ask the proxy's web API whether it is up and serves the profile's cluster (Teleport's tsh
+    pings first too); a one-line error that names the fix when not."""
+    client = WebClient(profile.web_proxy_addr, client_ssl_context(insecure=profile.insecure))
+    try:
+        ping = await client.ping()
+    except ConnectionProblemError as exc:
+        raise ConnectionProblemError(f"{exc}: is the proxy running?") from exc
+    finally:
+        await client.aclose()
+    if ping.cluster_name != profile.cluster:
+        raise AccessDeniedError(
+            f"the proxy at {profile.web_proxy_addr} serves cluster {ping.cluster_name}, but the "
+            f"profile is for cluster {profile.cluster}: run tsh login "
+            f"--proxy={profile.web_proxy_addr} --user={profile.user}"
+        )
+
+
 def ssh_config(store: ProfileStore, profile: Profile, tsh: str, port: int) -> str:
     """The ssh_config block of ``tsh config`` (SPEC.md "tsh details")."""
     cluster, proxy = profile.cluster, profile.proxy_host
@@ -263,4 +290,19 @@ def ssh_config(store: ProfileStore, profile: Profile, tsh: str, port: int) -> st
         f"    Port {port}\n"
         f'    ProxyCommand "{tsh}" proxy ssh --cluster={cluster} --proxy={profile.web_proxy_addr} %r@%h:%p\n\n'
         "# End generated Teleport configuration\n"
+    )
+
+
+def ssh_config_hint(profile: Profile, port: int, login: str) -> str:
+    """What ``tsh config`` tells the user beside its block (on stderr, so the block can be
+    appended to ~/.ssh/config as it is): the names that go through the proxy."""
+    cluster, proxy = profile.cluster, profile.proxy_host
+    example = f"{proxy}.{cluster}"
+    return (
+        f"# With this block in ~/.ssh/config, ssh goes through the proxy (and is recorded) for\n"
+        f"# hosts named <host>.{cluster}; it connects to port {port} of <host>. For example:\n"
+        f"#   ssh {login}@{example}\n"
+        f"# reaches the sshd on {proxy}:{port} through the proxy, and is recorded as {proxy}.\n"
+        f"# A name without .{cluster} (ssh {login}@{proxy}) goes straight to that host: not\n"
+        "# through the proxy, and not recorded."
     )

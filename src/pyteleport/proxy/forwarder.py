@@ -14,12 +14,14 @@ import asyncio
 import datetime as dt
 import logging
 import weakref
+from base64 import b64encode
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import asyncssh
 
+from pyteleport.crypto import sshcert
 from pyteleport.errors import TeleportError
 from pyteleport.events import codes
 from pyteleport.events.filetransfer import ScpTap
@@ -40,12 +42,19 @@ from pyteleport.ssh.hooks import (
     watch_client_certificates,
 )
 from pyteleport.ssh.relay import InnerSession, SessionObserver, SessionRequest, TargetSession
-from pyteleport.ssh.target import TargetDialer
+from pyteleport.ssh.target import TargetDialer, TargetLoginRefusedError
 from pyteleport.ssh.tcprelay import TCPEnd
 
 log = logging.getLogger("pyteleport.proxy")
 
 NO_AGENT = "agent forwarding required in proxy recording mode"
+# OpenSSH does not ask to forward an agent when none is running, so the proxy cannot tell
+# "ForwardAgent no" from "no agent": the hint names both.
+NO_AGENT_HINT = (
+    f"{NO_AGENT}: the ssh that connects to the proxy forwarded no agent; it needs ForwardAgent "
+    "yes (ssh -o 'ForwardAgent yes' in the ProxyCommand) and a running ssh-agent that holds "
+    "your certificate (eval $(ssh-agent), then tsh login)"
+)
 NO_AGENT_JUMP = f"{NO_AGENT}: with ssh -J, forward it to the host (ssh -A)"
 
 
@@ -452,7 +461,7 @@ class ForwardingServer(asyncssh.SSHServer):
         self, login: str, roles: RoleSet, source: asyncssh.SSHServerConnection | None
     ) -> asyncssh.SSHClientConnection:
         if source is None:
-            raise _Refused(NO_AGENT)
+            raise _Refused(NO_AGENT_HINT)
         self._agent_source = source
         agent = asyncssh.SSHAgentClient(source)
         try:
@@ -475,10 +484,30 @@ class ForwardingServer(asyncssh.SSHServer):
                 keys,
                 self._host_ca,
             )
+        except TargetLoginRefusedError as exc:
+            if not any(self._is_user_certificate(k) for k in keys):
+                user = self._target.user
+                raise _Refused(
+                    f"the agent forwarded to the proxy holds no certificate of {user}, and "
+                    f"{self._target.host} took none of its keys: run tsh login to load it "
+                    f"(ssh-add -L then shows a line ending in teleport:{user})"
+                ) from exc
+            raise
         finally:
             # The agent is needed only to sign the login; an agent channel left open would
             # keep the user's ssh from exiting when the session ends.
             agent.close()
+
+    def _is_user_certificate(self, key: Any) -> bool:
+        """Whether an agent key is a certificate of this user from the cluster's user CA."""
+        algorithm = key.get_algorithm()
+        if not algorithm.endswith("-cert-v01@openssh.com"):
+            return False
+        try:
+            cert = sshcert.parse_certificate(f"{algorithm} {b64encode(key.public_data).decode()}")
+        except ValueError:
+            return False
+        return cert.key_id == self._target.user and cert.signature_key == self._user_ca.public_data
 
     async def _agent_path_for_target(self, login: str) -> str | None:
         """The socket the target connection forwards (the second hop): made on first use, it

@@ -103,7 +103,7 @@ async def connect_target(
             ) from exc
         raise ConnectionProblemError(f"ssh: handshake failed: {exc.reason}") from exc
     except asyncssh.PermissionDenied as exc:
-        raise ConnectionProblemError(
+        raise TargetLoginRefusedError(
             "ssh: handshake failed: ssh: unable to authenticate, attempted methods [none "
             f"publickey], no supported methods remain (does {host}'s sshd trust the user CA "
             "in TrustedUserCAKeys?)"
@@ -121,6 +121,10 @@ async def connect_target(
         reason = (exc.strerror or str(exc)).lower()
         raise ConnectionProblemError(f"dial tcp {host}:{port}: connect: {reason}") from exc
     return conn
+
+
+class TargetLoginRefusedError(ConnectionProblemError):
+    """The target's sshd took none of the keys offered for the login."""
 
 
 class HandshakeDroppedError(ConnectionProblemError):
