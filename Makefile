@@ -36,7 +36,9 @@ WEB_ADDR ?= localhost:3080
 PROXY_HOST := $(firstword $(subst :, ,$(WEB_ADDR)))
 AS_ROOT := $(if $(SUDO),$(SUDO) ,)
 
-# Steps 1-5 of the guide in SPEC.md, for this cluster; printed by `make run` before it starts.
+# Steps 1-5 of docs/guide.md, for this cluster; printed by `make run` before it starts. They work
+# in a fresh HOME (no ~/.ssh yet) and where no sshd runs yet (a container), and the test suite
+# runs them as printed (tests/e2e/test_quickstart.py).
 define NEXT_STEPS
 Config: $(CONFIG)
 Next, in another shell:
@@ -44,24 +46,22 @@ Next, in another shell:
   export PATH=$(CURDIR)/$(BIN):$$PATH
   [ -n "$$SSH_AUTH_SOCK" ] || eval $$(ssh-agent)   # tsh login loads the certificate into it
   tctl -c $(CONFIG) status
-  tctl -c $(CONFIG) users add alice --roles=access,editor --logins=$$USER
+  tctl -c $(CONFIG) users add alice --roles=access,editor --logins=$$(id -un)
   tctl -c $(CONFIG) users set-password alice   # or open the invite link
   tsh login --proxy=$(WEB_ADDR) --user=alice --insecure
   ssh-add -L   # a line ending in teleport:alice
 
-Make the OpenSSH server on $(NODE) trust the cluster:
+Make the OpenSSH server on $(NODE) trust the cluster, then reload it (or start it where none runs):
 
   curl -sk 'https://$(WEB_ADDR)/webapi/auth/export?type=user' | sed s/cert-authority\ // | $(AS_ROOT)tee /etc/ssh/teleport_user_ca.pub >/dev/null
   $(AS_ROOT)$(CURDIR)/$(BIN)/tctl -c $(CONFIG) auth sign --host=$(NODE) --format=openssh --out=/etc/ssh/$(NODE)
-  # add to /etc/ssh/sshd_config, then reload sshd:
-  #   TrustedUserCAKeys /etc/ssh/teleport_user_ca.pub
-  #   HostKey /etc/ssh/$(NODE)
-  #   HostCertificate /etc/ssh/$(NODE)-cert.pub
+  printf '%s\n' 'TrustedUserCAKeys /etc/ssh/teleport_user_ca.pub' 'HostKey /etc/ssh/$(NODE)' 'HostCertificate /etc/ssh/$(NODE)-cert.pub' | $(AS_ROOT)tee -a /etc/ssh/sshd_config >/dev/null
+  $(AS_ROOT)sh -c '/usr/sbin/sshd -t -f /etc/ssh/sshd_config && { kill -HUP "$$(cat /run/sshd.pid 2>/dev/null)" 2>/dev/null || { mkdir -p /run/sshd && /usr/sbin/sshd -f /etc/ssh/sshd_config; }; }'
 
 Log in through the recording proxy (SSH on port 3023); the session is recorded:
 
-  curl -sk 'https://$(WEB_ADDR)/webapi/auth/export?type=host' >> ~/.ssh/known_hosts
-  ssh -o "ForwardAgent yes" -o "ProxyCommand ssh -o 'ForwardAgent yes' -p 3023 %r@$(PROXY_HOST) -s proxy:%h:%p" $$USER@$(NODE)
+  mkdir -p -m 700 ~/.ssh && curl -sk 'https://$(WEB_ADDR)/webapi/auth/export?type=host' >> ~/.ssh/known_hosts
+  ssh -o "ForwardAgent yes" -o "ProxyCommand ssh -o 'ForwardAgent yes' -p 3023 %r@$(PROXY_HOST) -s proxy:%h:%p" $$(id -un)@$(NODE)
   tctl -c $(CONFIG) recordings ls
 
 Stop the cluster with Ctrl-C.

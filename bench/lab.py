@@ -4,7 +4,7 @@ Two clusters from the real ``teleport start``: one in ``proxy`` recording mode (
 suite is about) and one in ``node`` mode, where the proxy's subsystem is a byte pipe (the
 baseline for recording overhead). Each has its user ``joe`` logged in with the real ``tsh login``
 into its own ssh-agent. One target sshd trusts both user CAs and shows a host certificate from
-``tctl auth sign``, as in the guide of SPEC.md; an OpenSSH jump host (a second sshd with
+``tctl auth sign``, as in the guide of docs/guide.md; an OpenSSH jump host (a second sshd with
 ``AllowTcpForwarding yes``) is the ``ssh -J`` baseline. Both sshds get raised ``MaxStartups``
 and ``MaxSessions`` so a thousand sessions are not dropped at the handshake.
 """
@@ -326,7 +326,8 @@ class Sshd:
             "PrintMotd no",
             "PrintLastLog no",
             "LogLevel ERROR",
-            # OpenSSH's default 10:30:100 drops handshakes under load (SPEC.md, guide step 8).
+            # OpenSSH's default 10:30:100 drops handshakes under load ("ssh: handshake failed:
+            # EOF" in docs/guide.md).
             "MaxStartups 4000",
             "MaxSessions 1000",
             "LoginGraceTime 120",

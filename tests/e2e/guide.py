@@ -1,4 +1,4 @@
-"""The guide of SPEC.md set up for real: a cluster in recording proxy mode, a user logged in with
+"""The guide of docs/guide.md set up for real: a cluster in recording proxy mode, a user logged in with
 ``tsh login`` into a real ssh-agent, and a real sshd that trusts the exported user CA and shows a
 host certificate from ``tctl auth sign``. ``Guide.ssh`` runs the real ssh with the guide's
 ProxyCommand."""

@@ -1,4 +1,4 @@
-"""Recording proxy mode with the real OpenSSH client and sshd, as the guide of SPEC.md sets it up."""
+"""Recording proxy mode with the real OpenSSH client and sshd, as the guide of docs/guide.md sets it up."""
 
 from __future__ import annotations
 

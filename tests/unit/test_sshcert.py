@@ -73,7 +73,7 @@ def test_host_certificate_extension_lengths_match_teleport(tmp_path: Path) -> No
     text = keygen_list(tmp_path, cert)
     assert "host certificate" in text
     assert "Valid: forever" in text
-    # SPEC: the role's value is a 4-byte length and "Node".
+    # Teleport: the role's value is a 4-byte length and "Node".
     assert "x-teleport-role UNKNOWN OPTION" in text and "(len 8)" in text
 
 

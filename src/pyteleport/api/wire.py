@@ -1,4 +1,5 @@
-"""Request and response bodies. The ``/webapi`` shapes match Teleport's (SPEC.md); ``/v1`` is ours."""
+"""Request and response bodies. The ``/webapi`` shapes match Teleport's (docs/compatibility.md);
+``/v1`` is ours."""
 
 from __future__ import annotations
 

@@ -47,7 +47,8 @@ def join_host_port(host: str, port: int) -> str:
 
 
 def ssh_proxy_addr(web_host: str, ping_listen_addr: str, ssh_public_addr: str) -> str:
-    """SPEC: ``ssh_public_addr`` if set, else the web host with ``listen_addr``'s port."""
+    """As Teleport's tsh: ``ssh_public_addr`` if set, else the web host with ``listen_addr``'s
+    port."""
     if ssh_public_addr:
         host, port = split_host_port(ssh_public_addr.split(",")[0], DEFAULT_SSH_PORT)
         return join_host_port(host, port)

@@ -1,4 +1,4 @@
-"""The ``~/.tsh`` layout (SPEC.md): directories 0700, files 0600, ``TELEPORT_HOME`` honoured.
+"""The ``~/.tsh`` layout (docs/compatibility.md): directories 0700, files 0600, ``TELEPORT_HOME`` honoured.
 
 ~/.tsh/current-profile             the proxy host of the active profile
 ~/.tsh/<proxy>.yaml                web and SSH proxy addresses, user, cluster

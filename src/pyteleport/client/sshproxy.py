@@ -276,7 +276,7 @@ async def check_proxy(profile: Profile) -> None:
 
 
 def ssh_config(store: ProfileStore, profile: Profile, tsh: str, port: int) -> str:
-    """The ssh_config block of ``tsh config`` (SPEC.md "tsh details")."""
+    """The ssh_config block of ``tsh config`` (docs/compatibility.md "tsh")."""
     cluster, proxy = profile.cluster, profile.proxy_host
     return (
         f"# Begin generated Teleport configuration for {proxy} by tsh\n\n"

@@ -2,8 +2,8 @@
 
 * Global requests: asyncssh answers an unknown global request with failure; it dispatches known
   ones to ``_process_<name>_global_request`` methods found with ``getattr``, so an attribute on
-  the connection instance adds one (``recording-proxy@teleport.com``, SPEC "Recording proxy
-  protocol").
+  the connection instance adds one (``recording-proxy@teleport.com``, docs/compatibility.md,
+  "The recording proxy protocol").
 * Agent forwarding without a unix socket on disk (``keep_agent_in_memory``), and decided per
   session on the client side (``set_agent_forwarding``).
 * Asking a global request and reading its raw reply (tsh's side of the same question).

@@ -26,7 +26,7 @@ PLAIN_HOST_KEY = (
 )
 CONNECT_TIMEOUT_S = 15.0
 KEEPALIVE_INTERVAL_S = 30.0
-# aes128-gcm costs about 40 % less CPU per byte than chacha20 here: offer it first (DESIGN.md).
+# aes128-gcm costs about 40 % less CPU per byte than chacha20 here: offer it first (docs/performance.md).
 ENCRYPTION_ALGS = (
     "aes128-gcm@openssh.com",
     "aes256-gcm@openssh.com",
