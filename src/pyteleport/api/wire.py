@@ -3,11 +3,52 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# -- bounds on what clients send: every string and number a request carries has one ---------------
+# A value out of bounds is a 400 naming the field, before any handler sees it.
+
+MAX_TTL_S = 100 * 365 * 86400  # far beyond any TTL the core allows; it only keeps sums finite
+MAX_TTL_NS = 2**63 - 1  # Go's time.Duration, which tsh sends
+MAX_LIST = 256
+
+
+def _valid_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+def _printable(value: str) -> str:
+    _valid_text(value)
+    if not value.isprintable():
+        raise ValueError("must not contain control characters")
+    return value
+
+
+# A name (user, role, login, host, lock target): printable, short.
+Name = Annotated[str, StringConstraints(max_length=255), AfterValidator(_printable)]
+# A secret typed by a person (password, OTP code): any valid text, bounded.
+Secret = Annotated[str, StringConstraints(max_length=1024), AfterValidator(_valid_text)]
+# A token from a link or a file: printable, short.
+Token = Annotated[str, StringConstraints(max_length=256), AfterValidator(_printable)]
+# Free text (a lock's message) and keys and certificates as text.
+Text = Annotated[str, StringConstraints(max_length=4096), AfterValidator(_valid_text)]
+KeyText = Annotated[str, StringConstraints(max_length=16384), AfterValidator(_valid_text)]
+Seconds = Annotated[int, Field(ge=0, le=MAX_TTL_S)]
+Nanoseconds = Annotated[int, Field(ge=0, le=MAX_TTL_NS)]
+Names = Annotated[list[Name], Field(max_length=MAX_LIST)]
 
 
 # -- /webapi/ping ------------------------------------------------------------------------------
@@ -41,11 +82,11 @@ class PingResponse(Strict):
 
 
 class CreateSSHCertRequest(Strict):
-    user: str
-    password: str
-    otp_token: str = ""
-    pub_key: str  # base64 of the authorized_keys line
-    ttl: int = 0  # nanoseconds
+    user: Name
+    password: Secret
+    otp_token: Secret = ""
+    pub_key: KeyText  # base64 of the authorized_keys line
+    ttl: Nanoseconds = 0
 
 
 class HostSigner(Strict):
@@ -71,9 +112,9 @@ class UserTokenInfo(Strict):
 
 
 class ChangePasswordWithTokenRequest(Strict):
-    token: str
-    password: str
-    second_factor_token: str = ""
+    token: Token
+    password: Secret
+    second_factor_token: Secret = ""
 
 
 class ChangePasswordWithTokenResponse(Strict):
@@ -92,10 +133,10 @@ class StatusResponse(Strict):
 
 
 class CreateUserRequest(Strict):
-    name: str
-    roles: list[str]
-    logins: list[str] = Field(default_factory=list)
-    ttl_s: int = 3600
+    name: Name
+    roles: Names
+    logins: Names = Field(default_factory=list)
+    ttl_s: Seconds = 3600
 
 
 class InviteResponse(Strict):
@@ -107,7 +148,7 @@ class InviteResponse(Strict):
 
 
 class SetPasswordRequest(Strict):
-    password: str
+    password: Secret
 
 
 class SetPasswordResponse(Strict):
@@ -115,7 +156,7 @@ class SetPasswordResponse(Strict):
 
 
 class UpdateUserRequest(Strict):
-    roles: list[str]
+    roles: Names
 
 
 class Resource(Strict):
@@ -135,15 +176,15 @@ class PutRoleResponse(Strict):
 
 
 class CreateTokenRequest(Strict):
-    roles: list[str]
-    ttl_s: int = 0
+    roles: Names
+    ttl_s: Seconds = 0
 
 
 class CreateLockRequest(Strict):
-    target_kind: str  # user, login or node
-    target: str
-    message: str = ""
-    ttl_s: int = 0  # 0: until removed
+    target_kind: Name  # user, login or node
+    target: Name
+    message: Text = ""
+    ttl_s: Seconds = 0  # 0: until removed
 
 
 class TokenResponse(Strict):
@@ -157,9 +198,9 @@ class ExportResponse(Strict):
 
 
 class SignHostRequest(Strict):
-    public_key: str  # authorized_keys line
-    principals: list[str]
-    ttl_s: int = 0  # 0: no expiry
+    public_key: KeyText  # authorized_keys line
+    principals: Names
+    ttl_s: Seconds = 0  # 0: no expiry
 
 
 class SignHostResponse(Strict):
@@ -167,9 +208,9 @@ class SignHostResponse(Strict):
 
 
 class SignUserRequest(Strict):
-    username: str
-    public_key: str
-    ttl_s: int = 0
+    username: Name
+    public_key: KeyText
+    ttl_s: Seconds = 0
 
 
 class SignUserResponse(Strict):

@@ -84,26 +84,28 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
         return [user_to_dict(u) for u in await auth.list_users()]
 
     @router.get("/users/{name}")
-    async def get_user(name: str, auth: Caller) -> dict[str, Any]:
+    async def get_user(name: wire.Name, auth: Caller) -> dict[str, Any]:
         return user_to_dict(await auth.get_user(name))
 
     @router.put("/users/{name}")
-    async def update_user(name: str, body: wire.UpdateUserRequest, auth: Caller) -> dict[str, Any]:
+    async def update_user(
+        name: wire.Name, body: wire.UpdateUserRequest, auth: Caller
+    ) -> dict[str, Any]:
         return user_to_dict(await auth.update_user_roles(name, body.roles))
 
     @router.delete("/users/{name}")
-    async def delete_user(name: str, auth: Caller) -> dict[str, str]:
+    async def delete_user(name: wire.Name, auth: Caller) -> dict[str, str]:
         await auth.delete_user(name)
         return {"message": f'user "{name}" has been deleted'}
 
     @router.put("/users/{name}/password")
     async def set_password(
-        name: str, body: wire.SetPasswordRequest, auth: Caller
+        name: wire.Name, body: wire.SetPasswordRequest, auth: Caller
     ) -> wire.SetPasswordResponse:
         return wire.SetPasswordResponse(otp_uri=await auth.set_password(name, body.password))
 
     @router.post("/users/{name}/reset")
-    async def reset_user(name: str, auth: Caller) -> wire.InviteResponse:
+    async def reset_user(name: wire.Name, auth: Caller) -> wire.InviteResponse:
         return invite(await auth.create_reset_token(name, dt.timedelta(hours=1)))
 
     @router.get("/roles")
@@ -111,7 +113,7 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
         return [role_to_dict(r) for r in await auth.list_roles()]
 
     @router.get("/roles/{name}")
-    async def get_role(name: str, auth: Caller) -> dict[str, Any]:
+    async def get_role(name: wire.Name, auth: Caller) -> dict[str, Any]:
         return role_to_dict(await auth.get_role(name))
 
     @router.put("/roles")
@@ -121,7 +123,7 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
         return wire.PutRoleResponse(name=role.name, created=created)
 
     @router.delete("/roles/{name}")
-    async def delete_role(name: str, auth: Caller) -> dict[str, str]:
+    async def delete_role(name: wire.Name, auth: Caller) -> dict[str, str]:
         await auth.delete_role(name)
         return {"message": f'role "{name}" has been deleted'}
 
@@ -138,7 +140,7 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
         return [provision_token_to_dict(t) for t in await auth.list_join_tokens()]
 
     @router.delete("/tokens/{token}")
-    async def delete_token(token: str, auth: Caller) -> dict[str, str]:
+    async def delete_token(token: wire.Token, auth: Caller) -> dict[str, str]:
         await auth.delete_join_token(token)
         return {"message": "token has been deleted"}
 
@@ -153,7 +155,7 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
         return [lock_to_dict(lock) for lock in await auth.list_locks()]
 
     @router.delete("/locks/{name}")
-    async def delete_lock(name: str, auth: Caller) -> dict[str, str]:
+    async def delete_lock(name: wire.Name, auth: Caller) -> dict[str, str]:
         await auth.delete_lock(name)
         return {"message": f'lock "{name}" has been deleted'}
 
@@ -214,7 +216,7 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
         )
 
     @router.get("/recordings/{sid}")
-    async def get_recording(sid: str, auth: Caller) -> Response:
+    async def get_recording(sid: wire.Token, auth: Caller) -> Response:
         body = await auth.read_recording(sid)
         return Response(content=body, media_type=ASCIICAST_MEDIA_TYPE)
 

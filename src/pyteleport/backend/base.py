@@ -46,14 +46,16 @@ def check_range(start: str, end: str) -> None:
 
 
 def _check_text(text: object, what: str) -> None:
+    # The messages leave the key out: a name from a client may reach them, and the key around
+    # it is the backend's own business.
     if not isinstance(text, str):
-        raise BadParameterError(f"bad {what} {text!r}: not a string")
+        raise BadParameterError(f"bad {what}: not a string")
     if "\x00" in text:
-        raise BadParameterError(f"bad {what} {text!r}: contains NUL")
+        raise BadParameterError(f"bad {what}: a name contains NUL")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise BadParameterError(f"bad {what} {text!r}: not valid Unicode") from exc
+        raise BadParameterError(f"bad {what}: a name is not valid Unicode") from exc
 
 
 def prefix_end(prefix: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from pyteleport.backend import Backend, Item, prefix_end
 from pyteleport.clock import Clock, SystemClock
 from pyteleport.events.codes import code_for
+from pyteleport.events.sanitize import MAX_TEXT, clean_text, clean_value
 from pyteleport.model.timefmt import format_time
 
 PREFIX = "/events/"
@@ -63,7 +64,7 @@ class AuditLog:
             "code": code_for(event, success),
             "time": format_time(now),
             "uid": uid,
-            **fields,
+            **clean_value(dict(fields)),  # values from clients: escaped, capped
         }
         return Item(key=_key(now, uid), value=json.dumps(record, sort_keys=True).encode())
 
@@ -119,13 +120,27 @@ class AuditLog:
         items = await self._backend.get_range(start, end)
         out: list[dict[str, Any]] = []
         for item in items:
-            record = json.loads(item.value)
+            record = _read(item)
             if event_types and record.get("event") not in event_types:
                 continue
             out.append(record)
             if limit and len(out) >= limit:
                 break
         return out
+
+
+def _read(item: Item) -> dict[str, Any]:
+    """A stored event, cleaned again (events stored before values were cleaned may hold lone
+    surrogates that no response can serialize); one that does not parse is shown, not fatal."""
+    try:
+        record = json.loads(item.value)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raw = item.value[:MAX_TEXT].decode("utf-8", "backslashreplace")
+        return {"event": "audit.unreadable", "code": "", "raw": clean_text(raw)}
+    cleaned: dict[str, Any] = clean_value(record)
+    return cleaned
 
 
 def _settle(future: asyncio.Future[None], outcome: BaseException | None) -> None:

@@ -16,6 +16,7 @@ from pyteleport.clock import Clock
 from pyteleport.model.timefmt import format_time
 from pyteleport.policy.ratelimit import RateLimiter
 from pyteleport.web.errors import install_error_handlers
+from pyteleport.web.limits import UNAUTHENTICATED_MAX_BODY_BYTES, RequestLimits
 
 MIN_CLIENT_VERSION = "16.0.0"
 
@@ -24,18 +25,34 @@ def _remote(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
+def webapi_limits(
+    clock: Clock,
+    *,
+    login_limiter: RateLimiter | None = None,
+    export_limiter: RateLimiter | None = None,
+) -> RequestLimits:
+    """What the web port checks before it reads a request: logins, password links and the CA
+    export are rate-limited per source address, and the unauthenticated routes take small
+    bodies only. The auth API's routes (``/v1``) take larger ones."""
+    login = login_limiter or RateLimiter(rate_per_s=1.0, burst=20, clock=clock)
+    export = export_limiter or RateLimiter(rate_per_s=10.0, burst=50, clock=clock)
+    return RequestLimits(
+        bodies=(("/webapi/", UNAUTHENTICATED_MAX_BODY_BYTES), ("/web/", 0)),
+        rates=(
+            ("/webapi/ssh/certs", login.check),
+            ("/webapi/users/password/token", login.check),
+            ("/webapi/auth/export", export.check),
+        ),
+    )
+
+
 def webapi_router(
     access: ProxyAccessPoint,
-    clock: Clock,
     *,
     ssh_listen_addr: str,
     ssh_public_addr: str,
     public_addr: str,
-    login_limiter: RateLimiter | None = None,
-    export_limiter: RateLimiter | None = None,
 ) -> APIRouter:
-    login_limit = login_limiter or RateLimiter(rate_per_s=1.0, burst=20, clock=clock)
-    export_limit = export_limiter or RateLimiter(rate_per_s=10.0, burst=50, clock=clock)
     router = APIRouter(tags=["webapi"])
 
     @router.get("/webapi/ping")
@@ -55,15 +72,13 @@ def webapi_router(
         )
 
     @router.get("/webapi/auth/export", response_class=PlainTextResponse)
-    async def export(request: Request, type: str | None = None) -> str:
-        export_limit.check(_remote(request))
+    async def export(type: str | None = None) -> str:
         return access.export_authorities(type)
 
     @router.post("/webapi/ssh/certs")
     async def ssh_certs(
         body: wire.CreateSSHCertRequest, request: Request
     ) -> wire.CreateSSHCertResponse:
-        login_limit.check(_remote(request))
         try:
             public_key = base64.b64decode(body.pub_key, validate=True)
         except ValueError:
@@ -87,8 +102,7 @@ def webapi_router(
         )
 
     @router.get("/webapi/users/password/token/{token}")
-    async def get_user_token(token: str, request: Request) -> wire.UserTokenInfo:
-        login_limit.check(_remote(request))
+    async def get_user_token(token: wire.Token) -> wire.UserTokenInfo:
         info = await access.get_user_token(token)
         return wire.UserTokenInfo(
             user=info.user, expires=format_time(info.expires), otp_uri=info.otp_uri
@@ -96,16 +110,15 @@ def webapi_router(
 
     @router.put("/webapi/users/password/token")
     async def change_password(
-        body: wire.ChangePasswordWithTokenRequest, request: Request
+        body: wire.ChangePasswordWithTokenRequest,
     ) -> wire.ChangePasswordWithTokenResponse:
-        login_limit.check(_remote(request))
         user = await access.change_password_with_token(
             body.token, body.password, body.second_factor_token
         )
         return wire.ChangePasswordWithTokenResponse(username=user.name)
 
     @router.get("/web/invite/{token}", response_class=HTMLResponse)
-    async def invite_page(token: str) -> str:
+    async def invite_page(token: wire.Token) -> str:
         return _INVITE_PAGE.replace("{{TOKEN}}", html.escape(token, quote=True)).replace(
             "{{CLUSTER}}", html.escape(access.cluster_name)
         )
@@ -114,7 +127,15 @@ def webapi_router(
 
 
 def webapi_app(router: APIRouter, *extra: APIRouter) -> FastAPI:
-    app = FastAPI(title="pyteleport proxy web API", version=TELEPORT_VERSION)
+    """The proxy's web port. The OpenAPI document and its pages are not served: they would show
+    the whole admin API to anyone; ``app.openapi()`` still builds it (the fuzz tests use it)."""
+    app = FastAPI(
+        title="pyteleport proxy web API",
+        version=TELEPORT_VERSION,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+    )
     install_error_handlers(app)
     app.include_router(router)
     for other in extra:

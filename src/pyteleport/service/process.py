@@ -13,8 +13,8 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import resource
 import signal
-import socket
 import stat
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from pyteleport.events.store import FileRecordingStore, complete_pending_uploads
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
 from pyteleport.proxy.recording import RecordedSession, RecordingSettings, audit_forward
 from pyteleport.proxy.sshserver import ProxySSHService, ProxySSHSettings
-from pyteleport.proxy.webapi import webapi_app, webapi_router
+from pyteleport.proxy.webapi import webapi_app, webapi_limits, webapi_router
 from pyteleport.service.config import Config, parse_addr
 from pyteleport.service.identity import admin_identity_paths
 from pyteleport.web.errors import install_error_handlers
@@ -160,7 +160,7 @@ class TeleportProcess:
         write_private_file(ca_file, self.auth.tls_ca_cert())
         from fastapi import FastAPI
 
-        app = FastAPI(title="pyteleport auth API")
+        app = FastAPI(title="pyteleport auth API", openapi_url=None, docs_url=None, redoc_url=None)
         install_error_handlers(app)
         app.include_router(auth_router(self.auth, self._web_public_addr()))
         server = HttpsServer(app, host, port, server_ssl_context(cert_file, key_file, str(ca_file)))
@@ -220,7 +220,6 @@ class TeleportProcess:
         public = proxy.public_addr[0] if proxy.public_addr else ""
         router = webapi_router(
             self.auth,
-            self.clock,
             ssh_listen_addr=_join(ssh_host, ssh_port),
             ssh_public_addr=ssh_public,
             public_addr=public,
@@ -232,6 +231,7 @@ class TeleportProcess:
             host,
             port,
             server_ssl_context(cert_file, key_file, ca_file),
+            limits=webapi_limits(self.clock),
         )
         await server.start()
         self._servers.append(server)
@@ -319,6 +319,7 @@ async def run_until_signal(process: TeleportProcess, ready_message: str = "") ->
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    raise_open_file_limit()
     try:
         await process.start()
         if ready_message:
@@ -338,7 +339,16 @@ async def run_until_signal(process: TeleportProcess, ready_message: str = "") ->
             loop.remove_signal_handler(sig)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit, and say what it is: every
+    connection is a file, and the usual soft limit of 1,024 is a few hundred slow clients."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+    log.info("open-file limit: %d", soft)
+    return soft

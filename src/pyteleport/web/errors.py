@@ -37,13 +37,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "path", "query"))
         message = first.get("msg", "invalid request")
         return error_response(400, f"{where}: {message}" if where else str(message))
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        return error_response(exc.status_code, str(exc.detail))
+        # Allow on a 405 (RFC 9110 section 15.5.6), Connection: close on a 413.
+        return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error serving %s", request.url.path)

@@ -2,6 +2,12 @@
 
 uvicorn does not expose the TLS peer certificate to the application, so the protocol class below
 copies it into the per-connection ASGI ``state``; endpoints read it with :func:`peer_certificate`.
+
+The same class bounds what a client can make the listener hold (``ListenerLimits``): a TLS
+handshake, the headers of a request and its body each have a time limit, an idle keep-alive
+connection is closed, and one source address holds a bounded number of connections. uvicorn has
+the keep-alive limit only: a client that sends a request's headers one byte at a time would
+otherwise hold its connection (and a file descriptor) for ever.
 """
 
 from __future__ import annotations
@@ -11,26 +17,107 @@ import contextlib
 import logging
 import socket
 import ssl
+from dataclasses import dataclass
 from typing import Any
 
+import h11
 import uvicorn
 from fastapi import Request
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from pyteleport.errors import BadParameterError
+from pyteleport.web.limits import LimitsMiddleware, RequestLimits
 
 PEER_CERT_STATE = "pyteleport.peer_cert_der"
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ListenerLimits:
+    """What one HTTPS listener lets a client hold."""
+
+    handshake_timeout_s: float = 10.0  # TCP accept to the end of the TLS handshake
+    header_timeout_s: float = 10.0  # connection (or end of the last response) to full headers
+    body_timeout_s: float = 30.0  # full headers to the end of the request's body
+    keep_alive_s: float = 5.0  # idle between requests
+    shutdown_timeout_s: float = 2.0  # waiting for a client's TLS close_notify once we close
+    max_connections_per_address: int = 128
+
+
+class _ConnectionCount:
+    """Open connections per source address, shared by a listener's connections."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def take(self, address: str) -> bool:
+        count = self._open.get(address, 0)
+        if count >= self.limit:
+            return False
+        self._open[address] = count + 1
+        return True
+
+    def give_back(self, address: str) -> None:
+        count = self._open.get(address, 0) - 1
+        if count > 0:
+            self._open[address] = count
+        else:
+            self._open.pop(address, None)
+
+
 class _PeerCertProtocol(H11Protocol):
+    limits: ListenerLimits = ListenerLimits()
+    counts: _ConnectionCount | None = None
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._address = ""
+        self._read_timer: asyncio.TimerHandle | None = None
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if peer else ""
+        if self.counts is not None and not self.counts.take(address):
+            log.info("refused an HTTPS connection from %s: too many open from it", address)
+            transport.abort()
+            return
+        self._address = address
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         # A per-connection copy: uvicorn copies app_state into each request's scope["state"].
         self.app_state = {**self.app_state, PEER_CERT_STATE: der}
+        self._arm(self.limits.header_timeout_s, body_allowed=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+        if self.counts is not None and self._address:
+            self.counts.give_back(self._address)
+            self._address = ""
+        if self.transport is not None:  # None: refused before uvicorn saw the connection
+            super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm(self.limits.header_timeout_s, body_allowed=True)
+
+    def _arm(self, delay_s: float, *, body_allowed: bool) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+        self._read_timer = self.loop.call_later(delay_s, self._read_deadline, body_allowed)
+
+    def _read_deadline(self, body_allowed: bool) -> None:
+        """The client has had its time to send a request: close if the headers (or, one limit
+        later, the body) are not all in. A request the app is serving is not the client's delay."""
+        self._read_timer = None
+        state = self.conn.their_state
+        if state is h11.SEND_BODY and body_allowed:
+            self._arm(self.limits.body_timeout_s, body_allowed=False)
+            return
+        if state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
+            log.debug("closed a slow HTTPS client %s (request not received in time)", self.client)
+            self.transport.close()
 
 
 def peer_certificate(request: Request) -> bytes | None:
@@ -58,19 +145,38 @@ def server_ssl_context(
 
 
 class HttpsServer:
-    """Serve an ASGI app over TLS on (host, port); ``port`` 0 picks a free one."""
+    """Serve an ASGI app over TLS on (host, port); ``port`` 0 picks a free one. ``limits`` are
+    checked before the app reads a request (default: bodies up to 1 MiB)."""
 
-    def __init__(self, app: Any, host: str, port: int, ssl_context: ssl.SSLContext) -> None:
+    def __init__(
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext,
+        limits: RequestLimits | None = None,
+        listener: ListenerLimits | None = None,
+    ) -> None:
+        self._listener = listener or ListenerLimits()
+        protocol = type(
+            "HttpsConnection",
+            (_PeerCertProtocol,),
+            {
+                "limits": self._listener,
+                "counts": _ConnectionCount(self._listener.max_connections_per_address),
+            },
+        )
         self._config = uvicorn.Config(
-            app,
+            LimitsMiddleware(app, limits or RequestLimits()),
             host=host,
             port=port,
-            http=_PeerCertProtocol,
+            http=protocol,
             lifespan="off",
             log_config=None,
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=5,
+            timeout_keep_alive=int(self._listener.keep_alive_s),
         )
         self._ssl_context = ssl_context
         self._server = uvicorn.Server(self._config)
@@ -100,10 +206,32 @@ class HttpsServer:
                 f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
             ) from exc
         sock.set_inheritable(False)
-        # startup() (not serve()) so uvicorn installs no signal handlers: the process owns those.
-        self._server.lifespan = config.lifespan_class(config)
-        await self._server.startup(sockets=[sock])
-        self._servers = list(self._server.servers)
+        # Not serve(), so uvicorn installs no signal handlers: the process owns those; and not
+        # startup() either, which gives asyncio no TLS handshake or shutdown timeout.
+        server = self._server
+        server.lifespan = config.lifespan_class(config)
+        await server.lifespan.startup()
+
+        def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+            protocol: asyncio.Protocol = config.http_protocol_class(  # type: ignore[call-arg]
+                config=config,
+                server_state=server.server_state,
+                app_state=server.lifespan.state,
+                _loop=_loop,
+            )
+            return protocol
+
+        listening = await asyncio.get_running_loop().create_server(
+            create_protocol,
+            sock=sock,
+            ssl=self._ssl_context,
+            backlog=config.backlog,
+            ssl_handshake_timeout=self._listener.handshake_timeout_s,
+            ssl_shutdown_timeout=self._listener.shutdown_timeout_s,
+        )
+        server.servers = [listening]
+        server.started = True
+        self._servers = [listening]
         self._task = asyncio.create_task(self._server.main_loop(), name="https-housekeeping")
 
     async def aclose(self) -> None:
