@@ -10,15 +10,22 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from pyteleport.errors import LimitExceededError, TeleportError
+from pyteleport.events.sanitize import clean_text
 
 log = logging.getLogger(__name__)
+
+
+MAX_MESSAGE = 1024
 
 
 def error_response(
     status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
+    """A message may quote what the client sent: it goes back as one escaped, bounded line."""
     return JSONResponse(
-        status_code=status, content={"error": {"message": message}}, headers=headers
+        status_code=status,
+        content={"error": {"message": clean_text(message, MAX_MESSAGE)}},
+        headers=headers,
     )
 
 
