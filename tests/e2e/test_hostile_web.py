@@ -316,3 +316,22 @@ def test_one_address_holds_a_bounded_number_of_connections(cluster: Cluster) -> 
         return refused
 
     assert asyncio.run(probe()) == 140 - 128
+
+
+def test_an_unknown_user_and_a_real_one_get_the_same_answers_lockout_included(
+    cluster: Cluster,
+) -> None:
+    cluster.add_user("realuser")
+
+    def tries(user: str) -> list[tuple[int, str]]:
+        body = {"user": user, "password": "wrong-password!", "pub_key": "x"}
+        return [
+            (r.status_code, message(r))
+            for r in (post(cluster, LOGIN, body, source="127.0.0.5") for _ in range(6))
+        ]
+
+    real, unknown = tries("realuser"), tries("nobody-here")
+    assert real == unknown
+    assert real == [(403, "invalid username or password")] * 4 + [
+        (403, "too many incorrect attempts, please try again later")
+    ] * 2

@@ -58,11 +58,11 @@ class AuthorizedAuth:
 
     async def list_users(self) -> list[User]:
         await self._check("user", "list")
-        return await self._server.users.list()
+        return [await self._server.user_with_status(u) for u in await self._server.users.list()]
 
     async def get_user(self, name: str) -> User:
         await self._check("user", "read")
-        return await self._server.users.get(name)
+        return await self._server.user_with_status(await self._server.users.get(name))
 
     async def delete_user(self, name: str) -> None:
         await self._check("user", "delete")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pyteleport import TELEPORT_VERSION
+from pyteleport.auth.logins import Lockout, PasswordWork
 from pyteleport.backend import Backend, Item
 from pyteleport.clock import Clock, SystemClock
 from pyteleport.crypto import password as passwords
@@ -34,17 +35,15 @@ from pyteleport.model.presets import PRESETS
 from pyteleport.model.results import ClusterStatus, InviteInfo, UserCerts
 from pyteleport.model.role import Role, check_name
 from pyteleport.model.token import JOIN_ROLES, ProvisionToken, UserToken
-from pyteleport.model.user import LOGINS_TRAIT, LoginStatus, User
+from pyteleport.model.user import LOGINS_TRAIT, User
 from pyteleport.policy.access import RoleSet
 from pyteleport.storage.authorities import AuthorityStore
 from pyteleport.storage.locks import LockStore
+from pyteleport.storage.loginattempts import LoginAttemptStore
 from pyteleport.storage.roles import RoleStore
 from pyteleport.storage.tokens import TokenStore
 from pyteleport.storage.users import UserStore
 
-MAX_LOGIN_ATTEMPTS = 5
-ATTEMPT_WINDOW = dt.timedelta(minutes=30)
-LOCK_DURATION = dt.timedelta(minutes=20)
 INVITE_TTL = dt.timedelta(hours=1)
 MAX_INVITE_TTL = dt.timedelta(hours=48)
 DEFAULT_JOIN_TOKEN_TTL = dt.timedelta(minutes=30)
@@ -76,6 +75,8 @@ class AuthServer:
         self.roles = RoleStore(backend)
         self.tokens = TokenStore(backend)
         self.locks = LockStore(backend)
+        self.lockout = Lockout(LoginAttemptStore(backend), self.clock)
+        self.password_work = PasswordWork()
         # Where finished session recordings live; None: this auth service keeps none.
         self.recordings = recordings
         self._cas: dict[CAType, CertAuthority] = {}
@@ -355,18 +356,22 @@ class AuthServer:
         return AccessDeniedError("invalid username or password")
 
     async def _check_password(self, username: str, password: str, otp_token: str) -> None:
-        now = self.clock.now()
+        """The same reads, the same hash check and the same write for a name with no user as
+        for a real one, so neither the answer nor its timing tells which names exist."""
+        locked = await self.lockout.is_locked(username)
         try:
-            user = await self.users.get(username)
+            await self.users.get(username)
+            known = True
         except (NotFoundError, BadParameterError):
-            passwords.verify_password(passwords.DUMMY_HASH, password)
-            raise self._bad_credentials() from None
-        status = user.status
-        if status.locked_until is not None and status.locked_until > now:
-            raise AccessDeniedError(LOCKED_MESSAGE)
-        stored = await self.users.get_password_hash(username)
-        ok = stored is not None and passwords.verify_password(stored, password)
+            known = False
+        try:
+            stored = await self.users.get_password_hash(username)  # a miss for an unknown name
+        except BadParameterError:
+            stored = None
+        ok = await self.password_work.verify(stored or passwords.DUMMY_HASH, password)
+        ok = ok and stored is not None and known and not locked
         if ok and self.second_factor == "otp":
+            now = self.clock.now()
             secret = await self.users.get_otp_secret(username)
             ok = (
                 secret is not None
@@ -374,19 +379,11 @@ class AuthServer:
                 and await self.users.claim_otp_step(username, self._otp_step(secret, otp_token))
             )
         if ok:
-            if status.failed_attempts or status.locked_until:
-                await self.users.update(user.with_status(LoginStatus()))
+            await self.lockout.clear(username)
             return
-        recent = (*tuple(t for t in status.failed_attempts if now - t < ATTEMPT_WINDOW), now)
-        locked_until = now + LOCK_DURATION if len(recent) >= MAX_LOGIN_ATTEMPTS else None
-        await self.users.update(
-            user.with_status(
-                LoginStatus(
-                    failed_attempts=() if locked_until else recent, locked_until=locked_until
-                )
-            )
-        )
-        if locked_until is not None:
+        if locked:
+            raise AccessDeniedError(LOCKED_MESSAGE)
+        if await self.lockout.failed(username):
             raise AccessDeniedError(LOCKED_MESSAGE)
         raise self._bad_credentials()
 
@@ -471,25 +468,26 @@ class AuthServer:
             await self.tokens.delete_user_token(token)
         except NotFoundError:
             raise NotFoundError("the invite or reset link is invalid or has expired") from None
-        await self.users.set_password_hash(record.user, passwords.hash_password(password))
+        password_hash = await self.password_work.hash(password)
+        await self.users.set_password_hash(record.user, password_hash)
         if record.otp_secret:
             await self.users.set_otp_secret(record.user, record.otp_secret)
         user = await self.users.get(record.user)
-        await self.users.update(user.with_status(LoginStatus()))
+        await self.lockout.clear(record.user)
         await self.audit.emit(codes.USER_PASSWORD_CHANGE, {"user": record.user})
         return user
 
     async def set_password(self, name: str, password: str) -> str:
         """Set a password directly (admin automation). Returns an otpauth URI when OTP is on."""
-        user = await self.users.get(name)
+        await self.users.get(name)
         passwords.check_password_policy(password)
-        await self.users.set_password_hash(name, passwords.hash_password(password))
+        await self.users.set_password_hash(name, await self.password_work.hash(password))
         uri = ""
         if self.second_factor == "otp":
             secret = totp.generate_secret()
             await self.users.set_otp_secret(name, secret)
             uri = totp.provisioning_uri(secret, name, self.cluster_name)
-        await self.users.update(user.with_status(LoginStatus()))
+        await self.lockout.clear(name)
         await self.tokens.delete_user_tokens_for(name)
         await self.audit.emit(codes.USER_PASSWORD_CHANGE, {"user": name})
         return uri
@@ -588,10 +586,13 @@ class AuthServer:
     async def identity_for_user(self, username: str) -> Identity:
         """The live identity of a user: roles as stored now, so removing a role takes effect."""
         user = await self.users.get(username)
-        now = self.clock.now()
-        if user.status.locked_until is not None and user.status.locked_until > now:
+        if await self.lockout.is_locked(username):
             raise AccessDeniedError(LOCKED_MESSAGE)
         return Identity(username=username, roles=user.roles)
+
+    async def user_with_status(self, user: User) -> User:
+        """The user with the lockout's view of its failed logins (kept apart from the record)."""
+        return user.with_status(await self.lockout.status(user.name))
 
     async def role_set_for_user(self, username: str) -> RoleSet:
         """The roles of a user as stored now; a locked or deleted user gets AccessDeniedError."""

@@ -1,0 +1,71 @@
+"""Password checks and the lockout, as the auth core uses them.
+
+``PasswordWork`` runs argon2 in worker threads, at most ``max_parallel`` at once: a hash costs
+tens of milliseconds of CPU, and the auth core shares its event loop with the proxy, so a burst
+of logins run inline would stall every relayed session. Logins queue for the workers instead.
+
+``Lockout`` decides from the failed logins of a name (``LoginAttemptStore``): 5 failures within
+30 minutes lock it for 20. It treats every name alike, whether a user by that name exists or
+not, so the answers, and the work behind them, are the same for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from pyteleport.clock import Clock
+from pyteleport.crypto import password as passwords
+from pyteleport.model.user import LoginStatus
+from pyteleport.storage.loginattempts import LoginAttemptStore
+
+MAX_LOGIN_ATTEMPTS = 5
+ATTEMPT_WINDOW = dt.timedelta(minutes=30)
+LOCK_DURATION = dt.timedelta(minutes=20)
+
+
+class PasswordWork:
+    def __init__(self, max_parallel: int = 2) -> None:
+        self._slots = asyncio.Semaphore(max_parallel)
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        async with self._slots:
+            return await asyncio.to_thread(passwords.verify_password, password_hash, password)
+
+    async def hash(self, password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(passwords.hash_password, password)
+
+
+class Lockout:
+    def __init__(self, store: LoginAttemptStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def status(self, name: str) -> LoginStatus:
+        return await self._store.get(name)
+
+    async def is_locked(self, name: str) -> bool:
+        locked_until = (await self._store.get(name)).locked_until
+        return locked_until is not None and locked_until > self._clock.now()
+
+    async def failed(self, name: str) -> bool:
+        """Count a failed login; True if the name is now locked."""
+        now = self._clock.now()
+
+        def count(status: LoginStatus) -> LoginStatus:
+            if status.locked_until is not None and status.locked_until > now:
+                return status
+            recent = (*(t for t in status.failed_attempts if now - t < ATTEMPT_WINDOW), now)
+            if len(recent) >= MAX_LOGIN_ATTEMPTS:
+                return LoginStatus(failed_attempts=(), locked_until=now + LOCK_DURATION)
+            return LoginStatus(failed_attempts=recent)
+
+        def expires(status: LoginStatus) -> dt.datetime:
+            return status.locked_until or now + ATTEMPT_WINDOW
+
+        status = await self._store.change(name, count, expires)
+        return status.locked_until is not None
+
+    async def clear(self, name: str) -> None:
+        await self._store.clear(name)
