@@ -332,6 +332,8 @@ def test_an_unknown_user_and_a_real_one_get_the_same_answers_lockout_included(
 
     real, unknown = tries("realuser"), tries("nobody-here")
     assert real == unknown
-    assert real == [(403, "invalid username or password")] * 4 + [
-        (403, "too many incorrect attempts, please try again later")
-    ] * 2
+    assert (
+        real
+        == [(403, "invalid username or password")] * 4
+        + [(403, "too many incorrect attempts, please try again later")] * 2
+    )
