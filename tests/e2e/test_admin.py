@@ -237,3 +237,47 @@ def test_tctl_without_a_running_cluster_says_what_to_do(tmp_path: Path) -> None:
     res = run([str(BIN / "tctl"), "-c", str(config), "status"])
     assert res.code == 1
     assert "no admin identity" in res.err and "teleport start" in res.err
+
+
+def test_every_admin_change_is_an_audit_event_naming_who_made_it(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    def ok(*args: str, input: str | None = None) -> str:
+        res = cluster.tctl(*args, input=input)
+        assert res.code == 0, res.text
+        return res.out
+
+    ok("users", "add", "joe", "--roles=access", "--logins=joe")
+    ok("users", "update", "joe", "--set-roles=access,auditor")
+    ok("users", "reset", "joe")
+    ok("users", "set-password", "joe", input="correct-horse-battery\n")
+    role = tmp_path / "dev.yaml"
+    role.write_text(DEV_ROLE)
+    ok("create", str(role))
+    ok("rm", "role/dev")
+    token = ok("tokens", "add", "--type=node", f"--out={tmp_path / 'token'}")
+    assert token
+    ok("tokens", "rm", (tmp_path / "token").read_text().strip())
+    ok("lock", "--user=joe", "--message=review")
+    lock = yaml.safe_load(ok("get", "locks"))
+    name = (lock[0] if isinstance(lock, list) else lock)["metadata"]["name"]
+    ok("lock", "rm", name)
+    ok("users", "rm", "joe")
+    events = yaml.safe_load(ok("events", "ls", "--format=json"))
+    made = {(e["event"], e["code"]) for e in events if e.get("user") == "admin"}
+    made |= {(e["event"], e["code"]) for e in events if e.get("updated_by") == "admin"}
+    assert {
+        ("user.create", "T1002I"),
+        ("user.update", "T1003I"),
+        ("reset_password_token.create", "T6000I"),
+        ("user.password_change", "T1005I"),
+        ("role.created", "T9000I"),
+        ("role.deleted", "T9001I"),
+        ("join_token.create", "TJT00I"),
+        ("join_token.delete", "TJT01I"),
+        ("lock.created", "TLK00I"),
+        ("lock.deleted", "TLK01I"),
+        ("user.delete", "T1004I"),
+    } <= made, sorted(made)
+    secret = (tmp_path / "token").read_text().strip()
+    assert secret not in ok("events", "ls", "--format=json")  # a token is never logged

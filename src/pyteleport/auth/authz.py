@@ -70,15 +70,15 @@ class AuthorizedAuth:
 
     async def set_password(self, name: str, password: str) -> str:
         await self._check("user", "update")
-        return await self._server.set_password(name, password)
+        return await self._server.set_password(name, password, self.actor)
 
     async def create_reset_token(self, name: str, ttl: dt.timedelta) -> InviteInfo:
         await self._check("user", "update")
-        return await self._server.create_reset_token(name, ttl)
+        return await self._server.create_reset_token(name, ttl, self.actor)
 
     async def update_user_roles(self, name: str, roles: Sequence[str]) -> User:
         await self._check("user", "update")
-        return await self._server.update_user_roles(name, roles)
+        return await self._server.update_user_roles(name, roles, self.actor)
 
     # roles
     async def list_roles(self) -> list[Role]:
@@ -127,7 +127,7 @@ class AuthorizedAuth:
 
     async def delete_join_token(self, token: str) -> None:
         await self._check("token", "delete")
-        await self._server.tokens.delete_join(token)
+        await self._server.delete_join_token(token, self.actor)
 
     # certificates
     async def sign_host_cert(

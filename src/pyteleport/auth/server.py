@@ -29,6 +29,7 @@ from pyteleport.events import codes
 from pyteleport.events.audit import AuditLog
 from pyteleport.events.store import RecordingStore
 from pyteleport.model.authority import CAType, CertAuthority
+from pyteleport.model.duration import format_duration
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
 from pyteleport.model.lock import Lock
 from pyteleport.model.presets import PRESETS
@@ -448,9 +449,15 @@ class AuthServer:
         )
         return InviteInfo(token=token.token, user=token.user, expires=token.expires, otp_uri=uri)
 
-    async def create_reset_token(self, name: str, ttl: dt.timedelta = INVITE_TTL) -> InviteInfo:
+    async def create_reset_token(
+        self, name: str, ttl: dt.timedelta = INVITE_TTL, by: str = ""
+    ) -> InviteInfo:
         await self.users.get(name)
-        return await self._new_user_token(name, "reset", ttl)
+        info = await self._new_user_token(name, "reset", ttl)
+        await self.audit.emit(
+            codes.RESET_TOKEN_CREATE, {"name": name, "ttl": format_duration(ttl), "user": by}
+        )
+        return info
 
     async def get_user_token(self, token: str) -> InviteInfo:
         return self._invite_info(await self.tokens.get_user_token(token))
@@ -477,7 +484,7 @@ class AuthServer:
         await self.audit.emit(codes.USER_PASSWORD_CHANGE, {"user": record.user})
         return user
 
-    async def set_password(self, name: str, password: str) -> str:
+    async def set_password(self, name: str, password: str, by: str = "") -> str:
         """Set a password directly (admin automation). Returns an otpauth URI when OTP is on."""
         await self.users.get(name)
         passwords.check_password_policy(password)
@@ -489,7 +496,7 @@ class AuthServer:
             uri = totp.provisioning_uri(secret, name, self.cluster_name)
         await self.lockout.clear(name)
         await self.tokens.delete_user_tokens_for(name)
-        await self.audit.emit(codes.USER_PASSWORD_CHANGE, {"user": name})
+        await self.audit.emit(codes.USER_PASSWORD_CHANGE, {"user": name, "updated_by": by})
         return uri
 
     async def delete_user(self, name: str, deleted_by: str) -> None:
@@ -497,12 +504,11 @@ class AuthServer:
         await self.tokens.delete_user_tokens_for(name)
         await self.audit.emit(codes.USER_DELETE, {"name": name, "user": deleted_by})
 
-    async def update_user_roles(self, name: str, roles: Sequence[str]) -> User:
-        user = await self.users.get(name)
+    async def update_user_roles(self, name: str, roles: Sequence[str], by: str = "") -> User:
         for role in roles:
             await self.roles.get(role)
-        updated = replace(user, roles=tuple(roles))
-        await self.users.update(updated)
+        updated = await self.users.change(name, lambda user: replace(user, roles=tuple(roles)))
+        await self.audit.emit(codes.USER_UPDATE, {"name": name, "roles": list(roles), "user": by})
         return updated
 
     # -- roles ----------------------------------------------------------------------------------
@@ -582,6 +588,12 @@ class AuthServer:
         await self.tokens.create_join(token)
         await self.audit.emit(codes.TOKEN_CREATED, {"roles": list(roles), "user": by})
         return token
+
+    async def delete_join_token(self, token: str, by: str) -> None:
+        """The token itself is a secret: the event names its roles, never the token."""
+        found = await self.tokens.get_join(token)
+        await self.tokens.delete_join(token)
+        await self.audit.emit(codes.TOKEN_DELETED, {"roles": list(found.roles), "user": by})
 
     async def identity_for_user(self, username: str) -> Identity:
         """The live identity of a user: roles as stored now, so removing a role takes effect."""

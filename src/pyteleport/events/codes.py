@@ -6,9 +6,13 @@ USER_LOGIN = "user.login"
 USER_CREATE = "user.create"
 USER_DELETE = "user.delete"
 USER_PASSWORD_CHANGE = "user.password_change"
+USER_UPDATE = "user.update"
+RESET_TOKEN_CREATE = "reset_password_token.create"
 ROLE_CREATED = "role.created"
 ROLE_DELETED = "role.deleted"
 TOKEN_CREATED = "join_token.create"
+# Ours: Teleport emits no event when a join token is deleted.
+TOKEN_DELETED = "join_token.delete"
 CERT_CREATE = "cert.create"
 SESSION_START = "session.start"
 RESIZE = "resize"
@@ -36,7 +40,9 @@ CODES = {
     (USER_LOGIN, False): "T1000W",
     (USER_CREATE, True): "T1002I",
     (USER_DELETE, True): "T1004I",
+    (USER_UPDATE, True): "T1003I",
     (USER_PASSWORD_CHANGE, True): "T1005I",
+    (RESET_TOKEN_CREATE, True): "T6000I",
     (SESSION_START, True): "T2000I",
     (RESIZE, True): "T2002I",
     (SESSION_END, True): "T2004I",
@@ -59,6 +65,7 @@ CODES = {
     (ROLE_CREATED, True): "T9000I",
     (ROLE_DELETED, True): "T9001I",
     (TOKEN_CREATED, True): "TJT00I",
+    (TOKEN_DELETED, True): "TJT01I",
     (CERT_CREATE, True): "TC000I",
 }
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyteleport.backend import Backend, Item, prefix_end
-from pyteleport.errors import AlreadyExistsError, NotFoundError
+from pyteleport.errors import AlreadyExistsError, CompareFailedError, NotFoundError
 from pyteleport.model.user import User, user_from_dict, user_to_dict
 from pyteleport.storage.codec import dump, load
 
 PREFIX = "/users/"
+CAS_ATTEMPTS = 32
 
 
 class UserStore:
@@ -36,6 +39,25 @@ class UserStore:
             )
         except NotFoundError:
             raise NotFoundError(f'user "{user.name}" is not found') from None
+
+    async def change(self, name: str, change: Callable[[User], User]) -> User:
+        """Apply ``change`` to the stored user with compare-and-swap, reading again when another
+        writer changed it meanwhile: two admins' changes never overwrite each other."""
+        key = f"{PREFIX}{name}/params"
+        for _ in range(CAS_ATTEMPTS):
+            try:
+                current = await self._backend.get(key)
+            except NotFoundError:
+                raise NotFoundError(f'user "{name}" is not found') from None
+            updated = change(user_from_dict(load(current.value, "user")))
+            try:
+                await self._backend.compare_and_swap(
+                    current, Item(key=key, value=dump(user_to_dict(updated)))
+                )
+            except (CompareFailedError, NotFoundError):
+                continue
+            return updated
+        raise CompareFailedError(f'user "{name}" is changing too often: try again')
 
     async def list(self) -> list[User]:
         items = await self._backend.get_range(PREFIX, prefix_end(PREFIX))
