@@ -23,6 +23,7 @@ from pyteleport.client.memagent import MemoryAgent
 from pyteleport.client.profile import Profile, ProfileStore, write_private_file
 from pyteleport.errors import AccessDeniedError, BadParameterError, ConnectionProblemError
 from pyteleport.ssh.hooks import ask_recording_proxy
+from pyteleport.ssh.internals import require_tested_asyncssh
 
 CONNECT_TIMEOUT_S = 30.0
 
@@ -88,6 +89,7 @@ async def proxy_ssh(
     store: ProfileStore, profile: Profile, dest: Destination, cluster: str = ""
 ) -> int:
     """Copy stdin/stdout through ``proxy:host:port@cluster``; returns the exit status."""
+    require_tested_asyncssh()
     host, port = _split(profile.ssh_proxy_addr, 3023)
     cluster = cluster or profile.cluster
     target_host = strip_cluster(dest.host, cluster)

@@ -32,6 +32,7 @@ from pyteleport.proxy.sshserver import ProxySSHService, ProxySSHSettings
 from pyteleport.proxy.webapi import webapi_app, webapi_limits, webapi_router
 from pyteleport.service.config import Config, parse_addr
 from pyteleport.service.identity import admin_identity_paths
+from pyteleport.ssh.internals import require_tested_asyncssh
 from pyteleport.web.errors import install_error_handlers
 from pyteleport.web.server import HttpsServer, server_ssl_context
 
@@ -72,6 +73,7 @@ class TeleportProcess:
         return Path(self.config.teleport.data_dir)
 
     async def start(self) -> None:
+        require_tested_asyncssh()
         cfg = self.config
         if not cfg.auth_service.enabled:
             raise BadParameterError(
