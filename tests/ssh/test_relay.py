@@ -56,3 +56,24 @@ async def test_a_client_that_closes_while_the_target_fails_to_open_still_ends_th
     assert [r.status for r in observer.results] == [255]
     assert "connection refused" in observer.results[0].message
     assert errors == []
+
+
+async def test_a_cancellation_passed_on_by_the_target_opener_fails_the_start_and_ends_it() -> None:
+    """Not the session's own cancellation: a shared dial that another channel's cancellation
+    ended. The channel gets the failure and exit 255, and closes, instead of hanging."""
+
+    async def cancelled_open(factory: Any, request: SessionRequest) -> Any:
+        shared = asyncio.get_running_loop().create_future()
+        shared.cancel()
+        return await shared
+
+    observer = Observer()
+    session = lambda: InnerSession(cancelled_open, lambda request: observer)  # noqa: E731
+    # As the forwarding server runs it: bytes, no line editor.
+    async with connected(session, encoding=None, line_editor=False) as conn:
+        process = await conn.create_process("cmd", encoding=None)
+        await asyncio.wait_for(process.wait_closed(), 5)
+        stderr = await process.stderr.read()
+    assert process.exit_status == 255
+    assert stderr == b"the connection to the target was cancelled\r\n"
+    assert [r.status for r in observer.results] == [255]

@@ -450,7 +450,13 @@ class ForwardingServer(asyncssh.SSHServer):
                 self._target_conn = asyncio.get_running_loop().create_future()
                 try:
                     conn = await self._dial(login, roles, agent or self._agent)
-                except BaseException as exc:
+                except asyncio.CancelledError:
+                    # The channel that dialled went away: its cancellation is not the
+                    # connection's, and the next channel dials again.
+                    self._target_conn.cancel()
+                    self._target_conn = None
+                    raise
+                except Exception as exc:
                     self._target_conn.set_exception(exc)
                     self._target_conn.exception()  # consumed here; later callers re-raise it
                     raise

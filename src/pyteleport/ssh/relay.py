@@ -169,21 +169,17 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
             self._observer = self._observe(self._request)
             await self._observer.started(self._request)
             chan, _session = await self._open_target(lambda: TargetSession(self), self._request)
-        except asyncio.CancelledError:
-            await self._end(SessionExit(message="the client closed the session"))
-            raise
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                await self._end(SessionExit(message="the client closed the session"))
+                raise
+            # Not this task's cancellation but another's, passed on by something it awaited
+            # (a dial it shared): a failed start like any other, which ends its channel.
+            await self._start_failed(str(exc) or "the connection to the target was cancelled")
+            return
         except Exception as exc:
-            message = str(exc) or type(exc).__name__
-            log.warning("session could not start: %s", message)
-            if not self._closed:
-                # The client may have closed meanwhile: its close waits in asyncssh behind the
-                # data held while the target opened, so the channel is not marked closed yet.
-                with contextlib.suppress(OSError):
-                    self._chan.write_stderr(f"{message}\r\n".encode())
-                    self._chan.exit(255)
-            self._opening = False
-            self._update_reading()  # lets asyncssh reach that close
-            await self._end(SessionExit(status=255, message=message))
+            await self._start_failed(str(exc) or type(exc).__name__)
             return
         if self._closed:
             chan.close()
@@ -199,6 +195,20 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
             chan.write_eof()
         self._opening = False
         self._update_reading()  # the early data may have filled the target's buffer already
+
+    async def _start_failed(self, message: str) -> None:
+        """The target session could not be opened: say why on stderr, exit 255, end it."""
+        assert self._chan is not None
+        log.warning("session could not start: %s", message)
+        if not self._closed:
+            # The client may have closed meanwhile: its close waits in asyncssh behind the
+            # data held while the target opened, so the channel is not marked closed yet.
+            with contextlib.suppress(OSError):
+                self._chan.write_stderr(f"{message}\r\n".encode())
+                self._chan.exit(255)
+        self._opening = False
+        self._update_reading()  # lets asyncssh reach that close
+        await self._end(SessionExit(status=255, message=message))
 
     # -- during the session ---------------------------------------------------------------------
 
