@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from bench import suite
-from bench.report import render
+from bench.report import failed_rows, render
 
 _SIZE = re.compile(r"^(\d+)([KMG]?)$", re.IGNORECASE)
 
@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(
             json.dumps({"context": ctx, "rows": [row.as_dict() for row in outcome.rows]}, indent=2)
         )
-    return 0
+    failed = failed_rows(outcome.rows)
+    for row in failed:
+        print(f"FAILED: {row.label}: {row.failed}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -49,6 +49,13 @@ class Row:
     target: Target | None = None
     digits: int = 1
     notes: dict[str, Any] = field(default_factory=dict)
+    # Samples that failed (a session that did not open, a keystroke that timed out), by route:
+    # shown in the table and failing the run, never dropped from the figure.
+    failures: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> str:
+        return ", ".join(f"{HEADINGS[r]} {n}" for r, n in self.failures.items() if n)
 
     def ratio(self, base: str) -> float | None:
         proxy, other = self.values.get("proxy"), self.values.get(base)
@@ -81,6 +88,7 @@ class Row:
             "ratios": {base: self.ratio(base) for base in RATIO_BASES if self.ratio(base)},
             "target": self.target.describe(self.unit) if self.target else None,
             "met": self.met(),
+            "failures": self.failures,
             "notes": self.notes,
         }
 
@@ -96,7 +104,7 @@ def cell(figure: Figure | None, digits: int) -> str:
 def render(rows: list[Row]) -> str:
     """A Markdown table: readable in a terminal and pasted as is into docs/performance.md."""
     head = ["figure", *(HEADINGS[c] for c in COLUMNS)]
-    head += [f"proxy / {HEADINGS[b]}" for b in RATIO_BASES] + ["target", "met"]
+    head += [f"proxy / {HEADINGS[b]}" for b in RATIO_BASES] + ["target", "met", "failed"]
     lines = [head]
     for row in rows:
         ratios = []
@@ -111,6 +119,7 @@ def render(rows: list[Row]) -> str:
                 *ratios,
                 row.target.describe(row.unit) if row.target else "",
                 {True: "yes", False: "**no**", None: ""}[met],
+                f"**{row.failed}**" if row.failed else "",
             ]
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
@@ -120,3 +129,7 @@ def render(rows: list[Row]) -> str:
         if n == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(out)
+
+
+def failed_rows(rows: list[Row]) -> list[Row]:
+    return [row for row in rows if row.failed]

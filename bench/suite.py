@@ -174,7 +174,7 @@ def rate_rows(lab: Lab, options: Options) -> list[Row]:
             f"new sessions per second, {options.rate_clients} clients at once",
             "sessions/s",
             rate,
-            notes={"failures": failures},
+            failures=failures,
         ),
         Row(
             "sessions_per_core",
@@ -203,14 +203,22 @@ def concurrency_rows(lab: Lab, options: Options) -> list[Row]:
             )
             outcomes[name].append(hold_sessions(lab, name, options))
     establish, memory, echo_p99, echo_p50 = {}, {}, {}, {}
+    failed_open: dict[str, int] = {}
+    timed_out: dict[str, int] = {}
     notes: dict[str, Any] = {}
     for name, results in outcomes.items():
         establish[name] = Figure.of(r.establish_s for r in results)
         memory[name] = Figure.of(
             (r.memory_open_kib - r.memory_before_kib) / max(1, r.opened) for r in results
         )
-        echo_p99[name] = Figure.of(percentile(r.echo_ms, 0.99) for r in results)
-        echo_p50[name] = Figure.of(percentile(r.echo_ms, 0.5) for r in results)
+        # A keystroke that timed out counts at the timeout, not as if it had not been typed.
+        echoes = [
+            r.echo_ms + [interactive.ECHO_TIMEOUT_S * 1000] * r.echo_timeouts for r in results
+        ]
+        echo_p99[name] = Figure.of(percentile(e, 0.99) for e in echoes)
+        echo_p50[name] = Figure.of(percentile(e, 0.5) for e in echoes)
+        failed_open[name] = sum(len(r.failures) for r in results)
+        timed_out[name] = sum(r.echo_timeouts for r in results)
         notes[name] = [
             {
                 "opened": r.opened,
@@ -238,6 +246,7 @@ def concurrency_rows(lab: Lab, options: Options) -> list[Row]:
             "s",
             establish,
             notes=notes,
+            failures=failed_open,
         ),
         Row(
             "concurrency_memory",
@@ -253,6 +262,7 @@ def concurrency_rows(lab: Lab, options: Options) -> list[Row]:
             "ms",
             echo_p50,
             digits=2,
+            failures=timed_out,
         ),
         Row(
             "echo_p99",
@@ -261,6 +271,7 @@ def concurrency_rows(lab: Lab, options: Options) -> list[Row]:
             echo_p99,
             Target("<", 50),
             digits=2,
+            failures=timed_out,
         ),
     ]
 

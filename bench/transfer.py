@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.procfs import RssSampler, cpu_seconds
@@ -58,6 +59,8 @@ def measure(route: Route, direction: str, size: int, *, wait_upload: bool = True
         sampler.__enter__()
     try:
         _run(route, direction, size)
+    except TransferError as exc:
+        raise TransferError(f"through {route.name} ({route.cipher}): {exc}") from None
     finally:
         seconds = time.monotonic() - started
         if sampler is not None:
@@ -88,34 +91,53 @@ def measure(route: Route, direction: str, size: int, *, wait_upload: bool = True
 
 
 def _run(route: Route, direction: str, size: int) -> None:
+    run_counted(route.argv, route.env(), direction, size)
+
+
+def run_counted(
+    argv: Callable[[str], list[str]], env: dict[str, str], direction: str, size: int
+) -> None:
+    """Move ``size`` bytes with the ssh command ``argv(remote_command)`` and count them at the
+    far end: ``wc -c`` reads what came down, the target's ``wc -c`` what went up. A transfer
+    that exits 0 with bytes missing is a TransferError, never a fast figure."""
     if direction == "down":
-        proc = subprocess.run(
-            route.argv(f"head -c {size} /dev/zero"),
+        ssh = subprocess.Popen(
+            argv(f"head -c {size} /dev/zero"),
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=route.env(),
-            timeout=TIMEOUT_S,
+            env=env,
         )
-        code, err = proc.returncode, proc.stderr
+        assert ssh.stdout is not None and ssh.stderr is not None
+        try:
+            count = subprocess.run(
+                ["wc", "-c"], stdin=ssh.stdout, capture_output=True, timeout=TIMEOUT_S
+            )
+        finally:
+            ssh.stdout.close()
+            err = ssh.stderr.read()
+            ssh.stderr.close()
+            code = ssh.wait(timeout=TIMEOUT_S)
+        counted = count.stdout
     else:
         source = subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE)
         try:
-            ssh = subprocess.run(
-                route.argv("cat > /dev/null"),
+            proc = subprocess.run(
+                argv("wc -c"),
                 stdin=source.stdout,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env=route.env(),
+                capture_output=True,
+                env=env,
                 timeout=TIMEOUT_S,
             )
         finally:
             assert source.stdout is not None
             source.stdout.close()
             source.wait(timeout=TIMEOUT_S)
-        code, err = ssh.returncode, ssh.stderr
+        code, err, counted = proc.returncode, proc.stderr, proc.stdout
     if code != 0 or err.strip():
         raise TransferError(
-            f"{direction} through {route.name} ({route.cipher}) failed with status {code}: "
-            f"{err.decode(errors='replace').strip()}"
+            f"{direction} failed with status {code}: {err.decode(errors='replace').strip()}"
         )
+    arrived = int(counted.split()[0]) if counted.split() else 0
+    if arrived != size:
+        raise TransferError(f"{direction} truncated: {arrived} of {size} bytes arrived")
