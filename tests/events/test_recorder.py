@@ -127,7 +127,7 @@ async def test_counts_the_bytes_of_each_stream(tmp_path: Path) -> None:
     recorder.output(b"hello")
     recorder.output(b"\xc3")
     recorder.input(b"ls")
-    assert (recorder.bytes_written.output, recorder.bytes_written.input) == (6, 2)
+    assert (recorder.session_bytes.output, recorder.session_bytes.input) == (6, 2)
     await recorder.aclose()
 
 
@@ -314,7 +314,7 @@ async def test_best_effort_warns_once_and_stops_recording(
     recorder.output(b"ignored")
     recorder.resize(10, 10)
     assert recorder.failed
-    assert recorder.bytes_written.output == len(b"header goes out with this one") + 23
+    assert recorder.session_bytes.output == len(b"header goes out with this one") + 23
     await recorder.aclose()
     warnings = [r for r in caplog.records if "cannot record session s1" in r.getMessage()]
     assert len(warnings) == 1

@@ -26,6 +26,8 @@ class SlowSession(asyncssh.SSHServerSession[bytes]):
         self.chan: Any = None
         self.taken = 0
         self.got = asyncio.Event()
+        self.draining = False
+        self.all_in = asyncio.Event()
 
     def connection_made(self, chan: Any) -> None:
         self.chan = chan
@@ -35,8 +37,17 @@ class SlowSession(asyncssh.SSHServerSession[bytes]):
 
     def data_received(self, data: bytes, datatype: Any) -> None:
         self.taken += len(data)
-        self.chan.pause_reading()
+        if self.taken >= TOTAL:
+            self.all_in.set()
+        if not self.draining:
+            self.chan.pause_reading()
         self.got.set()
+
+    async def drain(self) -> None:
+        """Take everything from now on: the rest arrives only if the window keeps re-opening."""
+        self.draining = True
+        self.chan.resume_reading()
+        await asyncio.wait_for(self.all_in.wait(), 20)
 
     async def take_one(self) -> None:
         self.got.clear()
@@ -70,9 +81,13 @@ async def test_a_session_taking_data_slowly_holds_at_most_one_window_more() -> N
             await sessions[0].take_one()
             await asyncio.sleep(0.01)
         unsent = await settled(chan)
+        taken = sessions[0].taken
+        # The rest: a hook that bounded the buffer by never re-opening the window would stop
+        # here, after the first window.
+        await sessions[0].drain()
         chan.close()
     sent = TOTAL - unsent
-    taken = sessions[0].taken
     # The peer may have sent what was taken plus one window (and a packet in flight).
     assert sent <= taken + WINDOW + 64 * 1024, (sent, taken)
     assert taken > 0 and unsent > 0
+    assert sessions[0].taken == TOTAL

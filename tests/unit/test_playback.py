@@ -158,7 +158,10 @@ async def test_quit_stops_the_replay() -> None:
     p, written = player(frames)
     commands: asyncio.Queue[Command] = asyncio.Queue()
     task = asyncio.create_task(p.run(commands))
-    await asyncio.sleep(0.05)
+    for _ in range(10_000):  # until the first frame is shown, however long that takes
+        if written:
+            break
+        await asyncio.sleep(0)
     commands.put_nowait(Command.QUIT)
     await asyncio.wait_for(task, timeout=30)
     assert written == ["shown"]

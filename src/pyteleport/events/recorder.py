@@ -162,7 +162,7 @@ class SessionRecorder:
         return recorder
 
     @property
-    def bytes_written(self) -> ByteCounts:
+    def session_bytes(self) -> ByteCounts:
         """Bytes passed to :meth:`output` and :meth:`input`, counted even after a failure:
         they measure the session, not the file."""
         return ByteCounts(output=self._output_bytes, input=self._input_bytes)

@@ -1,1 +1,0 @@
-"""Node service: our own SSH server for hosts where sshd can be replaced (a later issue)."""
