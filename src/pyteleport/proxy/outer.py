@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
@@ -233,8 +234,8 @@ class ForwarderLink:
             return self.forwarding
 
         async def serve() -> None:
-            try:
-                await asyncssh.connect_reverse(
+            await serve_inner(
+                lambda: asyncssh.connect_reverse(
                     host,
                     port,
                     tunnel=self.tunnel,
@@ -249,10 +250,10 @@ class ForwarderLink:
                     keepalive_interval=KEEPALIVE_INTERVAL_S,
                     login_timeout=60,
                     config=None,
-                )
-            except (asyncssh.Error, OSError) as exc:
-                log.info("inner SSH connection to %s:%s ended: %s", host, port, exc)
-                self._chan.close()
+                ),
+                self._chan,
+                f"{host}:{port}",
+            )
 
         self._task = asyncio.get_running_loop().create_task(serve())
 
@@ -263,6 +264,19 @@ class ForwarderLink:
     def cancel(self) -> None:
         if not self._task.done():
             self._task.cancel()
+
+
+async def serve_inner(connect: Callable[[], Awaitable[object]], chan: Any, where: str) -> None:
+    """Set up the inner connection on ``chan``; if that fails, whatever the error, the channel
+    that carries it is closed, so the user's ssh is not left waiting on it."""
+    try:
+        await connect()
+    except (asyncssh.Error, OSError) as exc:
+        log.info("inner SSH connection to %s ended: %s", where, exc)
+        chan.close()
+    except Exception:
+        log.exception("inner SSH connection to %s failed", where)
+        chan.close()
 
 
 class JumpSession(asyncssh.SSHTCPSession[bytes]):

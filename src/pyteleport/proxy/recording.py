@@ -232,18 +232,35 @@ class RecordedSession:
                 ),
             )
         )
-        await asyncio.gather(*emits)
-        if self._recorder is not None:
-            path = await self._recorder.aclose()
-            if self._recorder.failed:
-                log.warning("session %s was not fully recorded: %s", self.session_id, path)
-            if path.exists():
-                await upload(
-                    self._settings,
-                    self.session_id,
-                    path,
-                    {k: v for k, v in self._fields().items() if k not in ("ei", "sid")},
+        try:
+            await asyncio.gather(*emits)
+        except BaseException:
+            # The audit log did not take the session's end: the recording is closed and
+            # stored all the same (its file and timer would leak otherwise), and the audit
+            # failure is what the caller hears about.
+            try:
+                await self._finish_recording()
+            except Exception as exc:
+                log.warning(
+                    "session %s: storing its recording failed too: %s", self.session_id, exc
                 )
+            raise
+        await self._finish_recording()
+
+    async def _finish_recording(self) -> None:
+        if self._recorder is None:
+            return
+        recorder, self._recorder = self._recorder, None
+        path = await recorder.aclose()
+        if recorder.failed:
+            log.warning("session %s was not fully recorded: %s", self.session_id, path)
+        if path.exists():
+            await upload(
+                self._settings,
+                self.session_id,
+                path,
+                {k: v for k, v in self._fields().items() if k not in ("ei", "sid")},
+            )
 
 
 async def audit_forward(

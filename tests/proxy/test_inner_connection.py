@@ -1,5 +1,6 @@
-"""The target connection an inner connection's channels share: a dial cancelled because its
-channel went away is not kept as the connection's outcome; the next channel dials again."""
+"""The inner connection a 3023 channel carries, and the target connection its channels share: a
+dial cancelled because its channel went away is not kept as the connection's outcome (the next
+channel dials again), and an inner connection that fails to start closes its channel."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncssh
 
 from pyteleport.policy.access import RoleSet
 from pyteleport.proxy.forwarder import ForwardingServer, ForwardTarget
+from pyteleport.proxy.outer import serve_inner
 
 
 def forwarding_server() -> ForwardingServer:
@@ -46,3 +48,29 @@ async def test_a_cancelled_first_dial_leaves_the_second_channel_a_working_one() 
     second = await asyncio.wait_for(server._connect("joe", roles), 5)
     assert second is connection and dials == 2
     assert await server._connect("joe", roles) is connection and dials == 2  # shared now
+
+
+class Channel:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_any_failure_to_set_up_the_inner_connection_closes_its_channel() -> None:
+    for error in (asyncssh.ConnectionLost("gone"), OSError("reset"), RuntimeError("a bug")):
+        chan = Channel()
+
+        async def connect(error: Exception = error) -> object:
+            raise error
+
+        await serve_inner(connect, chan, "db1:22")
+        assert chan.closed, error
+    chan = Channel()
+
+    async def works() -> object:
+        return object()
+
+    await serve_inner(works, chan, "db1:22")
+    assert not chan.closed  # an inner connection that is up keeps its channel

@@ -1,0 +1,59 @@
+"""A session whose end the audit log does not take: its recording is still closed and stored,
+and the audit failure is what the caller hears."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyteleport.clock import SystemClock
+from pyteleport.errors import ConnectionProblemError
+from pyteleport.events.store import FileRecordingStore
+from pyteleport.policy.access import RoleSet
+from pyteleport.proxy.forwarder import ForwardTarget
+from pyteleport.proxy.recording import RecordedSession, RecordingSettings
+from pyteleport.ssh.relay import SessionExit, SessionRequest
+
+
+class AuditWithoutEnd:
+    """Takes every event but the session's end ones."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def emit(self, event: str, fields: Mapping[str, Any], *, success: bool = True) -> None:
+        if event in ("session.end", "session.data"):
+            raise ConnectionProblemError("the audit log is unreachable")
+        self.events.append(event)
+
+
+async def test_a_failed_audit_write_at_the_end_still_closes_and_stores_the_recording(
+    tmp_path: Path,
+) -> None:
+    audit = AuditWithoutEnd()
+    store = FileRecordingStore(tmp_path / "records")
+    settings = RecordingSettings(
+        mode="proxy",
+        cluster="example.test",
+        server_id="proxy1",
+        streaming_dir=tmp_path / "streaming",
+        store=store,
+        audit=audit,
+        clock=SystemClock(),
+    )
+    target = ForwardTarget(
+        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
+    )
+    request = SessionRequest(kind="shell", term_type="xterm", term_size=(80, 24, 0, 0))
+    session = RecordedSession(settings, target, "root", RoleSet(roles=(), traits={}), request)
+    await session.started(request)
+    session.output(b"recorded before the end", False)
+    with pytest.raises(ConnectionProblemError, match="audit log is unreachable"):
+        await session.ended(SessionExit(status=0))
+    assert list((tmp_path / "streaming").iterdir()) == []  # nothing left open or behind
+    stored = await store.read(session.session_id)
+    assert b"recorded before the end" in stored
+    assert "session.upload" in audit.events
