@@ -360,6 +360,38 @@ def test_node_mode_pipes_to_the_target_without_recording(tmp_path: Path, client:
         assert cluster.stop() == 0
 
 
+def test_a_session_cut_by_a_shutdown_is_still_ended_audited_and_stored(
+    tmp_path: Path, client: Client
+) -> None:
+    cluster = proxy_cluster(tmp_path)
+    guide = make_guide(tmp_path, cluster, client)
+    session = subprocess.Popen(
+        guide.ssh_argv("echo before-the-shutdown; sleep 60"),
+        env=client.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert session.stdout is not None
+        assert session.stdout.readline() == b"before-the-shutdown\n"
+        assert cluster.stop() == 0  # SIGTERM, with the session open
+        session.wait(timeout=30)
+    finally:
+        session.kill()
+        guide.sshd.stop()
+    # Nothing was left for the next start to finish: the session ended within the shutdown.
+    streaming = cluster.data_dir / "log" / "upload" / "streaming"
+    assert list(streaming.glob("*.cast")) == []
+    cluster.start()
+    try:
+        [end] = guide.wait_events("session.end")
+        [path] = guide.wait_recordings()
+        assert end["sid"] == path.stem
+        assert "before-the-shutdown" in "".join(f.data for f in read_cast(path)[1])
+    finally:
+        assert cluster.stop() == 0
+
+
 def test_recording_survives_sigkill_and_is_uploaded_at_the_next_start(
     tmp_path: Path, client: Client
 ) -> None:

@@ -3,6 +3,7 @@ and the audit failure is what the caller hears."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,37 @@ async def test_a_failed_audit_write_at_the_end_still_closes_and_stores_the_recor
     stored = await store.read(session.session_id)
     assert b"recorded before the end" in stored
     assert "session.upload" in audit.events
+
+
+class SlowAudit:
+    """Takes every event, slowly (a backend under load)."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def emit(self, event: str, fields: Mapping[str, Any], *, success: bool = True) -> None:
+        await asyncio.sleep(0.2)
+        self.events.append(event)
+
+
+async def test_shutdown_can_wait_for_sessions_still_ending(tmp_path: Path) -> None:
+    audit = SlowAudit()
+    settings = RecordingSettings(
+        mode="proxy",
+        cluster="example.test",
+        server_id="proxy1",
+        streaming_dir=tmp_path / "streaming",
+        store=FileRecordingStore(tmp_path / "records"),
+        audit=audit,
+        clock=SystemClock(),
+    )
+    target = ForwardTarget(
+        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
+    )
+    request = SessionRequest(kind="exec", command="true")
+    session = RecordedSession(settings, target, "root", RoleSet(roles=(), traits={}), request)
+    await session.started(request)
+    assert not await settings.ending.wait(0.01)  # started, not ended: shutdown would wait
+    ending = asyncio.create_task(session.ended(SessionExit(status=0)))
+    assert await settings.ending.wait(10)
+    assert ending.done() and "session.end" in audit.events and "session.upload" in audit.events

@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,35 @@ from pyteleport.ssh.relay import SessionExit, SessionRequest
 log = logging.getLogger("pyteleport.proxy")
 
 
+class SessionsEnding:
+    """Recorded sessions whose end is not audited and stored yet: shutdown waits for them
+    before it closes the backend, so a session cut by the shutdown still gets its
+    session.end and its recording."""
+
+    def __init__(self) -> None:
+        self._open: set[RecordedSession] = set()
+        self._none = asyncio.Event()
+        self._none.set()
+
+    def add(self, session: RecordedSession) -> None:
+        self._open.add(session)
+        self._none.clear()
+
+    def done(self, session: RecordedSession) -> None:
+        self._open.discard(session)
+        if not self._open:
+            self._none.set()
+
+    async def wait(self, timeout_s: float) -> bool:
+        """True once none is left; False if some still were after ``timeout_s``."""
+        try:
+            await asyncio.wait_for(self._none.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("%d session(s) were still ending at shutdown", len(self._open))
+            return False
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class RecordingSettings:
     mode: str  # session_recording
@@ -41,6 +70,7 @@ class RecordingSettings:
     store: RecordingStore
     audit: Emitter
     clock: Clock
+    ending: SessionsEnding = field(default_factory=SessionsEnding)
 
 
 class RecordedSession:
@@ -73,6 +103,7 @@ class RecordedSession:
         self._scp: ScpTap | None = None
         if request.kind == "exec" and ScpTap.is_scp(request.command):
             self._scp = ScpTap(request.command, self._file_transferred)
+        settings.ending.add(self)
 
     def _file_transferred(self, transfer: FileTransfer) -> None:
         fields = self._fields(
@@ -183,6 +214,12 @@ class RecordedSession:
         task.add_done_callback(self._tasks.discard)
 
     async def ended(self, result: SessionExit) -> None:
+        try:
+            await self._ended(result)
+        finally:
+            self._settings.ending.done(self)
+
+    async def _ended(self, result: SessionExit) -> None:
         if self._sftp is not None:
             self._sftp.finish()
         if self._tasks:

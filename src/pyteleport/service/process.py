@@ -27,7 +27,12 @@ from pyteleport.crypto import tlsca
 from pyteleport.errors import BadParameterError
 from pyteleport.events.store import FileRecordingStore, complete_pending_uploads
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
-from pyteleport.proxy.recording import RecordedSession, RecordingSettings, audit_forward
+from pyteleport.proxy.recording import (
+    RecordedSession,
+    RecordingSettings,
+    SessionsEnding,
+    audit_forward,
+)
 from pyteleport.proxy.sshserver import ProxySSHService, ProxySSHSettings
 from pyteleport.proxy.webapi import webapi_app, webapi_limits, webapi_router
 from pyteleport.service.config import Config, parse_addr
@@ -63,6 +68,7 @@ class TeleportProcess:
         self.backend: Backend | None = None
         self.auth: AuthServer | None = None
         self._servers: list[HttpsServer] = []
+        self._ending: SessionsEnding | None = None
         self.ssh_proxy: ProxySSHService | None = None
         self.auth_port = 0
         self.web_port = 0
@@ -268,6 +274,7 @@ class TeleportProcess:
             audit=self.auth.audit,
             clock=self.clock,
         )
+        self._ending = recording.ending
         service = ProxySSHService(
             self.auth,
             ProxySSHSettings(
@@ -306,6 +313,11 @@ class TeleportProcess:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ssh_proxy.aclose(), SHUTDOWN_TIMEOUT_S)
             self.ssh_proxy = None
+        if self._ending is not None:
+            # Sessions the shutdown cut are still writing their end and storing their
+            # recording: the backend stays open for them.
+            await self._ending.wait(SHUTDOWN_TIMEOUT_S)
+            self._ending = None
         for server in reversed(self._servers):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.aclose(), SHUTDOWN_TIMEOUT_S)
