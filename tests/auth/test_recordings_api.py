@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -70,3 +71,32 @@ async def test_without_a_store_there_is_nothing_to_list(tmp_path: Path) -> None:
     ):
         with pytest.raises(NotFoundError, match="keeps no session recordings"):
             await client.list_recordings()
+
+
+async def test_a_large_recording_is_sent_without_being_held_whole(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    """64 MiB of recording goes out in pieces: what the process allocates while sending it
+    stays a small fraction of its size (a read into memory would take all of it)."""
+    size = 64 << 20
+    path = await make_recording(tmp_path / "big", "big", body=b"x" * size)
+    await api.store.upload("big", path)
+    cert, key = api.credentials("auditor")
+    context = client_ssl_context(
+        ca_pem=api.server.tls_ca_cert(), cert_file=str(cert), key_file=str(key)
+    )
+    received = 0
+    tracemalloc.start()
+    try:
+        async with (
+            httpx.AsyncClient(verify=context, timeout=60) as http,
+            http.stream("GET", f"https://{api.addr}/v1/recordings/big") as response,
+        ):
+            assert response.status_code == 200
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert received == path.stat().st_size > size
+    assert peak < 16 << 20, f"sending held {peak >> 20} MiB at its peak"

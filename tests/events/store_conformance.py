@@ -36,6 +36,7 @@ async def make_recording(
     kind: str = "ssh",
     command: str = "",
     extra: dict[str, object] | None = None,
+    body: bytes = b"",
 ) -> Path:
     clock = FakeClock(start)
     header = Header(
@@ -54,6 +55,8 @@ async def make_recording(
     )
     recorder = SessionRecorder.create(directory, header, clock=clock)
     recorder.output(b"$ ")
+    if body:
+        recorder.output(body)
     clock.advance(dt.timedelta(seconds=duration_s))
     recorder.output(b"bye\r\n")
     return await recorder.aclose()
@@ -139,6 +142,27 @@ class RecordingStoreConformance:
     async def test_reading_an_unknown_session_is_not_found(self, store: RecordingStore) -> None:
         with pytest.raises(NotFoundError):
             await store.read("no-such-session")
+        with pytest.raises(NotFoundError):
+            await store.info("no-such-session")
+        with pytest.raises(NotFoundError):
+            await anext(store.chunks("no-such-session"))
+
+    async def test_info_of_one_recording_is_its_listing_entry(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        for sid in ("s1", "s2"):
+            await store.upload(sid, await make_recording(tmp_path / "local", sid, duration_s=3))
+        listed = {info.session_id: info for info in await store.list()}
+        assert await store.info("s2") == listed["s2"]
+
+    async def test_chunks_put_together_are_the_recording(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        path = await make_recording(tmp_path / "local", "s1", body=b"x" * 600_000)
+        await store.upload("s1", path)
+        pieces = [chunk async for chunk in store.chunks("s1")]
+        assert len(pieces) > 1
+        assert b"".join(pieces) == await store.read("s1")
 
     @pytest.mark.parametrize("sid", ["../etc/passwd", "a/b", ""])
     async def test_a_session_id_that_is_no_name_is_refused(

@@ -96,3 +96,35 @@ async def test_events_keep_the_order_they_were_emitted_in() -> None:
     await asyncio.gather(*(audit.emit("exec", {"n": n}) for n in range(50)))
     events = await audit.search(since_ever(), None)  # type: ignore[arg-type]
     assert [e["n"] for e in events] == list(range(50))
+
+
+class CountingBackend(MemoryBackend):
+    """Notes how many items each range read returned."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.pages: list[int] = []
+
+    async def get_range(self, start: str, end: str, limit: int = 0) -> list[Item]:
+        items = await super().get_range(start, end, limit)
+        self.pages.append(len(items))
+        return items
+
+
+async def test_a_search_reads_pages_and_stops_at_its_limit() -> None:
+    from pyteleport.events.audit import SEARCH_PAGE
+
+    clock = FakeClock()
+    backend = CountingBackend(clock)
+    audit = AuditLog(backend, clock)
+    total = SEARCH_PAGE * 3 + 7
+    for i in range(total):
+        await audit.emit("session.start" if i % 2 else "user.login", {"n": i})
+    backend.pages.clear()
+    found = await audit.search(since_ever(), None, ["session.start"], limit=10)  # type: ignore[arg-type]
+    assert [e["n"] for e in found] == list(range(1, 20, 2))
+    assert backend.pages == [SEARCH_PAGE]  # one page, not the whole log
+    backend.pages.clear()
+    everything = await audit.search(since_ever(), None, ["session.start"], limit=0)  # type: ignore[arg-type]
+    assert [e["n"] for e in everything] == list(range(1, total, 2))
+    assert max(backend.pages) == SEARCH_PAGE and len(backend.pages) == 4

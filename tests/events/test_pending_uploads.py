@@ -4,6 +4,7 @@ session.upload event, and the local copy goes only once that is done."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,13 @@ class BrokenStore:
 
     async def read(self, session_id: str) -> bytes:
         raise RecordingError("the store is down")
+
+    async def info(self, session_id: str) -> RecordingInfo:
+        raise RecordingError("the store is down")
+
+    async def chunks(self, session_id: str) -> AsyncIterator[bytes]:
+        raise RecordingError("the store is down")
+        yield b""  # an async generator, as the protocol has it
 
 
 async def test_a_failed_upload_keeps_the_file_for_the_next_start(

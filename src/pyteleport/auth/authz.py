@@ -8,7 +8,7 @@ the local ``tctl`` may do everything.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from pyteleport.auth.server import AuthServer
@@ -188,11 +188,22 @@ class AuthorizedAuth:
         return [i for i in infos if self.identity.username in i.participants]
 
     async def read_recording(self, session_id: str) -> bytes:
+        await self.check_recording_read(session_id)
+        return await self._recordings().read(session_id)
+
+    async def recording_chunks(self, session_id: str) -> AsyncIterator[bytes]:
+        """The recording a piece at a time, once its reading is allowed."""
+        await self.check_recording_read(session_id)
+        return self._recordings().chunks(session_id)
+
+    async def check_recording_read(self, session_id: str) -> None:
+        """A session rule reads any recording; anyone else those they took part in, which
+        the recording's own header says (one recording read, not the whole store)."""
         if await self._may("read"):
-            return await self._recordings().read(session_id)
-        infos = await self._recordings().list()
-        if any(
-            i.session_id == session_id and self.identity.username in i.participants for i in infos
-        ):
-            return await self._recordings().read(session_id)
-        raise AccessDeniedError('access denied to perform action "read" on "session"')
+            return
+        try:
+            info = await self._recordings().info(session_id)
+        except NotFoundError:
+            info = None
+        if info is None or self.identity.username not in info.participants:
+            raise AccessDeniedError('access denied to perform action "read" on "session"')

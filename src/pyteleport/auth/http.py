@@ -5,9 +5,11 @@ The caller is whoever the verified TLS client certificate names: a user who ran 
 """
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from pyteleport.api import wire
 from pyteleport.auth.authz import AuthorizedAuth
@@ -217,7 +219,17 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
 
     @router.get("/recordings/{sid}")
     async def get_recording(sid: wire.Token, auth: Caller) -> Response:
-        body = await auth.read_recording(sid)
-        return Response(content=body, media_type=ASCIICAST_MEDIA_TYPE)
+        # Sent a piece at a time: a long session's recording is never held whole. The first
+        # piece is read here, so a missing recording is still a 404, not a cut stream.
+        chunks = await auth.recording_chunks(sid)
+        first = await anext(chunks, b"")
+
+        async def body() -> AsyncIterator[bytes]:
+            if first:
+                yield first
+            async for chunk in chunks:
+                yield chunk
+
+        return StreamingResponse(body(), media_type=ASCIICAST_MEDIA_TYPE)
 
     return router

@@ -21,6 +21,7 @@ from pyteleport.events.sanitize import MAX_TEXT, clean_text, clean_value
 from pyteleport.model.timefmt import format_time
 
 PREFIX = "/events/"
+SEARCH_PAGE = 500  # events read from the backend at a time
 
 
 class Emitter(Protocol):
@@ -115,18 +116,24 @@ class AuditLog:
         event_types: Sequence[str] = (),
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
+        """Events from ``since`` to ``until``, oldest first, at most ``limit`` (0: all). The
+        range is read a page at a time, filtered as it comes, and the reading stops once
+        ``limit`` events matched: memory follows the answer, not the size of the log."""
         start = _key(since, "")
         end = _key(until, "") if until else prefix_end(PREFIX)
-        items = await self._backend.get_range(start, end)
         out: list[dict[str, Any]] = []
-        for item in items:
-            record = _read(item)
-            if event_types and record.get("event") not in event_types:
-                continue
-            out.append(record)
-            if limit and len(out) >= limit:
-                break
-        return out
+        while True:
+            page = await self._backend.get_range(start, end, limit=SEARCH_PAGE)
+            for item in page:
+                record = _read(item)
+                if event_types and record.get("event") not in event_types:
+                    continue
+                out.append(record)
+                if limit and len(out) >= limit:
+                    return out
+            if len(page) < SEARCH_PAGE:
+                return out
+            start = page[-1].key + "\x01"  # the smallest key after the last one read
 
 
 def _read(item: Item) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import shutil
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -35,6 +36,7 @@ SUFFIX = ".cast"
 # The end of a recording holds its last frame; reading backwards in chunks of this size finds
 # it without reading a long session's whole file just to list it.
 _TAIL_CHUNK = 64 * 1024
+CHUNK_BYTES = 256 * 1024  # a recording is sent in pieces of this size
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,15 @@ class RecordingStore(Protocol):
 
     async def read(self, session_id: str) -> bytes:
         """The asciicast file; NotFoundError if there is no such recording."""
+        ...
+
+    async def info(self, session_id: str) -> RecordingInfo:
+        """The listing entry of one recording, read from it alone; NotFoundError if none."""
+        ...
+
+    def chunks(self, session_id: str) -> AsyncIterator[bytes]:
+        """The asciicast file a piece at a time, for sending without holding it whole;
+        NotFoundError (on the first step) if there is no such recording."""
         ...
 
 
@@ -199,9 +210,36 @@ class FileRecordingStore:
         try:
             return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
-            raise NotFoundError(f'recording for session "{session_id}" is not found') from None
+            raise _not_found(session_id) from None
         except OSError as exc:
             raise RecordingError(f"cannot read recording {path}: {exc.strerror or exc}") from exc
+
+    async def info(self, session_id: str) -> RecordingInfo:
+        path = self._path(session_id)
+        try:
+            return await asyncio.to_thread(read_info, path)
+        except FileNotFoundError:
+            raise _not_found(session_id) from None
+        except OSError as exc:
+            raise RecordingError(f"cannot read recording {path}: {exc.strerror or exc}") from exc
+
+    async def chunks(self, session_id: str) -> AsyncIterator[bytes]:
+        path = self._path(session_id)
+        try:
+            file = await asyncio.to_thread(path.open, "rb")
+        except FileNotFoundError:
+            raise _not_found(session_id) from None
+        except OSError as exc:
+            raise RecordingError(f"cannot read recording {path}: {exc.strerror or exc}") from exc
+        try:
+            while chunk := await asyncio.to_thread(file.read, CHUNK_BYTES):
+                yield chunk
+        finally:
+            file.close()
+
+
+def _not_found(session_id: str) -> NotFoundError:
+    return NotFoundError(f'recording for session "{session_id}" is not found')
 
 
 async def complete_pending_uploads(
