@@ -239,6 +239,10 @@ def test_no_route_answers_500_to_an_unknown_or_malformed_request(cluster: Cluste
 def test_the_log_holds_no_traceback_for_the_clients_mistakes(cluster: Cluster) -> None:
     log = Path(cluster.log_path).read_text()
     assert "Traceback" not in log, log[-3000:]
+    # The process raised its open-file limit to the hard limit at start, and said so.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY:
+        assert f"open-file limit: {hard}" in log
 
 
 HEADER_TIMEOUT_S = 10.0  # ListenerLimits.header_timeout_s

@@ -333,9 +333,13 @@ async def run_until_signal(process: TeleportProcess, ready_message: str = "") ->
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    raise_open_file_limit()
+    open_files, why_not = raise_open_file_limit()
     try:
         await process.start()
+        # Said once the start worked: a start that fails says one line, its error.
+        log.info("open-file limit: %d", open_files)
+        if why_not:
+            log.warning("%s", why_not)
         if ready_message:
             print(
                 ready_message.format(
@@ -353,16 +357,16 @@ async def run_until_signal(process: TeleportProcess, ready_message: str = "") ->
             loop.remove_signal_handler(sig)
 
 
-def raise_open_file_limit() -> int:
-    """Raise the soft limit on open files to the hard limit, and say what it is: every
-    connection is a file, and the usual soft limit of 1,024 is a few hundred slow clients."""
+def raise_open_file_limit() -> tuple[int, str]:
+    """Raise the soft limit on open files to the hard limit: every connection is a file, and
+    the usual soft limit of 1,024 is a few hundred slow clients. The limit now, and why it
+    could not be raised (empty if it was)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
         target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
         except (ValueError, OSError) as exc:
-            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
-    log.info("open-file limit: %d", soft)
-    return soft
+            return soft, f"could not raise the open-file limit from {soft} to {target}: {exc}"
+        soft = target
+    return soft, ""
