@@ -9,12 +9,16 @@ import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
 from pyteleport.api.client import WebClient, client_ssl_context
 from pyteleport.client import agent as agents
 from pyteleport.client.profile import Profile, ProfileStore
 from pyteleport.crypto import sshcert, sshkeys, tlsca
 from pyteleport.errors import AccessDeniedError, BadParameterError
+
+T = TypeVar("T")
 
 DEFAULT_WEB_PORT = 3080
 DEFAULT_SSH_PORT = 3023
@@ -177,14 +181,7 @@ def read_status(store: ProfileStore | None = None, proxy_host: str = "") -> Stat
     store = store or ProfileStore()
     profile = store.load(proxy_host) if proxy_host else store.current()
     store.require_keys(profile)
-    path = store.cert_path(profile)
-    try:
-        cert = sshcert.parse_certificate(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise BadParameterError(
-            f"cannot read the certificate {path}: run tsh login --proxy={profile.web_proxy_addr} "
-            f"--user={profile.user}"
-        ) from exc
+    cert = _read_certificate(store.cert_path(profile), profile, sshcert.parse_certificate)
     return Status(
         profile=profile,
         roles=_cert_roles(cert),
@@ -215,15 +212,19 @@ def require_tls_login(store: ProfileStore, now: dt.datetime | None = None) -> Pr
     profile = store.current()
     path = store.tls_cert_path(profile)
     store.require_keys(profile, (path, store.tls_key_path(profile)))
+    not_after = _read_certificate(path, profile, tlsca.cert_not_after)
+    _require_unexpired(profile, not_after, now or dt.datetime.now(dt.UTC))
+    return profile
+
+
+def _read_certificate(path: Path, profile: Profile, parse: Callable[[bytes], T]) -> T:
     try:
-        not_after = tlsca.cert_not_after(path.read_bytes())
+        return parse(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise BadParameterError(
             f"cannot read the certificate {path}: run tsh login --proxy={profile.web_proxy_addr} "
             f"--user={profile.user}"
         ) from exc
-    _require_unexpired(profile, not_after, now or dt.datetime.now(dt.UTC))
-    return profile
 
 
 def _require_unexpired(profile: Profile, valid_before: dt.datetime, now: dt.datetime) -> None:
