@@ -77,7 +77,8 @@ class _PeerCertProtocol(H11Protocol):
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if peer else ""
         if self.counts is not None and not self.counts.take(address):
-            log.info("refused an HTTPS connection from %s: too many open from it", address)
+            # Debug only: under a flood, one line per refused connection would flood the log.
+            log.debug("refused an HTTPS connection from %s: too many open from it", address)
             transport.abort()
             return
         self._address = address
