@@ -19,7 +19,7 @@ import pytest
 
 from pyteleport.client.profile import ProfileStore
 from pyteleport.events import asciicast
-from pyteleport.ssh.hooks import ask_recording_proxy
+from pyteleport.ssh.requests import ask_recording_proxy
 from tests.e2e.guide import Guide, add_role, host_ca_line, make_guide, start_sshd
 from tests.e2e.harness import Client, Cluster, Result, free_port, require_binary, run
 

@@ -1,4 +1,4 @@
-"""Channel windows bound what a paused session buffers (the window hook in pyteleport.ssh.hooks).
+"""Channel windows bound what a paused session buffers (the window hook in pyteleport.ssh.windows).
 
 asyncssh on its own re-opens a window to its full size whenever it delivers data, even while
 earlier data still waits because the session paused reading: a session that takes its data a
@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncssh
 
-import pyteleport.ssh.hooks  # noqa: F401  (installs the window hook)
+import pyteleport.ssh  # noqa: F401  (the package installs the window hook)
 from tests.ssh.loopback import connected
 
 WINDOW = 1024 * 1024

@@ -22,8 +22,8 @@ from pyteleport.api.client import WebClient, client_ssl_context
 from pyteleport.client.memagent import MemoryAgent
 from pyteleport.client.profile import Profile, ProfileStore, write_private_file
 from pyteleport.errors import AccessDeniedError, BadParameterError, ConnectionProblemError
-from pyteleport.ssh.hooks import ask_recording_proxy
 from pyteleport.ssh.internals import require_tested_asyncssh
+from pyteleport.ssh.requests import ask_recording_proxy
 
 CONNECT_TIMEOUT_S = 30.0
 

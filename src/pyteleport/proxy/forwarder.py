@@ -30,20 +30,12 @@ from pyteleport.model.lock import Lock
 from pyteleport.policy.access import RoleSet
 from pyteleport.ssh import tcprelay
 from pyteleport.ssh.agentaudit import AuditedAgent
-from pyteleport.ssh.hooks import (
-    CertificateCheck,
-    ClientCertificate,
-    ForwardedAgent,
-    X11Relay,
-    X11Request,
-    keep_agent_in_memory,
-    set_agent_forwarding,
-    take_x11_requests,
-    watch_client_certificates,
-)
+from pyteleport.ssh.agentfwd import ForwardedAgent, keep_agent_in_memory, set_agent_forwarding
+from pyteleport.ssh.certcheck import CertificateCheck, ClientCertificate, watch_client_certificates
 from pyteleport.ssh.relay import InnerSession, SessionObserver, SessionRequest, TargetSession
 from pyteleport.ssh.target import TargetDialer, TargetLoginRefusedError
 from pyteleport.ssh.tcprelay import TCPEnd
+from pyteleport.ssh.x11 import X11Relay, X11Request, take_x11_requests
 
 log = logging.getLogger("pyteleport.proxy")
 

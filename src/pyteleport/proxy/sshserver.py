@@ -32,15 +32,11 @@ from pyteleport.proxy.forwarder import (
 )
 from pyteleport.proxy.hostkeys import HostKeyCache
 from pyteleport.proxy.outer import JumpSession, OuterSession
-from pyteleport.ssh.hooks import (
-    CertificateCheck,
-    ForwardedAgent,
-    add_global_request_handler,
-    coalesce_writes,
-    keep_agent_in_memory,
-    watch_client_certificates,
-)
+from pyteleport.ssh.agentfwd import ForwardedAgent, keep_agent_in_memory
+from pyteleport.ssh.certcheck import CertificateCheck, watch_client_certificates
+from pyteleport.ssh.requests import add_global_request_handler
 from pyteleport.ssh.target import ENCRYPTION_ALGS, KEEPALIVE_INTERVAL_S, TargetDialer
+from pyteleport.ssh.transport import coalesce_writes
 
 log = logging.getLogger("pyteleport.proxy")
 

@@ -1,7 +1,8 @@
-"""The private parts of asyncssh that ``ssh/hooks.py`` relies on, and the check, run once at
+"""The private parts of asyncssh that the hook modules of ``pyteleport.ssh`` rely on (requests,
+certcheck, agentfwd, x11, transport, windows), and the check, run once at
 start, that the installed asyncssh still has them.
 
-asyncssh offers no public hook for these (hooks.py says why each is needed). They were written
+asyncssh offers no public hook for these (each module says why it needs them). They were written
 and tested against the versions in ``TESTED``; pyproject.toml pins the same range. Another
 version may rename or change any of them silently: on 2.24.0, for one, the window hook never
 re-opened a channel's window and a transfer stopped after its first 2 MiB. So the process

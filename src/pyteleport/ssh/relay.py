@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import asyncssh
 
-from pyteleport.ssh.hooks import X11Request
+from pyteleport.ssh.x11 import X11Request
 
 log = logging.getLogger("pyteleport.ssh")
 

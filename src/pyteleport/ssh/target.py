@@ -16,7 +16,7 @@ from typing import Any
 import asyncssh
 
 from pyteleport.errors import ConnectionProblemError
-from pyteleport.ssh.hooks import coalesce_writes
+from pyteleport.ssh.transport import coalesce_writes
 
 log = logging.getLogger("pyteleport.ssh")
 
