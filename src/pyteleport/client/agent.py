@@ -1,9 +1,9 @@
 """The user's ssh-agent (``SSH_AUTH_SOCK``): add the login's key and certificate, remove them at
 logout, and notice agents that silently drop certificates (gpg-agent, GNOME Keyring).
 
-Two entries per login, as Teleport adds them (docs/compatibility.md): key + certificate, and the key alone;
-both carry the comment ``teleport:<user>`` and a lifetime equal to the certificate's remaining
-validity, so the agent forgets them when they stop being useful.
+Two entries per login, as Teleport adds them (docs/compatibility.md): key + certificate, and the
+key alone; both carry the comment ``teleport:<user>`` and a lifetime equal to the certificate's
+remaining validity, so the agent forgets them when they stop being useful.
 """
 
 from __future__ import annotations
