@@ -177,7 +177,8 @@ class AuthServer:
         return tlsca.TLSKeyPair(cert_pem=ca.public_key, key_pem=ca.private_key)
 
     def export_authorities(self, ca_type: str | None) -> str:
-        """The text of ``/webapi/auth/export`` and ``tctl auth export`` (docs/compatibility.md: exact formats)."""
+        """The text of ``/webapi/auth/export`` and ``tctl auth export`` (exact formats:
+        docs/compatibility.md)."""
         user_line = self._cas[CAType.USER].public_key.decode()
         host_line = self._cas[CAType.HOST].public_key.decode()
         name = self.cluster_name

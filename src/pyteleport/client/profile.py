@@ -1,4 +1,5 @@
-"""The ``~/.tsh`` layout (docs/compatibility.md): directories 0700, files 0600, ``TELEPORT_HOME`` honoured.
+"""The ``~/.tsh`` layout (docs/compatibility.md): directories 0700, files 0600,
+``TELEPORT_HOME`` honoured.
 
 ~/.tsh/current-profile             the proxy host of the active profile
 ~/.tsh/<proxy>.yaml                web and SSH proxy addresses, user, cluster

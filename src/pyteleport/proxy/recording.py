@@ -1,5 +1,6 @@
 """What the proxy writes about each relayed session: the asciicast recording and the audit
-events of docs/compatibility.md (session.start, resize, exec, session.data, session.end, session.upload).
+events of docs/compatibility.md (session.start, resize, exec, session.data, session.end,
+session.upload).
 
 The recording is written under ``data_dir`` as the session runs; at the end it is uploaded to
 the recording store and the local copy removed. A crash leaves the local copy, which the next

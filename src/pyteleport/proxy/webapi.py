@@ -1,4 +1,5 @@
-"""The proxy's web API: ``/webapi/...`` for tsh and browsers, in Teleport's shapes (docs/compatibility.md)."""
+"""The proxy's web API: ``/webapi/...`` for tsh and browsers, in Teleport's shapes
+(docs/compatibility.md)."""
 
 from __future__ import annotations
 
