@@ -267,6 +267,15 @@ class Cluster:
                     raise
                 time.sleep(0.2)
 
+    def register_node(self, name: str, port: int) -> None:
+        """An OpenSSH node at ``127.0.0.1:port``, created with ``tctl create``."""
+        path = self.root / f"node-{name}.yaml"
+        path.write_text(
+            f"kind: node\nsub_kind: openssh\nversion: v2\nmetadata: {{name: {name}}}\n"
+            f"spec: {{addr: '127.0.0.1:{port}'}}\n"
+        )
+        self.tctl("create", str(path))
+
     def export(self, kind: str) -> str:
         return self.tctl("auth", "export", f"--type={kind}")
 
@@ -429,6 +438,8 @@ class Lab:
         )
         self.target.start()
         self.jump.start()
+        # Without session recording the proxy pipes only to registered nodes (or port 22).
+        self.pipe.register_node("target", self.target.port)
 
     def stop(self) -> None:
         for stop in (

@@ -25,7 +25,7 @@ from tests.auth.apiserver import AuthAPI, serve_auth_api
 
 CALLERS = ("nobody", "dev", "auditor", "editor", "admin")
 ANYONE = {"dev", "auditor", "editor", "admin"}
-ADMINS = {"editor", "admin"}  # the editor preset manages users, roles, tokens, locks, CAs
+ADMINS = {"editor", "admin"}  # the editor preset manages users, roles, tokens, locks, CAs, nodes
 
 # (method, path) -> the callers let through
 ALLOWED: dict[tuple[str, str], set[str]] = {
@@ -47,6 +47,11 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/locks"): ADMINS,
     ("GET", "/v1/locks"): ADMINS,
     ("DELETE", "/v1/locks/{name}"): ADMINS,
+    ("PUT", "/v1/nodes"): ADMINS,
+    ("GET", "/v1/nodes"): ADMINS,
+    ("GET", "/v1/nodes/{name}"): ADMINS,
+    ("DELETE", "/v1/nodes/{name}"): ADMINS,
+    ("GET", "/v1/reachable-nodes"): ANYONE,  # filtered by each caller's node_labels
     ("GET", "/v1/authorities/export"): ANYONE,
     ("POST", "/v1/certs/host"): ADMINS,
     ("POST", "/v1/certs/user"): ADMINS,  # for oneself; for others, the admin alone
@@ -67,6 +72,14 @@ def body_for(method: str, path: str, caller: str) -> dict[str, Any] | None:
         },
         ("POST", "/v1/tokens"): {"roles": ["node"]},
         ("POST", "/v1/locks"): {"target_kind": "user", "target": "ghost"},
+        ("PUT", "/v1/nodes"): {
+            "resource": {
+                "kind": "node",
+                "sub_kind": "openssh",
+                "metadata": {"name": f"n-{caller}"},
+                "spec": {"addr": "10.0.0.5:22"},
+            }
+        },
         ("POST", "/v1/certs/host"): {"public_key": public, "principals": ["h1"]},
         ("POST", "/v1/certs/user"): {"username": caller, "public_key": public},
     }

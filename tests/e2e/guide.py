@@ -180,11 +180,12 @@ def make_guide(
 
 
 def add_role(cluster: Cluster, tmp_path: Path, name: str, options: str) -> None:
-    """A role with ``options`` (flow YAML) that allows the user's own logins."""
+    """A role with ``options`` (flow YAML) that allows the user's own logins on every node."""
     path = tmp_path / f"{name}.yaml"
     path.write_text(
         f"kind: role\nversion: v7\nmetadata: {{name: {name}}}\n"
-        f"spec:\n  options: {options}\n  allow: {{logins: ['{{{{internal.logins}}}}']}}\n"
+        f"spec:\n  options: {options}\n"
+        "  allow: {logins: ['{{internal.logins}}'], node_labels: {'*': '*'}}\n"
     )
     res = cluster.tctl("create", str(path))
     assert res.code == 0, res.text

@@ -347,6 +347,13 @@ def test_node_mode_pipes_to_the_target_without_recording(tmp_path: Path, client:
     cluster = proxy_cluster(tmp_path, session_recording="node")
     try:
         guide = make_guide(tmp_path, cluster, client)
+        # A pipe goes to a registered node (or port 22): register the sshd's address.
+        node = tmp_path / "node.yaml"
+        node.write_text(
+            "kind: node\nsub_kind: openssh\nversion: v2\nmetadata: {name: piped}\n"
+            f"spec: {{addr: '127.0.0.1:{guide.sshd.port}'}}\n"
+        )
+        assert cluster.tctl("create", str(node)).code == 0
         res = guide.ssh("echo piped; exit 4", forward_agent=False)
         guide.sshd.stop()
         assert (res.code, res.out) == (4, "piped\n"), res.text
@@ -676,7 +683,7 @@ def test_agent_is_not_forwarded_to_the_target_when_the_role_forbids_it(
     path.write_text(
         "kind: role\nversion: v7\nmetadata: {name: noagent}\n"
         "spec:\n  options: {forward_agent: false}\n"
-        "  allow: {logins: ['{{internal.logins}}']}\n"
+        "  allow: {logins: ['{{internal.logins}}'], node_labels: {'*': '*'}}\n"
     )
     assert cluster.tctl("create", str(path)).code == 0
     guide = make_guide(tmp_path, cluster, client, roles="noagent")

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pyteleport.model.lock import Lock
+from pyteleport.model.node import Node
 from pyteleport.model.results import InviteInfo, UserCerts
 from pyteleport.model.user import User
 from pyteleport.policy.access import RoleSet
@@ -66,3 +67,5 @@ class ProxySSHAccessPoint(Protocol):
     async def role_set_for_user(self, username: str) -> RoleSet: ...
 
     async def list_locks(self) -> list[Lock]: ...
+
+    async def list_nodes(self) -> list[Node]: ...

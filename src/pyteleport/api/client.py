@@ -254,6 +254,27 @@ class AuthClient(_Base):
     async def delete_role(self, name: str) -> None:
         await self._request("DELETE", f"/v1/roles/{name}")
 
+    async def put_node(self, resource: dict[str, object], overwrite: bool) -> wire.PutNodeResponse:
+        return await self._send(
+            "PUT",
+            "/v1/nodes",
+            wire.PutNodeRequest(resource=resource, overwrite=overwrite),
+            wire.PutNodeResponse,
+        )
+
+    async def list_nodes(self, reachable: bool = False) -> list[dict[str, Any]]:
+        """Every node (``tctl``), or only those the caller's roles reach (``tsh ls``)."""
+        path = "/v1/reachable-nodes" if reachable else "/v1/nodes"
+        response = await self._request("GET", path)
+        return list(response.json())
+
+    async def get_node(self, name: str) -> dict[str, Any]:
+        response = await self._request("GET", f"/v1/nodes/{name}")
+        return dict(response.json())
+
+    async def delete_node(self, name: str) -> None:
+        await self._request("DELETE", f"/v1/nodes/{name}")
+
     async def create_token(self, roles: list[str], ttl_s: int) -> wire.TokenResponse:
         return await self._send(
             "POST",

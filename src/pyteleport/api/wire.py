@@ -175,6 +175,16 @@ class PutRoleResponse(Strict):
     created: bool
 
 
+class PutNodeRequest(Strict):
+    resource: dict[str, object]
+    overwrite: bool = False
+
+
+class PutNodeResponse(Strict):
+    name: str
+    created: bool
+
+
 class CreateTokenRequest(Strict):
     roles: Names
     ttl_s: Seconds = 0

@@ -16,6 +16,7 @@ from pyteleport.errors import AccessDeniedError, NotFoundError
 from pyteleport.events.store import RecordingInfo, RecordingStore
 from pyteleport.model.identity import Identity
 from pyteleport.model.lock import Lock
+from pyteleport.model.node import Node
 from pyteleport.model.results import ClusterStatus, InviteInfo, UserCerts
 from pyteleport.model.role import Role
 from pyteleport.model.token import ProvisionToken
@@ -120,6 +121,37 @@ class AuthorizedAuth:
     async def delete_lock(self, name: str) -> None:
         await self._check("lock", "delete")
         await self._server.delete_lock(name, self.actor)
+
+    # nodes
+    async def upsert_node(self, node: Node, overwrite: bool) -> bool:
+        await self._check("node", "create")
+        if overwrite:
+            await self._check("node", "update")
+        return await self._server.nodes.upsert(node, overwrite, self.actor)
+
+    async def list_nodes(self) -> list[Node]:
+        await self._check("node", "list")
+        return await self._server.nodes.list()
+
+    async def list_reachable_nodes(self) -> list[Node]:
+        """``tsh ls``: any user may list the nodes its roles' node_labels let it reach."""
+        nodes = await self._server.nodes.list()
+        if self.identity.is_admin:
+            return nodes
+        if self.identity.builtin:
+            raise AccessDeniedError(
+                f'access denied to perform action "list" on "node" for {self.identity.builtin}'
+            )
+        roles = await self._server.role_set_for(self.identity)
+        return [n for n in nodes if roles.node_allowed(n.labels)]
+
+    async def get_node(self, name: str) -> Node:
+        await self._check("node", "read")
+        return await self._server.nodes.get(name)
+
+    async def delete_node(self, name: str) -> None:
+        await self._check("node", "delete")
+        await self._server.nodes.delete(name, self.actor)
 
     async def list_join_tokens(self) -> list[ProvisionToken]:
         await self._check("token", "list")

@@ -17,6 +17,7 @@ from pyteleport.auth.server import AuthServer
 from pyteleport.crypto import tlsca
 from pyteleport.errors import AccessDeniedError, BadParameterError
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
+from pyteleport.model.node import node_from_dict, node_to_dict
 from pyteleport.model.role import role_from_dict, role_to_dict
 from pyteleport.model.timefmt import format_time, parse_time
 from pyteleport.model.token import provision_token_to_dict
@@ -128,6 +129,29 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
     async def delete_role(name: wire.Name, auth: Caller) -> dict[str, str]:
         await auth.delete_role(name)
         return {"message": f'role "{name}" has been deleted'}
+
+    @router.put("/nodes")
+    async def put_node(body: wire.PutNodeRequest, auth: Caller) -> wire.PutNodeResponse:
+        node = node_from_dict(body.resource)
+        created = await auth.upsert_node(node, body.overwrite)
+        return wire.PutNodeResponse(name=node.name, created=created)
+
+    @router.get("/nodes")
+    async def list_nodes(auth: Caller) -> list[dict[str, Any]]:
+        return [node_to_dict(n) for n in await auth.list_nodes()]
+
+    @router.get("/reachable-nodes")
+    async def list_reachable_nodes(auth: Caller) -> list[dict[str, Any]]:
+        return [node_to_dict(n) for n in await auth.list_reachable_nodes()]
+
+    @router.get("/nodes/{name}")
+    async def get_node(name: wire.Name, auth: Caller) -> dict[str, Any]:
+        return node_to_dict(await auth.get_node(name))
+
+    @router.delete("/nodes/{name}")
+    async def delete_node(name: wire.Name, auth: Caller) -> dict[str, str]:
+        await auth.delete_node(name)
+        return {"message": f'node "{name}" has been deleted'}
 
     @router.post("/tokens")
     async def create_token(body: wire.CreateTokenRequest, auth: Caller) -> wire.TokenResponse:

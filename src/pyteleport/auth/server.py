@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pyteleport import TELEPORT_VERSION
+from pyteleport.auth.inventory import NodeInventory
 from pyteleport.auth.logins import Lockout, PasswordWork
 from pyteleport.backend import Backend, Item
 from pyteleport.clock import Clock, SystemClock
@@ -32,6 +33,7 @@ from pyteleport.model.authority import CAType, CertAuthority
 from pyteleport.model.duration import format_duration
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
 from pyteleport.model.lock import Lock
+from pyteleport.model.node import Node
 from pyteleport.model.presets import PRESETS
 from pyteleport.model.results import ClusterStatus, InviteInfo, UserCerts
 from pyteleport.model.role import Role, check_name
@@ -76,6 +78,7 @@ class AuthServer:
         self.roles = RoleStore(backend)
         self.tokens = TokenStore(backend)
         self.locks = LockStore(backend)
+        self.nodes = NodeInventory(backend, self.audit, self.clock)
         self.lockout = Lockout(LoginAttemptStore(backend), self.clock)
         self.password_work = PasswordWork()
         # Where finished session recordings live; None: this auth service keeps none.
@@ -565,6 +568,9 @@ class AuthServer:
     async def list_locks(self) -> list[Lock]:
         now = self.clock.now()
         return [lock for lock in await self.locks.list() if lock.in_force(now)]
+
+    async def list_nodes(self) -> list[Node]:
+        return await self.nodes.list()
 
     async def delete_lock(self, name: str, by: str) -> None:
         await self.locks.delete(name)

@@ -16,6 +16,7 @@ import yaml
 from pyteleport.api import wire
 from pyteleport.api.client import AuthClient, client_ssl_context
 from pyteleport.cli import locks as lock_commands
+from pyteleport.cli import nodes as node_commands
 from pyteleport.cli.recordings import register_tctl
 from pyteleport.cli.runner import (
     fail,
@@ -224,7 +225,13 @@ def _dump(data: Any, fmt: str) -> str:
 
 def _split_ref(ref: str) -> tuple[str, str]:
     kind, _, name = ref.partition("/")
-    aliases = {"roles": "role", "users": "user", "tokens": "token", "locks": "lock"}
+    aliases = {
+        "roles": "role",
+        "users": "user",
+        "tokens": "token",
+        "locks": "lock",
+        "nodes": "node",
+    }
     return aliases.get(kind, kind), name
 
 
@@ -240,10 +247,11 @@ def get(conn: Conn, ref: str, fmt: str) -> None:
         "user": (lambda c: c.get_user(name)) if name else (lambda c: c.list_users()),
         "token": lambda c: c.list_tokens(),
         "lock": lambda c: c.list_locks(),
+        "node": (lambda c: c.get_node(name)) if name else (lambda c: c.list_nodes()),
     }
     if kind not in fetchers:
         raise BadParameterError(
-            f'unsupported resource "{ref}", expected roles, users, tokens or locks'
+            f'unsupported resource "{ref}", expected roles, users, tokens, locks or nodes'
         )
     data = conn.call(fetchers[kind])
     if kind == "lock" and name:
@@ -279,14 +287,18 @@ def create(conn: Conn, filename: str | None, force: bool) -> None:
         if not isinstance(doc, dict):
             raise BadParameterError(f"{filename or 'stdin'}: a resource must be a mapping")
         kind = doc.get("kind")
-        if kind != "role":
+        if kind == "role":
+            answer: wire.PutRoleResponse = conn.call(lambda c, d=doc: c.put_role(d, force))
+            name, created = answer.name, answer.created
+        elif kind == "node":
+            placed: wire.PutNodeResponse = conn.call(lambda c, d=doc: c.put_node(d, force))
+            name, created = placed.name, placed.created
+        else:
             raise BadParameterError(
-                f'creating resources of kind "{kind}" is not supported: use kind: role, '
-                "or tctl users add / tctl tokens add"
+                f'creating resources of kind "{kind}" is not supported: use kind: role or '
+                "kind: node, or tctl users add / tctl tokens add"
             )
-        answer: wire.PutRoleResponse = conn.call(lambda c, d=doc: c.put_role(d, force))
-        verb = "created" if answer.created else "updated"
-        click.echo(f'role "{answer.name}" has been {verb}')
+        click.echo(f'{kind} "{name}" has been {"created" if created else "updated"}')
 
 
 @cli.command("rm")
@@ -309,9 +321,12 @@ def rm(conn: Conn, ref: str) -> None:
     elif kind == "lock":
         conn.call(lambda c: c.delete_lock(name))
         click.echo(f'lock "{name}" has been deleted')
+    elif kind == "node":
+        conn.call(lambda c: c.delete_node(name))
+        click.echo(f'node "{name}" has been deleted')
     else:
         raise BadParameterError(
-            f'unsupported resource "{ref}", expected role/, user/, token/ or lock/'
+            f'unsupported resource "{ref}", expected role/, user/, token/, lock/ or node/'
         )
 
 
@@ -440,6 +455,7 @@ def _event_user(event: dict[str, Any]) -> str:
 cli.add_command(tokens)
 register_tctl(cli)
 lock_commands.register_tctl(cli)
+node_commands.register_tctl(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import click
 
 from pyteleport import TELEPORT_VERSION, __version__
+from pyteleport.cli import nodes as node_commands
 from pyteleport.cli.recordings import register_tsh
 from pyteleport.cli.runner import async_prompt, invoke, run_async
 from pyteleport.client import login as logins
@@ -249,6 +250,7 @@ def config_cmd(port: int) -> None:
 
 
 register_tsh(cli)
+node_commands.register_tsh(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,6 +30,9 @@ AGENT_SIGN = "agent.sign"
 FILE_TRANSFER = "file.transfer"
 LOCK_CREATED = "lock.created"
 LOCK_DELETED = "lock.deleted"
+# Ours: Teleport emits none when an OpenSSH node is registered or removed.
+NODE_CREATED = "node.created"
+NODE_DELETED = "node.deleted"
 
 # The ``ei`` of session.upload: Teleport's SessionUploadIndex (math.MaxInt32), so the upload
 # sorts after every event of its session.
@@ -62,6 +65,8 @@ CODES = {
     (FILE_TRANSFER, True): "TPF00I",
     (LOCK_CREATED, True): "TLK00I",
     (LOCK_DELETED, True): "TLK01I",
+    (NODE_CREATED, True): "TND00I",
+    (NODE_DELETED, True): "TND01I",
     (ROLE_CREATED, True): "T9000I",
     (ROLE_DELETED, True): "T9001I",
     (TOKEN_CREATED, True): "TJT00I",

@@ -34,10 +34,11 @@ EDITOR = Role(
                     "session_recording_config",
                     "lock",
                     "cert_authority",
+                    "node",
                 ),
                 verbs=ALL_VERBS,
             ),
-            Rule(resources=("event", "session", "node"), verbs=READ_VERBS),
+            Rule(resources=("event", "session"), verbs=READ_VERBS),
         ),
     ),
 )

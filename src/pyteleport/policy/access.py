@@ -61,31 +61,32 @@ class RoleSet:
             if login not in denied and "*" not in denied and _valid_login(login)
         )
 
-    def check_login(self, login: str, node_labels: Mapping[str, str] | None = None) -> None:
-        """Raise AccessDeniedError unless ``login`` is allowed on a node with ``node_labels``."""
+    def check_login(self, login: str) -> None:
+        """Raise AccessDeniedError unless ``login`` is allowed by some role and denied by none."""
         if login not in self.logins():
             raise AccessDeniedError(
                 f'access denied to login "{login}": not allowed by roles {",".join(self.names)}'
             )
-        if node_labels is not None and not self._labels_allowed(node_labels):
-            raise AccessDeniedError("access denied: the node's labels are not allowed by roles")
 
-    def _labels_allowed(self, labels: Mapping[str, str]) -> bool:
-        def matches(selector: Mapping[str, Sequence[str]]) -> bool:
-            if not selector:
-                return False
-            for key, values in selector.items():
-                if key == "*" and "*" in values:
-                    continue
-                if key not in labels or not any(
-                    fnmatch.fnmatchcase(labels[key], v) for v in values
-                ):
-                    return False
-            return True
+    def check_node(self, node: str, labels: Mapping[str, str], login: str = "") -> None:
+        """Raise AccessDeniedError unless some role's ``node_labels`` match ``labels`` (and allow
+        ``login``, when known) and no role's ``deny.node_labels`` does. A host that is not
+        registered has no labels, so only ``'*': '*'`` reaches it."""
+        if self.node_allowed(labels):
+            if login:
+                self.check_login(login)
+            return
+        who = f'login "{login}" on node "{node}"' if login else f'node "{node}"'
+        raise AccessDeniedError(
+            f"access denied to {who}: no role allows it (roles {','.join(self.names) or 'none'}, "
+            "spec.allow.node_labels)"
+        )
 
-        if any(matches(r.deny.node_labels) for r in self.roles):
+    def node_allowed(self, labels: Mapping[str, str]) -> bool:
+        """Deny beats allow: a node some deny selector matches is refused whatever allows it."""
+        if any(_labels_match(r.deny.node_labels, labels) for r in self.roles):
             return False
-        return any(matches(r.allow.node_labels) for r in self.roles)
+        return any(_labels_match(r.allow.node_labels, labels) for r in self.roles)
 
     def max_session_ttl(self) -> dt.timedelta:
         if not self.roles:
@@ -139,6 +140,22 @@ class RoleSet:
             {"version": "v1", "roles": list(self.names)}, separators=(",", ":")
         )
         return ext
+
+
+def _labels_match(selector: Mapping[str, Sequence[str]], labels: Mapping[str, str]) -> bool:
+    """Teleport's matching: every key of the selector must match (an exact value, a glob such as
+    ``db-*``, or ``*``); ``'*': '*'`` matches every node, labelled or not; an empty selector
+    matches nothing."""
+    if not selector:
+        return False
+    for key, values in selector.items():
+        if key == "*":
+            if "*" in values:
+                continue
+            return False
+        if key not in labels or not any(fnmatch.fnmatchcase(labels[key], v) for v in values):
+            return False
+    return True
 
 
 def _valid_login(login: str) -> bool:

@@ -15,8 +15,8 @@ import datetime as dt
 import logging
 import weakref
 from base64 import b64encode
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncssh
@@ -27,7 +27,9 @@ from pyteleport.events import codes
 from pyteleport.events.filetransfer import ScpTap
 from pyteleport.model.duration import format_duration
 from pyteleport.model.lock import Lock
+from pyteleport.model.node import join_addr
 from pyteleport.policy.access import RoleSet
+from pyteleport.proxy.admission import Admission, Destination
 from pyteleport.ssh import tcprelay
 from pyteleport.ssh.agentaudit import AuditedAgent
 from pyteleport.ssh.agentfwd import ForwardedAgent, keep_agent_in_memory, set_agent_forwarding
@@ -59,6 +61,20 @@ class ForwardTarget:
     port: int
     remote_addr: str  # the user's address on the outer connection
     local_addr: str
+    # Filled in once the typed host is resolved: the registered node's name and labels (none
+    # for an unregistered host) and the address the proxy dials.
+    node: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    addr: str = ""
+
+    @property
+    def hostname(self) -> str:
+        """What the audit log and the recording call the host: the node's name if registered."""
+        return self.node or self.host
+
+    @property
+    def server_addr(self) -> str:
+        return self.addr or join_addr(self.host, self.port)
 
 
 ObserverFactory = Callable[[ForwardTarget, str, RoleSet, SessionRequest], SessionObserver]
@@ -81,10 +97,13 @@ class ForwardingServer(asyncssh.SSHServer):
         audit: AuditHook,
         dialer: TargetDialer,
         locks: Callable[[], Awaitable[list[Lock]]],
+        admission: Admission,
         agent_from_inner: bool = False,
     ) -> None:
         self._dialer = dialer
         self._locks = locks
+        self._admission = admission
+        self._dest: Destination | None = None  # where the typed host leads, once resolved
         self.agent_from_inner = agent_from_inner
         self._target = target
         self._audit = audit
@@ -108,7 +127,11 @@ class ForwardingServer(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
-        watch_client_certificates(conn, self._user_ca, self._check, self._same_user)
+        # With ssh -J the user's agent reaches the proxy on this connection: the proxy needs it
+        # to log in, whatever the certificate says; the roles' forward_agent still decides
+        # whether the target gets it.
+        grant = ("agent-forwarding",) if self.agent_from_inner else ()
+        watch_client_certificates(conn, self._user_ca, self._check, self._same_user, grant)
         self._inner_agent = keep_agent_in_memory(conn)
         take_x11_requests(conn, self._x11_requested)
 
@@ -167,8 +190,7 @@ class ForwardingServer(asyncssh.SSHServer):
         target: asyncssh.SSHClientConnection | None = None
         try:
             roles = await self._roles()
-            roles.check_login(login)
-            await self._check_locks(login)
+            await self._admit(login, roles)
             if self._agent is not None or not self.agent_from_inner:
                 target = await self._connect(login, roles)
         except TeleportError as exc:
@@ -326,20 +348,32 @@ class ForwardingServer(asyncssh.SSHServer):
                 return
             await asyncio.sleep(min(limit_s - idle_s, 5.0) + 0.05)
 
-    async def _check_locks(self, login: str) -> None:
-        for lock in await self._locks():
-            if lock.matches(self._target.user, login, self._target.host):
-                raise _Refused(lock.describe())
+    async def _destination(self) -> Destination:
+        if self._dest is None:
+            dest = await self._admission.destination(self._target.host, self._target.port)
+            self._dest = dest
+            self._target = replace(
+                self._target,
+                node=dest.node.name if dest.node is not None else "",
+                labels=dest.labels,
+                addr=dest.addr,
+            )
+        return self._dest
+
+    async def _admit(self, login: str, roles: RoleSet) -> None:
+        """Locks and the roles' node_labels and logins, each time a channel opens."""
+        await self._admission.admit(
+            self._target.user, roles, await self._destination(), await self._locks(), login
+        )
 
     def apply_locks(self, locks: list[Lock]) -> None:
-        """End this connection's sessions if a lock now covers its user, login or host."""
-        if self._conn is None:
+        """End this connection's sessions if a lock now covers its user, login or node."""
+        if self._conn is None or self._dest is None:
             return
         login = str(self._conn.get_extra_info("username") or "")
-        for lock in locks:
-            if lock.matches(self._target.user, login, self._target.host):
-                self.end(lock.describe())
-                return
+        lock = self._admission.lock_for(locks, self._target.user, login, self._dest)
+        if lock is not None:
+            self.end(lock.describe())
 
     def end(self, message: str) -> None:
         """End every session of this connection with ``message`` on the user's stderr."""
@@ -357,8 +391,7 @@ class ForwardingServer(asyncssh.SSHServer):
         login = str(self._conn.get_extra_info("username"))
         try:
             roles = await self._roles()
-            roles.check_login(login)
-            await self._check_locks(login)
+            await self._admit(login, roles)
             if not roles.can_port_forward():
                 raise asyncssh.ChannelOpenError(
                     asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
@@ -403,8 +436,7 @@ class ForwardingServer(asyncssh.SSHServer):
         conn, login = self._conn, str(self._conn.get_extra_info("username"))
         try:
             roles = await self._roles()
-            roles.check_login(login)
-            await self._check_locks(login)
+            await self._admit(login, roles)
             if not roles.can_port_forward():
                 log.info("refused ssh -R %s:%s of %s: not allowed by roles", host, port, login)
                 return False
@@ -474,14 +506,9 @@ class ForwardingServer(asyncssh.SSHServer):
                 self._target.host,
                 self._target.port,
             )
+        dest = await self._destination()
         try:
-            return await self._dialer.connect(
-                self._target.host,
-                self._target.port,
-                login,
-                keys,
-                self._host_ca,
-            )
+            conn = await self._dialer.connect(dest.host, dest.port, login, keys, self._host_ca)
         except TargetLoginRefusedError as exc:
             if not any(self._is_user_certificate(k) for k in keys):
                 user = self._target.user
@@ -495,6 +522,12 @@ class ForwardingServer(asyncssh.SSHServer):
             # The agent is needed only to sign the login; an agent channel left open would
             # keep the user's ssh from exiting when the session ends.
             agent.close()
+        # The names the target's host certificate carries are the node's too (for locks).
+        host_key = conn.get_server_host_key()
+        principals = getattr(host_key, "principals", None)
+        if self._host_ca is not None and principals:
+            self._dest = dest.with_principals(principals)
+        return conn
 
     def _is_user_certificate(self, key: Any) -> bool:
         """Whether an agent key is a certificate of this user from the cluster's user CA."""

@@ -15,6 +15,7 @@ import asyncssh
 
 from pyteleport.errors import BadParameterError, TeleportError
 from pyteleport.model.lock import Lock
+from pyteleport.proxy.admission import Destination
 from pyteleport.proxy.forwarder import ForwardingServer, ForwardTarget
 from pyteleport.ssh.pipe import TCPPipe
 from pyteleport.ssh.target import ENCRYPTION_ALGS, KEEPALIVE_INTERVAL_S
@@ -65,6 +66,7 @@ class OuterSession(asyncssh.SSHServerSession[bytes]):
         self._early: list[bytes] = []  # data that came before the pipe was connected
         self._early_eof = False
         self._dial_failed = False
+        self._dest: Destination | None = None  # the pipe's, once admitted
 
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self._chan = chan
@@ -76,12 +78,24 @@ class OuterSession(asyncssh.SSHServerSession[bytes]):
     def apply_locks(self, locks: list[Lock]) -> None:
         if self._link is not None and self._link.forwarding is not None:
             self._link.forwarding.apply_locks(locks)
+        elif self._pipe is not None and self._dest is not None:
+            cert = self._server.check.accepted
+            user = cert.key_id if cert is not None else ""
+            lock = self._server.service.admission.lock_for(locks, user, "", self._dest)
+            if lock is not None:
+                self.end(lock.describe())
 
     def end(self, message: str) -> None:
         if self._link is not None:
             self._link.end(message)
         elif self._chan is not None:
-            self._chan.write_stderr(f"\r\n{message}\r\n".encode())
+            # A pipe carries the user's own encrypted SSH: the message goes on stderr, then
+            # the pipe closes.
+            with contextlib.suppress(OSError):
+                self._chan.write_stderr(f"\r\n{message}\r\n".encode())
+            if self._pipe is not None:
+                self._chan.exit(1)
+                self._pipe.close()
 
     def shell_requested(self) -> bool:
         return False
@@ -125,16 +139,21 @@ class OuterSession(asyncssh.SSHServerSession[bytes]):
     async def _open_pipe(self, host: str, port: int) -> None:
         assert self._chan is not None
         try:
-            self._pipe = await TCPPipe.open(self._chan, host, port)
-            self._server.audit_pipe(host, port)
-        except OSError as exc:
-            reason = (exc.strerror or str(exc)).lower()
+            dest = await self._server.admit_pipe(host, port)
+            self._pipe = await TCPPipe.open(self._chan, dest.host, dest.port)
+            self._dest = dest
+            self._server.audit_pipe(dest)
+        except (OSError, TeleportError) as exc:
+            if isinstance(exc, TeleportError):
+                reason = exc.message
+            else:
+                reason = f"dial tcp {host}:{port}: connect: {(exc.strerror or str(exc)).lower()}"
             # The client may have closed meanwhile, its close waiting in asyncssh behind the
             # data held while dialling: drop that data so asyncssh reaches the close.
             self._dial_failed = True
             self._early.clear()
             with contextlib.suppress(OSError):
-                self._chan.write_stderr(f"dial tcp {host}:{port}: connect: {reason}\n".encode())
+                self._chan.write_stderr(f"{reason}\n".encode())
                 self._chan.exit(1)
             self._chan.resume_reading()
             return
@@ -229,6 +248,7 @@ class ForwarderLink:
                 service.audit,
                 service.dialer,
                 service.access.list_locks,
+                service.admission,
                 agent_from_inner=agent_from_inner,
             )
             return self.forwarding

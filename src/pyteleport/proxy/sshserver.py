@@ -26,6 +26,7 @@ from pyteleport.events import codes
 from pyteleport.model.lock import Lock
 from pyteleport.policy.access import RoleSet
 from pyteleport.policy.ratelimit import RateLimiter
+from pyteleport.proxy.admission import Admission, Destination
 from pyteleport.proxy.forwarder import (
     AuditHook,
     ObserverFactory,
@@ -79,6 +80,7 @@ class ProxySSHService:
         self._host, self._port = host, port
         self.host_keys = HostKeyCache(access)
         self.dialer = TargetDialer()
+        self.admission = Admission(access.list_nodes)
         self.user_ca = sshkeys.load_public_key(access.user_ca_public_key())
         self.host_ca = sshkeys.load_public_key(access.host_ca_public_key())
         self._acceptor: asyncssh.SSHAcceptor | None = None
@@ -142,6 +144,10 @@ class ProxySSHService:
                 log.warning("could not read locks: %s", exc)
                 continue
             if locks:
+                try:
+                    await self.admission.resolve_locks(locks)
+                except Exception as exc:
+                    log.warning("could not read the nodes the locks name: %s", exc)
                 for server in list(self.servers):
                     server.apply_locks(locks)
 
@@ -356,13 +362,35 @@ class OuterServer(asyncssh.SSHServer):
         assert self.check.accepted is not None
         return await self.service.access.role_set_for_user(self.check.accepted.key_id)
 
-    def audit_pipe(self, host: str, port: int) -> None:
+    async def admit_pipe(self, host: str, port: int) -> Destination:
+        """Where a byte pipe of the non-recording modes goes, if this user may go there (locks,
+        the roles' node_labels, the pipe port rule); else AccessDeniedError."""
+        cert = self.check.accepted
+        assert cert is not None
+        admission = self.service.admission
+        dest = await admission.destination(host, port)
+        try:
+            await admission.admit(
+                cert.key_id,
+                await self.roles(),
+                dest,
+                await self.service.access.list_locks(),
+                pipe=True,
+            )
+        except TeleportError as exc:
+            log.info("refused a pipe of %s to %s: %s", cert.key_id, dest.addr, exc.message)
+            raise
+        return dest
+
+    def audit_pipe(self, dest: Destination) -> None:
         """A ``port`` event for each byte pipe of the non-recording modes: who went where."""
         cert = self.check.accepted
         fields = {
             "user": cert.key_id if cert else "",
             "login": self.username,
-            "addr": f"{host}:{port}",
+            "addr": dest.addr,
+            "server_hostname": dest.name,
+            "server_labels": dict(dest.labels),
             "server_id": self.service.settings.server_id,
             "addr.remote": self.remote_addr,
             "session_recording": self.service.settings.session_recording,
@@ -381,9 +409,19 @@ class OuterServer(asyncssh.SSHServer):
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
     ) -> Any:
         if not self.service.recording:
-            # node/off modes: a byte pipe, like the proxy subsystem, and audited like it.
-            self.audit_pipe(dest_host, dest_port)
-            return True
+            # node/off modes: a byte pipe, like the proxy subsystem, admitted and audited
+            # like it.
+            return self._open_jump_pipe(dest_host, dest_port)
         jump = JumpSession(self, dest_host, dest_port)
         self.sessions.add(jump)
         return jump
+
+    async def _open_jump_pipe(self, host: str, port: int) -> Any:
+        assert self.conn is not None
+        try:
+            dest = await self.admit_pipe(host, port)
+        except TeleportError as exc:
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, exc.message) from None
+        session = await self.conn.forward_connection(dest.host, dest.port)
+        self.audit_pipe(dest)
+        return session
