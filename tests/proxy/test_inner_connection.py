@@ -8,46 +8,57 @@ import asyncio
 from typing import Any
 
 import asyncssh
+import pytest
 
-from pyteleport.policy.access import RoleSet
-from pyteleport.proxy.forwarder import ForwardingServer, ForwardTarget
 from pyteleport.proxy.outer import serve_inner
+from pyteleport.proxy.targetlink import TargetLink
+from pyteleport.ssh.target import TargetDialer
 
 
-def forwarding_server() -> ForwardingServer:
-    target = ForwardTarget(
-        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
-    )
-    nothing: Any = None
+def target_link() -> TargetLink:
     key = asyncssh.generate_private_key("ssh-ed25519")
-    return ForwardingServer(
-        target, key, None, nothing, nothing, nothing, nothing, nothing, nothing, True
-    )
+    nothing: Any = None
+    return TargetLink("joe", key, None, TargetDialer(), nothing, lambda login, key: None)
 
 
 async def test_a_cancelled_first_dial_leaves_the_second_channel_a_working_one() -> None:
-    server = forwarding_server()
+    link = target_link()
     release = asyncio.Event()
     dials = 0
     connection: Any = object()
 
-    async def dial(login: str, roles: RoleSet, source: Any) -> Any:
+    async def dial(login: str, source: Any) -> Any:
         nonlocal dials
         dials += 1
         if dials == 1:
             await release.wait()  # the first channel closes while this is in flight
         return connection
 
-    server._dial = dial  # type: ignore[method-assign]
-    roles = RoleSet(roles=(), traits={})
-    first = asyncio.create_task(server._connect("joe", roles))
+    link._dial = dial  # type: ignore[method-assign]
+    first = asyncio.create_task(link.connect("joe", None))
     await asyncio.sleep(0.01)
     first.cancel()
     await asyncio.gather(first, return_exceptions=True)
     assert first.cancelled()
-    second = await asyncio.wait_for(server._connect("joe", roles), 5)
+    second = await asyncio.wait_for(link.connect("joe", None), 5)
     assert second is connection and dials == 2
-    assert await server._connect("joe", roles) is connection and dials == 2  # shared now
+    assert await link.connect("joe", None) is connection and dials == 2  # shared now
+
+
+async def test_a_failed_dial_is_the_outcome_of_every_channel_until_the_connection_ends() -> None:
+    link = target_link()
+    dials = 0
+
+    async def dial(login: str, source: Any) -> Any:
+        nonlocal dials
+        dials += 1
+        raise ConnectionRefusedError("refused")
+
+    link._dial = dial  # type: ignore[method-assign]
+    for _ in range(2):
+        with pytest.raises(ConnectionRefusedError):
+            await link.connect("joe", None)
+    assert dials == 1
 
 
 class Channel:

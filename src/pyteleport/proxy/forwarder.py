@@ -14,14 +14,12 @@ import asyncio
 import datetime as dt
 import logging
 import weakref
-from base64 import b64encode
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncssh
 
-from pyteleport.crypto import sshcert
 from pyteleport.errors import TeleportError
 from pyteleport.events import codes
 from pyteleport.events.filetransfer import ScpTap
@@ -30,26 +28,17 @@ from pyteleport.model.lock import Lock
 from pyteleport.model.node import join_addr
 from pyteleport.policy.access import RoleSet
 from pyteleport.proxy.admission import Admission, Destination
+from pyteleport.proxy.portforward import PortForwarding, refuse_tunnel, refuse_unix_forward
+from pyteleport.proxy.targetlink import NO_AGENT_JUMP, RefusedError, TargetLink
 from pyteleport.ssh import tcprelay
-from pyteleport.ssh.agentaudit import AuditedAgent
 from pyteleport.ssh.agentfwd import ForwardedAgent, keep_agent_in_memory, set_agent_forwarding
 from pyteleport.ssh.certcheck import CertificateCheck, ClientCertificate, watch_client_certificates
 from pyteleport.ssh.relay import InnerSession, SessionObserver, SessionRequest, TargetSession
-from pyteleport.ssh.target import TargetDialer, TargetLoginRefusedError
+from pyteleport.ssh.target import TargetDialer
 from pyteleport.ssh.tcprelay import TCPEnd
 from pyteleport.ssh.x11 import X11Relay, X11Request, take_x11_requests
 
 log = logging.getLogger("pyteleport.proxy")
-
-NO_AGENT = "agent forwarding required in proxy recording mode"
-# OpenSSH does not ask to forward an agent when none is running, so the proxy cannot tell
-# "ForwardAgent no" from "no agent": the hint names both.
-NO_AGENT_HINT = (
-    f"{NO_AGENT}: the ssh that connects to the proxy forwarded no agent; it needs ForwardAgent "
-    "yes (ssh -o 'ForwardAgent yes' in the ProxyCommand) and a running ssh-agent that holds "
-    "your certificate (eval $(ssh-agent), then tsh login)"
-)
-NO_AGENT_JUMP = f"{NO_AGENT}: with ssh -J, forward it to the host (ssh -A)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,48 +71,55 @@ ObserverFactory = Callable[[ForwardTarget, str, RoleSet, SessionRequest], Sessio
 AuditHook = Callable[[ForwardTarget, str, str, dict[str, Any]], Coroutine[Any, Any, None]]
 
 
+@dataclass(frozen=True, slots=True)
+class ForwarderServices:
+    """What every inner connection of one proxy shares."""
+
+    user_ca: asyncssh.SSHKey
+    host_ca: asyncssh.SSHKey | None  # None: proxy_checks_host_keys is off
+    observer_factory: ObserverFactory
+    audit: AuditHook
+    dialer: TargetDialer
+    locks: Callable[[], Awaitable[list[Lock]]]
+    admission: Admission
+
+
 class ForwardingServer(asyncssh.SSHServer):
-    """One inner connection. ``agent`` is the agent the user forwarded on the outer connection
-    (None: not forwarded there)."""
+    """One inner connection: the user's certificate, admission (locks, node_labels, logins) of
+    each channel, and the sessions relayed to the target (X11 here, the target connection in
+    :class:`TargetLink`, port forwarding in :class:`PortForwarding`). ``agent`` is the agent
+    the user forwarded on the outer connection (None: not forwarded there)."""
 
     def __init__(
         self,
         target: ForwardTarget,
-        user_ca: asyncssh.SSHKey,
-        host_ca: asyncssh.SSHKey | None,
+        services: ForwarderServices,
         roles: Callable[[], Awaitable[RoleSet]],
         agent: asyncssh.SSHServerConnection | None,
-        observer_factory: ObserverFactory,
-        audit: AuditHook,
-        dialer: TargetDialer,
-        locks: Callable[[], Awaitable[list[Lock]]],
-        admission: Admission,
         agent_from_inner: bool = False,
     ) -> None:
-        self._dialer = dialer
-        self._locks = locks
-        self._admission = admission
-        self._dest: Destination | None = None  # where the typed host leads, once resolved
-        self.agent_from_inner = agent_from_inner
+        self._services = services
         self._target = target
-        self._audit = audit
-        self._agent_for_target: AuditedAgent | None = None
-        self._agent_source: asyncssh.SSHServerConnection | None = None  # whose agent signed in
-        self._agent_lock = asyncio.Lock()
-        self._user_ca = user_ca
-        self._host_ca = host_ca
         self._roles = roles
         self._agent = agent
+        self.agent_from_inner = agent_from_inner
+        self._dest: Destination | None = None  # where the typed host leads, once resolved
+        self.link = TargetLink(
+            target.user,
+            services.user_ca,
+            services.host_ca,
+            services.dialer,
+            self._destination,
+            self._audit_sign,
+        )
+        self._ports = PortForwarding(self._admitted, self._connect, self._audit_port)
         self._inner_agent: ForwardedAgent | None = None
         self._login = ""
-        self._observer_factory = observer_factory
         self._conn: asyncssh.SSHServerConnection | None = None
         self._check = CertificateCheck()
-        self._target_conn: asyncio.Future[asyncssh.SSHClientConnection] | None = None
         self._x11: X11Relay | None = None
         self._sessions: weakref.WeakSet[InnerSession] = weakref.WeakSet()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._lock = asyncio.Lock()
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
@@ -131,7 +127,7 @@ class ForwardingServer(asyncssh.SSHServer):
         # to log in, whatever the certificate says; the roles' forward_agent still decides
         # whether the target gets it.
         grant = ("agent-forwarding",) if self.agent_from_inner else ()
-        watch_client_certificates(conn, self._user_ca, self._check, self._same_user, grant)
+        watch_client_certificates(conn, self._services.user_ca, self._check, self._same_user, grant)
         self._inner_agent = keep_agent_in_memory(conn)
         take_x11_requests(conn, self._x11_requested)
 
@@ -144,27 +140,21 @@ class ForwardingServer(asyncssh.SSHServer):
         return ""
 
     def connection_lost(self, exc: Exception | None) -> None:
-        future = self._target_conn
-        if (
-            future is not None
-            and future.done()
-            and not future.cancelled()
-            and future.exception() is None
-        ):
-            future.result().close()
-        if self._agent_for_target is not None:
-            agent, self._agent_for_target = self._agent_for_target, None
-            task = asyncio.get_running_loop().create_task(agent.aclose())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        self.link.close()
+        self._keep(self.link.aclose_agent())
         if self._check.accepted is None and self._check.refusal:
             # The inner login was refused (another user's certificate, another CA, ...).
             log.info("refused the inner login of %s: %s", self._target.user, self._check.refusal)
-            task = asyncio.get_running_loop().create_task(
-                self._audit(self._target, self._login, codes.AUTH, {"error": self._check.refusal})
+            self._keep(
+                self._services.audit(
+                    self._target, self._login, codes.AUTH, {"error": self._check.refusal}
+                )
             )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+
+    def _keep(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def begin_auth(self, username: str) -> bool:
         self._login = username
@@ -177,7 +167,7 @@ class ForwardingServer(asyncssh.SSHServer):
         return False  # certificates only
 
     def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        return bool(key == self._user_ca)
+        return bool(key == self._services.user_ca)
 
     def session_requested(self) -> Any:
         # A coroutine: asyncssh awaits it before confirming the channel, and turns a
@@ -192,7 +182,7 @@ class ForwardingServer(asyncssh.SSHServer):
             roles = await self._roles()
             await self._admit(login, roles)
             if self._agent is not None or not self.agent_from_inner:
-                target = await self._connect(login, roles)
+                target = await self._connect(login)
         except TeleportError as exc:
             log.info(
                 "refused session of %s as %s to %s:%s: %s",
@@ -212,10 +202,10 @@ class ForwardingServer(asyncssh.SSHServer):
                 # The ssh -J path: no session on the outer connection, so no agent there; the
                 # user's ssh -A forwards it on this inner session instead.
                 if self._inner_agent is None or not self._inner_agent.requested:
-                    raise _Refused(NO_AGENT_JUMP)
-                target = await self._connect(login, roles, self._inner_agent.conn)
+                    raise RefusedError(NO_AGENT_JUMP)
+                target = await self.link.connect(login, self._inner_agent.conn)
             if is_file_copy(request) and not roles.can_copy_files():
-                raise _Refused(
+                raise RefusedError(
                     f"file transfer is not allowed by roles {','.join(roles.names)} "
                     "(spec.options.ssh_file_copy)"
                 )
@@ -238,7 +228,7 @@ class ForwardingServer(asyncssh.SSHServer):
             wants_agent = self._inner_agent is not None and self._inner_agent.requested
             set_agent_forwarding(
                 target,
-                await self._agent_path_for_target(login)
+                await self.link.agent_path(login)
                 if wants_agent and roles.can_forward_agent()
                 else None,
             )
@@ -255,7 +245,7 @@ class ForwardingServer(asyncssh.SSHServer):
             return chan, session
 
         def observe(request: SessionRequest) -> SessionObserver:
-            return self._observer_factory(self._target, login, roles, request)
+            return self._services.observer_factory(self._target, login, roles, request)
 
         session = InnerSession(open_target, observe)
         self._sessions.add(session)
@@ -300,7 +290,7 @@ class ForwardingServer(asyncssh.SSHServer):
             error = "X11 forwarding was requested on a channel that is not a session"
         if error:
             log.info("refused X11 forwarding of %s as %s: %s", self._target.user, login, error)
-            await self._audit(
+            await self._services.audit(
                 self._target, login, codes.X11_FORWARD, {"success": False, "error": error}
             )
             return False
@@ -316,7 +306,7 @@ class ForwardingServer(asyncssh.SSHServer):
                 "(X11Forwarding yes and xauth in its sshd_config)"
             )
             session.inner.notice(error)
-        await self._audit(
+        await self._services.audit(
             self._target, login, codes.X11_FORWARD, {"success": accepted, "error": error}
         )
 
@@ -350,7 +340,7 @@ class ForwardingServer(asyncssh.SSHServer):
 
     async def _destination(self) -> Destination:
         if self._dest is None:
-            dest = await self._admission.destination(self._target.host, self._target.port)
+            dest = await self._services.admission.destination(self._target.host, self._target.port)
             self._dest = dest
             self._target = replace(
                 self._target,
@@ -362,16 +352,28 @@ class ForwardingServer(asyncssh.SSHServer):
 
     async def _admit(self, login: str, roles: RoleSet) -> None:
         """Locks and the roles' node_labels and logins, each time a channel opens."""
-        await self._admission.admit(
-            self._target.user, roles, await self._destination(), await self._locks(), login
+        services = self._services
+        await services.admission.admit(
+            self._target.user, roles, await self._destination(), await services.locks(), login
         )
 
+    async def _admitted(self, login: str) -> RoleSet:
+        roles = await self._roles()
+        await self._admit(login, roles)
+        return roles
+
+    async def _connect(self, login: str) -> asyncssh.SSHClientConnection:
+        """The shared target connection, logged in with the outer connection's agent."""
+        return await self.link.connect(login, self._agent)
+
     def apply_locks(self, locks: list[Lock]) -> None:
-        """End this connection's sessions if a lock now covers its user, login or node."""
+        """End this connection's sessions if a lock now covers its user, login or node (by
+        every name it has, the target certificate's principals included)."""
         if self._conn is None or self._dest is None:
             return
         login = str(self._conn.get_extra_info("username") or "")
-        lock = self._admission.lock_for(locks, self._target.user, login, self._dest)
+        dest = self._dest.with_principals(self.link.principals)
+        lock = self._services.admission.lock_for(locks, self._target.user, login, dest)
         if lock is not None:
             self.end(lock.describe())
 
@@ -380,183 +382,44 @@ class ForwardingServer(asyncssh.SSHServer):
         for session in list(self._sessions):
             session.abort(message)
 
+    # -- port forwarding (proxy/portforward.py) -----------------------------------------------
+
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
     ) -> Any:
         # ssh -L / -D on the inner connection: opened from the target, as OpenSSH would.
-        return self._open_tcp(dest_host, dest_port)
+        return self._ports.open_tcp(self._current_login(), dest_host, dest_port)
 
-    async def _open_tcp(self, host: str, port: int) -> TCPEnd:
+    def server_requested(self, listen_host: str, listen_port: int) -> Any:
         assert self._conn is not None
-        login = str(self._conn.get_extra_info("username"))
-        try:
-            roles = await self._roles()
-            await self._admit(login, roles)
-            if not roles.can_port_forward():
-                raise asyncssh.ChannelOpenError(
-                    asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-                    f"port forwarding to {host}:{port} is not allowed by roles "
-                    f"{','.join(roles.names)} (spec.options.port_forwarding)",
-                )
-            target = await self._connect(login, roles)
-            inner, far = tcprelay.pair()
-            await target.create_connection(lambda: far, host, port)
-        except TeleportError as exc:
-            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, exc.message) from None
-        await self._audit(self._target, login, codes.PORT, {"addr": f"{host}:{port}"})
-        return inner
+        return self._ports.listen_remote(
+            self._conn, self._current_login(), listen_host, listen_port
+        )
 
     def unix_connection_requested(self, dest_path: str) -> Any:
-        raise asyncssh.ChannelOpenError(
-            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-            f"forwarding to the unix socket {dest_path} is not supported through the recording "
-            "proxy: forward a TCP port instead",
-        )
+        return refuse_unix_forward(dest_path)
 
     def tun_requested(self, unit: int | None) -> bool:
-        raise asyncssh.ChannelOpenError(
-            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-            "tunnel device forwarding (ssh -w) is not supported through the recording proxy",
-        )
+        return refuse_tunnel()
 
     def tap_requested(self, unit: int | None) -> bool:
-        return self.tun_requested(unit)
+        return refuse_tunnel()
 
     def unix_server_requested(self, listen_path: str) -> bool:
         log.info("refused remote unix socket forwarding to %s: not supported", listen_path)
         return False
 
-    def server_requested(self, listen_host: str, listen_port: int) -> Any:
-        # ssh -R on the inner connection: the target listens, and each connection it accepts
-        # comes back to the user's client as a forwarded-tcpip channel.
-        return self._listen_remote(listen_host, listen_port)
-
-    async def _listen_remote(self, host: str, port: int) -> Any:
+    def _current_login(self) -> str:
         assert self._conn is not None
-        conn, login = self._conn, str(self._conn.get_extra_info("username"))
-        try:
-            roles = await self._roles()
-            await self._admit(login, roles)
-            if not roles.can_port_forward():
-                log.info("refused ssh -R %s:%s of %s: not allowed by roles", host, port, login)
-                return False
-            target = await self._connect(login, roles)
-        except TeleportError as exc:
-            log.info("refused ssh -R %s:%s of %s: %s", host, port, login, exc.message)
-            return False
+        return str(self._conn.get_extra_info("username"))
 
-        async def accept(orig_host: str, orig_port: int) -> TCPEnd:
-            inner, far = tcprelay.pair()
-            await conn.create_connection(
-                lambda: inner, host, listener.get_port(), orig_host, orig_port
-            )
-            await self._audit(
-                self._target,
-                login,
-                codes.PORT,
-                {"addr": f"{host}:{listener.get_port()}", "reverse": True},
-            )
-            return far
+    async def _audit_port(self, login: str, fields: dict[str, Any]) -> None:
+        await self._services.audit(self._target, login, codes.PORT, fields)
 
-        try:
-            listener = await target.create_server(accept, host, port)
-        except (asyncssh.Error, OSError) as exc:
-            log.info("the target refused ssh -R %s:%s: %s", host, port, exc)
-            return False
-        return listener
-
-    async def _connect(
-        self, login: str, roles: RoleSet, agent: asyncssh.SSHServerConnection | None = None
-    ) -> asyncssh.SSHClientConnection:
-        """The target connection, made once per inner connection and shared by its channels."""
-        async with self._lock:
-            if self._target_conn is None:
-                self._target_conn = asyncio.get_running_loop().create_future()
-                try:
-                    conn = await self._dial(login, roles, agent or self._agent)
-                except asyncio.CancelledError:
-                    # The channel that dialled went away: its cancellation is not the
-                    # connection's, and the next channel dials again.
-                    self._target_conn.cancel()
-                    self._target_conn = None
-                    raise
-                except Exception as exc:
-                    self._target_conn.set_exception(exc)
-                    self._target_conn.exception()  # consumed here; later callers re-raise it
-                    raise
-                self._target_conn.set_result(conn)
-        return await self._target_conn
-
-    async def _dial(
-        self, login: str, roles: RoleSet, source: asyncssh.SSHServerConnection | None
-    ) -> asyncssh.SSHClientConnection:
-        if source is None:
-            raise _Refused(NO_AGENT_HINT)
-        self._agent_source = source
-        agent = asyncssh.SSHAgentClient(source)
-        try:
-            keys = list(await agent.get_keys())
-        except (OSError, asyncssh.Error, ValueError) as exc:
-            raise _Refused(f"{NO_AGENT}: cannot read the forwarded agent: {exc}") from exc
-        # Certificates first, so sshd's MaxAuthTries is not spent on plain keys.
-        keys.sort(key=lambda k: 0 if k.get_algorithm().endswith("-cert-v01@openssh.com") else 1)
-        if self._host_ca is None:
-            log.warning(
-                "proxy_checks_host_keys is off: not checking the host key of %s:%s",
-                self._target.host,
-                self._target.port,
-            )
-        dest = await self._destination()
-        try:
-            conn = await self._dialer.connect(dest.host, dest.port, login, keys, self._host_ca)
-        except TargetLoginRefusedError as exc:
-            if not any(self._is_user_certificate(k) for k in keys):
-                user = self._target.user
-                raise _Refused(
-                    f"the agent forwarded to the proxy holds no certificate of {user}, and "
-                    f"{self._target.host} took none of its keys: run tsh login to load it "
-                    f"(ssh-add -L then shows a line ending in teleport:{user})"
-                ) from exc
-            raise
-        finally:
-            # The agent is needed only to sign the login; an agent channel left open would
-            # keep the user's ssh from exiting when the session ends.
-            agent.close()
-        # The names the target's host certificate carries are the node's too (for locks).
-        host_key = conn.get_server_host_key()
-        principals = getattr(host_key, "principals", None)
-        if self._host_ca is not None and principals:
-            self._dest = dest.with_principals(principals)
-        return conn
-
-    def _is_user_certificate(self, key: Any) -> bool:
-        """Whether an agent key is a certificate of this user from the cluster's user CA."""
-        algorithm = key.get_algorithm()
-        if not algorithm.endswith("-cert-v01@openssh.com"):
-            return False
-        try:
-            cert = sshcert.parse_certificate(f"{algorithm} {b64encode(key.public_data).decode()}")
-        except ValueError:
-            return False
-        return cert.key_id == self._target.user and cert.signature_key == self._user_ca.public_data
-
-    async def _agent_path_for_target(self, login: str) -> str | None:
-        """The socket the target connection forwards (the second hop): made on first use, it
-        relays to the agent the login was signed with and audits each signature."""
-        async with self._agent_lock:
-            if self._agent_for_target is None and self._agent_source is not None:
-
-                def on_sign(fingerprint: str) -> None:
-                    task = asyncio.get_running_loop().create_task(
-                        self._audit(self._target, login, codes.AGENT_SIGN, {"key": fingerprint})
-                    )
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-
-                self._agent_for_target = await AuditedAgent(
-                    self._agent_source.open_agent_connection, on_sign
-                ).start()
-        return self._agent_for_target.path if self._agent_for_target is not None else None
+    def _audit_sign(self, login: str, fingerprint: str) -> None:
+        self._keep(
+            self._services.audit(self._target, login, codes.AGENT_SIGN, {"key": fingerprint})
+        )
 
 
 def is_file_copy(request: SessionRequest) -> bool:
@@ -564,7 +427,3 @@ def is_file_copy(request: SessionRequest) -> bool:
     if request.kind == "subsystem":
         return request.subsystem == "sftp"
     return request.kind == "exec" and ScpTap.is_scp(request.command)
-
-
-class _Refused(TeleportError):
-    pass

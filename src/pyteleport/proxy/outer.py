@@ -240,15 +240,9 @@ class ForwarderLink:
         def factory() -> ForwardingServer:
             self.forwarding = ForwardingServer(
                 target,
-                service.user_ca,
-                service.host_ca if service.settings.checks_host_keys else None,
+                service.forwarder,
                 server.roles,
                 agent,
-                service.observer_factory,
-                service.audit,
-                service.dialer,
-                service.access.list_locks,
-                service.admission,
                 agent_from_inner=agent_from_inner,
             )
             return self.forwarding

@@ -27,10 +27,7 @@ from pyteleport.model.lock import Lock
 from pyteleport.policy.access import RoleSet
 from pyteleport.policy.ratelimit import RateLimiter
 from pyteleport.proxy.admission import Admission, Destination
-from pyteleport.proxy.forwarder import (
-    AuditHook,
-    ObserverFactory,
-)
+from pyteleport.proxy.forwarder import AuditHook, ForwarderServices, ObserverFactory
 from pyteleport.proxy.hostkeys import HostKeyCache
 from pyteleport.proxy.outer import JumpSession, OuterSession
 from pyteleport.ssh.agentfwd import ForwardedAgent, keep_agent_in_memory
@@ -83,6 +80,15 @@ class ProxySSHService:
         self.admission = Admission(access.list_nodes)
         self.user_ca = sshkeys.load_public_key(access.user_ca_public_key())
         self.host_ca = sshkeys.load_public_key(access.host_ca_public_key())
+        self.forwarder = ForwarderServices(
+            user_ca=self.user_ca,
+            host_ca=self.host_ca if settings.checks_host_keys else None,
+            observer_factory=observer_factory,
+            audit=audit,
+            dialer=self.dialer,
+            locks=access.list_locks,
+            admission=self.admission,
+        )
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self.servers: set[OuterServer] = set()
