@@ -5,6 +5,9 @@ node_labels deciding who reaches which host (through tsh, the guide's ProxyComma
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +16,8 @@ import pytest
 import yaml
 
 from tests.e2e.guide import Guide, make_guide, start_sshd
-from tests.e2e.harness import Client, Cluster, free_port, require_binary, run
-from tests.e2e.sshd import Sshd
+from tests.e2e.harness import BIN, Client, Cluster, free_port, require_binary, run
+from tests.e2e.sshd import Sshd, current_login
 
 DEV_ROLE = """kind: role
 version: v7
@@ -144,6 +147,16 @@ def test_a_role_reaches_the_nodes_its_labels_allow_by_every_path(fleet: Fleet) -
     assert {e["server_hostname"] for e in starts} == {"dev1"}
     assert all(e["server_labels"] == {"env": "dev", "team": "web"} for e in starts)
     assert all(e["server_addr"] == f"127.0.0.1:{guide.sshd.port}" for e in starts)
+    guide.wait_recordings(count=3)
+    res = fleet.cluster.tctl("recordings", "ls", "--format=json", "team=web")
+    recorded = json.loads(res.out)
+    assert len(recorded) == 3, res.text
+    assert all(r["server_hostname"] == "dev1" for r in recorded)
+    assert all(r["server_labels"] == {"env": "dev", "team": "web"} for r in recorded)
+    assert json.loads(fleet.cluster.tctl("recordings", "ls", "--format=json", "env=prod").out) == []
+    mine = guide.client.tsh("recordings", "ls", "--node=dev1")
+    assert mine.code == 0 and len(mine.out.splitlines()) == 5, mine.text  # header, rule, 3
+    assert len(guide.client.tsh("recordings", "ls", "--node=prod1").out.splitlines()) == 2
 
     refused = f'access denied to login "{login}" on node "prod1": no role allows it (roles dev'
     for host, port in (
@@ -226,3 +239,98 @@ def test_node_mode_pipes_only_to_registered_nodes_or_port_22(
             prod.stop()
     finally:
         assert cluster.stop() == 0
+
+
+def plain_sshd(root: Path) -> tuple[subprocess.Popen[bytes], Path, int]:
+    """An sshd as a fresh host has it: a plain host key, no cluster CA, nothing of ours."""
+    root.mkdir(parents=True)
+    key = root / "ssh_host_ed25519_key"
+    res = run([require_binary("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+    assert res.code == 0, res.text
+    port = free_port()
+    config = root / "sshd_config"
+    config.write_text(
+        f"ListenAddress 127.0.0.1:{port}\nHostKey {key}\nPidFile {root}/sshd.pid\n"
+        "AuthorizedKeysFile none\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nStrictModes no\n\nMatch User nobody\n    PermitTTY no\n"
+    )
+    proc = subprocess.Popen(
+        [require_binary("sshd"), "-D", "-e", "-f", str(config)],
+        stdout=open(root / "sshd.log", "ab"),  # noqa: SIM115
+        stderr=subprocess.STDOUT,
+    )
+    wait_listening(port, proc, root)
+    return proc, config, port
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], root: Path) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (root / "sshd.log").read_text()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"sshd is not listening:\n{(root / 'sshd.log').read_text()}")
+
+
+def test_a_host_added_with_join_openssh_is_reachable_by_name(
+    tmp_path: Path, cluster: Cluster, client: Client
+) -> None:
+    login = current_login()
+    password = cluster.add_user("joe", roles="access", logins=login)
+    assert client.login(cluster, "joe", password).code == 0
+    token = tmp_path / "token"
+    assert cluster.tctl("tokens", "add", "--type=node", f"--out={token}").code == 0
+    proc, config, port = plain_sshd(tmp_path / "host")
+    teleport = str(BIN / "teleport")
+    join = [
+        teleport,
+        "join",
+        "openssh",
+        f"--proxy-server={cluster.web_addr}",
+        f"--token={token}",
+        f"--address=127.0.0.1:{port}",
+        "--name=web1",
+        "--hostname=web1.example.test",
+        "--labels=env=dev,team=web",
+        f"--openssh-config={config}",
+        f"--data-dir={tmp_path / 'host' / 'teleport'}",
+        "--restart-sshd",
+        "--insecure",
+    ]
+    try:
+        res = run(join)
+        assert res.code == 0, res.text
+        assert res.out.splitlines()[0] == (
+            'Node "web1" has joined the cluster; its host certificate names '
+            "web1,web1.example.test,127.0.0.1."
+        )
+        assert f"{config}: updated (sshd -t passed)." in res.out
+        text = config.read_text()
+        # the lines go first, before the Match block, where they apply to every connection
+        assert text.index("TrustedUserCAKeys") < text.index("Match User nobody")
+        key = tmp_path / "host" / "teleport" / "ssh_host_teleport_key"
+        assert key.stat().st_mode & 0o777 == 0o600
+        assert (key.parent.stat().st_mode & 0o777) == 0o700
+        wait_listening(port, proc, tmp_path / "host")  # sshd reloaded on SIGHUP
+        listed = cluster.tctl("nodes", "ls").out
+        assert f"web1      127.0.0.1:{port} env=dev,team=web" in listed, listed
+        res = client.tsh("ssh", f"{login}@web1", "echo joined")
+        assert (res.code, res.out) == (0, "joined\n"), res.text
+        # a second run changes nothing
+        res = run(join)
+        assert res.code == 0 and f"{config}: already up to date" in res.out, res.text
+        assert config.read_text() == text
+        # a wrong token, a token others can read
+        token.write_text("0" * 32)
+        res = run(join)
+        assert res.code == 1 and "the join token is not valid" in res.err, res.text
+        token.chmod(0o644)
+        res = run(join)
+        assert res.code == 1 and "is readable by others (mode 644)" in res.err, res.text
+        assert "Traceback" not in res.err
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

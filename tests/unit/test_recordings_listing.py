@@ -80,6 +80,7 @@ def test_json_round_trips_through_the_wire_shape() -> None:
         "session_stop": "2026-12-25T01:02:03.250Z",
         "duration_s": 0.25,
         "command": "uptime",
+        "server_labels": {},
     }
     back = [info_from_wire(wire.Recording.model_validate(d)) for d in docs]
     assert back == INFOS

@@ -40,6 +40,10 @@ class ProxyAccessPoint(Protocol):
         self, token: str, password: str, otp_code: str
     ) -> User: ...
 
+    async def join_openssh_node(
+        self, token: str, public_key_line: bytes, node: Node, principals: Sequence[str], by: str
+    ) -> tuple[bytes, list[str]]: ...
+
 
 class AuditEmitter(Protocol):
     async def emit(

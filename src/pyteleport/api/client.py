@@ -10,7 +10,7 @@ import base64
 import os
 import ssl
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -75,7 +75,7 @@ class _Base:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def __aenter__(self) -> _Base:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -191,6 +191,9 @@ class WebClient(_Base):
         return await self._send(
             "PUT", "/webapi/users/password/token", request, wire.ChangePasswordWithTokenResponse
         )
+
+    async def join_openssh(self, request: wire.JoinOpenSSHRequest) -> wire.JoinOpenSSHResponse:
+        return await self._send("POST", "/webapi/nodes/openssh", request, wire.JoinOpenSSHResponse)
 
 
 class AuthClient(_Base):

@@ -185,6 +185,24 @@ class PutNodeResponse(Strict):
     created: bool
 
 
+class JoinOpenSSHRequest(Strict):
+    """``teleport join openssh``: a host proves with a join token that it may join."""
+
+    token: Token
+    public_key: KeyText
+    name: Name
+    addr: Name
+    hostname: Name = ""
+    labels: Annotated[dict[Name, Name], Field(max_length=64)] = Field(default_factory=dict)
+    principals: Names = Field(default_factory=list)
+
+
+class JoinOpenSSHResponse(Strict):
+    host_cert: str
+    user_ca: str
+    principals: list[str]
+
+
 class CreateTokenRequest(Strict):
     roles: Names
     ttl_s: Seconds = 0
@@ -246,6 +264,7 @@ class Recording(Strict):
     session_start: str  # RFC 3339
     duration_s: float
     command: str = ""
+    server_labels: dict[str, str] = Field(default_factory=dict)
 
 
 class RecordingsResponse(Strict):

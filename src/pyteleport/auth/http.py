@@ -236,6 +236,7 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
                     session_start=format_time(info.timestamp),
                     duration_s=info.duration_s,
                     command=info.command,
+                    server_labels=dict(info.server_labels),
                 )
                 for info in await auth.list_recordings()
             ]

@@ -572,6 +572,28 @@ class AuthServer:
     async def list_nodes(self) -> list[Node]:
         return await self.nodes.list()
 
+    async def join_openssh_node(
+        self, token: str, public_key_line: bytes, node: Node, principals: Sequence[str], by: str
+    ) -> tuple[bytes, list[str]]:
+        """``teleport join openssh``: with a join token of type node, sign the host's
+        certificate for its names (the node's name, hostname and address host, and
+        ``principals``) and register the node, or update it (a rebuilt host joins again)."""
+        try:
+            found = await self.tokens.get_join(token)
+        except NotFoundError:
+            found = None
+        if found is None or "node" not in found.roles or found.expires <= self.clock.now():
+            raise AccessDeniedError(
+                "the join token is not valid: it expired, was deleted or is not of type node "
+                "(tctl tokens add --type=node --out=FILE makes one)"
+            )
+        names = list(
+            dict.fromkeys(n for n in (node.name, node.hostname, node.host, *principals) if n)
+        )
+        cert = self.sign_host_cert(public_key_line, names, ttl=None)
+        await self.nodes.upsert(node, overwrite=True, by=by)
+        return cert, names
+
     async def delete_lock(self, name: str, by: str) -> None:
         await self.locks.delete(name)
         await self.audit.emit(codes.LOCK_DELETED, {"name": name, "user": by})

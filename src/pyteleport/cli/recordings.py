@@ -23,6 +23,7 @@ from pyteleport.client.authclient import auth_client_for_profile
 from pyteleport.client.terminal import play_pty
 from pyteleport.errors import BadParameterError
 from pyteleport.events.store import RecordingInfo
+from pyteleport.model.node import parse_label_selector
 
 
 def _with_profile_client(fn: Callable[[AuthClient], Awaitable[Any]]) -> Any:
@@ -103,11 +104,18 @@ def tsh_recordings() -> None:
     """Session recordings."""
 
 
+_LS_NODE = click.option("--node", default="", help="Only sessions on this node.")
+_LS_LABELS = click.argument("labels", nargs=-1, metavar="[LABEL=VALUE]...")
+
+
 @tsh_recordings.command("ls")
 @_LS_FORMAT
-def tsh_recordings_ls(fmt: str) -> None:
-    """List recorded sessions, newest first."""
+@_LS_NODE
+@_LS_LABELS
+def tsh_recordings_ls(fmt: str, node: str, labels: tuple[str, ...]) -> None:
+    """List recorded sessions, newest first (only those on a node with every label given)."""
     infos: list[RecordingInfo] = _with_profile_client(listing.list_recordings)
+    infos = listing.filter_recordings(infos, node, parse_label_selector(labels))
     click.echo(listing.format_recordings(infos, fmt))
 
 
@@ -118,10 +126,13 @@ def tctl_recordings() -> None:
 
 @tctl_recordings.command("ls")
 @_LS_FORMAT
+@_LS_NODE
+@_LS_LABELS
 @click.pass_obj
-def tctl_recordings_ls(conn: AuthConnection, fmt: str) -> None:
-    """List recorded sessions, newest first."""
+def tctl_recordings_ls(conn: AuthConnection, fmt: str, node: str, labels: tuple[str, ...]) -> None:
+    """List recorded sessions, newest first (only those on a node with every label given)."""
     infos: list[RecordingInfo] = conn.call(listing.list_recordings)
+    infos = listing.filter_recordings(infos, node, parse_label_selector(labels))
     click.echo(listing.format_recordings(infos, fmt))
 
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import click
 
 from pyteleport import TELEPORT_VERSION, __version__
-from pyteleport.cli.runner import invoke, run_async
+from pyteleport.cli.runner import invoke, run_async, split_csv
+from pyteleport.client import openssh
 from pyteleport.client.profile import write_private_file
 from pyteleport.errors import BadParameterError
+from pyteleport.model.node import parse_label_selector
 from pyteleport.service.config import default_config, parse_config, render_config
 from pyteleport.service.process import TeleportProcess, run_until_signal
 
@@ -125,6 +127,86 @@ def configure(
         f'A Teleport configuration file has been created at "{path}".\n'
         f'To start Teleport with this configuration file, run:\n\nteleport start --config="{path}"'
     )
+
+
+@cli.group("join")
+def join_group() -> None:
+    """Join hosts to the cluster."""
+
+
+@join_group.command("openssh")
+@click.option("--proxy-server", required=True, help="The proxy's web address, HOST:PORT.")
+@click.option(
+    "--token", "token_file", required=True, help="File holding a join token of type node (0600)."
+)
+@click.option("--address", required=True, help="HOST:PORT where the proxy reaches this sshd.")
+@click.option("--name", default=None, help="Node name users type (default: this host's name).")
+@click.option("--hostname", default=None, help="The host's name (default: this host's name).")
+@click.option("--labels", default="", help="Labels, e.g. env=prod,team=db.")
+@click.option(
+    "--additional-principals", default="", help="More names for the host certificate, a,b."
+)
+@click.option(
+    "--openssh-config", default="/etc/ssh/sshd_config", show_default=True, help="sshd config."
+)
+@click.option(
+    "--data-dir",
+    default="/etc/ssh/teleport",
+    show_default=True,
+    help="Where the host key, certificate and user CA are written.",
+)
+@click.option("--restart-sshd", is_flag=True, help="Reload sshd after editing its config.")
+@click.option(
+    "--print", "print_only", is_flag=True, help="Print the sshd lines instead of editing it."
+)
+@click.option("--ca-pin", default="", help="The cluster's CA pin (tctl status), to trust it.")
+@click.option("--insecure", is_flag=True, help="Do not verify the proxy's TLS certificate.")
+def join_openssh(
+    proxy_server: str,
+    token_file: str,
+    address: str,
+    name: str | None,
+    hostname: str | None,
+    labels: str,
+    additional_principals: str,
+    openssh_config: str,
+    data_dir: str,
+    restart_sshd: bool,
+    print_only: bool,
+    ca_pin: str,
+    insecure: bool,
+) -> None:
+    """Make this OpenSSH host a node: sign its host certificate, trust the user CA, register it."""
+    host = socket.gethostname()
+    request = openssh.JoinRequest(
+        proxy=proxy_server,
+        token_file=Path(token_file),
+        name=name or host,
+        addr=address,
+        hostname=hostname or host,
+        labels=parse_label_selector((labels,)) if labels else {},
+        principals=tuple(split_csv(additional_principals)),
+        data_dir=Path(data_dir),
+        ca_pin=ca_pin,
+        insecure=insecure,
+    )
+    joined = run_async(openssh.join(request))
+    click.echo(
+        f'Node "{request.name}" has joined the cluster; its host certificate names '
+        f"{','.join(joined.principals)}."
+    )
+    lines = joined.sshd_lines()
+    if print_only:
+        click.echo("Add these lines to the top of sshd_config, then reload sshd:\n")
+        click.echo("\n".join(lines))
+        return
+    config = Path(openssh_config)
+    changed = openssh.edit_sshd_config(config, lines)
+    click.echo(f"{config}: {'updated' if changed else 'already up to date'} (sshd -t passed).")
+    if restart_sshd:
+        click.echo(f"Reloaded sshd: {openssh.reload_sshd(config)}.")
+    else:
+        click.echo("Reload sshd to use it (or run this again with --restart-sshd).")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pyteleport.api import wire
@@ -33,6 +33,7 @@ def info_from_wire(item: wire.Recording) -> RecordingInfo:
         timestamp=parse_time(item.session_start),
         duration_s=item.duration_s,
         command=item.command,
+        server_labels=item.server_labels,
     )
 
 
@@ -59,7 +60,22 @@ def info_to_dict(info: RecordingInfo) -> dict[str, Any]:
         "session_stop": format_time(stop),
         "duration_s": info.duration_s,
         "command": info.command,
+        "server_labels": dict(info.server_labels),
     }
+
+
+def filter_recordings(
+    infos: Sequence[RecordingInfo], node: str = "", labels: Mapping[str, str] | None = None
+) -> list[RecordingInfo]:
+    """The recordings of sessions on ``node`` (its name as recorded) whose node had every one
+    of ``labels``."""
+    wanted = labels or {}
+    return [
+        i
+        for i in infos
+        if (not node or i.server_hostname == node)
+        and all(i.server_labels.get(k) == v for k, v in wanted.items())
+    ]
 
 
 def format_recordings(infos: Sequence[RecordingInfo], fmt: str = "text") -> str:

@@ -18,8 +18,8 @@ import errno
 import logging
 import os
 import shutil
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -50,6 +50,7 @@ class RecordingInfo:
     timestamp: dt.datetime  # the session's start (the header's)
     duration_s: float  # the time of the last frame
     command: str = ""
+    server_labels: Mapping[str, str] = field(default_factory=dict)  # the node's, when registered
 
 
 class RecordingStore(Protocol):
@@ -82,6 +83,8 @@ def info_from_header(header: Header, duration_s: float) -> RecordingInfo:
         participants = tuple(str(p) for p in raw)
     else:
         participants = (header.user,) if header.user else ()
+    raw_labels = header.extra.get("server_labels")
+    labels = {str(k): str(v) for k, v in raw_labels.items()} if isinstance(raw_labels, dict) else {}
     return RecordingInfo(
         session_id=header.session_id,
         kind=header.kind,
@@ -92,6 +95,7 @@ def info_from_header(header: Header, duration_s: float) -> RecordingInfo:
         timestamp=dt.datetime.fromtimestamp(header.timestamp, dt.UTC),
         duration_s=duration_s,
         command=header.command,
+        server_labels=labels,
     )
 
 

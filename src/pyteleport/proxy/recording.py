@@ -156,6 +156,7 @@ class RecordedSession:
                 kind="ssh" if request.kind == "shell" else request.kind,
                 command=request.command or request.subsystem,
                 term=request.term_type,
+                extra={"server_labels": dict(self._target.labels)} if self._target.labels else {},
             )
             # Strict (proxy-sync, or record_session.ssh: strict): RecordingError ends the
             # session with its message. Best effort: a recorder that failed records nothing.

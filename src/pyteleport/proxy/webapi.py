@@ -14,6 +14,7 @@ from pyteleport import TELEPORT_VERSION
 from pyteleport.api import wire
 from pyteleport.api.access import ProxyAccessPoint
 from pyteleport.clock import Clock
+from pyteleport.model.node import node_from_dict
 from pyteleport.model.timefmt import format_time
 from pyteleport.policy.ratelimit import RateLimiter
 from pyteleport.web.errors import install_error_handlers
@@ -32,8 +33,8 @@ def webapi_limits(
     login_limiter: RateLimiter | None = None,
     export_limiter: RateLimiter | None = None,
 ) -> RequestLimits:
-    """What the web port checks before it reads a request: logins, password links and the CA
-    export are rate-limited per source address, and the unauthenticated routes take small
+    """What the web port checks before it reads a request: logins, password links, node joins
+    and the CA export are rate-limited per source address, and the unauthenticated routes take small
     bodies only. The auth API's routes (``/v1``) take larger ones."""
     login = login_limiter or RateLimiter(rate_per_s=1.0, burst=20, clock=clock)
     export = export_limiter or RateLimiter(rate_per_s=10.0, burst=50, clock=clock)
@@ -42,6 +43,7 @@ def webapi_limits(
         rates=(
             ("/webapi/ssh/certs", login.check),
             ("/webapi/users/password/token", login.check),
+            ("/webapi/nodes/openssh", login.check),
             ("/webapi/auth/export", export.check),
         ),
     )
@@ -117,6 +119,35 @@ def webapi_router(
             body.token, body.password, body.second_factor_token
         )
         return wire.ChangePasswordWithTokenResponse(username=user.name)
+
+    @router.post("/webapi/nodes/openssh")
+    async def join_openssh(
+        body: wire.JoinOpenSSHRequest, request: Request
+    ) -> wire.JoinOpenSSHResponse:
+        node = node_from_dict(
+            {
+                "kind": "node",
+                "sub_kind": "openssh",
+                "version": "v2",
+                "metadata": {"name": body.name, "labels": body.labels},
+                "spec": {"addr": body.addr, "hostname": body.hostname},
+            }
+        )
+        cert, principals = await access.join_openssh_node(
+            body.token,
+            body.public_key.encode(),
+            node,
+            body.principals,
+            f"join token from {_remote(request)}",
+        )
+        user_ca = "".join(
+            line.removeprefix("cert-authority ") + "\n"
+            for line in access.export_authorities("user").splitlines()
+            if line.strip()
+        )
+        return wire.JoinOpenSSHResponse(
+            host_cert=cert.decode(), user_ca=user_ca, principals=principals
+        )
 
     @router.get("/web/invite/{token}", response_class=HTMLResponse)
     async def invite_page(token: wire.Token) -> str:
