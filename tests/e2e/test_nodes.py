@@ -334,3 +334,16 @@ def test_a_host_added_with_join_openssh_is_reachable_by_name(
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_tsh_configs_ssh_reaches_registered_names(fleet: Fleet, tmp_path: Path) -> None:
+    guide = fleet.guide
+    res = guide.client.tsh("config")  # the hosts' port does not matter for a registered name
+    assert res.code == 0, res.text
+    config = tmp_path / "tsh_ssh_config"
+    config.write_text(res.out + "Host *\n    BatchMode yes\n    GlobalKnownHostsFile /dev/null\n")
+    ssh = [require_binary("ssh"), "-F", str(config)]
+    res = run([*ssh, f"{guide.login}@dev1.example.test", "echo via-config"], env=guide.client.env())
+    assert (res.code, res.out) == (0, "via-config\n"), res.text
+    res = run([*ssh, f"{guide.login}@prod1.example.test", "true"], env=guide.client.env())
+    assert res.code == 255 and 'on node "prod1": no role allows it' in res.err, res.text
