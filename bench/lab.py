@@ -157,7 +157,7 @@ class Cluster:
             self.proc = None
         recorded = 0
         seen: set[int] = set()  # a stored recording is a hard link to the streamed file
-        for path in (*self.streaming_dir.glob("*.cast"), *self.records_dir.glob("*.cast")):
+        for path in (*self.streaming_dir.glob("*.rec"), *self.records_dir.glob("*.rec")):
             info = path.stat()
             if info.st_ino not in seen:
                 seen.add(info.st_ino)
@@ -172,7 +172,7 @@ class Cluster:
         NUL bytes records as about 6 GiB of JSON). Returns the wait and the bytes stored."""
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:
-            pending = list(self.streaming_dir.glob("*.cast"))
+            pending = list(self.streaming_dir.glob("*.rec"))
             partial = list(self.records_dir.glob(".*.tmp"))
             if not pending and not partial:
                 break
@@ -181,7 +181,7 @@ class Cluster:
             raise LabError(f"recordings were not uploaded within {timeout_s:.0f} s")
         waited = time.monotonic() - started
         stored = 0
-        for path in self.records_dir.glob("*.cast"):
+        for path in self.records_dir.glob("*.rec"):
             stored += path.stat().st_size
             path.unlink()
         return waited, stored

@@ -79,4 +79,4 @@ def test_the_smoke_benchmark_prints_every_row_with_its_ratios(tmp_path: Path) ->
     for key in WITH_TARGET:
         assert rows[key]["target"] and rows[key]["met"] in (True, False), key
     # Each transfer's recording was stored and removed: the suite leaves no 6x copies behind.
-    assert not list((tmp_path / "b" / "proxy" / "data" / "records").glob("*.cast"))
+    assert not list((tmp_path / "b" / "proxy" / "data" / "records").glob("*.rec"))

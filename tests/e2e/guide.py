@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pyteleport.events.recordingfile import decode_recording
 from tests.e2e.harness import Client, Cluster, Result, require_binary, run
 from tests.e2e.sshd import Sshd, current_login
 
@@ -157,7 +158,7 @@ class Guide:
         raise AssertionError(f"expected {count} {kind} event(s), found {found}")
 
     def recordings(self) -> list[Path]:
-        return sorted((self.cluster.data_dir / "records").glob("*.cast"))
+        return sorted((self.cluster.data_dir / "records").glob("*.rec"))
 
     def wait_recordings(self, count: int = 1, timeout_s: float = 20) -> list[Path]:
         deadline = time.monotonic() + timeout_s
@@ -167,6 +168,12 @@ class Guide:
                 return found
             time.sleep(0.2)
         raise AssertionError(f"expected {count} recording(s), found {self.recordings()}")
+
+
+def recorded_output(path: Path) -> str:
+    """The output a recording file holds, as text."""
+    _, frames = decode_recording(path.read_bytes())
+    return "".join(f.data for f in frames if f.code == "o")
 
 
 def make_guide(

@@ -19,6 +19,7 @@ import pytest
 
 from pyteleport.client.profile import ProfileStore
 from pyteleport.events import asciicast
+from pyteleport.events.recordingfile import decode_recording
 from pyteleport.ssh.requests import ask_recording_proxy
 from tests.e2e.guide import Guide, add_role, host_ca_line, make_guide, start_sshd
 from tests.e2e.harness import Client, Cluster, Result, free_port, require_binary, run
@@ -32,8 +33,8 @@ def guide(tmp_path: Path, cluster: Cluster, client: Client) -> Iterator[Guide]:
 
 
 def read_cast(path: Path) -> tuple[asciicast.Header, list[asciicast.Frame]]:
-    header, frames = asciicast.decode(path.read_text().splitlines(keepends=True))
-    return header, list(frames)
+    """A recording (chunked, docs/recording-format.md) as its header and text frames."""
+    return decode_recording(path.read_bytes())
 
 
 def test_exec_relays_both_streams_and_the_exit_status(guide: Guide) -> None:
@@ -313,10 +314,18 @@ def test_interactive_shell_with_a_real_pty_and_window_change(guide: Guide) -> No
     # (text mode reads \r\n and \r as \n)
     assert played.code == 0
     assert played.out == output.replace("\r\n", "\n").replace("\r", "\n")
-    # The reference player reads the same file.
-    asciinema = run([str(Path(sys.executable).parent / "asciinema"), "cat", str(path)])
+    # The reference player reads its asciicast export.
+    cast = guide.root / "session.cast"
+    exported = guide.client.tsh("recordings", "export", str(path), f"--out={cast}")
+    assert exported.code == 0, exported.text
+    asciinema = run([str(Path(sys.executable).parent / "asciinema"), "cat", str(cast)])
     assert asciinema.code == 0, asciinema.text
     assert "typed-42" in asciinema.out and "40 120" in asciinema.out
+    # The text export is the screen as it was seen: no escape codes, the prompt and the output.
+    transcript = guide.client.tsh("recordings", "export", path.stem, "--format=text")
+    assert transcript.code == 0, transcript.text
+    assert "\x1b" not in transcript.out and "typed-42" in transcript.out
+    assert "40 120" in transcript.out.splitlines()
     [end] = guide.wait_events("session.end")
     assert end["interactive"] is True
 
@@ -362,7 +371,7 @@ def test_node_mode_pipes_to_the_target_without_recording(tmp_path: Path, client:
         assert event["user"] == "joe" and event["addr"] == f"127.0.0.1:{guide.sshd.port}"
         # The pipe has ended (its event is written): no recording anywhere in the data dir,
         # neither stored nor still streaming.
-        assert list(cluster.data_dir.rglob("*.cast")) == []
+        assert list(cluster.data_dir.rglob("*.rec")) == []
     finally:
         assert cluster.stop() == 0
 
@@ -388,7 +397,7 @@ def test_a_session_cut_by_a_shutdown_is_still_ended_audited_and_stored(
         guide.sshd.stop()
     # Nothing was left for the next start to finish: the session ended within the shutdown.
     streaming = cluster.data_dir / "log" / "upload" / "streaming"
-    assert list(streaming.glob("*.cast")) == []
+    assert list(streaming.glob("*.rec")) == []
     cluster.start()
     try:
         [end] = guide.wait_events("session.end")
@@ -414,7 +423,7 @@ def test_recording_survives_sigkill_and_is_uploaded_at_the_next_start(
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            files = list(streaming.glob("*.cast"))
+            files = list(streaming.glob("*.rec"))
             if files and "before-the-crash" in "".join(f.data for f in read_cast(files[0])[1]):
                 break
             time.sleep(0.2)
@@ -433,7 +442,7 @@ def test_recording_survives_sigkill_and_is_uploaded_at_the_next_start(
         [path] = guide.wait_recordings()
         _, frames = read_cast(path)
         assert "before-the-crash" in "".join(f.data for f in frames)
-        assert list(streaming.glob("*.cast")) == []
+        assert list(streaming.glob("*.rec")) == []
         [upload] = guide.wait_events("session.upload")
         assert upload["sid"] == path.stem
     finally:

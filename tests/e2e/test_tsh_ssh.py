@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.guide import Guide, make_guide, start_sshd
+from tests.e2e.guide import Guide, make_guide, recorded_output, start_sshd
 from tests.e2e.harness import Client, Cluster, require_binary, run
 from tests.e2e.sshd import current_login
 
@@ -28,7 +28,7 @@ def test_tsh_ssh_runs_a_command_and_returns_its_exit_status(guide: Guide) -> Non
     assert res.code == 7, res.text
     assert res.out == "via-tsh\n"
     [path] = guide.wait_recordings()
-    assert "via-tsh" in path.read_text()
+    assert "via-tsh" in recorded_output(path)
 
 
 def test_tsh_ssh_reports_a_refusal_in_one_line(guide: Guide) -> None:
@@ -65,7 +65,7 @@ def test_tsh_config_lets_plain_ssh_go_through_the_proxy(guide: Guide, tmp_path: 
     )
     assert (res.code, res.out) == (0, "via-config\n"), res.text
     [path] = guide.wait_recordings()
-    assert "via-config" in path.read_text()
+    assert "via-config" in recorded_output(path)
     listed = json.loads(guide.cluster.tctl("recordings", "ls", "--format=json").out)
     assert [r["server_hostname"] for r in listed] == ["127.0.0.1"]
 

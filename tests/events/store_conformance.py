@@ -14,14 +14,16 @@ Recordings to upload are made by the real recorder in ``tmp_path``.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
 
 from pyteleport.clock import FakeClock
 from pyteleport.errors import BadParameterError, NotFoundError
-from pyteleport.events.asciicast import Header, decode_bytes
+from pyteleport.events.asciicast import Header
 from pyteleport.events.recorder import SessionRecorder
+from pyteleport.events.recordingfile import decode_recording
 from pyteleport.events.store import RecordingStore
 
 START = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -131,12 +133,12 @@ class RecordingStoreConformance:
         self, store: RecordingStore, tmp_path: Path
     ) -> None:
         path = await make_recording(tmp_path / "local", "s1", duration_s=2)
-        with path.open("a") as file:
-            file.write('[5.0, "o", "cut sh')
+        with path.open("ab") as file:
+            file.write(b"PTRC\x01\x00" + bytes(30))  # a chunk cut short by a crash
         await store.upload("s1", path)
         [info] = await store.list()
         assert info.duration_s == pytest.approx(2)
-        _, frames = decode_bytes(await store.read("s1"))
+        _, frames = decode_recording(await store.read("s1"))
         assert [f.data for f in frames] == ["$ ", "bye\r\n"]
 
     async def test_reading_an_unknown_session_is_not_found(self, store: RecordingStore) -> None:
@@ -158,7 +160,7 @@ class RecordingStoreConformance:
     async def test_chunks_put_together_are_the_recording(
         self, store: RecordingStore, tmp_path: Path
     ) -> None:
-        path = await make_recording(tmp_path / "local", "s1", body=b"x" * 600_000)
+        path = await make_recording(tmp_path / "local", "s1", body=os.urandom(600_000))
         await store.upload("s1", path)
         pieces = [chunk async for chunk in store.chunks("s1")]
         assert len(pieces) > 1

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from pyteleport.clock import FakeClock
-from pyteleport.events.asciicast import Header
+from pyteleport.events.asciicast import Frame, Header, encode_frame, encode_header
+from pyteleport.events.chunks import read_chain
 from pyteleport.events.recorder import SessionRecorder
 from pyteleport.events.store import FileRecordingStore, RecordingStore
 from tests.events.store_conformance import RecordingStoreConformance, make_recording
@@ -25,11 +26,11 @@ class TestFileRecordingStore(RecordingStoreConformance):
 async def test_files_are_private_and_the_url_names_the_file(tmp_path: Path) -> None:
     store = FileRecordingStore(tmp_path / "records")
     url = await store.upload("s1", await make_recording(tmp_path / "local", "s1"))
-    stored = tmp_path / "records" / "s1.cast"
+    stored = tmp_path / "records" / "s1.rec"
     assert url == stored.resolve().as_uri()
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "records").stat().st_mode) == 0o700
-    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["s1.cast"]
+    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["s1.rec"]
 
 
 async def test_a_file_that_is_no_recording_is_left_out_of_the_list(tmp_path: Path) -> None:
@@ -40,8 +41,8 @@ async def test_a_file_that_is_no_recording_is_left_out_of_the_list(tmp_path: Pat
 
 
 async def test_a_long_recording_lists_its_last_frame_time(tmp_path: Path) -> None:
-    """The duration comes from the file's tail, read backwards across chunk boundaries
-    (with U+2028 and U+0085 in the frames, which are no line ends)."""
+    """The duration comes from the last chunk's last frame, found by walking the chunk
+    headers."""
     clock = FakeClock()
     header = Header(width=80, height=24, timestamp=0, session_id="long")
     recorder = SessionRecorder.create(tmp_path / "local", header, clock=clock)
@@ -49,7 +50,7 @@ async def test_a_long_recording_lists_its_last_frame_time(tmp_path: Path) -> Non
         clock.advance(dt.timedelta(milliseconds=10))
         recorder.output(b"x" * (n % 97) + "\u2028\x85é".encode())
     path = await recorder.aclose()
-    assert path.stat().st_size > 3 * 64 * 1024
+    assert len(read_chain(path.read_bytes()).chunks) > 20  # one a second: read first and last
     store = FileRecordingStore(tmp_path / "records")
     await store.upload("long", path)
     [info] = await store.list()
@@ -60,12 +61,12 @@ async def test_storing_on_the_same_filesystem_links_instead_of_copying(tmp_path:
     store = FileRecordingStore(tmp_path / "records")
     source = await make_recording(tmp_path / "local", "s1")
     await store.upload("s1", source)
-    stored = tmp_path / "records" / "s1.cast"
+    stored = tmp_path / "records" / "s1.rec"
     assert stored.stat().st_ino == source.stat().st_ino  # no second copy of a long session
     assert source.exists()  # the caller removes it once the upload is announced
     await store.upload("s1", source)  # a retry after a crash is harmless
     assert stored.read_bytes() == source.read_bytes()
-    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["s1.cast"]
+    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == ["s1.rec"]
 
 
 async def test_another_filesystem_gets_a_copy(
@@ -78,7 +79,27 @@ async def test_another_filesystem_gets_a_copy(
     store = FileRecordingStore(tmp_path / "records")
     source = await make_recording(tmp_path / "local", "s1")
     await store.upload("s1", source)
-    stored = tmp_path / "records" / "s1.cast"
+    stored = tmp_path / "records" / "s1.rec"
     assert stored.stat().st_ino != source.stat().st_ino
     assert stored.read_bytes() == source.read_bytes()
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
+
+
+async def test_a_recording_made_before_the_chunked_format_still_lists_and_reads(
+    tmp_path: Path,
+) -> None:
+    records = tmp_path / "records"
+    records.mkdir()
+    header = Header(width=80, height=24, timestamp=1767225600, session_id="old", user="ann")
+    text = (
+        encode_header(header)
+        + encode_frame(Frame(0.0, "o", "$ "))
+        + encode_frame(Frame(2.5, "o", "bye"))
+    )
+    (records / "old.cast").write_text(text)
+    store = FileRecordingStore(records)
+    await store.upload("new", await make_recording(tmp_path / "local", "new"))
+    listed = {i.session_id: i for i in await store.list()}
+    assert set(listed) == {"old", "new"}
+    assert listed["old"].user == "ann" and listed["old"].duration_s == 2.5
+    assert await store.read("old") == text.encode()

@@ -53,7 +53,7 @@ async def test_every_left_recording_is_uploaded_announced_and_removed(
     assert sorted(e["sid"] for e in events) == ["s1", "s2"]  # type: ignore[type-var]
     event = next(e for e in events if e["sid"] == "s1")
     assert event["code"] == "T2005I"
-    assert event["url"] == (tmp_path / "records" / "s1.cast").resolve().as_uri()
+    assert event["url"] == (tmp_path / "records" / "s1.rec").resolve().as_uri()
     assert event["cluster_name"] == "example.test"
     assert event["ei"] == codes.SESSION_UPLOAD_INDEX
     assert (event["user"], event["login"], event["server_hostname"]) == ("joe", "root", "web1")

@@ -1,5 +1,5 @@
-"""The session recorder writes a file the codec reads back: frames in order, times from the
-clock, characters split across packets joined, at most one interval lost to a crash, and a
+"""The session recorder writes a chunked file the reader reads back: frames in order, times
+from the clock, characters split across packets joined on read, at most one interval lost to a crash, and a
 failing disk handled as its mode says."""
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from hypothesis import strategies as st
 from pyteleport.clock import FakeClock
 from pyteleport.errors import BadParameterError, ConnectionProblemError, RecordingError
 from pyteleport.events import recorder as recorder_module
-from pyteleport.events.asciicast import Frame, Header, decode_bytes, encode_frame
+from pyteleport.events.asciicast import Frame, Header, encode_frame
 from pyteleport.events.recorder import SessionRecorder
+from pyteleport.events.recordingfile import decode_recording
 
 WAIT_S = 10.0
 
@@ -37,8 +38,7 @@ def header(sid: str = "s1") -> Header:
 
 
 def read(path: Path) -> tuple[Header, list[Frame]]:
-    head, frames = decode_bytes(path.read_bytes())
-    return head, list(frames)
+    return decode_recording(path.read_bytes())
 
 
 async def eventually(condition: Callable[[], bool]) -> None:
@@ -81,7 +81,7 @@ async def test_file_is_private_and_named_after_the_session(tmp_path: Path) -> No
     directory = tmp_path / "streaming"
     recorder = SessionRecorder.create(directory, header("abc-123"))
     path = await recorder.aclose()
-    assert path == directory / "abc-123.cast"
+    assert path == directory / "abc-123.rec"
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
@@ -242,17 +242,17 @@ def test_a_killed_process_loses_at_most_the_last_interval(tmp_path: Path) -> Non
         [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path)], capture_output=True, timeout=60
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
-    head, frames = read(tmp_path / "crash.cast")
+    head, frames = read(tmp_path / "crash.rec")
     assert head.session_id == "crash"
     assert [f.data for f in frames] == ["before the crash\r\n", "written"]
 
 
-async def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
+async def test_a_torn_last_chunk_is_skipped(tmp_path: Path) -> None:
     recorder = SessionRecorder.create(tmp_path, header(), clock=FakeClock())
     recorder.output(b"whole")
     path = await recorder.aclose()
-    with path.open("a") as file:
-        file.write('[1.5, "o", "half a li')  # a write cut short by a crash
+    with path.open("ab") as file:
+        file.write(b"PTRC\x01\x00" + bytes(40))  # a write cut short by a crash
     assert [f.data for f in read(path)[1]] == ["whole"]
 
 
@@ -413,8 +413,8 @@ async def test_a_bulk_session_is_synced_by_volume_too(
 ) -> None:
     monkeypatch.setattr(recorder_module, "SYNC_EVERY_BYTES", 256 * 1024)
     recorder = SessionRecorder.create(tmp_path, header(), clock=FakeClock())  # time stands still
-    for _ in range(16):
-        recorder.output(b"\0" * 32768)  # six bytes each in the file
+    for _ in range(48):
+        recorder.output(os.urandom(32768))  # random: stored at about one byte per byte
         await asyncio.sleep(0.01)
     assert sum(len(job) for job in sync_jobs) >= 3
     await recorder.aclose()

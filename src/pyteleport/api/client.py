@@ -321,6 +321,6 @@ class AuthClient(_Base):
         return (await self._get("/v1/recordings", wire.RecordingsResponse)).recordings
 
     async def get_recording(self, session_id: str) -> bytes:
-        """The raw asciicast file of a session."""
+        """The recording file of a session as stored (chunked, or asciicast if older)."""
         response = await self._request("GET", f"/v1/recordings/{quote(session_id, safe='')}")
         return response.content

@@ -25,7 +25,7 @@ from pyteleport.model.user import user_to_dict
 from pyteleport.storage.locks import lock_to_dict
 from pyteleport.web.server import peer_certificate
 
-ASCIICAST_MEDIA_TYPE = "application/x-asciicast"
+RECORDING_MEDIA_TYPE = "application/octet-stream"  # .rec chunks or .cast text
 
 
 def invite_url(web_public_addr: str, token: str) -> str:
@@ -255,6 +255,6 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
             async for chunk in chunks:
                 yield chunk
 
-        return StreamingResponse(body(), media_type=ASCIICAST_MEDIA_TYPE)
+        return StreamingResponse(body(), media_type=RECORDING_MEDIA_TYPE)
 
     return router

@@ -1,6 +1,6 @@
 """``tsh play``, ``tsh recordings ls`` and ``tctl recordings ls``.
 
-``tsh play FILE`` plays a local asciicast file without logging in; ``tsh play ID`` fetches the
+``tsh play FILE`` plays a local recording file (``.rec``, or asciicast ``.cast``) without logging in; ``tsh play ID`` fetches the
 recording through the proxy with the profile of ``tsh login``. tsh and tctl add these commands
 with :func:`register_tsh` and :func:`register_tctl`.
 """
@@ -17,6 +17,7 @@ import click
 
 from pyteleport.api.client import AuthClient
 from pyteleport.cli.runner import AuthConnection, run_async
+from pyteleport.client import export as exporting
 from pyteleport.client import playback
 from pyteleport.client import recordings as listing
 from pyteleport.client.authclient import auth_client_for_profile
@@ -38,7 +39,7 @@ def _with_profile_client(fn: Callable[[AuthClient], Awaitable[Any]]) -> Any:
 
 
 def _looks_like_path(target: str) -> bool:
-    return os.sep in target or target.endswith(".cast") or target.startswith(".")
+    return os.sep in target or target.endswith((".cast", ".rec")) or target.startswith(".")
 
 
 def _read_target(target: str) -> bytes:
@@ -87,6 +88,33 @@ def play(target: str, speed: str, fmt: str, skip_idle_time: bool) -> None:
     else:
         idle_cap_s = playback.IDLE_CAP_S if skip_idle_time else None
         run_async(play_pty(recording, speed=speed_x, idle_cap_s=idle_cap_s))
+
+
+@click.command("export")
+@click.argument("target", metavar="ID|FILE")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(exporting.FORMATS),
+    default="asciicast",
+    show_default=True,
+    help="asciicast: v2, which asciinema plays; text: the screen as it was seen; json: frames.",
+)
+@click.option("-o", "--out", default="", help="Write to this file (default: standard output).")
+def export(target: str, fmt: str, out: str) -> None:
+    """Export a recording (a session ID or a recording file)."""
+    recording = playback.load_recording(_read_target(target))
+    parts = exporting.export(recording, fmt)
+    if not out:
+        for part in parts:
+            _write_stdout(part)
+        return
+    try:
+        with open(out, "w", encoding="utf-8", errors="backslashreplace") as file:
+            for part in parts:
+                file.write(part)
+    except OSError as exc:
+        raise BadParameterError(f"cannot write {out}: {exc.strerror or exc}") from exc
 
 
 _LS_FORMAT = click.option(
@@ -138,6 +166,7 @@ def tctl_recordings_ls(conn: AuthConnection, fmt: str, node: str, labels: tuple[
 
 def register_tsh(group: click.Group) -> None:
     group.add_command(play)
+    tsh_recordings.add_command(export)
     group.add_command(tsh_recordings)
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from pyteleport.errors import BadParameterError
 from pyteleport.events import codes
-from pyteleport.events.asciicast import INPUT, MARKER, OUTPUT, RESIZE, Frame, Header, decode_bytes
+from pyteleport.events.asciicast import INPUT, MARKER, OUTPUT, RESIZE, Frame, Header
+from pyteleport.events.recordingfile import decode_recording
 from pyteleport.model.timefmt import format_time
 
 FORMATS = ("pty", "json", "text")
@@ -43,7 +44,7 @@ class Recording:
 
 
 def load_recording(data: bytes) -> Recording:
-    header, frames = decode_bytes(data)
+    header, frames = decode_recording(data)
     return Recording(header=header, frames=tuple(frames))
 
 

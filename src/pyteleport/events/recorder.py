@@ -1,10 +1,11 @@
-"""The session recorder: one asciicast v2 file, written as the session runs.
+"""The session recorder: one chunked recording file (docs/recording-format.md), written as the
+session runs.
 
-It is called for every SSH packet, so a call only encodes a line into memory. The lines reach the
-file (``write``) at most ``flush_interval_s`` (1 s) after they were recorded, from the next call
-or from a timer when the session goes idle. A proxy killed with SIGKILL therefore loses at most
-the last second of output (the kernel holds what was written); a torn last line is skipped by the
-decoder. What was written reaches the disk itself (``fdatasync``, against a crash of the whole
+It is called for every SSH packet, so a call only adds a frame in memory. Frames are closed into
+a chunk (compressed, hashed, chained) and written (``write``) at most ``flush_interval_s`` (1 s)
+after they were recorded, or as soon as 256 KiB of them are pending, from the next call or from
+a timer when the session goes idle. A proxy killed with SIGKILL therefore loses at most the last
+second of output (the kernel holds what was written); a torn last chunk is skipped by readers. What was written reaches the disk itself (``fdatasync``, against a crash of the whole
 machine) at most ``fsync_interval_s`` (5 s) later, in a worker thread, so the event loop never
 waits on the disk: one job for every recording that asked in the meantime (``_Syncer``). The two
 intervals differ because a thousand quiet interactive sessions syncing every second cost the
@@ -18,8 +19,8 @@ found by the timer, raises :class:`RecordingError`, and so does every later call
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
+import json
 import logging
 import os
 import re
@@ -30,35 +31,25 @@ from typing import Protocol
 
 from pyteleport.clock import Clock, SystemClock
 from pyteleport.errors import BadParameterError, RecordingError
-from pyteleport.events.asciicast import (
-    INPUT,
-    MARKER,
-    OUTPUT,
-    RESIZE,
-    Frame,
-    Header,
-    encode_frame,
-    encode_header,
-)
+from pyteleport.events.asciicast import Header
+from pyteleport.events.chunks import ChunkBuilder, Frame, FrameKind
+from pyteleport.events.recordingfile import CHUNKED_SUFFIX, header_to_meta
 
 log = logging.getLogger("pyteleport.events")
 
-# Lines held in memory before they are written even if the interval has not passed: a bulk
-# transfer (cat of a large file) would otherwise buffer a whole second of it.
-MAX_BUFFER_CHARS = 64 * 1024
-# A bulk session (a binary stream records as up to six bytes per byte) is synced every this many
-# bytes written as well: the kernel then never holds much of one recording unwritten, which
-# keeps the writes that follow from stalling on its writeback.
+# A bulk session is synced every this many bytes written as well: the kernel then never holds
+# much of one recording unwritten, which keeps the writes that follow from stalling on its
+# writeback.
 SYNC_EVERY_BYTES = 32 * 1024 * 1024
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def recording_file_name(session_id: str) -> str:
-    """``<sid>.cast``; the id must be a plain file name (it comes from us, but a path in it
+def recording_file_name(session_id: str, suffix: str = CHUNKED_SUFFIX) -> str:
+    """``<sid>.rec``; the id must be a plain file name (it comes from us, but a path in it
     would write outside the directory)."""
     if not _SESSION_ID.match(session_id):
         raise BadParameterError(f'invalid session id "{session_id}" for a recording')
-    return f"{session_id}.cast"
+    return f"{session_id}{suffix}"
 
 
 class RecordingFile(Protocol):
@@ -83,7 +74,7 @@ class ByteCounts:
 
 class SessionRecorder:
     """Build with :meth:`create`. The constructor takes an already open file (tests pass one
-    that fails) and queues the header as its first line."""
+    that fails) and queues the header as the first frame (meta). The session id is a UUID."""
 
     def __init__(
         self,
@@ -107,8 +98,10 @@ class SessionRecorder:
         self._start_s = self._clock.monotonic()
         self._last_sync_s = self._start_s  # the last flush on the interval
         self._last_fsync_s = self._start_s
-        self._buffer: list[str] = [encode_header(header)]
-        self._buffered = len(self._buffer[0])
+        self._builder = ChunkBuilder(header.session_id)
+        self._builder.add(Frame(0, FrameKind.META, header_to_meta(header)))
+        self._buffer: list[bytes] = []  # closed chunks not yet written
+        self._buffered = 0
         self._unsynced = False
         self._unsynced_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -120,10 +113,6 @@ class SessionRecorder:
         self._closed = False
         self._output_bytes = 0
         self._input_bytes = 0
-        # One decoder per stream: a multibyte character split across two packets of the same
-        # stream must be joined, and the two streams interleave.
-        self._output_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._input_decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     @classmethod
     def create(
@@ -136,7 +125,7 @@ class SessionRecorder:
         fsync_interval_s: float = 5.0,
         strict: bool = False,
     ) -> SessionRecorder:
-        """Create ``<directory>/<sid>.cast`` (0600, directory 0700) and write the header now,
+        """Create ``<directory>/<sid>.rec`` (0600, directory 0700) and write the header now,
         so even a crash in the first second leaves a file the next start can upload."""
         path = directory / recording_file_name(header.session_id)
         try:
@@ -156,7 +145,7 @@ class SessionRecorder:
                 fsync_interval_s=fsync_interval_s,
                 strict=strict,
             )
-            recorder._flush(sync=False)
+            recorder._flush(sync=True)  # the first chunk: the meta frame alone
             recorder._schedule()
         recorder._raise_if_failed()
         return recorder
@@ -171,35 +160,38 @@ class SessionRecorder:
 
     def output(self, data: bytes) -> None:
         self._output_bytes += len(data)
-        self._record(OUTPUT, self._output_decoder.decode(data))
+        self._record(FrameKind.OUTPUT, data)
 
     def input(self, data: bytes) -> None:
         self._input_bytes += len(data)
-        self._record(INPUT, self._input_decoder.decode(data))
+        self._record(FrameKind.INPUT, data)
 
     def resize(self, width: int, height: int) -> None:
-        self._record(RESIZE, f"{width}x{height}")
+        self._record(FrameKind.RESIZE, f"{width}x{height}".encode())
 
     def marker(self, label: str) -> None:
-        self._record(MARKER, label)
+        doc = json.dumps({"label": label}, ensure_ascii=False)
+        self._record(FrameKind.MARKER, doc.encode("utf-8", "backslashreplace"))
 
-    def _record(self, code: str, text: str) -> None:
+    def _record(self, kind: FrameKind, data: bytes) -> None:
         self._raise_if_failed()
-        if self.failed or self._closed or not text:
+        if self.failed or self._closed or not data:
             return
-        now_s = self._append(code, text)
+        now_s = self._append(kind, data)
         if now_s - self._last_sync_s >= self._interval_s:
             self._flush(sync=True)
-        elif self._buffered >= MAX_BUFFER_CHARS:
-            self._flush(sync=False)
+        elif self._buffer:
+            self._flush(sync=False)  # 256 KiB of frames closed a chunk: write it now
         self._schedule()
         self._raise_if_failed()
 
-    def _append(self, code: str, text: str) -> float:
+    def _append(self, kind: FrameKind, data: bytes) -> float:
         now_s = self._clock.monotonic()
-        line = encode_frame(Frame(time_s=now_s - self._start_s, code=code, data=text))
-        self._buffer.append(line)
-        self._buffered += len(line)
+        offset_us = max(0, round((now_s - self._start_s) * 1_000_000))
+        chunk = self._builder.add(Frame(offset_us, kind, data))
+        if chunk:
+            self._buffer.append(chunk)
+            self._buffered += len(chunk)
         return now_s
 
     # -- reaching the disk ------------------------------------------------------------------------
@@ -209,11 +201,12 @@ class SessionRecorder:
         interval, and the disk within the fsync interval."""
         if self.failed or self._closed:
             return
-        if not self._buffer and not self._unsynced:
+        pending = bool(self._buffer) or self._builder.oldest_offset_us is not None
+        if not pending and not self._unsynced:
             return
         due_s = (
             self._last_sync_s + self._interval_s
-            if self._buffer
+            if pending
             else self._last_fsync_s + self._fsync_interval_s
         )
         if self._timer is not None:
@@ -234,10 +227,15 @@ class SessionRecorder:
             self._flush(sync=True)
             self._schedule()  # an fsync still in flight left lines unsynced
 
-    def _flush(self, *, sync: bool) -> None:
+    def _flush(self, *, sync: bool, last: bool = False) -> None:
+        """Write the closed chunks; with ``sync`` (the interval passed) close the pending
+        frames into a chunk first; with ``last`` close the recording's final chunk."""
+        if sync or last:
+            chunk = self._builder.flush(last=last)
+            if chunk:
+                self._buffer.append(chunk)
         if self._buffer:
-            # A lone surrogate (only a marker label can hold one) is written as its JSON escape.
-            data = "".join(self._buffer).encode("utf-8", "backslashreplace")
+            data = b"".join(self._buffer)
             self._buffer.clear()
             self._buffered = 0
             try:
@@ -320,12 +318,7 @@ class SessionRecorder:
             self._timer = None
         self._closed = True
         if not self.failed:
-            # Bytes of a character cut off by the end of the session become U+FFFD.
-            for code, decoder in ((OUTPUT, self._output_decoder), (INPUT, self._input_decoder)):
-                tail = decoder.decode(b"", final=True)
-                if tail:
-                    self._append(code, tail)
-            self._flush(sync=False)
+            self._flush(sync=False, last=True)
         if self._fsync is not None:
             with contextlib.suppress(Exception):
                 await self._fsync

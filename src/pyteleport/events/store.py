@@ -1,6 +1,7 @@
 """Recording stores: where finished recordings live, and how a crash's leftovers get there.
 
-A recorder writes ``<sid>.cast`` into a streaming directory as the session runs; at the end the
+A recorder writes ``<sid>.rec`` (docs/recording-format.md; ``<sid>.cast`` before) into a
+streaming directory as the session runs; at the end the
 file is uploaded to a :class:`RecordingStore` and the local copy removed. A process that died
 mid-session leaves its files behind; :func:`complete_pending_uploads` sends them at the next
 start, so a crash loses at most the last second of a session, never the recording.
@@ -21,21 +22,18 @@ import shutil
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from pyteleport.errors import BadParameterError, NotFoundError, RecordingError, TeleportError
 from pyteleport.events import codes
-from pyteleport.events.asciicast import Header, decode_frame, decode_header
+from pyteleport.events.asciicast import Header
 from pyteleport.events.audit import Emitter
 from pyteleport.events.recorder import recording_file_name
+from pyteleport.events.recordingfile import SUFFIXES, read_header, read_header_and_duration
 from pyteleport.model.timefmt import format_time
 
 log = logging.getLogger("pyteleport.events")
 
-SUFFIX = ".cast"
-# The end of a recording holds its last frame; reading backwards in chunks of this size finds
-# it without reading a long session's whole file just to list it.
-_TAIL_CHUNK = 64 * 1024
 CHUNK_BYTES = 256 * 1024  # a recording is sent in pieces of this size
 
 
@@ -64,7 +62,7 @@ class RecordingStore(Protocol):
         ...
 
     async def read(self, session_id: str) -> bytes:
-        """The asciicast file; NotFoundError if there is no such recording."""
+        """The recording file; NotFoundError if there is no such recording."""
         ...
 
     async def info(self, session_id: str) -> RecordingInfo:
@@ -72,7 +70,7 @@ class RecordingStore(Protocol):
         ...
 
     def chunks(self, session_id: str) -> AsyncIterator[bytes]:
-        """The asciicast file a piece at a time, for sending without holding it whole;
+        """The recording file a piece at a time, for sending without holding it whole;
         NotFoundError (on the first step) if there is no such recording."""
         ...
 
@@ -101,40 +99,25 @@ def info_from_header(header: Header, duration_s: float) -> RecordingInfo:
 
 def read_info(path: Path) -> RecordingInfo:
     """The listing entry of one recording file: its header and the time of its last frame."""
-    with path.open("rb") as file:
-        header = decode_header(file.readline().decode("utf-8", "replace"))
-        return info_from_header(header, _last_frame_time(file))
-
-
-def _last_frame_time(file: BinaryIO) -> float:
-    position = file.seek(0, os.SEEK_END)
-    carry = b""
-    while position > 0:
-        step = min(_TAIL_CHUNK, position)
-        position -= step
-        file.seek(position)
-        lines = (file.read(step) + carry).split(b"\n")
-        # Unless this chunk starts the file, its first piece is the end of an earlier line.
-        carry = lines.pop(0) if position > 0 else b""
-        for line in reversed(lines):
-            try:
-                return decode_frame(line.decode("utf-8", "replace")).time_s
-            except BadParameterError:
-                continue  # a blank line, a torn last line, or the header
-    return 0.0
+    header, duration_s = read_header_and_duration(path)
+    return info_from_header(header, duration_s)
 
 
 class FileRecordingStore:
-    """Recordings as files in one directory (0700), each ``<sid>.cast`` (0600)."""
+    """Recordings as files in one directory (0700), each ``<sid>.rec`` (0600), or
+    ``<sid>.cast`` if it was recorded before the chunked format."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
     def _path(self, session_id: str) -> Path:
-        return self.directory / recording_file_name(session_id)
+        """The file of ``session_id``, of whichever form is there (chunked if none is)."""
+        paths = [self.directory / recording_file_name(session_id, s) for s in SUFFIXES]
+        return next((p for p in paths if p.exists()), paths[0])
 
     async def upload(self, session_id: str, path: Path) -> str:
-        target = self._path(session_id)
+        suffix = path.suffix if path.suffix in SUFFIXES else SUFFIXES[0]
+        target = self.directory / recording_file_name(session_id, suffix)
         await asyncio.to_thread(self._copy, path, target)
         return target.resolve().as_uri()
 
@@ -199,8 +182,8 @@ class FileRecordingStore:
         if not self.directory.is_dir():
             return []
         out = []
-        for path in self.directory.glob(f"*{SUFFIX}"):
-            if path.name.startswith("."):
+        for path in self.directory.iterdir():
+            if path.name.startswith(".") or path.suffix not in SUFFIXES:
                 continue
             try:
                 out.append(read_info(path))
@@ -253,7 +236,9 @@ async def complete_pending_uploads(
 
     Call it before any new session starts recording there: a live file would be taken too.
     A file that cannot be uploaded stays for the next start, with a warning."""
-    paths = await asyncio.to_thread(lambda: sorted(streaming_dir.glob(f"*{SUFFIX}")))
+    paths = await asyncio.to_thread(
+        lambda: sorted(p for p in streaming_dir.glob("*") if p.suffix in SUFFIXES)
+    )
     done: list[str] = []
     for path in paths:
         if path.name.startswith("."):
@@ -286,8 +271,7 @@ async def complete_pending_uploads(
 
 
 def _read_header(path: Path) -> Header:
-    with path.open("rb") as file:
-        header = decode_header(file.readline().decode("utf-8", "replace"))
+    header = read_header(path)
     if not header.session_id:
         raise BadParameterError("the header names no session")
     return header

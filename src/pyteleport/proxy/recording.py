@@ -1,4 +1,4 @@
-"""What the proxy writes about each relayed session: the asciicast recording and the audit
+"""What the proxy writes about each relayed session: the chunked recording and the audit
 events of docs/compatibility.md (session.start, resize, exec, session.data, session.end,
 session.upload).
 

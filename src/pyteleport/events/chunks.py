@@ -1,0 +1,356 @@
+"""The stored form of a session recording: a chain of self-delimiting, compressed, hashed chunks
+(docs/recording-format.md). Plain functions over bytes: no I/O here.
+
+A chunk is a fixed header, a zstd-compressed body of frames, and a SHA-256 over the header and
+the body. The header carries the previous chunk's hash, so each hash covers the whole chain up
+to it: a changed byte, a removed or reordered chunk, or a chunk from another session breaks it.
+A chunk cut short (a writer killed mid-write) is recognised and left out on read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+import zstandard
+
+MAGIC = b"PTRC"
+VERSION = 1
+HASH_LEN = 32
+ZERO_HASH = bytes(HASH_LEN)
+# magic, version, flags, session id, sequence, first offset (µs), frame count, raw and body
+# lengths, previous chunk's hash
+_HEADER = struct.Struct(">4sBB16sIQIII32s")
+HEADER_LEN = _HEADER.size
+MAX_RAW_LEN = 16 * 1024 * 1024  # a writer closes chunks at 256 KiB; a reader refuses more
+FLAG_LAST = 0x01  # the session ended with this chunk
+ZSTD_LEVEL = 3
+
+
+class FrameKind(IntEnum):
+    META = 0  # JSON: who, where, the terminal (the first frame of a recording)
+    OUTPUT = 1  # bytes the target sent (stdout and stderr)
+    INPUT = 2  # bytes the user sent
+    RESIZE = 3  # "WxH"
+    MARKER = 4  # JSON: a point of note (an exec's exit status, a checkpoint...)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    offset_us: int  # since the session's start
+    kind: FrameKind
+    data: bytes
+
+    def json(self) -> dict[str, Any]:
+        value = json.loads(self.data)
+        if not isinstance(value, dict):
+            raise FormatError(f"a {self.kind.name} frame holds no JSON object")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    session_id: str
+    sequence: int
+    first_offset_us: int
+    frames: tuple[Frame, ...]
+    prev_hash: bytes
+    hash: bytes
+    last: bool
+    size: int  # bytes it takes in the file
+
+
+class FormatError(ValueError):
+    """Bytes that are not a chunk of this format (or a chunk whose hash does not match)."""
+
+
+_ID_NAMESPACE = uuid.UUID("6f1c7b0e-2d9a-5c3e-9a41-7c2f0b8e5d13")
+
+
+def session_uuid(session_id: str) -> uuid.UUID:
+    """The 16 bytes a chunk carries for ``session_id``: the id itself when it is a UUID (the
+    proxy's always are), else a UUIDv5 of it."""
+    try:
+        return uuid.UUID(session_id)
+    except ValueError:
+        return uuid.uuid5(_ID_NAMESPACE, session_id)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data):
+            raise FormatError("a frame is cut short")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise FormatError("a number in a frame is too long")
+
+
+def encode_frames(frames: Iterable[Frame], first_offset_us: int) -> bytes:
+    """Each frame: its offset as a varint delta from the previous one (the first from
+    ``first_offset_us``), its kind (one byte), its length (varint), its bytes."""
+    out = bytearray()
+    previous = first_offset_us
+    for frame in frames:
+        if frame.offset_us < previous:
+            raise ValueError("frames must be in time order")
+        out += _varint(frame.offset_us - previous)
+        out.append(frame.kind)
+        out += _varint(len(frame.data))
+        out += frame.data
+        previous = frame.offset_us
+    return bytes(out)
+
+
+def decode_frames(raw: bytes, first_offset_us: int, count: int) -> tuple[Frame, ...]:
+    frames = []
+    pos = 0
+    offset = first_offset_us
+    view = memoryview(raw)
+    for _ in range(count):
+        delta, pos = _read_varint(view, pos)
+        if pos >= len(raw):
+            raise FormatError("a frame is cut short")
+        try:
+            kind = FrameKind(raw[pos])
+        except ValueError:
+            raise FormatError(f"unknown frame kind {raw[pos]}") from None
+        length, pos = _read_varint(view, pos + 1)
+        if pos + length > len(raw):
+            raise FormatError("a frame is cut short")
+        offset += delta
+        frames.append(Frame(offset, kind, bytes(view[pos : pos + length])))
+        pos += length
+    if pos != len(raw):
+        raise FormatError("bytes after the last frame of a chunk")
+    return tuple(frames)
+
+
+def encode_chunk(
+    session_id: str,
+    sequence: int,
+    frames: list[Frame],
+    prev_hash: bytes,
+    *,
+    last: bool = False,
+    compressor: zstandard.ZstdCompressor | None = None,
+) -> tuple[bytes, bytes]:
+    """(the chunk's bytes, its hash). ``frames`` are in time order; the first sets the chunk's
+    first offset."""
+    first = frames[0].offset_us if frames else 0
+    raw = encode_frames(frames, first)
+    body = (compressor or zstandard.ZstdCompressor(level=ZSTD_LEVEL)).compress(raw)
+    header = _HEADER.pack(
+        MAGIC,
+        VERSION,
+        FLAG_LAST if last else 0,
+        session_uuid(session_id).bytes,
+        sequence,
+        first,
+        len(frames),
+        len(raw),
+        len(body),
+        prev_hash,
+    )
+    digest = hashlib.sha256(header + body).digest()
+    return header + body + digest, digest
+
+
+def chunk_length(header: bytes) -> int | None:
+    """The length of the whole chunk whose header is ``header`` (None: not a chunk header)."""
+    if len(header) < HEADER_LEN:
+        return None
+    magic, version, *_, raw_len, body_len, _prev = _HEADER.unpack_from(header)
+    if magic != MAGIC or version != VERSION or raw_len > MAX_RAW_LEN:
+        return None
+    return int(HEADER_LEN + body_len + HASH_LEN)
+
+
+def decode_chunk(
+    data: bytes | memoryview,
+    pos: int = 0,
+    *,
+    decompressor: zstandard.ZstdDecompressor | None = None,
+) -> Chunk:
+    """The chunk at ``pos``. FormatError if the bytes there are not a whole, intact chunk."""
+    if len(data) - pos < HEADER_LEN:
+        raise FormatError("a chunk is cut short (its header is incomplete)")
+    (magic, version, flags, sid, sequence, first, count, raw_len, body_len, prev) = (
+        _HEADER.unpack_from(data, pos)
+    )
+    if magic != MAGIC:
+        raise FormatError("not a recording chunk (bad magic)")
+    if version != VERSION:
+        raise FormatError(f"recording format version {version} is not supported")
+    if raw_len > MAX_RAW_LEN:
+        raise FormatError("a chunk declares more than 16 MiB of frames")
+    end = pos + HEADER_LEN + body_len + HASH_LEN
+    if len(data) < end:
+        raise FormatError("a chunk is cut short")
+    chunk_bytes = bytes(data[pos:end])
+    digest = chunk_bytes[-HASH_LEN:]
+    if hashlib.sha256(chunk_bytes[:-HASH_LEN]).digest() != digest:
+        raise FormatError("hash mismatch")
+    body = chunk_bytes[HEADER_LEN:-HASH_LEN]
+    try:
+        raw = (decompressor or zstandard.ZstdDecompressor()).decompress(
+            body, max_output_size=raw_len
+        )
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"a chunk's body does not decompress: {exc}") from exc
+    if len(raw) != raw_len:
+        raise FormatError("a chunk's body has another length than its header says")
+    return Chunk(
+        session_id=str(uuid.UUID(bytes=sid)),
+        sequence=sequence,
+        first_offset_us=first,
+        frames=decode_frames(raw, first, count),
+        prev_hash=prev,
+        hash=digest,
+        last=bool(flags & FLAG_LAST),
+        size=end - pos,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What reading a chain found: the chunks that link up, in order, and why reading stopped
+    early (empty when the chain is whole and ends with its last chunk)."""
+
+    chunks: tuple[Chunk, ...]
+    problem: str = ""
+    torn_tail: bool = False  # the file ends inside a chunk: a writer died mid-write
+
+    @property
+    def head(self) -> bytes:
+        return self.chunks[-1].hash if self.chunks else ZERO_HASH
+
+
+def read_chain(data: bytes, session_id: str | None = None) -> ChainReport:
+    """Every chunk that links to the one before, from the start. A cut-short last chunk is
+    left out (``torn_tail``); any other break stops the chain with ``problem`` naming it."""
+    chunks: list[Chunk] = []
+    pos = 0
+    prev = ZERO_HASH
+    decompressor = zstandard.ZstdDecompressor()
+    while pos < len(data):
+        try:
+            chunk = decode_chunk(data, pos, decompressor=decompressor)
+        except FormatError as exc:
+            cut = "cut short" in str(exc)
+            where = f"chunk {len(chunks)} (at byte {pos})"
+            return ChainReport(tuple(chunks), f"{where}: {exc}", torn_tail=cut)
+        expected_sid = (
+            str(session_uuid(session_id))
+            if session_id
+            else (chunks[0].session_id if chunks else chunk.session_id)
+        )
+        if chunk.session_id != expected_sid:
+            problem = f"chunk {len(chunks)}: belongs to session {chunk.session_id}"
+            return ChainReport(tuple(chunks), problem)
+        if chunk.sequence != len(chunks):
+            problem = (
+                f"chunk {len(chunks)}: missing chunk (found sequence {chunk.sequence}, "
+                f"expected {len(chunks)})"
+            )
+            return ChainReport(tuple(chunks), problem)
+        if chunk.prev_hash != prev:
+            problem = f"chunk {len(chunks)}: hash mismatch (does not link to the chunk before)"
+            return ChainReport(tuple(chunks), problem)
+        chunks.append(chunk)
+        prev = chunk.hash
+        pos += chunk.size
+    return ChainReport(tuple(chunks))
+
+
+def frames_of(chunks: Iterable[Chunk]) -> Iterator[Frame]:
+    for chunk in chunks:
+        yield from chunk.frames
+
+
+def looks_like_chunks(head: bytes) -> bool:
+    """Whether a file's first bytes are this format's (else: an asciicast v2 recording)."""
+    return head[:4] == MAGIC
+
+
+CHUNK_MAX_BYTES = 256 * 1024
+CHUNK_MAX_AGE_US = 1_000_000
+
+
+class ChunkBuilder:
+    """Collects one session's frames into chunks: a chunk closes when its frames reach
+    ``max_bytes``, or when :meth:`flush` is called (the writer calls it once the oldest frame is
+    ``CHUNK_MAX_AGE_US`` old, so a killed writer loses about a second)."""
+
+    def __init__(self, session_id: str, max_bytes: int = CHUNK_MAX_BYTES) -> None:
+        self.session_id = session_id
+        self._max_bytes = max_bytes
+        self._frames: list[Frame] = []
+        self._pending_bytes = 0
+        self.sequence = 0
+        self.head = ZERO_HASH
+        self.closed = False
+        self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+
+    @property
+    def oldest_offset_us(self) -> int | None:
+        """The offset of the oldest frame not yet in a chunk (None: nothing pending)."""
+        return self._frames[0].offset_us if self._frames else None
+
+    def add(self, frame: Frame) -> bytes:
+        """Take ``frame``; the bytes of the chunks it closed, or b"". A frame larger than a
+        chunk is split into frames of at most ``max_bytes`` with the same time."""
+        if self.closed:
+            raise ValueError("the recording has ended")
+        if len(frame.data) > self._max_bytes:
+            step = self._max_bytes
+            return b"".join(
+                self.add(Frame(frame.offset_us, frame.kind, frame.data[i : i + step]))
+                for i in range(0, len(frame.data), step)
+            )
+        self._frames.append(frame)
+        self._pending_bytes += len(frame.data) + 12
+        if self._pending_bytes >= self._max_bytes:
+            return self.flush()
+        return b""
+
+    def flush(self, last: bool = False) -> bytes:
+        """Close the pending frames into a chunk (with ``last``, the final one, even if empty)."""
+        if self.closed or (not self._frames and not last):
+            return b""
+        data, self.head = encode_chunk(
+            self.session_id,
+            self.sequence,
+            self._frames,
+            self.head,
+            last=last,
+            compressor=self._compressor,
+        )
+        self.sequence += 1
+        self._frames = []
+        self._pending_bytes = 0
+        self.closed = last
+        return data
