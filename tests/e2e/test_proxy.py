@@ -1034,3 +1034,17 @@ def test_max_session_ttl_of_the_roles_ends_a_long_session(
     [event] = guide.wait_events("exec")
     assert event["code"] == "T3002E" and event["exitCode"] == "255"
     assert event["exitError"].startswith("ended by the proxy: session exceeded the maximum length")
+
+
+def test_tctl_recordings_verify_finds_a_changed_byte(guide: Guide) -> None:
+    assert guide.ssh("echo to-be-verified").code == 0
+    [path] = guide.wait_recordings()
+    res = guide.cluster.tctl("recordings", "verify", path.stem)
+    assert res.code == 0, res.text
+    assert res.out.startswith(f"{path.stem}: intact (") and res.out.endswith(" chunks)\n")
+    data = bytearray(path.read_bytes())
+    data[-40] ^= 0x01  # inside the last chunk's body
+    path.write_bytes(bytes(data))
+    res = guide.cluster.tctl("recordings", "verify", "--all")
+    assert res.code == 1
+    assert res.out.startswith(f"{path.stem}: chunk ") and "hash mismatch" in res.out, res.text

@@ -14,11 +14,13 @@ from pyteleport.events.chunks import (
     ChunkBuilder,
     Frame,
     FrameKind,
+    Verdict,
     decode_chunk,
     encode_chunk,
     frames_of,
     looks_like_chunks,
     read_chain,
+    verify,
 )
 
 SID = str(uuid.UUID(int=7))
@@ -123,3 +125,21 @@ def test_a_frame_larger_than_a_chunk_is_split_at_the_same_time() -> None:
     assert [len(f.data) for f in frames] == [100, 100, 50]
     assert {f.offset_us for f in frames} == {5}
     assert b"".join(f.data for f in frames) == bytes(range(250))
+
+
+def test_verify_names_what_is_wrong() -> None:
+    data, starts = recording()
+    builder = ChunkBuilder(SID, max_bytes=60)
+    ended = builder.add(Frame(0, FrameKind.OUTPUT, b"x")) + builder.flush(last=True)
+    assert verify(ended) == Verdict(True, "intact (1 chunks)")
+    damaged = bytearray(ended)
+    damaged[HEADER_LEN + 2] ^= 0x01
+    assert not verify(bytes(damaged)).ok and "hash mismatch" in verify(bytes(damaged)).text
+    gap = verify(data[: starts[1]] + data[starts[2] :])
+    assert gap.text == "chunk 1: missing chunk (found sequence 2, expected 1)"
+    unfinished = verify(data)  # no chunk says the session ended
+    assert unfinished.text.startswith("truncated after chunk 4 at 0.0")
+    torn = verify(data[: starts[3] + 5])
+    assert torn.text.startswith("truncated after chunk 2: chunk 3 (at byte")
+    old = verify(b'{"version": 2, "width": 80, "height": 24}\n')
+    assert not old.ok and old.text.startswith("not verifiable: an asciicast recording")

@@ -23,6 +23,7 @@ from pyteleport.client import recordings as listing
 from pyteleport.client.authclient import auth_client_for_profile
 from pyteleport.client.terminal import play_pty
 from pyteleport.errors import BadParameterError
+from pyteleport.events import chunks
 from pyteleport.events.store import RecordingInfo
 from pyteleport.model.node import parse_label_selector
 
@@ -162,6 +163,26 @@ def tctl_recordings_ls(conn: AuthConnection, fmt: str, node: str, labels: tuple[
     infos: list[RecordingInfo] = conn.call(listing.list_recordings)
     infos = listing.filter_recordings(infos, node, parse_label_selector(labels))
     click.echo(listing.format_recordings(infos, fmt))
+
+
+@tctl_recordings.command("verify")
+@click.argument("session_id", required=False)
+@click.option("--all", "every", is_flag=True, help="Verify every recording.")
+@click.pass_obj
+def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: bool) -> None:
+    """Check recordings' hash chains: intact, or the first chunk that fails and why."""
+    if bool(session_id) == every:
+        raise click.UsageError("give a session ID or --all")
+
+    async def check(client: AuthClient) -> list[tuple[str, chunks.Verdict]]:
+        ids = [r.sid for r in await client.list_recordings()] if every else [session_id or ""]
+        return [(sid, chunks.verify(await client.get_recording(sid))) for sid in ids]
+
+    results: list[tuple[str, chunks.Verdict]] = conn.call(check)
+    for sid, verdict in results:
+        click.echo(f"{sid}: {verdict.text}")
+    if not all(verdict.ok for _, verdict in results):
+        raise SystemExit(1)
 
 
 def register_tsh(group: click.Group) -> None:

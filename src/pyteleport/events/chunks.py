@@ -296,6 +296,41 @@ def looks_like_chunks(head: bytes) -> bool:
     return head[:4] == MAGIC
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    text: str  # "intact (N chunks)", or what is wrong and where
+
+
+def verify(data: bytes) -> Verdict:
+    """The hash chain of a whole recording file, checked from the first chunk to the last."""
+    if not looks_like_chunks(data):
+        return Verdict(
+            False, "not verifiable: an asciicast recording, made before recordings were chained"
+        )
+    report = read_chain(data)
+    count = len(report.chunks)
+    if report.problem:
+        if report.torn_tail:
+            return Verdict(False, f"truncated after chunk {count - 1}: {report.problem}")
+        return Verdict(False, report.problem)
+    if not report.chunks or not report.chunks[-1].last:
+        end_s = _last_offset_s(report.chunks)
+        return Verdict(
+            False,
+            f"truncated after chunk {count - 1} at {end_s:.1f}s: the chain is intact but the "
+            "session's final chunk is missing",
+        )
+    return Verdict(True, f"intact ({count} chunks)")
+
+
+def _last_offset_s(chunks: tuple[Chunk, ...]) -> float:
+    for chunk in reversed(chunks):
+        if chunk.frames:
+            return chunk.frames[-1].offset_us / 1_000_000
+    return 0.0
+
+
 CHUNK_MAX_BYTES = 256 * 1024
 CHUNK_MAX_AGE_US = 1_000_000
 

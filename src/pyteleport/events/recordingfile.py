@@ -184,8 +184,13 @@ def _chunked_info(file: BinaryIO) -> tuple[Header, float]:
     if meta is None:
         raise BadParameterError("the recording's first chunk holds no meta frame")
     offset_us = 0
-    for span in reversed(spans[1:]):  # the final chunk may be empty: the one before it then
-        last = load(span)
+    # The final chunk may be empty (the one before it then), or damaged: the listing still
+    # shows the recording (tctl recordings verify names the damage).
+    for span in reversed(spans[1:]):
+        try:
+            last = load(span)
+        except BadParameterError:
+            continue
         if last.frames:
             offset_us = last.frames[-1].offset_us
             break
