@@ -1041,7 +1041,9 @@ def test_tctl_recordings_verify_finds_a_changed_byte(guide: Guide) -> None:
     [path] = guide.wait_recordings()
     res = guide.cluster.tctl("recordings", "verify", path.stem)
     assert res.code == 0, res.text
-    assert res.out.startswith(f"{path.stem}: intact (") and res.out.endswith(" chunks)\n")
+    assert res.out.startswith(f"{path.stem}: intact (") and "1 signed checkpoint(s))" in res.out
+    [point] = guide.wait_events("session.checkpoint")
+    assert point["code"] == "TPC00I" and point["final"] is True and point["sid"] == path.stem
     data = bytearray(path.read_bytes())
     data[-40] ^= 0x01  # inside the last chunk's body
     path.write_bytes(bytes(data))

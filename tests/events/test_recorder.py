@@ -418,3 +418,30 @@ async def test_a_bulk_session_is_synced_by_volume_too(
         await asyncio.sleep(0.01)
     assert sum(len(job) for job in sync_jobs) >= 3
     await recorder.aclose()
+
+
+async def test_the_chain_head_is_offered_for_signing_each_interval_and_at_the_end(
+    tmp_path: Path,
+) -> None:
+    from pyteleport.events.chunks import read_chain
+
+    points: list[tuple[int, bytes, int, bool]] = []
+    clock = FakeClock()
+    recorder = SessionRecorder.create(
+        tmp_path,
+        header(),
+        clock=clock,
+        checkpoint=lambda *point: points.append(point),
+        checkpoint_interval_s=60,
+    )
+    recorder.output(b"one")
+    tick(clock, 30)
+    recorder.output(b"two")  # a chunk closes (1 s passed), but no checkpoint yet
+    assert points == []
+    tick(clock, 31)
+    recorder.output(b"three")  # 61 s: a checkpoint of the chunk this call closed
+    path = await recorder.aclose()
+    chain = read_chain(path.read_bytes())
+    assert [(p[0], p[3]) for p in points] == [(2, False), (3, True)]
+    assert points[0][1] == chain.chunks[2].hash and points[0][2] == 61_000_000
+    assert points[1][1] == chain.head and chain.chunks[-1].last

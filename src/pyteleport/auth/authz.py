@@ -192,10 +192,15 @@ class AuthorizedAuth:
 
     # audit
     async def search_events(
-        self, since: dt.datetime, until: dt.datetime, types: Sequence[str], limit: int
+        self,
+        since: dt.datetime,
+        until: dt.datetime,
+        types: Sequence[str],
+        limit: int,
+        session_id: str = "",
     ) -> list[dict[str, Any]]:
         await self._check("event", "list")
-        return await self._server.audit.search(since, until, types, limit)
+        return await self._server.audit.search(since, until, types, limit, session_id)
 
     # session recordings
     def _recordings(self) -> RecordingStore:

@@ -212,6 +212,7 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
         until: str | None = None,
         types: Annotated[list[str] | None, Query(alias="type")] = None,
         limit: int = 1000,
+        sid: wire.Token = "",
     ) -> wire.EventsResponse:
         now = server.clock.now()
         try:
@@ -219,7 +220,7 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
             end = parse_time(until) if until else now + dt.timedelta(minutes=1)
         except BadParameterError:
             raise
-        found = await auth.search_events(start, end, types or [], max(1, min(limit, 10000)))
+        found = await auth.search_events(start, end, types or [], max(1, min(limit, 10000)), sid)
         return wire.EventsResponse(events=found)
 
     @router.get("/recordings")

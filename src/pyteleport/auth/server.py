@@ -20,6 +20,7 @@ from pyteleport.backend import Backend, Item
 from pyteleport.clock import Clock, SystemClock
 from pyteleport.crypto import password as passwords
 from pyteleport.crypto import sshcert, sshkeys, tlsca, totp
+from pyteleport.crypto.checkpoint import SIGNER_EXTENSION
 from pyteleport.errors import (
     AccessDeniedError,
     AlreadyExistsError,
@@ -299,6 +300,29 @@ class AuthServer:
                 extensions={
                     "x-teleport-authority": self.cluster_name,
                     "x-teleport-role": "Node",
+                },
+            ),
+        )
+
+    def sign_recording_signer(
+        self, public_key_line: bytes, server_id: str, ttl: dt.timedelta
+    ) -> bytes:
+        """The host certificate of a proxy's checkpoint-signing key: the extension
+        ``recording-signer@pyteleport`` marks it, which no other host certificate carries."""
+        now = self.clock.now()
+        return sshcert.sign_certificate(
+            sshkeys.load_private_key(self._cas[CAType.HOST].private_key),
+            sshcert.CertRequest(
+                public_key=sshkeys.load_public_key(public_key_line),
+                cert_type=sshcert.HOST_CERT,
+                key_id=f"recording-signer {server_id}",
+                principals=(server_id,),
+                valid_after=now - dt.timedelta(minutes=1),
+                valid_before=now + ttl,
+                extensions={
+                    "x-teleport-authority": self.cluster_name,
+                    "x-teleport-role": "Proxy",
+                    SIGNER_EXTENSION: "",
                 },
             ),
         )

@@ -7,6 +7,7 @@ with :func:`register_tsh` and :func:`register_tctl`.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -22,10 +23,13 @@ from pyteleport.client import playback
 from pyteleport.client import recordings as listing
 from pyteleport.client.authclient import auth_client_for_profile
 from pyteleport.client.terminal import play_pty
+from pyteleport.client.verify import verify_recording
+from pyteleport.crypto import sshkeys
 from pyteleport.errors import BadParameterError
-from pyteleport.events import chunks
+from pyteleport.events import chunks, codes
 from pyteleport.events.store import RecordingInfo
 from pyteleport.model.node import parse_label_selector
+from pyteleport.model.timefmt import parse_time
 
 
 def _with_profile_client(fn: Callable[[AuthClient], Awaitable[Any]]) -> Any:
@@ -175,14 +179,38 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
         raise click.UsageError("give a session ID or --all")
 
     async def check(client: AuthClient) -> list[tuple[str, chunks.Verdict]]:
-        ids = [r.sid for r in await client.list_recordings()] if every else [session_id or ""]
-        return [(sid, chunks.verify(await client.get_recording(sid))) for sid in ids]
+        listed = {r.sid: r.session_start for r in await client.list_recordings()}
+        ids = sorted(listed) if every else [session_id or ""]
+        host_ca = _host_ca_key(await client.export_authorities("host"))
+        out = []
+        for sid in ids:
+            data = await client.get_recording(sid)
+            start = parse_time(listed[sid]) if sid in listed else None
+            since = (start - dt.timedelta(minutes=5)) if start else dt.datetime(2000, 1, 1)
+            params = {
+                "type": codes.SESSION_CHECKPOINT,
+                "sid": sid,
+                "since": since.isoformat(),
+                "limit": 10000,
+            }
+            events = (await client.search_events(params)).events
+            out.append((sid, verify_recording(data, events, host_ca)))
+        return out
 
     results: list[tuple[str, chunks.Verdict]] = conn.call(check)
     for sid, verdict in results:
         click.echo(f"{sid}: {verdict.text}")
     if not all(verdict.ok for _, verdict in results):
         raise SystemExit(1)
+
+
+def _host_ca_key(export: str) -> bytes:
+    """The host CA's public key blob, from ``@cert-authority NAMES ssh-ed25519 BASE64 ...``."""
+    for line in export.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[0] == "@cert-authority":
+            return bytes(sshkeys.load_public_key(f"{parts[2]} {parts[3]}").public_data)
+    raise BadParameterError("the cluster exported no host CA")
 
 
 def register_tsh(group: click.Group) -> None:

@@ -115,6 +115,7 @@ class AuditLog:
         until: dt.datetime,
         event_types: Sequence[str] = (),
         limit: int = 1000,
+        session_id: str = "",
     ) -> list[dict[str, Any]]:
         """Events from ``since`` to ``until``, oldest first, at most ``limit`` (0: all). The
         range is read a page at a time, filtered as it comes, and the reading stops once
@@ -127,6 +128,8 @@ class AuditLog:
             for item in page:
                 record = _read(item)
                 if event_types and record.get("event") not in event_types:
+                    continue
+                if session_id and record.get("sid") != session_id:
                     continue
                 out.append(record)
                 if limit and len(out) >= limit:

@@ -347,6 +347,7 @@ class ChunkBuilder:
         self._pending_bytes = 0
         self.sequence = 0
         self.head = ZERO_HASH
+        self.head_offset_us = 0  # the time of the last frame in the chain so far
         self.closed = False
         self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
 
@@ -385,6 +386,8 @@ class ChunkBuilder:
             compressor=self._compressor,
         )
         self.sequence += 1
+        if self._frames:
+            self.head_offset_us = self._frames[-1].offset_us
         self._frames = []
         self._pending_bytes = 0
         self.closed = last

@@ -32,6 +32,8 @@ LOCK_CREATED = "lock.created"
 LOCK_DELETED = "lock.deleted"
 # Ours: Teleport emits none when an OpenSSH node is registered or removed.
 NODE_CREATED = "node.created"
+# Ours: a signed checkpoint of a recording's hash chain (docs/recording-format.md).
+SESSION_CHECKPOINT = "session.checkpoint"
 NODE_DELETED = "node.deleted"
 
 # The ``ei`` of session.upload: Teleport's SessionUploadIndex (math.MaxInt32), so the upload
@@ -66,6 +68,7 @@ CODES = {
     (LOCK_CREATED, True): "TLK00I",
     (LOCK_DELETED, True): "TLK01I",
     (NODE_CREATED, True): "TND00I",
+    (SESSION_CHECKPOINT, True): "TPC00I",
     (NODE_DELETED, True): "TND01I",
     (ROLE_CREATED, True): "T9000I",
     (ROLE_DELETED, True): "T9001I",

@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +37,10 @@ from pyteleport.events.chunks import ChunkBuilder, Frame, FrameKind
 from pyteleport.events.recordingfile import CHUNKED_SUFFIX, header_to_meta
 
 log = logging.getLogger("pyteleport.events")
+
+# (chunk number, chain head, time of its last frame in µs, final): a checkpoint to sign
+CheckpointHook = Callable[[int, bytes, int, bool], None]
+CHECKPOINT_INTERVAL_S = 60.0
 
 # A bulk session is synced every this many bytes written as well: the kernel then never holds
 # much of one recording unwritten, which keeps the writes that follow from stalling on its
@@ -86,8 +91,12 @@ class SessionRecorder:
         flush_interval_s: float = 1.0,
         fsync_interval_s: float = 5.0,
         strict: bool = False,
+        checkpoint: CheckpointHook | None = None,
+        checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
     ) -> None:
         self.path = path
+        self._checkpoint = checkpoint
+        self._checkpoint_interval_s = checkpoint_interval_s
         self.session_id = header.session_id
         self.strict = strict
         self.failed = False
@@ -96,6 +105,7 @@ class SessionRecorder:
         self._interval_s = flush_interval_s
         self._fsync_interval_s = max(fsync_interval_s, flush_interval_s)
         self._start_s = self._clock.monotonic()
+        self._last_checkpoint_s = self._start_s
         self._last_sync_s = self._start_s  # the last flush on the interval
         self._last_fsync_s = self._start_s
         self._builder = ChunkBuilder(header.session_id)
@@ -124,6 +134,8 @@ class SessionRecorder:
         flush_interval_s: float = 1.0,
         fsync_interval_s: float = 5.0,
         strict: bool = False,
+        checkpoint: CheckpointHook | None = None,
+        checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S,
     ) -> SessionRecorder:
         """Create ``<directory>/<sid>.rec`` (0600, directory 0700) and write the header now,
         so even a crash in the first second leaves a file the next start can upload."""
@@ -144,6 +156,8 @@ class SessionRecorder:
                 flush_interval_s=flush_interval_s,
                 fsync_interval_s=fsync_interval_s,
                 strict=strict,
+                checkpoint=checkpoint,
+                checkpoint_interval_s=checkpoint_interval_s,
             )
             recorder._flush(sync=True)  # the first chunk: the meta frame alone
             recorder._schedule()
@@ -192,7 +206,18 @@ class SessionRecorder:
         if chunk:
             self._buffer.append(chunk)
             self._buffered += len(chunk)
+            self._chunk_closed(final=False)
         return now_s
+
+    def _chunk_closed(self, final: bool) -> None:
+        """Ask for a signed checkpoint of the chain head at least every interval, and at the end."""
+        if self._checkpoint is None:
+            return
+        now_s = self._clock.monotonic()
+        if final or now_s - self._last_checkpoint_s >= self._checkpoint_interval_s:
+            self._last_checkpoint_s = now_s
+            builder = self._builder
+            self._checkpoint(builder.sequence - 1, builder.head, builder.head_offset_us, final)
 
     # -- reaching the disk ------------------------------------------------------------------------
 
@@ -234,6 +259,7 @@ class SessionRecorder:
             chunk = self._builder.flush(last=last)
             if chunk:
                 self._buffer.append(chunk)
+                self._chunk_closed(final=last)
         if self._buffer:
             data = b"".join(self._buffer)
             self._buffer.clear()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pyteleport.clock import Clock
+from pyteleport.crypto.checkpoint import Checkpoint
 from pyteleport.events import codes
 from pyteleport.events.asciicast import Header
 from pyteleport.events.audit import Emitter
@@ -27,6 +28,7 @@ from pyteleport.events.recorder import SessionRecorder
 from pyteleport.events.store import RecordingStore
 from pyteleport.model.timefmt import format_time
 from pyteleport.policy.access import RoleSet
+from pyteleport.proxy.checkpoints import CheckpointSigner
 from pyteleport.proxy.forwarder import ForwardTarget
 from pyteleport.ssh.relay import SessionExit, SessionRequest
 
@@ -72,6 +74,7 @@ class RecordingSettings:
     audit: Emitter
     clock: Clock
     ending: SessionsEnding = field(default_factory=SessionsEnding)
+    signer: CheckpointSigner | None = None  # signs checkpoints of each recording's chain
 
 
 class RecordedSession:
@@ -168,6 +171,7 @@ class RecordedSession:
                 # The sync modes put each second on disk; the async ones every five seconds
                 # (each second still reaches the file, which outlives the process).
                 fsync_interval_s=1.0 if self._settings.mode.endswith("-sync") else 5.0,
+                checkpoint=self._checkpoint if self._settings.signer is not None else None,
             )
         await self._settings.audit.emit(
             codes.SESSION_START,
@@ -287,11 +291,29 @@ class RecordedSession:
             raise
         await self._finish_recording()
 
+    def _checkpoint(self, chunk: int, head: bytes, offset_us: int, final: bool) -> None:
+        """Sign the chain head and write it to the audit log (``session.checkpoint``): a
+        recording rewritten or cut short after it no longer matches what the log holds."""
+        assert self._settings.signer is not None
+        point = Checkpoint(self.session_id, chunk, head, offset_us, final)
+        try:
+            fields = self._settings.signer.sign(point)
+        except Exception as exc:
+            log.warning("session %s: cannot sign a checkpoint: %s", self.session_id, exc)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._settings.audit.emit(codes.SESSION_CHECKPOINT, self._fields(**fields))
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _finish_recording(self) -> None:
         if self._recorder is None:
             return
         recorder, self._recorder = self._recorder, None
         path = await recorder.aclose()
+        if self._tasks:  # the final checkpoint's event
+            await asyncio.wait(list(self._tasks), timeout=5)
         if recorder.failed:
             log.warning("session %s was not fully recorded: %s", self.session_id, path)
         if path.exists():

@@ -27,6 +27,7 @@ from pyteleport.crypto import tlsca
 from pyteleport.errors import BadParameterError
 from pyteleport.events.store import FileRecordingStore, complete_pending_uploads
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
+from pyteleport.proxy.checkpoints import CheckpointSigner
 from pyteleport.proxy.recording import (
     RecordedSession,
     RecordingSettings,
@@ -273,6 +274,7 @@ class TeleportProcess:
             store=self.auth.recordings,
             audit=self.auth.audit,
             clock=self.clock,
+            signer=CheckpointSigner(self.auth.sign_recording_signer, cfg.teleport.nodename),
         )
         self._ending = recording.ending
         service = ProxySSHService(
