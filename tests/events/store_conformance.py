@@ -65,6 +65,16 @@ async def make_recording(
 
 
 class RecordingStoreConformance:
+    async def test_a_deleted_recording_is_gone(self, store: RecordingStore, tmp_path: Path) -> None:
+        await store.upload("s1", await make_recording(tmp_path / "local", "s1"))
+        await store.upload("s2", await make_recording(tmp_path / "local", "s2"))
+        await store.delete("s1")
+        assert [i.session_id for i in await store.list()] == ["s2"]
+        with pytest.raises(NotFoundError):
+            await store.read("s1")
+        with pytest.raises(NotFoundError):
+            await store.delete("s1")
+
     async def test_a_new_store_lists_nothing(self, store: RecordingStore) -> None:
         assert await store.list() == []
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from pyteleport.errors import BadParameterError
@@ -134,3 +136,18 @@ def test_parse_addr(value: str, expected: tuple[str, int]) -> None:
 def test_parse_addr_refuses(value: str) -> None:
     with pytest.raises(BadParameterError):
         parse_addr(value, 3080)
+
+
+def test_recordings_retention_parses_and_round_trips() -> None:
+    config = parse_config(
+        "teleport: {data_dir: /tmp/x}\nauth_service: {recordings: {retention: 90d}}\n"
+    )
+    assert config.auth_service.recordings_retention == dt.timedelta(days=90)
+    assert parse_config(render_config(config)) == config
+    assert parse_config("teleport: {data_dir: /tmp/x}\n").auth_service.recordings_retention is None
+
+
+@pytest.mark.parametrize("value", ["5m", "soon", "-1h", "99999999999d"])
+def test_a_bad_retention_is_refused_with_its_key(value: str) -> None:
+    with pytest.raises(BadParameterError, match=r"auth_service\.recordings\.retention: expected"):
+        parse_config(f"auth_service: {{recordings: {{retention: '{value}'}}}}\n")

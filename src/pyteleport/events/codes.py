@@ -34,6 +34,8 @@ LOCK_DELETED = "lock.deleted"
 NODE_CREATED = "node.created"
 # Ours: a signed checkpoint of a recording's hash chain (docs/recording-format.md).
 SESSION_CHECKPOINT = "session.checkpoint"
+# Ours: a recording removed (auth_service.recordings.retention).
+RECORDING_DELETE = "session.recording.delete"
 NODE_DELETED = "node.deleted"
 
 # The ``ei`` of session.upload: Teleport's SessionUploadIndex (math.MaxInt32), so the upload
@@ -69,6 +71,7 @@ CODES = {
     (LOCK_DELETED, True): "TLK01I",
     (NODE_CREATED, True): "TND00I",
     (SESSION_CHECKPOINT, True): "TPC00I",
+    (RECORDING_DELETE, True): "TPR00I",
     (NODE_DELETED, True): "TND01I",
     (ROLE_CREATED, True): "T9000I",
     (ROLE_DELETED, True): "T9001I",

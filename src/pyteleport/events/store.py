@@ -61,6 +61,10 @@ class RecordingStore(Protocol):
         """Every recording, newest first."""
         ...
 
+    async def delete(self, session_id: str) -> None:
+        """Remove the recording of ``session_id``; NotFoundError if there is none."""
+        ...
+
     async def read(self, session_id: str) -> bytes:
         """The recording file; NotFoundError if there is no such recording."""
         ...
@@ -191,6 +195,15 @@ class FileRecordingStore:
                 log.warning("skipping unreadable recording %s: %s", path, exc)
         out.sort(key=lambda info: (info.timestamp, info.session_id), reverse=True)
         return out
+
+    async def delete(self, session_id: str) -> None:
+        path = self._path(session_id)
+        try:
+            await asyncio.to_thread(path.unlink)
+        except FileNotFoundError:
+            raise _not_found(session_id) from None
+        except OSError as exc:
+            raise RecordingError(f"cannot remove recording {path}: {exc.strerror or exc}") from exc
 
     async def read(self, session_id: str) -> bytes:
         path = self._path(session_id)

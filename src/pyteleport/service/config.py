@@ -69,6 +69,8 @@ class AuthService:
     session_recording: str = "node"
     proxy_checks_host_keys: bool = True
     authentication: Authentication = field(default_factory=Authentication)
+    # recordings.retention: recordings older than this are removed (None: kept for ever)
+    recordings_retention: dt.timedelta | None = None
 
 
 @dataclass
@@ -302,6 +304,7 @@ def _auth(r: _Reader, nodename: str) -> AuthService:
                 second_factor=a.choice("second_factor", "off", SECOND_FACTORS),
             ),
         ),
+        recordings_retention=_section(r, "recordings", _retention),
     )
     value = r.raw("proxy_checks_host_keys")
     if value is not None:
@@ -312,6 +315,22 @@ def _auth(r: _Reader, nodename: str) -> AuthService:
         else:
             raise BadParameterError("proxy_checks_host_keys must be one of: yes,no")
     return auth
+
+
+def _retention(r: _Reader) -> dt.timedelta | None:
+    text = r.string("retention", "")
+    if not text or text in ("0", "forever"):
+        return None
+    try:
+        value = parse_duration(text)
+    except (BadParameterError, OverflowError):
+        value = dt.timedelta(0)
+    if not dt.timedelta(hours=1) <= value <= dt.timedelta(days=36500):
+        raise BadParameterError(
+            f"{r.key('retention')}: expected a duration of at least 1h such as 90d or 2160h, "
+            f"got {text!r} (leave it out to keep recordings for ever)"
+        )
+    return value
 
 
 def _keypairs(r: _Reader) -> list[KeyPair]:
@@ -508,6 +527,11 @@ def render_config(config: Config) -> str:
                 "type": a.authentication.type,
                 "second_factor": a.authentication.second_factor,
             },
+            **(
+                {"recordings": {"retention": format_duration(a.recordings_retention)}}
+                if a.recordings_retention
+                else {}
+            ),
         },
         "proxy_service": proxy,
         "ssh_service": {"enabled": config.ssh_service.enabled},

@@ -25,6 +25,7 @@ from pyteleport.client.profile import ensure_private_dir, write_private_file
 from pyteleport.clock import Clock, SystemClock
 from pyteleport.crypto import tlsca
 from pyteleport.errors import BadParameterError
+from pyteleport.events.retention import RecordingRetention
 from pyteleport.events.store import FileRecordingStore, complete_pending_uploads
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
 from pyteleport.proxy.checkpoints import CheckpointSigner
@@ -70,6 +71,7 @@ class TeleportProcess:
         self.auth: AuthServer | None = None
         self._servers: list[HttpsServer] = []
         self._ending: SessionsEnding | None = None
+        self._retention: asyncio.Task[None] | None = None  # the recordings retention sweeper
         self.ssh_proxy: ProxySSHService | None = None
         self.auth_port = 0
         self.web_port = 0
@@ -98,6 +100,12 @@ class TeleportProcess:
                 recordings=FileRecordingStore(self.data_dir / "records"),
             )
             await self._finish_uploads()
+            retention = cfg.auth_service.recordings_retention
+            if retention is not None and self.auth.recordings is not None:
+                sweeper = RecordingRetention(
+                    self.auth.recordings, self.auth.audit, self.clock, retention
+                )
+                self._retention = asyncio.get_running_loop().create_task(sweeper.run())
             await self._start_auth_listener()
             if cfg.proxy_service.enabled:
                 await self._start_proxy()
@@ -311,6 +319,11 @@ class TeleportProcess:
         )
 
     async def aclose(self) -> None:
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+            self._retention = None
         if self.ssh_proxy is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ssh_proxy.aclose(), SHUTDOWN_TIMEOUT_S)

@@ -1,0 +1,73 @@
+"""``auth_service.recordings.retention``: recordings older than the retention are removed, each
+removal an audit event (``session.recording.delete``). The default keeps everything."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from pyteleport.clock import Clock
+from pyteleport.errors import NotFoundError, TeleportError
+from pyteleport.events import codes
+from pyteleport.events.audit import Emitter
+from pyteleport.events.store import RecordingStore
+from pyteleport.model.duration import format_duration
+from pyteleport.model.timefmt import format_time
+
+log = logging.getLogger("pyteleport.events")
+
+SWEEP_INTERVAL_S = 3600.0
+
+
+class RecordingRetention:
+    def __init__(
+        self,
+        store: RecordingStore,
+        audit: Emitter,
+        clock: Clock,
+        retention: dt.timedelta,
+        interval_s: float = SWEEP_INTERVAL_S,
+    ) -> None:
+        self._store = store
+        self._audit = audit
+        self._clock = clock
+        self._retention = retention
+        self._interval_s = interval_s
+
+    async def sweep(self) -> list[str]:
+        """Remove every recording whose session ended more than the retention ago; their ids."""
+        cutoff = self._clock.now() - self._retention
+        removed = []
+        for info in await self._store.list():
+            ended = info.timestamp + dt.timedelta(seconds=info.duration_s)
+            if ended >= cutoff:
+                continue
+            try:
+                await self._store.delete(info.session_id)
+            except NotFoundError:
+                continue  # removed meanwhile
+            await self._audit.emit(
+                codes.RECORDING_DELETE,
+                {
+                    "sid": info.session_id,
+                    "user": "retention",
+                    "reason": f"older than auth_service.recordings.retention "
+                    f"({format_duration(self._retention)})",
+                    "session_start": format_time(info.timestamp),
+                    "session_stop": format_time(ended),
+                },
+            )
+            removed.append(info.session_id)
+        if removed:
+            log.info("removed %d recording(s) past their retention", len(removed))
+        return removed
+
+    async def run(self) -> None:
+        """Sweep now and every interval until cancelled; a failed sweep is logged and retried."""
+        while True:
+            try:
+                await self.sweep()
+            except (OSError, TeleportError) as exc:
+                log.warning("could not remove old recordings: %s", exc)
+            await asyncio.sleep(self._interval_s)
