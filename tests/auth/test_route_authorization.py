@@ -57,6 +57,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("POST", "/v1/certs/user"): ADMINS,  # for oneself; for others, the admin alone
     ("GET", "/v1/events"): ANYONE,  # access, auditor and editor all read events
     ("GET", "/v1/recordings"): ANYONE,  # filtered: each sees the sessions they may
+    ("GET", "/v1/recording-search"): ANYONE,  # filtered: each finds the sessions they may see
     ("GET", "/v1/recordings/{sid}"): {"auditor", "editor", "admin"},  # dev took no part in it
 }
 

@@ -147,3 +147,41 @@ def test_tsh_ssh_works_without_the_key_in_an_agent(
     finally:
         sshd.stop()
     assert (res.code, res.out) == (0, "no-agent\n"), res.text
+
+
+def test_recordings_search_finds_what_a_session_showed_and_play_starts_there(
+    guide: Guide,
+) -> None:
+    import pexpect
+
+    argv = guide.ssh_argv(tty=True)
+    child = pexpect.spawn(argv[0], argv[1:], env=guide.client.env(), timeout=30)
+    try:
+        child.sendline("export PS1='P''> '")
+        child.expect("P> ")
+        child.sendline("sleep 1.5; echo needle-$((40+2))")
+        child.expect("needle-42")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert guide.ssh("true # ran-by-exec").code == 0
+    guide.wait_recordings(count=2)
+    res = guide.client.tsh("recordings", "search", "needle-42", "--format=json")
+    assert res.code == 0, res.text
+    hits = json.loads(res.out)
+    output = [h for h in hits if h["line"] == "needle-42"]
+    assert output and output[0]["user"] == "joe" and output[0]["node"] == "127.0.0.1"
+    assert output[0]["offset_ms"] >= 1500  # after the sleep
+    # the command as its echo showed it
+    typed = json.loads(guide.client.tsh("recordings", "search", "echo needle", "--format=json").out)
+    assert [h["line"] for h in typed] == ["P> sleep 1.5; echo needle-$((40+2))"]
+    table_out = guide.client.tsh("recordings", "search", "ran-by-exec").out.splitlines()
+    assert table_out[0].split() == ["Session", "User", "Login", "Node", "At", "Line"]
+    assert table_out[2].split()[4:] == ["0s", "true", "#", "ran-by-exec"]
+    # play from the hit: the text from there on, not what came before
+    at = f"{output[0]['offset_ms'] // 1000}s"
+    played = guide.client.tsh("play", output[0]["sid"], f"--at={at}", "--format=text")
+    assert played.code == 0 and "needle-42" in played.out, played.text
+    assert "export PS1" not in played.out
+    assert guide.client.tsh("recordings", "search", "no-such-text-anywhere").out.count("\n") == 2

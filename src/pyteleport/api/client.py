@@ -320,6 +320,9 @@ class AuthClient(_Base):
     async def list_recordings(self) -> list[wire.Recording]:
         return (await self._get("/v1/recordings", wire.RecordingsResponse)).recordings
 
+    async def search_recordings(self, params: Mapping[str, Any]) -> wire.SearchResponse:
+        return await self._get("/v1/recording-search", wire.SearchResponse, params)
+
     async def get_recording(self, session_id: str) -> bytes:
         """The recording file of a session as stored (chunked, or asciicast if older)."""
         response = await self._request("GET", f"/v1/recordings/{quote(session_id, safe='')}")

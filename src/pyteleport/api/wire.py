@@ -267,5 +267,20 @@ class Recording(Strict):
     server_labels: dict[str, str] = Field(default_factory=dict)
 
 
+class SearchHit(Strict):
+    sid: str
+    user: str
+    login: str
+    node: str
+    session_start: str  # RFC 3339
+    offset_ms: int
+    kind: str  # "input" (an exec's command) or "output"
+    line: str
+
+
+class SearchResponse(Strict):
+    hits: list[SearchHit]
+
+
 class RecordingsResponse(Strict):
     recordings: list[Recording]

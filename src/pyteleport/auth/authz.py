@@ -14,6 +14,7 @@ from typing import Any
 from pyteleport.auth.server import AuthServer
 from pyteleport.errors import AccessDeniedError, NotFoundError
 from pyteleport.events.store import RecordingInfo, RecordingStore
+from pyteleport.events.textindex import IndexedSession, SearchHit
 from pyteleport.model.identity import Identity
 from pyteleport.model.lock import Lock
 from pyteleport.model.node import Node
@@ -223,6 +224,21 @@ class AuthorizedAuth:
         if await self._may("list"):
             return infos
         return [i for i in infos if self.identity.username in i.participants]
+
+    async def search_recordings(
+        self, text: str, user: str, node: str, since: dt.datetime | None, limit: int
+    ) -> list[SearchHit]:
+        """Lines of recorded sessions holding ``text``, in the sessions this caller may see
+        (the rule of :meth:`list_recordings`)."""
+        everyone = await self._may("list")
+        me = self.identity.username
+
+        def visible(session: IndexedSession) -> bool:
+            return everyone or me in session.participants
+
+        return await self._server.recording_index.search(
+            text, user=user, node=node, since=since, visible=visible, limit=limit
+        )
 
     async def read_recording(self, session_id: str) -> bytes:
         await self.check_recording_read(session_id)

@@ -243,6 +243,35 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
             ]
         )
 
+    @router.get("/recording-search")
+    async def search_recordings(
+        auth: Caller,
+        q: wire.Text,
+        user: wire.Name = "",
+        node: wire.Name = "",
+        since: str | None = None,
+        limit: int = 100,
+    ) -> wire.SearchResponse:
+        if not q.strip():
+            raise BadParameterError("give the text to search for")
+        start = parse_time(since) if since else None
+        hits = await auth.search_recordings(q, user, node, start, max(1, min(limit, 1000)))
+        return wire.SearchResponse(
+            hits=[
+                wire.SearchHit(
+                    sid=h.session.session_id,
+                    user=h.session.user,
+                    login=h.session.login,
+                    node=h.session.node,
+                    session_start=format_time(h.session.start),
+                    offset_ms=h.offset_ms,
+                    kind=h.kind,
+                    line=h.line,
+                )
+                for h in hits
+            ]
+        )
+
     @router.get("/recordings/{sid}")
     async def get_recording(sid: wire.Token, auth: Caller) -> Response:
         # Sent a piece at a time: a long session's recording is never held whole. The first

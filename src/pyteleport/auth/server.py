@@ -30,6 +30,7 @@ from pyteleport.errors import (
 from pyteleport.events import codes
 from pyteleport.events.audit import AuditLog
 from pyteleport.events.store import RecordingStore
+from pyteleport.events.textindex import RecordingIndex
 from pyteleport.model.authority import CAType, CertAuthority
 from pyteleport.model.duration import format_duration
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
@@ -80,6 +81,7 @@ class AuthServer:
         self.tokens = TokenStore(backend)
         self.locks = LockStore(backend)
         self.nodes = NodeInventory(backend, self.audit, self.clock)
+        self.recording_index = RecordingIndex(backend)
         self.lockout = Lockout(LoginAttemptStore(backend), self.clock)
         self.password_work = PasswordWork()
         # Where finished session recordings live; None: this auth service keeps none.

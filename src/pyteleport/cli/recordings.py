@@ -8,6 +8,7 @@ with :func:`register_tsh` and :func:`register_tctl`.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -16,8 +17,9 @@ from typing import Any
 
 import click
 
+from pyteleport.api import wire
 from pyteleport.api.client import AuthClient
-from pyteleport.cli.runner import AuthConnection, run_async
+from pyteleport.cli.runner import AuthConnection, positive_ttl, run_async, table
 from pyteleport.client import export as exporting
 from pyteleport.client import playback
 from pyteleport.client import recordings as listing
@@ -28,6 +30,7 @@ from pyteleport.crypto import sshkeys
 from pyteleport.errors import BadParameterError
 from pyteleport.events import chunks, codes
 from pyteleport.events.store import RecordingInfo
+from pyteleport.model.duration import format_duration, parse_duration
 from pyteleport.model.node import parse_label_selector
 from pyteleport.model.timefmt import parse_time
 
@@ -82,17 +85,42 @@ def _write_stdout(text: str) -> None:
     is_flag=True,
     help=f"Shorten every pause to at most {playback.IDLE_CAP_S:g}s.",
 )
-def play(target: str, speed: str, fmt: str, skip_idle_time: bool) -> None:
+@click.option(
+    "--at", "at", default="", help="Start at this time, e.g. 1m30s (as recordings search shows)."
+)
+def play(target: str, speed: str, fmt: str, skip_idle_time: bool, at: str) -> None:
     """Replay a recorded session: space pauses, arrows seek 5s, Ctrl-C quits."""
     speed_x = playback.parse_speed(speed)
+    start_s = _parse_offset(at)
     recording = playback.load_recording(_read_target(target))
+    if start_s and fmt != "pty":
+        recording = playback.Recording(
+            header=recording.header,
+            frames=tuple(f for f in recording.frames if f.time_s >= start_s),
+        )
     if fmt == "text":
         _write_stdout(playback.render_text(recording))
     elif fmt == "json":
         _write_stdout("".join(line + "\n" for line in playback.render_json(recording)))
     else:
         idle_cap_s = playback.IDLE_CAP_S if skip_idle_time else None
-        run_async(play_pty(recording, speed=speed_x, idle_cap_s=idle_cap_s))
+        run_async(play_pty(recording, speed=speed_x, idle_cap_s=idle_cap_s, start_s=start_s))
+
+
+def _parse_offset(text: str) -> float:
+    """``--at``: a duration (``1m30s``, ``90s``) or plain seconds; "" is the start."""
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_duration(text).total_seconds()
+        except BadParameterError:
+            value = -1.0
+    if not 0 <= value < 10**9:
+        raise BadParameterError(f'invalid --at "{text}": use a time such as 1m30s or 90')
+    return value
 
 
 @click.command("export")
@@ -167,6 +195,67 @@ def tctl_recordings_ls(conn: AuthConnection, fmt: str, node: str, labels: tuple[
     infos: list[RecordingInfo] = conn.call(listing.list_recordings)
     infos = listing.filter_recordings(infos, node, parse_label_selector(labels))
     click.echo(listing.format_recordings(infos, fmt))
+
+
+def _search_options(fn: Any) -> Any:
+    for option in reversed(
+        (
+            click.argument("text"),
+            click.option("--user", default="", help="Only sessions of this user."),
+            click.option("--node", default="", help="Only sessions on this node."),
+            click.option("--since", default="", help="Only sessions started since, e.g. 24h."),
+            click.option("--format", "fmt", type=click.Choice(listing.FORMATS), default="text"),
+        )
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _search(
+    call: Callable[[Callable[[AuthClient], Awaitable[Any]]], Any],
+    text: str,
+    user: str,
+    node: str,
+    since: str,
+    fmt: str,
+) -> None:
+    params: dict[str, Any] = {"q": text, "user": user, "node": node, "limit": 1000}
+    if since:
+        start = dt.datetime.now(dt.UTC) - (positive_ttl(since) or dt.timedelta(0))
+        params["since"] = start.isoformat()
+    answer: wire.SearchResponse = call(lambda c: c.search_recordings(params))
+    if fmt == "json":
+        click.echo(json.dumps([h.model_dump() for h in answer.hits], indent=2))
+        return
+    rows = [
+        [
+            h.sid,
+            h.user,
+            h.login,
+            h.node,
+            format_duration(dt.timedelta(milliseconds=h.offset_ms - h.offset_ms % 1000)),
+            h.line,
+        ]
+        for h in answer.hits
+    ]
+    click.echo(table(["Session", "User", "Login", "Node", "At", "Line"], rows))
+
+
+@tsh_recordings.command("search")
+@_search_options
+def tsh_recordings_search(text: str, user: str, node: str, since: str, fmt: str) -> None:
+    """Find recorded sessions by what they showed; tsh play ID --at AT starts there."""
+    _search(_with_profile_client, text, user, node, since, fmt)
+
+
+@tctl_recordings.command("search")
+@_search_options
+@click.pass_obj
+def tctl_recordings_search(
+    conn: AuthConnection, text: str, user: str, node: str, since: str, fmt: str
+) -> None:
+    """Find recorded sessions by what they showed."""
+    _search(conn.call, text, user, node, since, fmt)
 
 
 @tctl_recordings.command("verify")

@@ -182,6 +182,7 @@ class Player:
         *,
         speed: float = 1.0,
         idle_cap_s: float | None = None,
+        start_s: float = 0.0,
     ) -> None:
         self._frames = recording.frames
         self._times = idle_capped_times(recording.frames, idle_cap_s)
@@ -190,6 +191,15 @@ class Player:
         self.position_s = 0.0  # on the replay's timeline, not the wall clock
         self.paused = False
         self._next = 0  # index of the first frame not yet written
+        # --at: the screen as it was at that time, drawn at once; real time from there.
+        self._start_at = (
+            next(
+                (t for f, t in zip(self._frames, self._times, strict=True) if f.time_s >= start_s),
+                self._times[-1] if self._times else 0.0,
+            )
+            if start_s > 0
+            else 0.0
+        )
 
     @property
     def finished(self) -> bool:
@@ -197,6 +207,8 @@ class Player:
 
     async def run(self, commands: asyncio.Queue[Command] | None = None) -> None:
         loop = asyncio.get_running_loop()
+        if self._start_at:
+            self._play_until(self._start_at)
         while not self.finished or self.paused:
             command: Command
             if self.paused:

@@ -40,6 +40,7 @@ async def play_pty(
     idle_cap_s: float | None = None,
     stdin_fd: int | None = None,
     out: BinaryIO | None = None,
+    start_s: float = 0.0,
 ) -> None:
     """Replay ``recording`` to ``out`` (stdout) in real time, with keys when stdin is a TTY."""
     fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
@@ -49,7 +50,7 @@ async def play_pty(
         sink.write(text.encode("utf-8", "replace"))
         sink.flush()
 
-    player = Player(recording, write, speed=speed, idle_cap_s=idle_cap_s)
+    player = Player(recording, write, speed=speed, idle_cap_s=idle_cap_s, start_s=start_s)
     if not os.isatty(fd):
         await player.run(None)
         return

@@ -12,6 +12,7 @@ from pyteleport.errors import NotFoundError, TeleportError
 from pyteleport.events import codes
 from pyteleport.events.audit import Emitter
 from pyteleport.events.store import RecordingStore
+from pyteleport.events.textindex import RecordingIndex
 from pyteleport.model.duration import format_duration
 from pyteleport.model.timefmt import format_time
 
@@ -28,7 +29,9 @@ class RecordingRetention:
         clock: Clock,
         retention: dt.timedelta,
         interval_s: float = SWEEP_INTERVAL_S,
+        index: RecordingIndex | None = None,
     ) -> None:
+        self._index = index
         self._store = store
         self._audit = audit
         self._clock = clock
@@ -47,6 +50,8 @@ class RecordingRetention:
                 await self._store.delete(info.session_id)
             except NotFoundError:
                 continue  # removed meanwhile
+            if self._index is not None:
+                await self._index.delete(info.session_id)
             await self._audit.emit(
                 codes.RECORDING_DELETE,
                 {

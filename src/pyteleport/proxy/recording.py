@@ -26,6 +26,7 @@ from pyteleport.events.audit import Emitter
 from pyteleport.events.filetransfer import FileTransfer, ScpTap, SftpTap
 from pyteleport.events.recorder import SessionRecorder
 from pyteleport.events.store import RecordingStore
+from pyteleport.events.textindex import IndexedSession, RecordingIndex, SessionTextIndex
 from pyteleport.model.timefmt import format_time
 from pyteleport.policy.access import RoleSet
 from pyteleport.proxy.checkpoints import CheckpointSigner
@@ -75,6 +76,7 @@ class RecordingSettings:
     clock: Clock
     ending: SessionsEnding = field(default_factory=SessionsEnding)
     signer: CheckpointSigner | None = None  # signs checkpoints of each recording's chain
+    index: RecordingIndex | None = None  # the search index of what sessions showed
 
 
 class RecordedSession:
@@ -96,6 +98,10 @@ class RecordedSession:
         self.session_id = str(uuid.uuid4())
         self._recorder: SessionRecorder | None = None
         self._start = settings.clock.now()
+        self._start_s = settings.clock.monotonic()
+        self._text: SessionTextIndex | None = None
+        self._text_flushed_s = self._start_s
+        self._text_flush: asyncio.Task[None] | None = None
         self._index = 0
         self._tx = 0
         self._rx = 0
@@ -141,6 +147,49 @@ class RecordedSession:
         fields.update(extra)
         return fields
 
+    def _offset_ms(self) -> int:
+        return int((self._settings.clock.monotonic() - self._start_s) * 1000)
+
+    def _maybe_flush_text(self) -> None:
+        """Write the indexed lines once a second (not per packet), one write at a time."""
+        text = self._text
+        now_s = self._settings.clock.monotonic()
+        if text is None or not text.pending or now_s - self._text_flushed_s < 1.0:
+            return
+        if self._text_flush is not None and not self._text_flush.done():
+            return
+        self._text_flushed_s = now_s
+        self._text_flush = asyncio.get_running_loop().create_task(self._flush_text(final=False))
+
+    async def _flush_text(self, final: bool) -> None:
+        if self._text is None:
+            return
+        try:
+            await self._text.flush(self._offset_ms(), final=final)
+        except Exception as exc:  # the index is a convenience: never the session's end
+            log.warning("session %s: cannot index its text: %s", self.session_id, exc)
+
+    def _start_text_index(self, request: SessionRequest) -> None:
+        """Interactive sessions: the output lines (typed commands show in them as their echo;
+        keystrokes themselves are not indexed, as passwords typed at a prompt are keystrokes).
+        Exec sessions: the command. Other streams (scp, sftp, pipes) are not indexed."""
+        index = self._settings.index
+        if index is None or not (request.term_type or request.kind == "exec"):
+            return
+        self._text = SessionTextIndex(
+            index,
+            IndexedSession(
+                session_id=self.session_id,
+                user=self._target.user,
+                login=self._login,
+                node=self._target.hostname,
+                start=self._start,
+                participants=(self._target.user,),
+            ),
+        )
+        if request.kind == "exec" and not ScpTap.is_scp(request.command):
+            self._text.line(0, "input", request.command)
+
     async def started(self, request: SessionRequest) -> None:
         self._request = request
         self._interactive = bool(request.term_type)
@@ -173,6 +222,7 @@ class RecordedSession:
                 fsync_interval_s=1.0 if self._settings.mode.endswith("-sync") else 5.0,
                 checkpoint=self._checkpoint if self._settings.signer is not None else None,
             )
+            self._start_text_index(request)
         await self._settings.audit.emit(
             codes.SESSION_START,
             self._fields(
@@ -195,6 +245,9 @@ class RecordedSession:
                 self._sftp.from_server(data)
         elif self._recorder is not None:
             self._recorder.output(data)
+            if self._text is not None and self._interactive:
+                self._text.output(data, self._offset_ms())
+                self._maybe_flush_text()
 
     def input(self, data: bytes) -> None:
         self._rx += len(data)
@@ -229,6 +282,9 @@ class RecordedSession:
     async def _ended(self, result: SessionExit) -> None:
         if self._sftp is not None:
             self._sftp.finish()
+        if self._text_flush is not None:
+            await asyncio.wait([self._text_flush], timeout=5)
+        await self._flush_text(final=True)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         stop = self._settings.clock.now()

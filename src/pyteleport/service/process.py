@@ -103,7 +103,11 @@ class TeleportProcess:
             retention = cfg.auth_service.recordings_retention
             if retention is not None and self.auth.recordings is not None:
                 sweeper = RecordingRetention(
-                    self.auth.recordings, self.auth.audit, self.clock, retention
+                    self.auth.recordings,
+                    self.auth.audit,
+                    self.clock,
+                    retention,
+                    index=self.auth.recording_index,
                 )
                 self._retention = asyncio.get_running_loop().create_task(sweeper.run())
             await self._start_auth_listener()
@@ -283,6 +287,7 @@ class TeleportProcess:
             audit=self.auth.audit,
             clock=self.clock,
             signer=CheckpointSigner(self.auth.sign_recording_signer, cfg.teleport.nodename),
+            index=self.auth.recording_index,
         )
         self._ending = recording.ending
         service = ProxySSHService(

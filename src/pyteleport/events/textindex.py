@@ -1,0 +1,225 @@
+"""The search index of recordings: what was typed and what the screen showed, as text lines with
+their time offsets, kept in the backend as sessions run (``tsh recordings search``).
+
+Only interactive sessions (with a terminal) are indexed: a binary stream (scp, rsync, a tar
+pipe) is recorded but not searched. Lines are assembled from the bytes as a terminal would show
+them, roughly: escape sequences and control codes are dropped, a backspace removes a character,
+a carriage return starts the line again (input: ends it, as Enter does).
+"""
+
+from __future__ import annotations
+
+import codecs
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyteleport.backend import Backend, Item, prefix_end
+from pyteleport.model.timefmt import format_time, parse_time
+
+PREFIX = "/recordings/index/"
+MAX_LINE = 1000
+SEARCH_PAGE = 500
+_ESCAPES = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC
+    r"|\x1b[@-Z\\-_]"  # two-byte sequences
+    r"|\x1b[()*+][0-~]"  # character set selection
+)
+
+
+class LineAssembler:
+    """One stream's bytes → complete lines of text. ``typed`` reads it as keystrokes (Enter is
+    a carriage return); otherwise as a terminal's output."""
+
+    def __init__(self, typed: bool) -> None:
+        self._typed = typed
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._line: list[str] = []
+        self._pending = ""  # an escape sequence cut off by the end of a packet
+        self._return = False  # output: a carriage return was the last character
+
+    def feed(self, data: bytes) -> list[str]:
+        text = self._pending + self._decoder.decode(data)
+        self._pending = ""
+        cut = text.rfind("\x1b")
+        if cut != -1 and len(text) - cut < 64 and not _ESCAPES.match(text, cut):
+            text, self._pending = text[:cut], text[cut:]
+        text = _ESCAPES.sub("", text)
+        lines = []
+        for char in text:
+            if self._return:
+                # Output: a carriage return not followed by a line feed took the cursor back
+                # to the start of the line, and what follows overwrites it.
+                self._return = False
+                if char != "\n":
+                    self._line.clear()
+            if char == "\n" or (char == "\r" and self._typed):
+                lines.append(self._take())
+            elif char == "\r":
+                self._return = True
+            elif char in ("\b", "\x7f"):
+                if self._line:
+                    self._line.pop()
+            elif char == "\x15" and self._typed:  # Ctrl-U
+                self._line.clear()
+            elif (char == "\t" or char >= " ") and len(self._line) < MAX_LINE:
+                self._line.append(char)
+        return [line for line in lines if line.strip()]
+
+    def flush(self) -> list[str]:
+        line = self._take()
+        return [line] if line.strip() else []
+
+    def _take(self) -> str:
+        line = "".join(self._line).rstrip()
+        self._line.clear()
+        return line
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedSession:
+    """Who and where, stored with each batch of lines so a search needs no other lookup."""
+
+    session_id: str
+    user: str
+    login: str
+    node: str
+    start: dt.datetime
+    participants: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    session: IndexedSession
+    offset_ms: int
+    kind: str  # "input" or "output"
+    line: str
+
+
+class RecordingIndex:
+    """Batches of lines under ``/recordings/index/<sid>/<batch>``."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+
+    async def add(
+        self, session: IndexedSession, batch: int, lines: Sequence[tuple[int, str, str]]
+    ) -> None:
+        """``lines``: (offset in ms, "input" or "output", text)."""
+        value = {
+            "sid": session.session_id,
+            "user": session.user,
+            "login": session.login,
+            "node": session.node,
+            "start": format_time(session.start),
+            "participants": list(session.participants),
+            "lines": [list(line) for line in lines],
+        }
+        key = f"{PREFIX}{session.session_id}/{batch:08d}"
+        await self._backend.put(Item(key=key, value=json.dumps(value).encode()))
+
+    async def delete(self, session_id: str) -> None:
+        start = f"{PREFIX}{session_id}/"
+        await self._backend.delete_range(start, prefix_end(start))
+
+    async def search(
+        self,
+        text: str,
+        *,
+        user: str = "",
+        node: str = "",
+        since: dt.datetime | None = None,
+        visible: Any = None,
+        limit: int = 100,
+    ) -> list[SearchHit]:
+        """Lines holding ``text`` (case-insensitive), oldest session first; ``visible(session)``
+        decides which sessions the caller may see. Read a page at a time."""
+        needle = text.casefold()
+        hits: list[SearchHit] = []
+        start, end = PREFIX, prefix_end(PREFIX)
+        while True:
+            page = await self._backend.get_range(start, end, limit=SEARCH_PAGE)
+            for item in page:
+                hits.extend(_matches(item.value, needle, user, node, since, visible))
+                if len(hits) >= limit:
+                    return hits[:limit]
+            if len(page) < SEARCH_PAGE:
+                return hits
+            start = page[-1].key + "\x01"
+
+
+def _matches(
+    raw: bytes,
+    needle: str,
+    user: str,
+    node: str,
+    since: dt.datetime | None,
+    visible: Any,
+) -> Iterable[SearchHit]:
+    try:
+        doc = json.loads(raw)
+        session = IndexedSession(
+            session_id=str(doc["sid"]),
+            user=str(doc["user"]),
+            login=str(doc["login"]),
+            node=str(doc["node"]),
+            start=parse_time(str(doc["start"])),
+            participants=tuple(str(p) for p in doc.get("participants", [])),
+        )
+        lines = [(int(o), str(k), str(t)) for o, k, t in doc["lines"]]
+    except (ValueError, KeyError, TypeError):
+        return []
+    if (user and session.user != user) or (node and session.node != node):
+        return []
+    if since is not None and session.start < since:
+        return []
+    if visible is not None and not visible(session):
+        return []
+    return [
+        SearchHit(session, offset, kind, line)
+        for offset, kind, line in lines
+        if needle in line.casefold()
+    ]
+
+
+class SessionTextIndex:
+    """One interactive session's lines, written to the index a batch at a time: when a second
+    has passed since the last batch, and at the end (:meth:`flush`)."""
+
+    def __init__(self, index: RecordingIndex, session: IndexedSession) -> None:
+        self._index = index
+        self.session = session
+        self._output = LineAssembler(typed=False)
+        self._input = LineAssembler(typed=True)
+        self._lines: list[tuple[int, str, str]] = []
+        self._batch = 0
+
+    def output(self, data: bytes, offset_ms: int) -> None:
+        self._lines += [(offset_ms, "output", line) for line in self._output.feed(data)]
+
+    def input(self, data: bytes, offset_ms: int) -> None:
+        self._lines += [(offset_ms, "input", line) for line in self._input.feed(data)]
+
+    def line(self, offset_ms: int, kind: str, text: str) -> None:
+        """A line known whole, such as an exec's command."""
+        if text.strip():
+            self._lines.append((offset_ms, kind, text[:MAX_LINE]))
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._lines)
+
+    async def flush(self, offset_ms: int, final: bool = False) -> None:
+        if final:
+            self._lines += [(offset_ms, "output", line) for line in self._output.flush()]
+            self._lines += [(offset_ms, "input", line) for line in self._input.flush()]
+        if not self._lines:
+            return
+        lines, self._lines = self._lines, []
+        batch, self._batch = self._batch, self._batch + 1
+        await self._index.add(self.session, batch, lines)

@@ -1,0 +1,71 @@
+"""The search index: lines as a terminal showed them, stored in batches, found by text with the
+caller's visibility applied."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pyteleport.backend.memory import MemoryBackend
+from pyteleport.events.textindex import (
+    IndexedSession,
+    LineAssembler,
+    RecordingIndex,
+    SessionTextIndex,
+)
+
+START = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("packets", "lines"),
+    [
+        ([b"\x1b[1;32muser@host\x1b[0m:~$ ls\r\n"], ["user@host:~$ ls"]),
+        ([b"progress 10%\rprogress 100%\r\n"], ["progress 100%"]),
+        ([b"typo\b\bed\r\n"], ["tyed"]),  # a backspace moves back; what follows overwrites
+        ([b"\x1b[3", b"1mred\x1b[0m\r\n"], ["red"]),  # an escape split across packets
+        ([b"caf\xc3", b"\xa9\r\n"], ["café"]),
+        ([b"\x1b]0;title\x07prompt$ \r\n", b"\r\n"], ["prompt$"]),
+    ],
+)
+def test_output_becomes_the_lines_the_screen_showed(packets: list[bytes], lines: list[str]) -> None:
+    assembler = LineAssembler(typed=False)
+    out = [line for packet in packets for line in assembler.feed(packet)]
+    assert out + assembler.flush() == lines
+
+
+def test_keystrokes_end_a_line_at_enter() -> None:
+    assembler = LineAssembler(typed=True)
+    assert assembler.feed(b"rm -rf /vv\x7far/lib\x1b[D\r") == ["rm -rf /var/lib"]
+
+
+def session(sid: str, user: str, node: str = "db1") -> IndexedSession:
+    return IndexedSession(sid, user, "root", node, START, (user,))
+
+
+async def test_search_finds_lines_with_their_offsets_and_respects_visibility() -> None:
+    index = RecordingIndex(MemoryBackend())
+    text = SessionTextIndex(index, session("s1", "alice"))
+    text.output(b"$ rm -rf /var/lib/mysql\r\n", 1500)
+    await text.flush(1500)
+    text.output(b"done", 2000)
+    await text.flush(2500, final=True)
+    other = SessionTextIndex(index, session("s2", "bob", node="web1"))
+    other.line(0, "input", "RM -RF /var/lib/mysql")
+    await other.flush(0)
+
+    hits = await index.search("rm -rf /var/lib/MYSQL")
+    assert [(h.session.session_id, h.offset_ms, h.kind) for h in hits] == [
+        ("s1", 1500, "output"),
+        ("s2", 0, "input"),
+    ]
+    assert [h.session.session_id for h in await index.search("rm -rf", node="web1")] == ["s2"]
+    assert [h.session.session_id for h in await index.search("rm -rf", user="alice")] == ["s1"]
+    only_bob = await index.search("rm", visible=lambda s: "bob" in s.participants)
+    assert [h.session.session_id for h in only_bob] == ["s2"]
+    assert [h.line for h in await index.search("done")] == ["done"]
+    later = await index.search("rm", since=START + dt.timedelta(hours=1))
+    assert later == []
+    await index.delete("s1")
+    assert [h.session.session_id for h in await index.search("rm")] == ["s2"]
