@@ -106,6 +106,63 @@ class Agent:
             self.pid = 0
 
 
+# The S3 server takes any credentials; these are what the lab gives every client of it.
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "lab-access-key",
+    "AWS_SECRET_ACCESS_KEY": "lab-secret-key",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class S3Server:
+    """moto's standalone S3-compatible server on 127.0.0.1, for the recording store."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.root / "s3.log", "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [binary("moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **S3_CREDENTIALS},
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise LabError(f"the S3 server exited: see {self.root / 's3.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise LabError(f"the S3 server did not start in time: see {self.root / 's3.log'}")
+
+    def create_bucket(self, name: str) -> None:
+        import boto3
+
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=S3_CREDENTIALS["AWS_DEFAULT_REGION"],
+            aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+        client.create_bucket(Bucket=name)
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
+
+
 @dataclass
 class Cluster:
     """One ``teleport start`` (auth + proxy in one process: the process the figures are of)."""

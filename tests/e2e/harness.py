@@ -71,6 +71,8 @@ class Cluster:
     session_recording: str = "proxy"
     extra_auth: str = ""
     extra_proxy: str = ""
+    audit_sessions_uri: str = ""
+    env: dict[str, str] = field(default_factory=dict)  # added to teleport's environment
     web_port: int = field(default_factory=free_port)
     auth_port: int = field(default_factory=free_port)
     ssh_port: int = field(default_factory=free_port)
@@ -97,6 +99,7 @@ class Cluster:
                   nodename: proxy1
                   data_dir: {self.data_dir}
                   log: {{output: stderr, severity: INFO}}
+                  storage: {{type: sqlite, audit_sessions_uri: "{self.audit_sessions_uri}"}}
                 auth_service:
                   enabled: yes
                   cluster_name: {self.cluster_name}
@@ -126,6 +129,7 @@ class Cluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
+            env={**os.environ, **self.env},
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         context = ssl._create_unverified_context()

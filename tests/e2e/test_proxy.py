@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -1050,3 +1051,34 @@ def test_tctl_recordings_verify_finds_a_changed_byte(guide: Guide) -> None:
     res = guide.cluster.tctl("recordings", "verify", "--all")
     assert res.code == 1
     assert res.out.startswith(f"{path.stem}: chunk ") and "hash mismatch" in res.out, res.text
+
+
+def test_recordings_go_to_s3_compatible_storage(tmp_path: Path, client: Client) -> None:
+    from bench.lab import S3_CREDENTIALS, S3Server
+
+    s3 = S3Server(tmp_path / "s3")
+    s3.start()
+    try:
+        s3.create_bucket("recordings")
+        cluster = proxy_cluster(
+            tmp_path,
+            audit_sessions_uri=f"s3://recordings/example?endpoint={s3.endpoint}&region=us-east-1",
+            env=S3_CREDENTIALS,
+        )
+        try:
+            guide = make_guide(tmp_path, cluster, client)
+            assert guide.ssh("echo stored-in-s3").code == 0
+            guide.sshd.stop()
+            [upload] = guide.wait_events("session.upload")
+            assert upload["url"] == f"s3://recordings/example/{upload['sid']}.rec"
+            assert not (cluster.data_dir / "records").exists()  # nothing kept on local disk
+            listed = cluster.tctl("recordings", "ls", "--format=json")
+            assert [r["sid"] for r in json.loads(listed.out)] == [upload["sid"]], listed.text
+            played = client.tsh("play", upload["sid"], "--format=text")
+            assert "stored-in-s3" in played.out, played.text
+            verified = cluster.tctl("recordings", "verify", upload["sid"])
+            assert verified.code == 0 and "intact" in verified.out, verified.text
+        finally:
+            assert cluster.stop() == 0
+    finally:
+        s3.stop()

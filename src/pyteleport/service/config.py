@@ -45,6 +45,8 @@ class LogConfig:
 @dataclass
 class StorageConfig:
     type: str = "sqlite"
+    # where finished recordings go: "" is <data_dir>/records; s3://bucket/prefix?... is S3
+    audit_sessions_uri: str = ""
 
 
 @dataclass
@@ -279,10 +281,17 @@ def _teleport(r: _Reader) -> TeleportSection:
         nodename=r.string("nodename", "") or socket.gethostname(),
         data_dir=r.string("data_dir", DEFAULT_DATA_DIR),
         log=_section(r, "log", _log),
-        storage=_section(
-            r, "storage", lambda s: StorageConfig(type=s.choice("type", "sqlite", STORAGE_TYPES))
-        ),
+        storage=_section(r, "storage", _storage),
     )
+
+
+def _storage(r: _Reader) -> StorageConfig:
+    uri = r.string("audit_sessions_uri", "")
+    if uri:
+        from pyteleport.events.s3store import parse_sessions_uri
+
+        parse_sessions_uri(uri, r.key("audit_sessions_uri"))
+    return StorageConfig(type=r.choice("type", "sqlite", STORAGE_TYPES), audit_sessions_uri=uri)
 
 
 def _auth(r: _Reader, nodename: str) -> AuthService:
@@ -515,7 +524,14 @@ def render_config(config: Config) -> str:
                 "severity": t.log.severity,
                 "format": {"output": t.log.format.output},
             },
-            "storage": {"type": t.storage.type},
+            "storage": {
+                "type": t.storage.type,
+                **(
+                    {"audit_sessions_uri": t.storage.audit_sessions_uri}
+                    if t.storage.audit_sessions_uri
+                    else {}
+                ),
+            },
         },
         "auth_service": {
             "enabled": a.enabled,

@@ -26,7 +26,7 @@ from pyteleport.clock import Clock, SystemClock
 from pyteleport.crypto import tlsca
 from pyteleport.errors import BadParameterError
 from pyteleport.events.retention import RecordingRetention
-from pyteleport.events.store import FileRecordingStore, complete_pending_uploads
+from pyteleport.events.store import FileRecordingStore, RecordingStore, complete_pending_uploads
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
 from pyteleport.proxy.checkpoints import CheckpointSigner
 from pyteleport.proxy.recording import (
@@ -97,7 +97,7 @@ class TeleportProcess:
                 cfg.auth_service.cluster_name,
                 clock=self.clock,
                 second_factor=cfg.auth_service.authentication.second_factor,
-                recordings=FileRecordingStore(self.data_dir / "records"),
+                recordings=self._recording_store(),
             )
             await self._finish_uploads()
             retention = cfg.auth_service.recordings_retention
@@ -117,6 +117,16 @@ class TeleportProcess:
         except BaseException:
             await self.aclose()
             raise
+
+    def _recording_store(self) -> RecordingStore:
+        uri = self.config.teleport.storage.audit_sessions_uri
+        if uri:
+            # Imported only here: boto3 takes a moment to import, and most clusters keep
+            # their recordings on disk.
+            from pyteleport.events.s3store import S3RecordingStore, parse_sessions_uri
+
+            return S3RecordingStore(parse_sessions_uri(uri))
+        return FileRecordingStore(self.data_dir / "records")
 
     def _prepare_data_dir(self) -> None:
         path = self.data_dir

@@ -1,0 +1,254 @@
+"""Recordings in S3-compatible object storage, configured as Teleport writes it:
+``teleport.storage.audit_sessions_uri: s3://bucket/prefix?region=R&endpoint=URL&insecure=true``.
+
+Each recording is ``<prefix>/<sid>.rec`` (or ``.cast``), with its listing entry beside it in
+``<prefix>/<sid>.json``, written last: a recording is listed once it is whole. Credentials come
+from the standard AWS chain (environment, shared config files, instance roles), never from
+teleport.yaml. boto3 is blocking, so every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import datetime as dt
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import boto3.exceptions
+import botocore.config
+import botocore.exceptions
+
+from pyteleport.errors import BadParameterError, NotFoundError, RecordingError
+from pyteleport.events.recorder import recording_file_name
+from pyteleport.events.recordingfile import SUFFIXES
+from pyteleport.events.store import CHUNK_BYTES, RecordingInfo, read_info
+from pyteleport.model.timefmt import format_time, parse_time
+
+log = logging.getLogger("pyteleport.events")
+T = TypeVar("T")
+_BOOL = ("true", "1", "yes")
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    bucket: str
+    prefix: str = ""
+    region: str = ""
+    endpoint: str = ""  # a custom endpoint implies path-style addressing
+    insecure: bool = False  # do not verify the endpoint's TLS certificate
+    disable_sse: bool = False
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+def parse_sessions_uri(uri: str, key: str = "audit_sessions_uri") -> S3Location:
+    parts = urlsplit(uri)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise BadParameterError(
+            f'{key}: expected s3://bucket/prefix?region=...&endpoint=..., got "{uri}"'
+        )
+    query = parse_qs(parts.query)
+    known = {"region", "endpoint", "insecure", "disablesse"}
+    for name in query:
+        if name not in known:
+            raise BadParameterError(
+                f'{key}: unknown parameter "{name}", expected one of: ' + ",".join(sorted(known))
+            )
+
+    def one(name: str) -> str:
+        return query.get(name, [""])[-1]
+
+    endpoint = one("endpoint")
+    if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
+        raise BadParameterError(f"{key}: endpoint must be an http:// or https:// URL")
+    return S3Location(
+        bucket=parts.netloc,
+        prefix=parts.path.strip("/"),
+        region=one("region"),
+        endpoint=endpoint,
+        insecure=one("insecure").lower() in _BOOL,
+        disable_sse=one("disablesse").lower() in _BOOL,
+    )
+
+
+class S3RecordingStore:
+    def __init__(self, location: S3Location) -> None:
+        self.location = location
+        config = botocore.config.Config(
+            s3={"addressing_style": "path" if location.endpoint else "auto"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        self._client: Any = boto3.client(
+            "s3",
+            region_name=location.region or None,
+            endpoint_url=location.endpoint or None,
+            verify=not location.insecure,
+            config=config,
+        )
+
+    def _key(self, name: str) -> str:
+        return f"{self.location.prefix}/{name}" if self.location.prefix else name
+
+    async def _call(self, fn: Callable[[], T], what: str) -> T:
+        try:
+            return await asyncio.to_thread(fn)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise NotFoundError(f"{what}: not found") from exc
+            raise RecordingError(
+                f"{what} in {self.location.uri}: {code or exc}: check the bucket and the AWS "
+                "credentials"
+            ) from exc
+        except boto3.exceptions.Boto3Error as exc:  # upload_file wraps the ClientError
+            raise RecordingError(
+                f"{what} in {self.location.uri}: {exc}: check the bucket and the AWS credentials"
+            ) from exc
+        except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            raise RecordingError(
+                f"{what}: cannot reach {self.location.endpoint or 'S3'}: {exc}"
+            ) from exc
+
+    def _put_args(self) -> dict[str, Any]:
+        return {} if self.location.disable_sse else {"ServerSideEncryption": "AES256"}
+
+    async def upload(self, session_id: str, path: Path) -> str:
+        suffix = path.suffix if path.suffix in SUFFIXES else SUFFIXES[0]
+        key = self._key(recording_file_name(session_id, suffix))
+        try:
+            info = await asyncio.to_thread(read_info, path)
+        except FileNotFoundError:
+            raise NotFoundError(f"no recording file at {path}") from None
+        extra = self._put_args()
+        bucket = self.location.bucket
+        await self._call(
+            lambda: self._client.upload_file(str(path), bucket, key, ExtraArgs=extra or None),
+            f"storing recording {session_id}",
+        )
+        body = json.dumps(_info_to_doc(info, key)).encode()
+        await self._call(
+            lambda: self._client.put_object(
+                Bucket=bucket, Key=self._key(f"{session_id}.json"), Body=body, **extra
+            ),
+            f"storing recording {session_id}",
+        )
+        return f"s3://{bucket}/{key}"
+
+    async def _doc(self, session_id: str) -> dict[str, Any]:
+        recording_file_name(session_id)  # refuses an id that is no plain name
+        key = self._key(f"{session_id}.json")
+        try:
+            answer = await self._call(
+                lambda: self._client.get_object(Bucket=self.location.bucket, Key=key),
+                f"recording {session_id}",
+            )
+        except NotFoundError:
+            raise NotFoundError(f'recording for session "{session_id}" is not found') from None
+        data: bytes = await asyncio.to_thread(answer["Body"].read)
+        doc = json.loads(data)
+        if not isinstance(doc, dict):
+            raise RecordingError(f"the listing entry of recording {session_id} is corrupt")
+        return doc
+
+    async def list(self) -> builtins.list[RecordingInfo]:
+        bucket, prefix = self.location.bucket, self._key("")
+
+        def keys() -> builtins.list[str]:
+            found = []
+            paginator = self._client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    name = str(item["Key"])[len(prefix) :]
+                    if name.endswith(".json") and "/" not in name:
+                        found.append(name[: -len(".json")])
+            return found
+
+        out = []
+        for session_id in await self._call(keys, "listing recordings"):
+            try:
+                out.append(_info_from_doc(await self._doc(session_id)))
+            except NotFoundError:
+                continue  # removed meanwhile
+            except (RecordingError, ValueError, KeyError, TypeError) as exc:
+                log.warning("skipping unreadable recording %s: %s", session_id, exc)
+        out.sort(key=lambda info: (info.timestamp, info.session_id), reverse=True)
+        return out
+
+    async def info(self, session_id: str) -> RecordingInfo:
+        return _info_from_doc(await self._doc(session_id))
+
+    async def read(self, session_id: str) -> bytes:
+        doc = await self._doc(session_id)
+        answer = await self._call(
+            lambda: self._client.get_object(Bucket=self.location.bucket, Key=doc["key"]),
+            f"recording {session_id}",
+        )
+        data: bytes = await asyncio.to_thread(answer["Body"].read)
+        return data
+
+    async def chunks(self, session_id: str) -> AsyncIterator[bytes]:
+        doc = await self._doc(session_id)
+        answer = await self._call(
+            lambda: self._client.get_object(Bucket=self.location.bucket, Key=doc["key"]),
+            f"recording {session_id}",
+        )
+        body = answer["Body"]
+        try:
+            while piece := await asyncio.to_thread(body.read, CHUNK_BYTES):
+                yield piece
+        finally:
+            body.close()
+
+    async def delete(self, session_id: str) -> None:
+        doc = await self._doc(session_id)
+        bucket = self.location.bucket
+        await self._call(
+            lambda: self._client.delete_object(Bucket=bucket, Key=self._key(f"{session_id}.json")),
+            f"removing recording {session_id}",
+        )
+        await self._call(
+            lambda: self._client.delete_object(Bucket=bucket, Key=doc["key"]),
+            f"removing recording {session_id}",
+        )
+
+
+def _info_to_doc(info: RecordingInfo, key: str) -> dict[str, Any]:
+    return {
+        "key": key,
+        "sid": info.session_id,
+        "kind": info.kind,
+        "user": info.user,
+        "login": info.login,
+        "participants": list(info.participants),
+        "server_hostname": info.server_hostname,
+        "session_start": format_time(info.timestamp),
+        "duration_s": info.duration_s,
+        "command": info.command,
+        "server_labels": dict(info.server_labels),
+    }
+
+
+def _info_from_doc(doc: dict[str, Any]) -> RecordingInfo:
+    return RecordingInfo(
+        session_id=str(doc["sid"]),
+        kind=str(doc["kind"]),
+        user=str(doc["user"]),
+        login=str(doc["login"]),
+        participants=tuple(str(p) for p in doc["participants"]),
+        server_hostname=str(doc["server_hostname"]),
+        timestamp=parse_time(str(doc["session_start"])).astimezone(dt.UTC),
+        duration_s=float(doc["duration_s"]),
+        command=str(doc.get("command", "")),
+        server_labels={str(k): str(v) for k, v in dict(doc.get("server_labels", {})).items()},
+    )
