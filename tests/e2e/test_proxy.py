@@ -1082,3 +1082,60 @@ def test_recordings_go_to_s3_compatible_storage(tmp_path: Path, client: Client) 
             assert cluster.stop() == 0
     finally:
         s3.stop()
+
+
+def test_with_s3_a_killed_proxys_session_is_in_s3_already_and_whole_after_the_restart(
+    tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from bench.lab import S3_CREDENTIALS, S3Server
+
+    from pyteleport.events.s3store import S3RecordingStore, parse_sessions_uri
+
+    s3 = S3Server(tmp_path / "s3")
+    s3.start()
+    uri = f"s3://recordings/example?endpoint={s3.endpoint}&region=us-east-1"
+    for name, value in S3_CREDENTIALS.items():  # for the store this test reads S3 with
+        monkeypatch.setenv(name, value)
+    store = S3RecordingStore(parse_sessions_uri(uri))
+    try:
+        s3.create_bucket("recordings")
+        cluster = proxy_cluster(tmp_path, audit_sessions_uri=uri, env=S3_CREDENTIALS)
+        guide = make_guide(tmp_path, cluster, client)
+        session = subprocess.Popen(
+            guide.ssh_argv("echo before-the-crash; sleep 3; echo after-3s; sleep 60"),
+            env=client.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            # S3 holds the output a few seconds after it was shown, before the session ends.
+            deadline = time.monotonic() + 30
+            seen = ""
+            while time.monotonic() < deadline and "after-3s" not in seen:
+                time.sleep(0.5)
+                listed = asyncio.run(store.list())
+                if listed:
+                    _, frames = decode_recording(asyncio.run(store.read(listed[0].session_id)))
+                    seen = "".join(f.data for f in frames)
+            assert "before-the-crash" in seen and "after-3s" in seen, seen
+            assert cluster.proc is not None
+            cluster.proc.kill()
+            cluster.proc.wait(timeout=10)
+            cluster.proc = None
+        finally:
+            session.kill()
+            session.wait(timeout=10)
+            guide.sshd.stop()
+        cluster.start()
+        try:
+            [upload] = guide.wait_events("session.upload")
+            assert upload["recovered"] is True
+            assert upload["url"] == f"s3://recordings/example/{upload['sid']}.rec"
+            _, frames = decode_recording(asyncio.run(store.read(upload["sid"])))
+            assert "after-3s" in "".join(f.data for f in frames)
+        finally:
+            assert cluster.stop() == 0
+    finally:
+        s3.stop()

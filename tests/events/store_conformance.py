@@ -65,6 +65,17 @@ async def make_recording(
 
 
 class RecordingStoreConformance:
+    async def test_parts_sent_while_it_ran_are_replaced_by_the_upload(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        path = await make_recording(tmp_path / "local", "s1", body=os.urandom(3000))
+        data = path.read_bytes()
+        await store.append_part("s1", 0, data[:1000])
+        await store.append_part("s1", 1000, data[1000:2500])
+        await store.upload("s1", path)
+        assert await store.read("s1") == data
+        assert [i.session_id for i in await store.list()] == ["s1"]
+
     async def test_a_deleted_recording_is_gone(self, store: RecordingStore, tmp_path: Path) -> None:
         await store.upload("s1", await make_recording(tmp_path / "local", "s1"))
         await store.upload("s2", await make_recording(tmp_path / "local", "s2"))

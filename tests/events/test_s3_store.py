@@ -86,3 +86,18 @@ def test_the_uri_is_read_as_teleport_writes_it() -> None:
     ):
         with pytest.raises(BadParameterError, match=message):
             parse_sessions_uri(bad)
+
+
+async def test_a_session_whose_proxy_died_is_its_parts(s3: S3Server, tmp_path: Path) -> None:
+    store = new_store(s3)
+    path = await make_recording(tmp_path, "lost", duration_s=4.0, body=b"before the end\r\n")
+    data = path.read_bytes()
+    cut = len(data) // 2
+    await store.append_part("lost", 0, data[:cut])
+    await store.append_part("lost", cut, data[cut:])
+    [info] = await store.list()
+    assert (info.session_id, info.user) == ("lost", "joe")
+    assert await store.read("lost") == data
+    assert b"".join([piece async for piece in store.chunks("lost")]) == data
+    await store.delete("lost")
+    assert await store.list() == []

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import datetime as dt
+import functools
 import json
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +83,12 @@ def parse_sessions_uri(uri: str, key: str = "audit_sessions_uri") -> S3Location:
 
 
 class S3RecordingStore:
+    """Finished recordings as one object each; a running session's bytes as parts under
+    ``<prefix>/<sid>/parts/<offset>`` (``append_part``), which the finished upload replaces. A
+    recording whose proxy died for good is its parts: listed and read from them."""
+
+    live_parts = True
+
     def __init__(self, location: S3Location) -> None:
         self.location = location
         config = botocore.config.Config(
@@ -143,7 +151,58 @@ class S3RecordingStore:
             ),
             f"storing recording {session_id}",
         )
+        await self._delete_parts(session_id)
         return f"s3://{bucket}/{key}"
+
+    def _part_prefix(self, session_id: str) -> str:
+        return self._key(f"{session_id}/parts/")
+
+    async def append_part(self, session_id: str, offset: int, data: bytes) -> None:
+        recording_file_name(session_id)
+        key = f"{self._part_prefix(session_id)}{offset:016d}"
+        bucket, extra = self.location.bucket, self._put_args()
+        await self._call(
+            lambda: self._client.put_object(Bucket=bucket, Key=key, Body=data, **extra),
+            f"storing part of recording {session_id}",
+        )
+
+    async def _part_keys(self, session_id: str) -> builtins.list[str]:
+        bucket, prefix = self.location.bucket, self._part_prefix(session_id)
+
+        def keys() -> builtins.list[str]:
+            found = []
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=bucket, Prefix=prefix
+            ):
+                found += [str(item["Key"]) for item in page.get("Contents", [])]
+            return sorted(found)
+
+        return await self._call(keys, f"listing parts of recording {session_id}")
+
+    async def _read_parts(self, session_id: str) -> bytes:
+        """The parts of a recording whose session never finished, put together (as far as
+        they run on without a gap)."""
+        out = bytearray()
+        for key in await self._part_keys(session_id):
+            offset = int(key.rsplit("/", 1)[1])
+            if offset != len(out):
+                break  # a part missing: what follows would not link anyway
+            answer = await self._call(
+                functools.partial(self._client.get_object, Bucket=self.location.bucket, Key=key),
+                f"recording {session_id}",
+            )
+            out += await asyncio.to_thread(answer["Body"].read)
+        if not out:
+            raise NotFoundError(f'recording for session "{session_id}" is not found')
+        return bytes(out)
+
+    async def _delete_parts(self, session_id: str) -> None:
+        bucket = self.location.bucket
+        for key in await self._part_keys(session_id):
+            await self._call(
+                functools.partial(self._client.delete_object, Bucket=bucket, Key=key),
+                f"removing parts of recording {session_id}",
+            )
 
     async def _doc(self, session_id: str) -> dict[str, Any]:
         recording_file_name(session_id)  # refuses an id that is no plain name
@@ -164,18 +223,26 @@ class S3RecordingStore:
     async def list(self) -> builtins.list[RecordingInfo]:
         bucket, prefix = self.location.bucket, self._key("")
 
-        def keys() -> builtins.list[str]:
-            found = []
+        def keys() -> tuple[builtins.list[str], set[str]]:
+            found, unfinished = [], set()
             paginator = self._client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     name = str(item["Key"])[len(prefix) :]
                     if name.endswith(".json") and "/" not in name:
                         found.append(name[: -len(".json")])
-            return found
+                    elif "/parts/" in name:
+                        unfinished.add(name.split("/", 1)[0])
+            return found, unfinished
 
+        finished, unfinished = await self._call(keys, "listing recordings")
         out = []
-        for session_id in await self._call(keys, "listing recordings"):
+        for session_id in sorted(unfinished - set(finished)):
+            try:
+                out.append(await self._parts_info(session_id))
+            except (NotFoundError, RecordingError, BadParameterError) as exc:
+                log.warning("skipping unreadable recording %s: %s", session_id, exc)
+        for session_id in finished:
             try:
                 out.append(_info_from_doc(await self._doc(session_id)))
             except NotFoundError:
@@ -185,11 +252,28 @@ class S3RecordingStore:
         out.sort(key=lambda info: (info.timestamp, info.session_id), reverse=True)
         return out
 
+    async def _parts_info(self, session_id: str) -> RecordingInfo:
+        data = await self._read_parts(session_id)
+
+        def info() -> RecordingInfo:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / recording_file_name(session_id)
+                path.write_bytes(data)
+                return read_info(path)
+
+        return await asyncio.to_thread(info)
+
     async def info(self, session_id: str) -> RecordingInfo:
-        return _info_from_doc(await self._doc(session_id))
+        try:
+            return _info_from_doc(await self._doc(session_id))
+        except NotFoundError:
+            return await self._parts_info(session_id)
 
     async def read(self, session_id: str) -> bytes:
-        doc = await self._doc(session_id)
+        try:
+            doc = await self._doc(session_id)
+        except NotFoundError:
+            return await self._read_parts(session_id)
         answer = await self._call(
             lambda: self._client.get_object(Bucket=self.location.bucket, Key=doc["key"]),
             f"recording {session_id}",
@@ -198,7 +282,13 @@ class S3RecordingStore:
         return data
 
     async def chunks(self, session_id: str) -> AsyncIterator[bytes]:
-        doc = await self._doc(session_id)
+        try:
+            doc = await self._doc(session_id)
+        except NotFoundError:
+            data = await self._read_parts(session_id)
+            for start in range(0, len(data), CHUNK_BYTES):
+                yield data[start : start + CHUNK_BYTES]
+            return
         answer = await self._call(
             lambda: self._client.get_object(Bucket=self.location.bucket, Key=doc["key"]),
             f"recording {session_id}",
@@ -211,7 +301,13 @@ class S3RecordingStore:
             body.close()
 
     async def delete(self, session_id: str) -> None:
-        doc = await self._doc(session_id)
+        try:
+            doc = await self._doc(session_id)
+        except NotFoundError:
+            if not await self._part_keys(session_id):
+                raise
+            await self._delete_parts(session_id)
+            return
         bucket = self.location.bucket
         await self._call(
             lambda: self._client.delete_object(Bucket=bucket, Key=self._key(f"{session_id}.json")),

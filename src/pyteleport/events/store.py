@@ -52,6 +52,15 @@ class RecordingInfo:
 
 
 class RecordingStore(Protocol):
+    # True if the store takes a running session's bytes as they come (:meth:`append_part`):
+    # a store elsewhere than the spool's disk, so a host that dies for good loses little.
+    live_parts: bool
+
+    async def append_part(self, session_id: str, offset: int, data: bytes) -> None:
+        """Store ``data``, the bytes at ``offset`` of a running session's recording file. The
+        parts put together are the recording so far; :meth:`upload` replaces them."""
+        ...
+
     async def upload(self, session_id: str, path: Path) -> str:
         """Store the file at ``path`` as the recording of ``session_id`` (again: replaced, so a
         retried upload is harmless); the URL where it now lives."""
@@ -111,8 +120,13 @@ class FileRecordingStore:
     """Recordings as files in one directory (0700), each ``<sid>.rec`` (0600), or
     ``<sid>.cast`` if it was recorded before the chunked format."""
 
+    live_parts = False  # the spool is on the same disk: nothing to send before the end
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+
+    async def append_part(self, session_id: str, offset: int, data: bytes) -> None:
+        recording_file_name(session_id)  # the same refusal of a bad id as every other call
 
     def _path(self, session_id: str) -> Path:
         """The file of ``session_id``, of whichever form is there (chunked if none is)."""

@@ -11,6 +11,7 @@ recording that cannot be written ends the session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -34,6 +35,11 @@ from pyteleport.proxy.forwarder import ForwardTarget
 from pyteleport.ssh.relay import SessionExit, SessionRequest
 
 log = logging.getLogger("pyteleport.proxy")
+
+# A store with live parts (S3) gets a running session's new bytes this often: a proxy host that
+# dies for good loses about this much plus the recorder's second.
+SHIP_INTERVAL_S = 2.0
+MAX_PART_BYTES = 16 * 1024 * 1024
 
 
 class SessionsEnding:
@@ -102,6 +108,7 @@ class RecordedSession:
         self._text: SessionTextIndex | None = None
         self._text_flushed_s = self._start_s
         self._text_flush: asyncio.Task[None] | None = None
+        self._shipper: asyncio.Task[None] | None = None
         self._index = 0
         self._tx = 0
         self._rx = 0
@@ -223,6 +230,10 @@ class RecordedSession:
                 checkpoint=self._checkpoint if self._settings.signer is not None else None,
             )
             self._start_text_index(request)
+            if self._settings.store.live_parts and self._recorder is not None:
+                self._shipper = asyncio.get_running_loop().create_task(
+                    self._ship(self._recorder.path)
+                )
         await self._settings.audit.emit(
             codes.SESSION_START,
             self._fields(
@@ -363,7 +374,31 @@ class RecordedSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _ship(self, path: Path) -> None:
+        """Send the recording file's new bytes to the store every SHIP_INTERVAL_S. A store that
+        cannot be reached is retried; the spool keeps everything until the final upload."""
+        offset = 0
+        while True:
+            await asyncio.sleep(SHIP_INTERVAL_S)
+            while True:
+                data = await asyncio.to_thread(_read_at, path, offset, MAX_PART_BYTES)
+                if not data:
+                    break
+                try:
+                    await self._settings.store.append_part(self.session_id, offset, data)
+                except Exception as exc:
+                    log.warning(
+                        "session %s: cannot send its recording yet: %s", self.session_id, exc
+                    )
+                    break
+                offset += len(data)
+
     async def _finish_recording(self) -> None:
+        if self._shipper is not None:
+            self._shipper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._shipper
+            self._shipper = None
         if self._recorder is None:
             return
         recorder, self._recorder = self._recorder, None
@@ -406,6 +441,15 @@ async def audit_forward(
         },
         success=bool(fields.get("success", True)),
     )
+
+
+def _read_at(path: Path, offset: int, size: int) -> bytes:
+    try:
+        with path.open("rb") as file:
+            file.seek(offset)
+            return file.read(size)
+    except FileNotFoundError:
+        return b""
 
 
 async def upload(
