@@ -1139,3 +1139,21 @@ def test_with_s3_a_killed_proxys_session_is_in_s3_already_and_whole_after_the_re
             assert cluster.stop() == 0
     finally:
         s3.stop()
+
+
+def test_off_mode_audits_the_session_without_recording_it(tmp_path: Path, client: Client) -> None:
+    cluster = proxy_cluster(tmp_path, session_recording="off")
+    try:
+        guide = make_guide(tmp_path, cluster, client)
+        res = guide.ssh("echo not-recorded; exit 2")
+        guide.sshd.stop()
+        assert (res.code, res.out) == (2, "not-recorded\n"), res.text
+        [end] = guide.wait_events("session.end")
+        [start] = guide.events("session.start")
+        assert start["sid"] == end["sid"] and start["session_recording"] == "off"
+        [command] = guide.events("exec")
+        assert command["command"] == "echo not-recorded; exit 2" and command["exitCode"] == "2"
+        assert guide.events("session.upload") == []
+        assert list(cluster.data_dir.rglob("*.rec")) == []
+    finally:
+        assert cluster.stop() == 0

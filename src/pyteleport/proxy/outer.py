@@ -112,7 +112,7 @@ class OuterSession(asyncssh.SSHServerSession[bytes]):
             self._chan.write_stderr(exc.message.encode() + b"\n")
             self._chan.exit(1)
             return
-        if service.recording:
+        if service.forwards:
             self._serve_forwarder(host, port)
         else:
             self._chan.pause_reading()

@@ -2,7 +2,8 @@
 ``recording-proxy@teleport.com`` question, and the ``proxy:host:port[@cluster]`` subsystem.
 
 In ``proxy``/``proxy-sync`` modes the subsystem channel carries a second SSH connection served by
-the recording forwarder; in ``node``/``node-sync``/``off`` modes it is a byte pipe to the target.
+the recording forwarder, which records; in ``off`` mode the same forwarder audits without
+recording; in ``node``/``node-sync`` modes the subsystem is a byte pipe to the target.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ from pyteleport.ssh.transport import coalesce_writes
 
 log = logging.getLogger("pyteleport.proxy")
 
-RECORDING_MODES = ("proxy", "proxy-sync")
+# The modes in which the proxy terminates each session (the recording forwarder): it records
+# in proxy and proxy-sync, and in off it audits the sessions (session.start, session.end, exec)
+# without a recording, as Teleport does. In node and node-sync the subsystem is a byte pipe.
+FORWARDER_MODES = ("proxy", "proxy-sync", "off")
 END_GRACE_S = 1.0
 LOCK_POLL_S = 1.0
 
@@ -111,8 +115,8 @@ class ProxySSHService:
         return int(self._acceptor.get_port())
 
     @property
-    def recording(self) -> bool:
-        return self.settings.session_recording in RECORDING_MODES
+    def forwards(self) -> bool:
+        return self.settings.session_recording in FORWARDER_MODES
 
     async def start(self) -> None:
         try:
@@ -260,12 +264,13 @@ class OuterServer(asyncssh.SSHServer):
         add_global_request_handler(
             conn,
             "recording-proxy@teleport.com",
-            lambda: b"true" if self.service.recording else b"false",
+            # tsh forwards its agent when the answer is true: the forwarder logs in with it.
+            lambda: b"true" if self.service.forwards else b"false",
         )
         # In recording mode the proxy itself needs the user's agent (to log into the target) and
         # carries ssh -J as the recorded path: the role's forward_agent and port_forwarding
         # govern what reaches the target, not these two legs to the proxy.
-        grant = ("agent-forwarding", "port-forwarding") if self.service.recording else ()
+        grant = ("agent-forwarding", "port-forwarding") if self.service.forwards else ()
         watch_client_certificates(conn, self.service.user_ca, self.check, grant=grant)
         self.agent = keep_agent_in_memory(conn)
 
@@ -414,7 +419,7 @@ class OuterServer(asyncssh.SSHServer):
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
     ) -> Any:
-        if not self.service.recording:
+        if not self.service.forwards:
             # node/off modes: a byte pipe, like the proxy subsystem, admitted and audited
             # like it.
             return self._open_jump_pipe(dest_host, dest_port)
