@@ -383,16 +383,32 @@ def transfer_rows(lab: Lab, options: Options) -> list[Row]:
         for direction in ("down", "up")
     }
     recorded = [r for r in results if r.route == "proxy"]
+    # Random bytes do not compress: the recording of one such transfer, next to the NUL bytes.
+    random_size = min(options.size, 256 * MIB)
+    log(f"recording size: {random_size / MIB:g} MiB of /dev/urandom down through the proxy")
+    fresh_proxy(lab, "default")
+    random = transfer.measure(
+        Route("proxy", lab, "default"), "down", random_size, source="/dev/urandom"
+    )
     return [
         *rows,
         *overhead,
         Row("cpu_per_gib", "hop CPU per GiB relayed (all transfers)", "CPU-s", per_gib, digits=2),
         Row(
             "recording_size",
-            "recording stored per byte relayed (NUL bytes as JSON escapes)",
+            f"recording stored per byte relayed, {size_text} of NUL bytes",
             "bytes/byte",
             {"proxy": Figure.of((r.recording_bytes or 0) / r.size for r in recorded)},
-            digits=2,
+            Target("<=", 0.01),
+            digits=4,
+        ),
+        Row(
+            "recording_size_random",
+            f"recording stored per byte relayed, {random_size / MIB:g} MiB of /dev/urandom",
+            "bytes/byte",
+            {"proxy": Figure.of([(random.recording_bytes or 0) / random.size])},
+            Target("<=", 1.01),
+            digits=4,
         ),
         Row(
             "upload_wait",

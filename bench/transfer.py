@@ -50,7 +50,14 @@ def proxy_pid(route: Route) -> int | None:
     return None
 
 
-def measure(route: Route, direction: str, size: int, *, wait_upload: bool = True) -> Transfer:
+def measure(
+    route: Route,
+    direction: str,
+    size: int,
+    *,
+    wait_upload: bool = True,
+    source: str = "/dev/zero",
+) -> Transfer:
     pid = proxy_pid(route)
     cpu_before = cpu_seconds(pid) if pid else 0.0
     sampler = RssSampler(pid) if pid else None
@@ -58,7 +65,7 @@ def measure(route: Route, direction: str, size: int, *, wait_upload: bool = True
     if sampler is not None:
         sampler.__enter__()
     try:
-        _run(route, direction, size)
+        run_counted(route.argv, route.env(), direction, size, source)
     except TransferError as exc:
         raise TransferError(f"through {route.name} ({route.cipher}): {exc}") from None
     finally:
@@ -90,19 +97,19 @@ def measure(route: Route, direction: str, size: int, *, wait_upload: bool = True
     )
 
 
-def _run(route: Route, direction: str, size: int) -> None:
-    run_counted(route.argv, route.env(), direction, size)
-
-
 def run_counted(
-    argv: Callable[[str], list[str]], env: dict[str, str], direction: str, size: int
+    argv: Callable[[str], list[str]],
+    env: dict[str, str],
+    direction: str,
+    size: int,
+    source: str = "/dev/zero",
 ) -> None:
     """Move ``size`` bytes with the ssh command ``argv(remote_command)`` and count them at the
     far end: ``wc -c`` reads what came down, the target's ``wc -c`` what went up. A transfer
     that exits 0 with bytes missing is a TransferError, never a fast figure."""
     if direction == "down":
         ssh = subprocess.Popen(
-            argv(f"head -c {size} /dev/zero"),
+            argv(f"head -c {size} {source}"),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -120,19 +127,19 @@ def run_counted(
             code = ssh.wait(timeout=TIMEOUT_S)
         counted = count.stdout
     else:
-        source = subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE)
+        reader = subprocess.Popen(["head", "-c", str(size), source], stdout=subprocess.PIPE)
         try:
             proc = subprocess.run(
                 argv("wc -c"),
-                stdin=source.stdout,
+                stdin=reader.stdout,
                 capture_output=True,
                 env=env,
                 timeout=TIMEOUT_S,
             )
         finally:
-            assert source.stdout is not None
-            source.stdout.close()
-            source.wait(timeout=TIMEOUT_S)
+            assert reader.stdout is not None
+            reader.stdout.close()
+            reader.wait(timeout=TIMEOUT_S)
         code, err, counted = proc.returncode, proc.stderr, proc.stdout
     if code != 0 or err.strip():
         raise TransferError(
