@@ -1157,3 +1157,40 @@ def test_off_mode_audits_the_session_without_recording_it(tmp_path: Path, client
         assert list(cluster.data_dir.rglob("*.rec")) == []
     finally:
         assert cluster.stop() == 0
+
+
+def test_proxy_sync_ends_a_session_the_recording_store_cannot_take(
+    tmp_path: Path, client: Client
+) -> None:
+    from bench.lab import S3_CREDENTIALS, S3Server
+
+    s3 = S3Server(tmp_path / "s3")
+    s3.start()
+    try:
+        s3.create_bucket("recordings")
+        cluster = proxy_cluster(
+            tmp_path,
+            session_recording="proxy-sync",
+            audit_sessions_uri=f"s3://recordings/x?endpoint={s3.endpoint}&region=us-east-1",
+            env=S3_CREDENTIALS,
+        )
+        try:
+            guide = make_guide(tmp_path, cluster, client)
+            session = subprocess.Popen(
+                guide.ssh_argv("echo started; for i in 1 2 3 4 5 6 7 8; do sleep 1; echo $i; done"),
+                env=client.env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            assert session.stdout is not None
+            assert session.stdout.readline() == b"started\n"
+            s3.stop()  # the store goes away mid-session
+            out, err = session.communicate(timeout=60)
+            guide.sshd.stop()
+            assert session.returncode != 0
+            assert b"8\n" not in out, out
+            assert b"the recording store took no part of it" in err, err
+        finally:
+            assert cluster.stop() == 0
+    finally:
+        s3.stop()

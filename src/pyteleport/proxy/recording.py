@@ -21,6 +21,7 @@ from typing import Any
 
 from pyteleport.clock import Clock
 from pyteleport.crypto.checkpoint import Checkpoint
+from pyteleport.errors import RecordingError
 from pyteleport.events import codes
 from pyteleport.events.asciicast import Header
 from pyteleport.events.audit import Emitter
@@ -109,6 +110,7 @@ class RecordedSession:
         self._text_flushed_s = self._start_s
         self._text_flush: asyncio.Task[None] | None = None
         self._shipper: asyncio.Task[None] | None = None
+        self._ship_error = ""  # -sync modes: the store took no part; the next call ends it
         self._index = 0
         self._tx = 0
         self._rx = 0
@@ -245,6 +247,8 @@ class RecordedSession:
         )
 
     def output(self, data: bytes, stderr: bool) -> None:
+        if self._ship_error:
+            raise RecordingError(self._ship_error)
         self._tx += len(data)
         if self._scp is not None:
             if not self._scp.upload and not stderr:
@@ -261,6 +265,8 @@ class RecordedSession:
                 self._maybe_flush_text()
 
     def input(self, data: bytes) -> None:
+        if self._ship_error:
+            raise RecordingError(self._ship_error)
         self._rx += len(data)
         if self._scp is not None:
             if self._scp.upload:
@@ -387,6 +393,13 @@ class RecordedSession:
                 try:
                     await self._settings.store.append_part(self.session_id, offset, data)
                 except Exception as exc:
+                    if self._settings.mode.endswith("-sync"):
+                        # The -sync modes end a session they cannot record where it belongs.
+                        self._ship_error = (
+                            f"cannot record session {self.session_id}: the recording store "
+                            f"took no part of it: {exc}"
+                        )
+                        return
                     log.warning(
                         "session %s: cannot send its recording yet: %s", self.session_id, exc
                     )
