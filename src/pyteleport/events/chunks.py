@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -331,6 +332,18 @@ def _last_offset_s(chunks: tuple[Chunk, ...]) -> float:
     return 0.0
 
 
+_local = threading.local()
+
+
+def _thread_compressor() -> zstandard.ZstdCompressor:
+    """One compressor per thread, shared by every recording on it: a compression context per
+    session would cost each of a thousand open sessions its own tables."""
+    compressor: zstandard.ZstdCompressor | None = getattr(_local, "compressor", None)
+    if compressor is None:
+        compressor = _local.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return compressor
+
+
 CHUNK_MAX_BYTES = 256 * 1024
 CHUNK_MAX_AGE_US = 1_000_000
 
@@ -349,7 +362,6 @@ class ChunkBuilder:
         self.head = ZERO_HASH
         self.head_offset_us = 0  # the time of the last frame in the chain so far
         self.closed = False
-        self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
 
     @property
     def oldest_offset_us(self) -> int | None:
@@ -383,7 +395,7 @@ class ChunkBuilder:
             self._frames,
             self.head,
             last=last,
-            compressor=self._compressor,
+            compressor=_thread_compressor(),
         )
         self.sequence += 1
         if self._frames:
