@@ -69,3 +69,27 @@ async def test_search_finds_lines_with_their_offsets_and_respects_visibility() -
     assert later == []
     await index.delete("s1")
     assert [h.session.session_id for h in await index.search("rm")] == ["s2"]
+
+
+async def test_a_flood_of_lines_is_bounded_per_batch_and_per_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pyteleport.events import textindex
+
+    monkeypatch.setattr(textindex, "MAX_SESSION_LINES", 2500)
+    index = RecordingIndex(MemoryBackend())
+    text = SessionTextIndex(index, session("s1", "alice"))
+    flood = b"".join(b"line %d\r\n" % n for n in range(5000))
+    text.output(flood, 0)  # cat of a large file: one second's worth
+    await text.flush(1000)
+    assert (text.indexed, text.dropped) == (1000, 4000)
+    for second in range(1, 4):
+        text.output(flood, second * 1000)
+        await text.flush(second * 1000)
+    assert text.indexed == 2500 and text.full
+    text.output(b"needle\r\n", 5000)  # no longer read
+    await text.flush(5000, final=True)
+    assert await index.search("needle") == []
+    # each batch took the first 1,000 lines; the third only 500 before the session was full
+    assert len(await index.search("line 999")) == 2
+    assert len(await index.search("line 499")) == 3

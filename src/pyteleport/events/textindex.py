@@ -21,6 +21,8 @@ from pyteleport.backend import Backend, Item, prefix_end
 from pyteleport.model.timefmt import format_time, parse_time
 
 PREFIX = "/recordings/index/"
+MAX_BATCH_LINES = 1000
+MAX_SESSION_LINES = 100_000
 MAX_LINE = 1000
 SEARCH_PAGE = 500
 _ESCAPES = re.compile(
@@ -189,7 +191,12 @@ def _matches(
 
 class SessionTextIndex:
     """One interactive session's lines, written to the index a batch at a time: when a second
-    has passed since the last batch, and at the end (:meth:`flush`)."""
+    has passed since the last batch, and at the end (:meth:`flush`).
+
+    Bounded, since the output of ``cat`` on a large file in a terminal is lines too: at most
+    ``MAX_BATCH_LINES`` are held between two writes (the rest of that second is not indexed),
+    and after ``MAX_SESSION_LINES`` the session's streams are no longer read for the index.
+    The recording keeps everything either way."""
 
     def __init__(self, index: RecordingIndex, session: IndexedSession) -> None:
         self._index = index
@@ -198,17 +205,32 @@ class SessionTextIndex:
         self._input = LineAssembler(typed=True)
         self._lines: list[tuple[int, str, str]] = []
         self._batch = 0
+        self.indexed = 0  # lines taken so far
+        self.dropped = 0  # lines left out by the bounds
+
+    @property
+    def full(self) -> bool:
+        return self.indexed >= MAX_SESSION_LINES
 
     def output(self, data: bytes, offset_ms: int) -> None:
-        self._lines += [(offset_ms, "output", line) for line in self._output.feed(data)]
+        if not self.full:
+            self._take(offset_ms, "output", self._output.feed(data))
 
     def input(self, data: bytes, offset_ms: int) -> None:
-        self._lines += [(offset_ms, "input", line) for line in self._input.feed(data)]
+        if not self.full:
+            self._take(offset_ms, "input", self._input.feed(data))
 
     def line(self, offset_ms: int, kind: str, text: str) -> None:
         """A line known whole, such as an exec's command."""
         if text.strip():
-            self._lines.append((offset_ms, kind, text[:MAX_LINE]))
+            self._take(offset_ms, kind, [text[:MAX_LINE]])
+
+    def _take(self, offset_ms: int, kind: str, lines: list[str]) -> None:
+        room = min(MAX_BATCH_LINES - len(self._lines), MAX_SESSION_LINES - self.indexed)
+        kept = lines[: max(0, room)]
+        self._lines += [(offset_ms, kind, line) for line in kept]
+        self.indexed += len(kept)
+        self.dropped += len(lines) - len(kept)
 
     @property
     def pending(self) -> bool:
@@ -216,8 +238,8 @@ class SessionTextIndex:
 
     async def flush(self, offset_ms: int, final: bool = False) -> None:
         if final:
-            self._lines += [(offset_ms, "output", line) for line in self._output.flush()]
-            self._lines += [(offset_ms, "input", line) for line in self._input.flush()]
+            self._take(offset_ms, "output", self._output.flush())
+            self._take(offset_ms, "input", self._input.flush())
         if not self._lines:
             return
         lines, self._lines = self._lines, []
