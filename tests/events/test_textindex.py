@@ -3,10 +3,13 @@ caller's visibility applied."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from collections.abc import Sequence
 
 import pytest
 
+from pyteleport.backend import Item
 from pyteleport.backend.memory import MemoryBackend
 from pyteleport.events.textindex import (
     IndexedSession,
@@ -93,3 +96,25 @@ async def test_a_flood_of_lines_is_bounded_per_batch_and_per_session(
     # each batch took the first 1,000 lines; the third only 500 before the session was full
     assert len(await index.search("line 999")) == 2
     assert len(await index.search("line 499")) == 3
+
+
+async def test_many_sessions_indexing_at_once_share_one_write() -> None:
+    class CountingBackend(MemoryBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[int] = []
+
+        async def create_many(self, items: Sequence[Item]) -> list[Item]:
+            self.writes.append(len(items))
+            await asyncio.sleep(0)
+            return await super().create_many(items)
+
+    backend = CountingBackend()
+    index = RecordingIndex(backend)
+    texts = [SessionTextIndex(index, session(f"s{n}", "alice")) for n in range(50)]
+    for n, text in enumerate(texts):
+        text.output(b"session %d says hello\r\n" % n, 1000)
+    await asyncio.gather(*(text.flush(1000) for text in texts))
+    # all fifty were asked for before the writer ran: one transaction
+    assert backend.writes == [50]
+    assert len(await index.search("says hello")) == 50

@@ -1,13 +1,10 @@
 """The audit log: every event is written to the backend before the action it records returns.
 
-Writes are group commits: an event emitted while another write is in flight waits for it and
-goes into the next write together with every other event emitted meanwhile, so a burst of
-sessions ending at once costs one transaction (one fsync), not one per event. A lone event is
-written at once."""
+Writes are group commits (backend.groupwrite): a burst of sessions ending at once costs one
+transaction (one fsync), not one per event."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import uuid
@@ -15,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pyteleport.backend import Backend, Item, prefix_end
+from pyteleport.backend.groupwrite import GroupWriter
 from pyteleport.clock import Clock, SystemClock
 from pyteleport.events.codes import code_for
 from pyteleport.events.sanitize import MAX_TEXT, clean_text, clean_value
@@ -45,12 +43,11 @@ class AuditLog:
     def __init__(self, backend: Backend, clock: Clock | None = None) -> None:
         self._backend = backend
         self._clock = clock or SystemClock()
-        self._queue: list[tuple[list[Item], asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writer = GroupWriter(backend)
         self._last: dt.datetime | None = None
 
     async def emit(self, event: str, fields: Mapping[str, Any], *, success: bool = True) -> None:
-        await self._write([self._item(event, fields, success)])
+        await self._writer.create([self._item(event, fields, success)])
 
     def _item(self, event: str, fields: Mapping[str, Any], success: bool) -> Item:
         # Keys sort by time: a microsecond apart at least, events keep the order they were
@@ -68,46 +65,6 @@ class AuditLog:
             **clean_value(dict(fields)),  # values from clients: escaped, capped
         }
         return Item(key=_key(now, uid), value=json.dumps(record, sort_keys=True).encode())
-
-    async def _write(self, items: list[Item]) -> None:
-        future = asyncio.get_running_loop().create_future()
-        self._queue.append((items, future))
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
-        # A caller cancelled meanwhile does not take its event back: the writer still writes it.
-        await future
-
-    async def _drain(self) -> None:
-        batch: list[tuple[list[Item], asyncio.Future[None]]] = []
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    await self._backend.create_many([i for items, _ in batch for i in items])
-                except Exception as exc:
-                    if len(batch) == 1:
-                        _settle(batch[0][1], exc)
-                    else:
-                        # One emitter's failure is its own: write the group's parts one by one.
-                        for items, future in batch:
-                            try:
-                                await self._backend.create_many(items)
-                            except Exception as part_exc:
-                                _settle(future, part_exc)
-                            else:
-                                _settle(future, None)
-                else:
-                    for _, future in batch:
-                        _settle(future, None)
-                batch = []
-        except BaseException:
-            # Cancelled (the process is stopping): nobody is left waiting forever.
-            for _, future in (*batch, *self._queue):
-                future.cancel()
-            self._queue = []
-            raise
-        finally:
-            self._writer = None
 
     async def search(
         self,
@@ -151,15 +108,6 @@ def _read(item: Item) -> dict[str, Any]:
         return {"event": "audit.unreadable", "code": "", "raw": clean_text(raw)}
     cleaned: dict[str, Any] = clean_value(record)
     return cleaned
-
-
-def _settle(future: asyncio.Future[None], outcome: BaseException | None) -> None:
-    if future.done():
-        return
-    if outcome is None:
-        future.set_result(None)
-    else:
-        future.set_exception(outcome)
 
 
 def fields_time(value: dt.datetime) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyteleport.backend import Backend, Item, prefix_end
+from pyteleport.backend.groupwrite import GroupWriter
 from pyteleport.model.timefmt import format_time, parse_time
 
 PREFIX = "/recordings/index/"
@@ -104,10 +105,13 @@ class SearchHit:
 
 
 class RecordingIndex:
-    """Batches of lines under ``/recordings/index/<sid>/<batch>``."""
+    """Batches of lines under ``/recordings/index/<sid>/<batch>``. The batches of every session
+    are written as group commits: a thousand sessions indexing their second at once cost one
+    transaction."""
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
+        self._writer = GroupWriter(backend)
 
     async def add(
         self, session: IndexedSession, batch: int, lines: Sequence[tuple[int, str, str]]
@@ -123,7 +127,7 @@ class RecordingIndex:
             "lines": [list(line) for line in lines],
         }
         key = f"{PREFIX}{session.session_id}/{batch:08d}"
-        await self._backend.put(Item(key=key, value=json.dumps(value).encode()))
+        await self._writer.create([Item(key=key, value=json.dumps(value).encode())])
 
     async def delete(self, session_id: str) -> None:
         start = f"{PREFIX}{session_id}/"
