@@ -26,6 +26,7 @@ from tests.auth.apiserver import AuthAPI, serve_auth_api
 CALLERS = ("nobody", "dev", "auditor", "editor", "admin")
 ANYONE = {"dev", "auditor", "editor", "admin"}
 ADMINS = {"editor", "admin"}  # the editor preset manages users, roles, tokens, locks, CAs, nodes
+USERS = {"dev", "auditor", "editor"}  # people, not the local admin (tctl on the auth host)
 
 # (method, path) -> the callers let through
 ALLOWED: dict[tuple[str, str], set[str]] = {
@@ -55,6 +56,13 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/authorities/export"): ANYONE,
     ("POST", "/v1/certs/host"): ADMINS,
     ("POST", "/v1/certs/user"): ADMINS,  # for oneself; for others, the admin alone
+    ("POST", "/v1/certs/renew"): USERS,  # one's own, never past the certificate presented
+    ("POST", "/v1/access-requests"): USERS,  # for oneself
+    ("GET", "/v1/access-requests"): ANYONE,  # filtered: one's own and those one may review
+    ("GET", "/v1/access-requests/{name}"): ANYONE,  # likewise
+    ("POST", "/v1/access-requests/{name}/reviews"): USERS,  # the reviewer's roles decide
+    ("PUT", "/v1/access-requests/{name}/state"): ADMINS,
+    ("DELETE", "/v1/access-requests/{name}"): ADMINS,  # and a user's own pending request
     ("GET", "/v1/events"): ANYONE,  # access, auditor and editor all read events
     ("GET", "/v1/recordings"): ANYONE,  # filtered: each sees the sessions they may
     ("GET", "/v1/recording-search"): ANYONE,  # filtered: each finds the sessions they may see
@@ -83,6 +91,10 @@ def body_for(method: str, path: str, caller: str) -> dict[str, Any] | None:
         },
         ("POST", "/v1/certs/host"): {"public_key": public, "principals": ["h1"]},
         ("POST", "/v1/certs/user"): {"username": caller, "public_key": public},
+        ("POST", "/v1/certs/renew"): {"public_key": public},
+        ("POST", "/v1/access-requests"): {"roles": ["ghost-role"]},
+        ("POST", "/v1/access-requests/{name}/reviews"): {"approve": True},
+        ("PUT", "/v1/access-requests/{name}/state"): {"state": "APPROVED"},
     }
     return bodies.get((method, path))
 

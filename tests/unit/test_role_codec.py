@@ -30,6 +30,31 @@ def test_spec_role_round_trips() -> None:
     assert role_from_dict(role_to_dict(role)) == role
 
 
+REQUESTER_ROLE = """
+kind: role
+version: v7
+metadata: {name: requester}
+spec:
+  options: {request_access: reason}
+  allow:
+    request: {roles: [dba, 'db-*'], thresholds: [{approve: 2, deny: 1}], max_duration: 8h}
+    review_requests: {roles: [dev]}
+  deny:
+    request: {roles: [admin]}
+"""
+
+
+def test_access_request_conditions_round_trip() -> None:
+    role = role_from_dict(yaml.safe_load(REQUESTER_ROLE))
+    assert role.allow.request.roles == ("dba", "db-*")
+    assert [(t.approve, t.deny) for t in role.allow.request.thresholds] == [(2, 1)]
+    assert role.allow.request.max_duration == dt.timedelta(hours=8)
+    assert role.allow.review_requests == ("dev",)
+    assert role.deny.request.roles == ("admin",)
+    assert role.options.request_access == "reason"
+    assert role_from_dict(role_to_dict(role)) == role
+
+
 @pytest.mark.parametrize(
     "patch,needle",
     [
@@ -41,6 +66,13 @@ def test_spec_role_round_trips() -> None:
             {"spec": {"allow": {"rules": [{"resources": ["user"], "verbs": ["eat"]}]}}},
             "unknown verb",
         ),
+        ({"spec": {"allow": {"request": {"roles": ["x"], "max_duration": "8d"}}}}, "at most 7d"),
+        (
+            {"spec": {"allow": {"request": {"roles": ["x"], "thresholds": [{"approve": -1}]}}}},
+            "thresholds\\[0\\].approve",
+        ),
+        ({"spec": {"allow": {"review_requests": {"users": ["x"]}}}}, "review_requests.users"),
+        ({"spec": {"options": {"request_access": "always"}}}, "request_access"),
     ],
 )
 def test_bad_roles_are_refused_naming_the_field(patch: dict[str, object], needle: str) -> None:

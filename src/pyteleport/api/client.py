@@ -314,6 +314,36 @@ class AuthClient(_Base):
     async def sign_user(self, request: wire.SignUserRequest) -> wire.SignUserResponse:
         return await self._send("POST", "/v1/certs/user", request, wire.SignUserResponse)
 
+    async def renew_certs(self, request: wire.RenewCertsRequest) -> wire.SignUserResponse:
+        return await self._send("POST", "/v1/certs/renew", request, wire.SignUserResponse)
+
+    async def create_access_request(self, request: wire.CreateAccessRequest) -> dict[str, Any]:
+        response = await self._request("POST", "/v1/access-requests", body=request)
+        return dict(response.json())
+
+    async def list_access_requests(self) -> list[dict[str, Any]]:
+        response = await self._request("GET", "/v1/access-requests")
+        return list(response.json())
+
+    async def get_access_request(self, name: str) -> dict[str, Any]:
+        response = await self._request("GET", f"/v1/access-requests/{quote(name, safe='')}")
+        return dict(response.json())
+
+    async def review_access_request(
+        self, name: str, request: wire.ReviewAccessRequest
+    ) -> dict[str, Any]:
+        path = f"/v1/access-requests/{quote(name, safe='')}/reviews"
+        return dict((await self._request("POST", path, body=request)).json())
+
+    async def set_access_request_state(
+        self, name: str, request: wire.SetAccessRequestState
+    ) -> dict[str, Any]:
+        path = f"/v1/access-requests/{quote(name, safe='')}/state"
+        return dict((await self._request("PUT", path, body=request)).json())
+
+    async def delete_access_request(self, name: str) -> None:
+        await self._request("DELETE", f"/v1/access-requests/{quote(name, safe='')}")
+
     async def search_events(self, params: Mapping[str, Any]) -> wire.EventsResponse:
         return await self._get("/v1/events", wire.EventsResponse, params)
 

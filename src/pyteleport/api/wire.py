@@ -247,6 +247,34 @@ class SignUserResponse(Strict):
     valid_before: str
 
 
+# -- /v1/access-requests ------------------------------------------------------------------------
+
+
+class CreateAccessRequest(Strict):
+    roles: Names
+    reason: Text = ""
+    reviewers: Names = Field(default_factory=list)
+    max_duration_s: Seconds = 0
+
+
+class ReviewAccessRequest(Strict):
+    approve: bool
+    reason: Text = ""
+
+
+class SetAccessRequestState(Strict):
+    state: Annotated[str, StringConstraints(pattern="^(APPROVED|DENIED)$")]
+    reason: Text = ""
+
+
+class RenewCertsRequest(Strict):
+    """``tsh login --request-id``: new certificates for the caller, with these requests."""
+
+    public_key: KeyText
+    request_ids: Annotated[list[Token], Field(max_length=16)] = Field(default_factory=list)
+    ttl_s: Seconds = 0
+
+
 class EventsResponse(Strict):
     events: list[dict[str, object]]
 

@@ -15,6 +15,7 @@ from pyteleport.auth.server import AuthServer
 from pyteleport.errors import AccessDeniedError, NotFoundError
 from pyteleport.events.store import RecordingInfo, RecordingStore
 from pyteleport.events.textindex import IndexedSession, SearchHit
+from pyteleport.model.accessrequest import PENDING, AccessRequest
 from pyteleport.model.identity import Identity
 from pyteleport.model.lock import Lock
 from pyteleport.model.node import Node
@@ -22,6 +23,7 @@ from pyteleport.model.results import ClusterStatus, InviteInfo, UserCerts
 from pyteleport.model.role import Role
 from pyteleport.model.token import ProvisionToken
 from pyteleport.model.user import User
+from pyteleport.policy.requests import check_reviewer
 
 
 class AuthorizedAuth:
@@ -106,14 +108,14 @@ class AuthorizedAuth:
         self, roles: Sequence[str], ttl: dt.timedelta | None
     ) -> ProvisionToken:
         await self._check("token", "create")
-        return await self._server.create_join_token(roles, ttl, self.actor)
+        return await self._server.join_tokens.create(roles, ttl, self.actor)
 
     # locks
     async def create_lock(
         self, target_kind: str, target: str, message: str, ttl: dt.timedelta | None
     ) -> Lock:
         await self._check("lock", "create")
-        return await self._server.create_lock(target_kind, target, message, ttl, self.actor)
+        return await self._server.locks.create(target_kind, target, message, ttl, self.actor)
 
     async def list_locks(self) -> list[Lock]:
         await self._check("lock", "list")
@@ -121,7 +123,7 @@ class AuthorizedAuth:
 
     async def delete_lock(self, name: str) -> None:
         await self._check("lock", "delete")
-        await self._server.delete_lock(name, self.actor)
+        await self._server.locks.delete(name, self.actor)
 
     # nodes
     async def upsert_node(self, node: Node, overwrite: bool) -> bool:
@@ -160,7 +162,7 @@ class AuthorizedAuth:
 
     async def delete_join_token(self, token: str) -> None:
         await self._check("token", "delete")
-        await self._server.delete_join_token(token, self.actor)
+        await self._server.join_tokens.delete(token, self.actor)
 
     # certificates
     async def sign_host_cert(
@@ -178,6 +180,96 @@ class AuthorizedAuth:
         await self._check("user", "read")
         self._check_impersonation(username)
         return await self._server.generate_user_certs(username, public_key, ttl)
+
+    async def renew_certs(
+        self, public_key: bytes, request_ids: Sequence[str], ttl: dt.timedelta | None
+    ) -> UserCerts:
+        """``tsh login --request-id``: the caller's own certificates again, with the roles its
+        approved access requests grant. They end no later than the certificate the caller
+        presented, so renewing never extends a login."""
+        if self.identity.builtin or self.identity.expires is None:
+            raise AccessDeniedError("only a user logged in with tsh login can renew certificates")
+        return await self._server.generate_user_certs(
+            self.actor, public_key, ttl, request_ids, not_after=self.identity.expires
+        )
+
+    # access requests
+    async def create_access_request(
+        self,
+        roles: Sequence[str],
+        reason: str,
+        reviewers: Sequence[str],
+        max_duration: dt.timedelta | None,
+    ) -> AccessRequest:
+        if self.identity.builtin:
+            raise AccessDeniedError("access requests are made by users: log in with tsh login")
+        server = self._server
+        requester = await server.role_set(await server.users.get(self.actor))
+        known = [r.name for r in await server.roles.list()]
+        return await server.requests.create(
+            self.actor, requester, roles, reason, reviewers, max_duration, known
+        )
+
+    async def _may_see_request(self, request: AccessRequest) -> bool:
+        """Its requester, whoever may review it, and holders of an access_request rule."""
+        if self.identity.is_admin or request.user == self.actor:
+            return True
+        if self.identity.builtin:
+            return False
+        roles = await self._server.role_set_for(self.identity)
+        try:
+            roles.check_rule("access_request", "read")
+            return True
+        except AccessDeniedError:
+            pass
+        try:
+            check_reviewer(roles, self.actor, request.user, request.roles)
+        except AccessDeniedError:
+            return False
+        return True
+
+    async def list_access_requests(self) -> list[AccessRequest]:
+        found = await self._server.requests.list()
+        return [r for r in found if await self._may_see_request(r)]
+
+    async def get_access_request(self, name: str) -> AccessRequest:
+        request = await self._server.requests.get(name)
+        if not await self._may_see_request(request):
+            raise NotFoundError(f'access request "{name}" is not found')
+        return request
+
+    async def review_access_request(self, name: str, approve: bool, reason: str) -> AccessRequest:
+        """``tsh request review``: counted against the request's thresholds."""
+        if self.identity.builtin:
+            raise AccessDeniedError(
+                "the local admin approves or denies at once: tctl requests approve|deny"
+            )
+        roles = await self._server.role_set_for(self.identity)
+        return await self._server.requests.review(name, self.actor, roles, approve, reason)
+
+    async def set_access_request_state(
+        self, name: str, approve: bool, reason: str
+    ) -> AccessRequest:
+        """``tctl requests approve|deny``: an administrator decides at once."""
+        await self._check("access_request", "update")
+        return await self._server.requests.set_state(name, approve, reason, self.actor)
+
+    async def delete_access_request(self, name: str) -> None:
+        """An access_request rule deletes any request; a user its own while it is PENDING.
+        Without the rule, a request that is not there is refused like one of another user's,
+        so the answer tells nothing of other users' requests."""
+        try:
+            await self._check("access_request", "delete")
+        except AccessDeniedError:
+            try:
+                request = await self._server.requests.store.get(name)
+            except NotFoundError:
+                raise AccessDeniedError(
+                    'access denied to perform action "delete" on "access_request"'
+                ) from None
+            if not (request.user == self.actor and request.state == PENDING):
+                raise
+        await self._server.requests.delete(name, self.actor)
 
     def _check_impersonation(self, username: str) -> None:
         # A certificate for another user is impersonation: Teleport requires an impersonate

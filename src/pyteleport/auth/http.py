@@ -16,6 +16,7 @@ from pyteleport.auth.authz import AuthorizedAuth
 from pyteleport.auth.server import AuthServer
 from pyteleport.crypto import tlsca
 from pyteleport.errors import AccessDeniedError, BadParameterError
+from pyteleport.model.accessrequest import access_request_to_dict
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
 from pyteleport.model.node import node_from_dict, node_to_dict
 from pyteleport.model.role import role_from_dict, role_to_dict
@@ -49,7 +50,9 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
                 )
             identity = Identity(username=cert_identity.username, builtin=BUILTIN_ADMIN)
         else:
-            identity = await server.identity_for_user(cert_identity.username)
+            identity = await server.identity_for_user(
+                cert_identity.username, cert_identity.active_requests, cert_identity.expires
+            )
         return AuthorizedAuth(server, identity)
 
     Caller = Annotated[AuthorizedAuth, Depends(caller)]
@@ -204,6 +207,52 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
             tls_cert=certs.tls_cert.decode(),
             valid_before=format_time(certs.valid_before),
         )
+
+    @router.post("/certs/renew")
+    async def renew_certs(body: wire.RenewCertsRequest, auth: Caller) -> wire.SignUserResponse:
+        ttl = dt.timedelta(seconds=body.ttl_s) if body.ttl_s else None
+        certs = await auth.renew_certs(body.public_key.encode(), body.request_ids, ttl)
+        return wire.SignUserResponse(
+            cert=certs.ssh_cert.decode(),
+            tls_cert=certs.tls_cert.decode(),
+            valid_before=format_time(certs.valid_before),
+        )
+
+    @router.post("/access-requests")
+    async def create_access_request(body: wire.CreateAccessRequest, auth: Caller) -> dict[str, Any]:
+        duration = dt.timedelta(seconds=body.max_duration_s) if body.max_duration_s else None
+        request = await auth.create_access_request(
+            body.roles, body.reason, body.reviewers, duration
+        )
+        return access_request_to_dict(request)
+
+    @router.get("/access-requests")
+    async def list_access_requests(auth: Caller) -> list[dict[str, Any]]:
+        return [access_request_to_dict(r) for r in await auth.list_access_requests()]
+
+    @router.get("/access-requests/{name}")
+    async def get_access_request(name: wire.Token, auth: Caller) -> dict[str, Any]:
+        return access_request_to_dict(await auth.get_access_request(name))
+
+    @router.post("/access-requests/{name}/reviews")
+    async def review_access_request(
+        name: wire.Token, body: wire.ReviewAccessRequest, auth: Caller
+    ) -> dict[str, Any]:
+        request = await auth.review_access_request(name, body.approve, body.reason)
+        return access_request_to_dict(request)
+
+    @router.put("/access-requests/{name}/state")
+    async def set_access_request_state(
+        name: wire.Token, body: wire.SetAccessRequestState, auth: Caller
+    ) -> dict[str, Any]:
+        approve = body.state == "APPROVED"
+        request = await auth.set_access_request_state(name, approve, body.reason)
+        return access_request_to_dict(request)
+
+    @router.delete("/access-requests/{name}")
+    async def delete_access_request(name: wire.Token, auth: Caller) -> dict[str, str]:
+        await auth.delete_access_request(name)
+        return {"message": f'access request "{name}" has been deleted'}
 
     @router.get("/events")
     async def events(

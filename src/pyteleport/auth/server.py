@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import secrets
-import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 
 from pyteleport import TELEPORT_VERSION
 from pyteleport.auth.inventory import NodeInventory
+from pyteleport.auth.jointokens import JoinTokens
+from pyteleport.auth.locks import Locks
 from pyteleport.auth.logins import Lockout, PasswordWork
+from pyteleport.auth.requests import AccessRequests
 from pyteleport.backend import Backend, Item
 from pyteleport.clock import Clock, SystemClock
 from pyteleport.crypto import password as passwords
@@ -39,11 +42,10 @@ from pyteleport.model.node import Node
 from pyteleport.model.presets import PRESETS
 from pyteleport.model.results import ClusterStatus, InviteInfo, UserCerts
 from pyteleport.model.role import Role, check_name
-from pyteleport.model.token import JOIN_ROLES, ProvisionToken, UserToken
+from pyteleport.model.token import UserToken
 from pyteleport.model.user import LOGINS_TRAIT, User
-from pyteleport.policy.access import RoleSet
+from pyteleport.policy.access import ACTIVE_REQUESTS_EXTENSION, RoleSet
 from pyteleport.storage.authorities import AuthorityStore
-from pyteleport.storage.locks import LockStore
 from pyteleport.storage.loginattempts import LoginAttemptStore
 from pyteleport.storage.roles import RoleStore
 from pyteleport.storage.tokens import TokenStore
@@ -51,7 +53,6 @@ from pyteleport.storage.users import UserStore
 
 INVITE_TTL = dt.timedelta(hours=1)
 MAX_INVITE_TTL = dt.timedelta(hours=48)
-DEFAULT_JOIN_TOKEN_TTL = dt.timedelta(minutes=30)
 MAX_HOST_CERT_TTL = dt.timedelta(days=3650)
 LOCKED_MESSAGE = "too many incorrect attempts, please try again later"
 _CLUSTER_NAME_KEY = "/cluster/name"
@@ -79,8 +80,12 @@ class AuthServer:
         self.users = UserStore(backend)
         self.roles = RoleStore(backend)
         self.tokens = TokenStore(backend)
-        self.locks = LockStore(backend)
+        self.locks = Locks(backend, self.audit, self.clock)
         self.nodes = NodeInventory(backend, self.audit, self.clock)
+        self.join_tokens = JoinTokens(
+            self.tokens, self.audit, self.clock, self.nodes, self.sign_host_cert
+        )
+        self.requests = AccessRequests(backend, self.audit, self.clock)
         self.recording_index = RecordingIndex(backend)
         self.lockout = Lockout(LoginAttemptStore(backend), self.clock)
         self.password_work = PasswordWork()
@@ -227,15 +232,35 @@ class AuthServer:
         return RoleSet(roles=tuple(roles), traits=dict(user.traits))
 
     async def generate_user_certs(
-        self, username: str, public_key_line: bytes, ttl: dt.timedelta | None
+        self,
+        username: str,
+        public_key_line: bytes,
+        ttl: dt.timedelta | None,
+        active_requests: Sequence[str] = (),
+        not_after: dt.datetime | None = None,
     ) -> UserCerts:
-        """SSH and TLS certificates for ``username`` over one public key; TTL capped by roles."""
+        """SSH and TLS certificates for ``username`` over one public key; TTL capped by roles.
+
+        With ``active_requests`` (approved access requests of the user) the certificates carry
+        the roles those grant as well, and end when the first request ends; ``not_after``
+        caps the validity further (a reissue never outlives the login it came from)."""
         user = await self.users.get(username)
         roles = await self.role_set(user)
         public_key = sshkeys.load_public_key(public_key_line)
         now = self.clock.now()
         valid_before = now + roles.cert_ttl(ttl)
+        if active_requests:
+            granted, ends = await self.requests.granted(username, active_requests)
+            roles = await self._with_roles(roles, granted)
+            valid_before = min(now + roles.cert_ttl(ttl), ends)
+        if not_after is not None:
+            valid_before = min(valid_before, not_after)
         principals = roles.ssh_principals()
+        extensions = roles.ssh_extensions()
+        if active_requests:
+            extensions[ACTIVE_REQUESTS_EXTENSION] = json.dumps(
+                {"requests": list(active_requests)}, separators=(",", ":")
+            )
         ssh_cert = sshcert.sign_certificate(
             sshkeys.load_private_key(self._cas[CAType.USER].private_key),
             sshcert.CertRequest(
@@ -245,7 +270,7 @@ class AuthServer:
                 principals=tuple(principals),
                 valid_after=now - dt.timedelta(minutes=1),
                 valid_before=valid_before,
-                extensions=roles.ssh_extensions(),
+                extensions=extensions,
             ),
         )
         tls_cert = tlsca.issue_client_cert(
@@ -256,11 +281,16 @@ class AuthServer:
             "",
             valid_before,
             now,
+            active_requests,
         )
-        await self.audit.emit(
-            codes.CERT_CREATE,
-            {"identity": {"user": username, "roles": list(roles.names), "logins": principals}},
-        )
+        identity: dict[str, object] = {
+            "user": username,
+            "roles": list(roles.names),
+            "logins": principals,
+        }
+        if active_requests:
+            identity["access_requests"] = list(active_requests)
+        await self.audit.emit(codes.CERT_CREATE, {"identity": identity})
         return UserCerts(
             username=username,
             ssh_cert=ssh_cert,
@@ -569,31 +599,8 @@ class AuthServer:
 
     # -- locks ----------------------------------------------------------------------------------
 
-    async def create_lock(
-        self, target_kind: str, target: str, message: str, ttl: dt.timedelta | None, by: str
-    ) -> Lock:
-        now = self.clock.now()
-        if ttl is not None and ttl <= dt.timedelta(0):
-            raise BadParameterError("--ttl must be positive")
-        lock = Lock(
-            name=str(uuid.uuid4()),
-            target_kind=target_kind,
-            target=target,
-            message=message,
-            expires=now + ttl if ttl is not None else None,
-            created_by=by,
-            created=now,
-        )
-        await self.locks.create(lock)
-        await self.audit.emit(
-            codes.LOCK_CREATED,
-            {"name": lock.name, "user": by, "target": {target_kind: target}, "message": message},
-        )
-        return lock
-
     async def list_locks(self) -> list[Lock]:
-        now = self.clock.now()
-        return [lock for lock in await self.locks.list() if lock.in_force(now)]
+        return await self.locks.in_force()
 
     async def list_nodes(self) -> list[Node]:
         return await self.nodes.list()
@@ -601,70 +608,40 @@ class AuthServer:
     async def join_openssh_node(
         self, token: str, public_key_line: bytes, node: Node, principals: Sequence[str], by: str
     ) -> tuple[bytes, list[str]]:
-        """``teleport join openssh``: with a join token of type node, sign the host's
-        certificate for its names (the node's name, hostname and address host, and
-        ``principals``) and register the node, or update it (a rebuilt host joins again)."""
-        try:
-            found = await self.tokens.get_join(token)
-        except NotFoundError:
-            found = None
-        if found is None or "node" not in found.roles or found.expires <= self.clock.now():
-            raise AccessDeniedError(
-                "the join token is not valid: it expired, was deleted or is not of type node "
-                "(tctl tokens add --type=node --out=FILE makes one)"
-            )
-        names = list(
-            dict.fromkeys(n for n in (node.name, node.hostname, node.host, *principals) if n)
+        return await self.join_tokens.join_openssh_node(
+            token, public_key_line, node, principals, by
         )
-        cert = self.sign_host_cert(public_key_line, names, ttl=None)
-        await self.nodes.upsert(node, overwrite=True, by=by)
-        return cert, names
 
-    async def delete_lock(self, name: str, by: str) -> None:
-        await self.locks.delete(name)
-        await self.audit.emit(codes.LOCK_DELETED, {"name": name, "user": by})
-
-    # -- join tokens ----------------------------------------------------------------------------
-
-    async def create_join_token(
-        self, roles: Sequence[str], ttl: dt.timedelta | None, by: str
-    ) -> ProvisionToken:
-        for role in roles:
-            if role not in JOIN_ROLES:
-                raise BadParameterError(
-                    f'unknown token type "{role}", expected one of: ' + ",".join(JOIN_ROLES)
-                )
-        ttl = ttl or DEFAULT_JOIN_TOKEN_TTL
-        if ttl <= dt.timedelta(0) or ttl > dt.timedelta(hours=48):
-            raise BadParameterError("--ttl must be positive and at most 48h")
-        token = ProvisionToken(
-            token=secrets.token_hex(16), roles=tuple(roles), expires=self.clock.now() + ttl
-        )
-        await self.tokens.create_join(token)
-        await self.audit.emit(codes.TOKEN_CREATED, {"roles": list(roles), "user": by})
-        return token
-
-    async def delete_join_token(self, token: str, by: str) -> None:
-        """The token itself is a secret: the event names its roles, never the token."""
-        found = await self.tokens.get_join(token)
-        await self.tokens.delete_join(token)
-        await self.audit.emit(codes.TOKEN_DELETED, {"roles": list(found.roles), "user": by})
-
-    async def identity_for_user(self, username: str) -> Identity:
-        """The live identity of a user: roles as stored now, so removing a role takes effect."""
+    async def identity_for_user(
+        self,
+        username: str,
+        active_requests: Sequence[str] = (),
+        expires: dt.datetime | None = None,
+    ) -> Identity:
+        """The live identity of a user: roles as stored now, so removing a role takes effect;
+        ``active_requests`` are the access requests its certificate was issued with."""
         user = await self.users.get(username)
         if await self.lockout.is_locked(username):
             raise AccessDeniedError(LOCKED_MESSAGE)
-        return Identity(username=username, roles=user.roles)
+        return Identity(
+            username=username,
+            roles=user.roles,
+            active_requests=tuple(active_requests),
+            expires=expires,
+        )
 
     async def user_with_status(self, user: User) -> User:
         """The user with the lockout's view of its failed logins (kept apart from the record)."""
         return user.with_status(await self.lockout.status(user.name))
 
-    async def role_set_for_user(self, username: str) -> RoleSet:
-        """The roles of a user as stored now; a locked or deleted user gets AccessDeniedError."""
+    async def role_set_for_user(
+        self, username: str, active_requests: Sequence[str] = ()
+    ) -> RoleSet:
+        """The roles of a user as stored now, and those its certificate's access requests
+        still grant; a locked or deleted user, or a request that no longer grants its roles
+        (denied, expired, deleted), gets AccessDeniedError."""
         try:
-            identity = await self.identity_for_user(username)
+            identity = await self.identity_for_user(username, active_requests)
         except NotFoundError:
             raise AccessDeniedError(f'user "{username}" does not exist any more') from None
         return await self.role_set_for(identity)
@@ -672,4 +649,21 @@ class AuthServer:
     async def role_set_for(self, identity: Identity) -> RoleSet:
         if identity.builtin == BUILTIN_ADMIN:
             return RoleSet(roles=(), traits={})
-        return await self.role_set(await self.users.get(identity.username))
+        roles = await self.role_set(await self.users.get(identity.username))
+        if identity.active_requests:
+            granted, _ = await self.requests.granted(
+                identity.username, identity.active_requests, strict=False
+            )
+            roles = await self._with_roles(roles, granted)
+        return roles
+
+    async def _with_roles(self, roles: RoleSet, names: Sequence[str]) -> RoleSet:
+        extra = []
+        for name in names:
+            if name in roles.names:
+                continue
+            try:
+                extra.append(await self.roles.get(name))
+            except NotFoundError:
+                continue  # a deleted role grants nothing
+        return RoleSet(roles=(*roles.roles, *extra), traits=roles.traits)

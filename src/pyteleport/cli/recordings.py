@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,16 @@ import click
 
 from pyteleport.api import wire
 from pyteleport.api.client import AuthClient
-from pyteleport.cli.runner import AuthConnection, positive_ttl, run_async, table
+from pyteleport.cli.runner import (
+    AuthConnection,
+    positive_ttl,
+    run_async,
+    table,
+    with_profile_client,
+)
 from pyteleport.client import export as exporting
 from pyteleport.client import playback
 from pyteleport.client import recordings as listing
-from pyteleport.client.authclient import auth_client_for_profile
 from pyteleport.client.terminal import play_pty
 from pyteleport.client.verify import verify_recording
 from pyteleport.crypto import sshkeys
@@ -33,17 +38,6 @@ from pyteleport.events.store import RecordingInfo
 from pyteleport.model.duration import format_duration, parse_duration
 from pyteleport.model.node import parse_label_selector
 from pyteleport.model.timefmt import parse_time
-
-
-def _with_profile_client(fn: Callable[[AuthClient], Awaitable[Any]]) -> Any:
-    async def go() -> Any:
-        client = auth_client_for_profile()
-        try:
-            return await fn(client)
-        finally:
-            await client.aclose()
-
-    return run_async(go())
 
 
 def _looks_like_path(target: str) -> bool:
@@ -59,7 +53,7 @@ def _read_target(target: str) -> bytes:
             raise BadParameterError(f"cannot read {target}: {exc.strerror or exc}") from exc
     if _looks_like_path(target):
         raise BadParameterError(f"{target}: no such recording file")
-    data: bytes = _with_profile_client(lambda client: client.get_recording(target))
+    data: bytes = with_profile_client(lambda client: client.get_recording(target))
     return data
 
 
@@ -175,7 +169,7 @@ _LS_LABELS = click.argument("labels", nargs=-1, metavar="[LABEL=VALUE]...")
 @_LS_LABELS
 def tsh_recordings_ls(fmt: str, node: str, labels: tuple[str, ...]) -> None:
     """List recorded sessions, newest first (only those on a node with every label given)."""
-    infos: list[RecordingInfo] = _with_profile_client(listing.list_recordings)
+    infos: list[RecordingInfo] = with_profile_client(listing.list_recordings)
     infos = listing.filter_recordings(infos, node, parse_label_selector(labels))
     click.echo(listing.format_recordings(infos, fmt))
 
@@ -212,7 +206,7 @@ def _search_options(fn: Any) -> Any:
 
 
 def _search(
-    call: Callable[[Callable[[AuthClient], Awaitable[Any]]], Any],
+    call: Callable[[Callable[[AuthClient], Coroutine[Any, Any, Any]]], Any],
     text: str,
     user: str,
     node: str,
@@ -245,7 +239,7 @@ def _search(
 @_search_options
 def tsh_recordings_search(text: str, user: str, node: str, since: str, fmt: str) -> None:
     """Find recorded sessions by what they showed; tsh play ID --at AT starts there."""
-    _search(_with_profile_client, text, user, node, since, fmt)
+    _search(with_profile_client, text, user, node, since, fmt)
 
 
 @tctl_recordings.command("search")

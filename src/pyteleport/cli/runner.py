@@ -13,6 +13,8 @@ from typing import Any, Protocol, TypeVar
 
 import click
 
+from pyteleport.api.client import AuthClient
+from pyteleport.client.authclient import auth_client_for_profile
 from pyteleport.errors import BadParameterError, TeleportError
 from pyteleport.model.duration import parse_duration
 
@@ -94,6 +96,19 @@ def async_prompt(prompt: str) -> Callable[[], Coroutine[Any, Any, str]]:
         return await asyncio.to_thread(read_secret, prompt)
 
     return ask
+
+
+def with_profile_client(fn: Callable[[AuthClient], Coroutine[Any, Any, T]]) -> T:
+    """Run ``fn`` with an auth API client that presents the current ``tsh login``."""
+
+    async def go() -> T:
+        client = auth_client_for_profile()
+        try:
+            return await fn(client)
+        finally:
+            await client.aclose()
+
+    return run_async(go())
 
 
 class AuthConnection(Protocol):

@@ -17,6 +17,7 @@ from pyteleport.api import wire
 from pyteleport.api.client import AuthClient, client_ssl_context
 from pyteleport.cli import locks as lock_commands
 from pyteleport.cli import nodes as node_commands
+from pyteleport.cli import requests as request_commands
 from pyteleport.cli.recordings import register_tctl
 from pyteleport.cli.runner import (
     fail,
@@ -456,6 +457,7 @@ cli.add_command(tokens)
 register_tctl(cli)
 lock_commands.register_tctl(cli)
 node_commands.register_tctl(cli)
+request_commands.register_tctl(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,10 +12,17 @@ import click
 
 from pyteleport import TELEPORT_VERSION, __version__
 from pyteleport.cli import nodes as node_commands
+from pyteleport.cli import requests as request_commands
 from pyteleport.cli.recordings import register_tsh
-from pyteleport.cli.runner import async_prompt, invoke, run_async
+from pyteleport.cli.runner import (
+    async_prompt,
+    invoke,
+    run_async,
+    split_csv,
+    with_profile_client,
+)
+from pyteleport.client import accessrequests, sshproxy
 from pyteleport.client import login as logins
-from pyteleport.client import sshproxy
 from pyteleport.client.profile import Profile, ProfileStore
 from pyteleport.model.duration import format_duration
 
@@ -70,7 +77,7 @@ def version() -> None:
 
 
 @cli.command("login")
-@click.option("--proxy", required=True, help="Proxy address, HOST[:PORT] (port 3080 by default).")
+@click.option("--proxy", default="", help="Proxy address, HOST[:PORT] (port 3080 by default).")
 @click.option(
     "--user",
     default=lambda: os.environ.get("TELEPORT_USER") or os.environ.get("USER", ""),
@@ -86,8 +93,27 @@ def version() -> None:
     is_flag=True,
     help="Do not load the key into the ssh-agent at SSH_AUTH_SOCK.",
 )
-def login_cmd(proxy: str, user: str, ttl: int, insecure: bool, no_agent: bool) -> None:
+@click.option(
+    "--request-id",
+    "request_ids",
+    default="",
+    help="Log in again with these approved access requests (comma-separated IDs).",
+)
+def login_cmd(
+    proxy: str, user: str, ttl: int, insecure: bool, no_agent: bool, request_ids: str
+) -> None:
     """Log in to a cluster and load the certificate into the ssh-agent."""
+    if request_ids:
+        # The current login asks for certificates with the approved requests' roles.
+        result = with_profile_client(
+            lambda client: accessrequests.login_with_requests(
+                client, split_csv(request_ids), use_agent=_use_agent(no_agent)
+            )
+        )
+        _echo_login(result)
+        return
+    if not proxy:
+        raise click.UsageError("--proxy is required: tsh login --proxy=HOST[:PORT]")
     if not user:
         raise click.UsageError("--user is required")
     if ttl < 0:
@@ -109,6 +135,10 @@ def login_cmd(proxy: str, user: str, ttl: int, insecure: bool, no_agent: bool) -
             ask_otp=async_prompt("Enter your OTP token:\n"),
         )
     )
+    _echo_login(result)
+
+
+def _echo_login(result: logins.LoginResult) -> None:
     if result.agent_warning:
         click.echo(f"WARNING: {result.agent_warning}", err=True)
     p = result.profile
@@ -251,6 +281,7 @@ def config_cmd(port: int) -> None:
 
 register_tsh(cli)
 node_commands.register_tsh(cli)
+request_commands.register_tsh(cli)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import asyncssh
+
 from pyteleport.api.client import WebClient, client_ssl_context
 from pyteleport.client import agent as agents
 from pyteleport.client.profile import Profile, ProfileStore
@@ -98,7 +100,6 @@ async def login(
         await client.aclose()
     ssh_cert = base64.b64decode(answer.cert)
     tls_cert = base64.b64decode(answer.tls_cert)
-    cert = sshcert.parse_certificate(ssh_cert)
     known_hosts = b""
     tls_ca = b""
     for signer in answer.host_signers:
@@ -117,10 +118,28 @@ async def login(
         cluster=ping.cluster_name,
         insecure=insecure,
     )
+    return await install_login(
+        store, profile, key, ssh_cert, tls_cert, tls_ca, known_hosts, use_agent
+    )
+
+
+async def install_login(
+    store: ProfileStore,
+    profile: Profile,
+    key: asyncssh.SSHKey,
+    ssh_cert: bytes,
+    tls_cert: bytes,
+    tls_ca: bytes,
+    known_hosts: bytes,
+    use_agent: bool,
+) -> LoginResult:
+    """Keep a new key and its certificates in the profile and (``use_agent``) the agent: what
+    ``tsh login`` does once the cluster has signed them."""
+    cert = sshcert.parse_certificate(ssh_cert)
     store.save(
         profile,
         private_key=sshkeys.private_key_pem(key),
-        public_key=public_line + b"\n",
+        public_key=sshkeys.public_key_line(key) + b"\n",
         ssh_cert=ssh_cert.strip() + b"\n",
         tls_cert=tls_cert,
         tls_key=sshkeys.tls_private_key_pem(key),
@@ -142,14 +161,12 @@ async def login(
             warning = str(exc)
     elif use_agent:
         warning = "no ssh-agent (SSH_AUTH_SOCK is not set): the key was saved to the profile only"
-    extensions = tuple(sorted(cert.extensions))
-    roles = _cert_roles(cert)
     return LoginResult(
         profile=profile,
-        roles=roles,
+        roles=_cert_roles(cert),
         logins=tuple(p for p in cert.principals if not p.startswith("-teleport-")),
         valid_before=valid_before,
-        extensions=extensions,
+        extensions=tuple(sorted(cert.extensions)),
         agent_warning=warning,
         agent_used=agent_used,
     )

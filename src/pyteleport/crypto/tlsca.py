@@ -20,6 +20,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyteleport.errors import AccessDeniedError, BadParameterError
 
 CA_VALIDITY = dt.timedelta(days=3650)
+# Teleport's ActiveRequestsASN1ExtensionOID: the access requests a certificate was issued with,
+# one subject attribute each.
+ACTIVE_REQUESTS_OID = x509.ObjectIdentifier("1.3.9999.2.8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,7 @@ class TLSIdentity:
     roles: tuple[str, ...]
     builtin: str
     expires: dt.datetime
+    active_requests: tuple[str, ...] = ()
 
 
 def generate_tls_key() -> ec.EllipticCurvePrivateKey:
@@ -151,6 +155,7 @@ def issue_client_cert(
     builtin: str,
     not_after: dt.datetime,
     now: dt.datetime,
+    active_requests: Sequence[str] = (),
 ) -> bytes:
     public_key = serialization.load_pem_public_key(public_key_pem)
     if not isinstance(
@@ -161,6 +166,7 @@ def issue_client_cert(
     attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, role) for role in roles]
     if builtin:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, builtin))
+    attrs += [x509.NameAttribute(ACTIVE_REQUESTS_OID, name) for name in active_requests]
     return _issue(ca, x509.Name(attrs), public_key, not_after, now, ExtendedKeyUsageOID.CLIENT_AUTH)
 
 
@@ -201,6 +207,9 @@ def identity_from_cert(cert_der: bytes, ca_cert_pem: bytes, now: dt.datetime) ->
         roles=roles,
         builtin=str(ou[0].value) if ou else "",
         expires=cert.not_valid_after_utc,
+        active_requests=tuple(
+            str(a.value) for a in subject.get_attributes_for_oid(ACTIVE_REQUESTS_OID)
+        ),
     )
 
 

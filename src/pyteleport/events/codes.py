@@ -37,6 +37,10 @@ SESSION_CHECKPOINT = "session.checkpoint"
 # Ours: a recording removed (auth_service.recordings.retention).
 RECORDING_DELETE = "session.recording.delete"
 NODE_DELETED = "node.deleted"
+ACCESS_REQUEST_CREATE = "access_request.create"
+ACCESS_REQUEST_UPDATE = "access_request.update"
+ACCESS_REQUEST_REVIEW = "access_request.review"
+ACCESS_REQUEST_DELETE = "access_request.delete"
 
 # The ``ei`` of session.upload: Teleport's SessionUploadIndex (math.MaxInt32), so the upload
 # sorts after every event of its session.
@@ -78,6 +82,10 @@ CODES = {
     (TOKEN_CREATED, True): "TJT00I",
     (TOKEN_DELETED, True): "TJT01I",
     (CERT_CREATE, True): "TC000I",
+    (ACCESS_REQUEST_CREATE, True): "T5000I",
+    (ACCESS_REQUEST_UPDATE, True): "T5001I",
+    (ACCESS_REQUEST_REVIEW, True): "T5002I",
+    (ACCESS_REQUEST_DELETE, True): "T5003I",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 BUILTIN_ADMIN = "Admin"
@@ -14,6 +15,8 @@ class Identity:
     username: str
     roles: tuple[str, ...] = ()
     builtin: str = ""  # "" for a user; else one of the BUILTIN_* roles
+    active_requests: tuple[str, ...] = ()  # approved access requests its certificate carries
+    expires: dt.datetime | None = None  # when the certificate it came with expires
 
     @property
     def is_admin(self) -> bool:

@@ -35,6 +35,7 @@ EDITOR = Role(
                     "lock",
                     "cert_authority",
                     "node",
+                    "access_request",
                 ),
                 verbs=ALL_VERBS,
             ),

@@ -26,6 +26,7 @@ RESOURCES = (
     "cert_authority",
     "lock",
     "node",
+    "access_request",
     "*",
 )
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,127}$")
@@ -50,11 +51,34 @@ class Rule:
         )
 
 
+MAX_REQUEST_DURATION = dt.timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestThreshold:
+    """How many reviews approve (or deny) a request: Teleport's ``thresholds`` entry."""
+
+    approve: int = 1
+    deny: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RequestConditions:
+    """``spec.allow.request`` / ``spec.deny.request``: the roles a user may ask for (globs such
+    as ``dev-*``), the approvals that grant them, and the longest a grant may last."""
+
+    roles: tuple[str, ...] = ()
+    thresholds: tuple[RequestThreshold, ...] = ()
+    max_duration: dt.timedelta | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class RoleConditions:
     logins: tuple[str, ...] = ()
     node_labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
+    request: RequestConditions = RequestConditions()
+    review_requests: tuple[str, ...] = ()  # roles whose requests this role may review
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +91,7 @@ class RoleOptions:
     disconnect_expired_cert: bool = False
     client_idle_timeout: dt.timedelta | None = None
     ssh_file_copy: bool = True  # sftp and scp; any role that says false turns it off
+    request_access: str = "optional"  # "reason": an access request must give one
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +138,54 @@ def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str) -
             raise BadParameterError(f"unknown field {where}.{key}")
 
 
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise BadParameterError(f"{where} must be a whole number from 0 to 100")
+    return value
+
+
+def _request_from_dict(data: Any, where: str) -> RequestConditions:
+    raw = _mapping(data, where)
+    _check_keys(raw, ("roles", "thresholds", "max_duration", "suggested_reviewers"), where)
+    thresholds = []
+    listed = raw.get("thresholds") or []
+    if not isinstance(listed, list):
+        raise BadParameterError(f"{where}.thresholds must be a list")
+    for i, item in enumerate(listed):
+        entry = _mapping(item, f"{where}.thresholds[{i}]")
+        _check_keys(entry, ("name", "approve", "deny", "filter"), f"{where}.thresholds[{i}]")
+        if entry.get("filter"):
+            raise BadParameterError(f"{where}.thresholds[{i}].filter is not supported")
+        thresholds.append(
+            RequestThreshold(
+                approve=_count(entry.get("approve", 1), f"{where}.thresholds[{i}].approve"),
+                deny=_count(entry.get("deny", 1), f"{where}.thresholds[{i}].deny"),
+            )
+        )
+    max_duration = None
+    if raw.get("max_duration") not in (None, "", "0", 0):
+        max_duration = parse_duration(str(raw["max_duration"]))
+        if not dt.timedelta(0) < max_duration <= MAX_REQUEST_DURATION:
+            raise BadParameterError(f"{where}.max_duration must be positive and at most 7d")
+    return RequestConditions(
+        roles=_str_list(raw.get("roles"), f"{where}.roles"),
+        thresholds=tuple(thresholds),
+        max_duration=max_duration,
+    )
+
+
+def _request_to_dict(request: RequestConditions) -> dict[str, Any]:
+    out: dict[str, Any] = {"roles": list(request.roles)}
+    if request.thresholds:
+        out["thresholds"] = [{"approve": t.approve, "deny": t.deny} for t in request.thresholds]
+    if request.max_duration is not None:
+        out["max_duration"] = format_duration(request.max_duration)
+    return out
+
+
 def _conditions_from_dict(data: Any, where: str) -> RoleConditions:
     raw = _mapping(data, where)
-    _check_keys(raw, ("logins", "node_labels", "rules"), where)
+    _check_keys(raw, ("logins", "node_labels", "rules", "request", "review_requests"), where)
     labels: dict[str, tuple[str, ...]] = {}
     for key, value in _mapping(raw.get("node_labels"), f"{where}.node_labels").items():
         labels[str(key)] = _str_list(value, f"{where}.node_labels.{key}")
@@ -135,10 +205,14 @@ def _conditions_from_dict(data: Any, where: str) -> RoleConditions:
                     + ",".join(VERBS)
                 )
         rules.append(Rule(resources=resources, verbs=verbs))
+    review = _mapping(raw.get("review_requests"), f"{where}.review_requests")
+    _check_keys(review, ("roles",), f"{where}.review_requests")
     return RoleConditions(
         logins=_str_list(raw.get("logins"), f"{where}.logins"),
         node_labels=labels,
         rules=tuple(rules),
+        request=_request_from_dict(raw.get("request"), f"{where}.request"),
+        review_requests=_str_list(review.get("roles"), f"{where}.review_requests.roles"),
     )
 
 
@@ -152,6 +226,10 @@ def _conditions_to_dict(cond: RoleConditions) -> dict[str, Any]:
         out["rules"] = [
             {"resources": list(r.resources), "verbs": list(r.verbs)} for r in cond.rules
         ]
+    if cond.request.roles:
+        out["request"] = _request_to_dict(cond.request)
+    if cond.review_requests:
+        out["review_requests"] = {"roles": list(cond.review_requests)}
     return out
 
 
@@ -165,7 +243,9 @@ _OPTION_KEYS = (
     "disconnect_expired_cert",
     "client_idle_timeout",
     "ssh_file_copy",
+    "request_access",
 )
+REQUEST_ACCESS_MODES = ("optional", "reason")
 
 
 def _options_from_dict(data: Any) -> RoleOptions:
@@ -198,6 +278,14 @@ def _options_from_dict(data: Any) -> RoleOptions:
             f'spec.options.record_session.ssh: unknown mode "{mode}", expected best_effort or strict'
         )
     kwargs["record_session_ssh"] = mode
+    if "request_access" in raw:
+        access = str(raw["request_access"])
+        if access not in REQUEST_ACCESS_MODES:
+            raise BadParameterError(
+                f'spec.options.request_access: "{access}" is not supported, expected one of: '
+                + ",".join(REQUEST_ACCESS_MODES)
+            )
+        kwargs["request_access"] = access
     return RoleOptions(**kwargs)
 
 
@@ -213,6 +301,8 @@ def _options_to_dict(opts: RoleOptions) -> dict[str, Any]:
     }
     if opts.client_idle_timeout is not None:
         out["client_idle_timeout"] = format_duration(opts.client_idle_timeout)
+    if opts.request_access != "optional":
+        out["request_access"] = opts.request_access
     return out
 
 

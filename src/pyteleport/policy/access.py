@@ -17,6 +17,8 @@ DEFAULT_CERT_TTL = dt.timedelta(hours=12)
 MAX_CERT_TTL = dt.timedelta(hours=30)
 # OpenSSH reads an empty principal list as "any login", so a user without logins gets a placeholder.
 NO_LOGIN_PREFIX = "-teleport-nologin-"
+# The access requests a user certificate was issued with: {"requests": ["<id>", ...]}.
+ACTIVE_REQUESTS_EXTENSION = "teleport-active-requests"
 
 _TEMPLATE = re.compile(r"^\{\{\s*internal\.([a-z_]+)\s*\}\}$")
 
@@ -172,3 +174,16 @@ def roles_from_extension(value: str) -> list[str]:
     if not isinstance(roles, list):
         raise BadParameterError("malformed teleport-roles certificate extension")
     return [str(r) for r in roles]
+
+
+def requests_from_extension(value: str) -> tuple[str, ...]:
+    """Parse the ``teleport-active-requests`` certificate extension ("" when absent)."""
+    if not value:
+        return ()
+    try:
+        names = json.loads(value)["requests"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadParameterError("malformed teleport-active-requests certificate extension") from exc
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadParameterError("malformed teleport-active-requests certificate extension")
+    return tuple(names)

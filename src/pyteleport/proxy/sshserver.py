@@ -25,7 +25,7 @@ from pyteleport.crypto import sshkeys
 from pyteleport.errors import BadParameterError, LimitExceededError, TeleportError
 from pyteleport.events import codes
 from pyteleport.model.lock import Lock
-from pyteleport.policy.access import RoleSet
+from pyteleport.policy.access import ACTIVE_REQUESTS_EXTENSION, RoleSet, requests_from_extension
 from pyteleport.policy.ratelimit import RateLimiter
 from pyteleport.proxy.admission import Admission, Destination
 from pyteleport.proxy.forwarder import AuditHook, ForwarderServices, ObserverFactory
@@ -370,8 +370,12 @@ class OuterServer(asyncssh.SSHServer):
             )
 
     async def roles(self) -> RoleSet:
-        assert self.check.accepted is not None
-        return await self.service.access.role_set_for_user(self.check.accepted.key_id)
+        """The user's roles as stored now, and those the approved access requests named in the
+        certificate still grant (a denied or expired request grants nothing)."""
+        cert = self.check.accepted
+        assert cert is not None
+        requests = requests_from_extension(cert.extensions.get(ACTIVE_REQUESTS_EXTENSION, ""))
+        return await self.service.access.role_set_for_user(cert.key_id, requests)
 
     async def admit_pipe(self, host: str, port: int) -> Destination:
         """Where a byte pipe of the non-recording modes goes, if this user may go there (locks,

@@ -1,0 +1,166 @@
+"""Access requests in the auth core, on a fake clock: who may ask for what, thresholds of
+reviews, the roles and expiry of certificates issued with a request, a request that stops
+granting once denied or expired, and an audit event for every step."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pyteleport.auth.authz import AuthorizedAuth
+from pyteleport.auth.server import AuthServer
+from pyteleport.backend.memory import MemoryBackend
+from pyteleport.clock import FakeClock
+from pyteleport.crypto import sshcert, sshkeys, tlsca
+from pyteleport.errors import AccessDeniedError, BadParameterError
+from pyteleport.model.identity import BUILTIN_ADMIN, Identity
+from pyteleport.model.role import role_from_dict
+
+ROLES = [
+    {
+        "kind": "role",
+        "metadata": {"name": "requester"},
+        "spec": {
+            "allow": {
+                "request": {
+                    "roles": ["dba", "db-*"],
+                    "thresholds": [{"approve": 2, "deny": 1}],
+                    "max_duration": "4h",
+                }
+            }
+        },
+    },
+    {
+        "kind": "role",
+        "metadata": {"name": "dba"},
+        "spec": {"allow": {"logins": ["postgres"], "node_labels": {"*": "*"}}},
+    },
+    {
+        "kind": "role",
+        "metadata": {"name": "db-reader"},
+        "spec": {"allow": {"logins": ["reader"], "node_labels": {"*": "*"}}},
+    },
+    {
+        "kind": "role",
+        "metadata": {"name": "reviewer"},
+        "spec": {"allow": {"review_requests": {"roles": ["dba"]}}},
+    },
+]
+
+
+async def make_cluster() -> tuple[AuthServer, FakeClock]:
+    clock = FakeClock()
+    server = await AuthServer.open(MemoryBackend(clock), "example.com", clock=clock)
+    for raw in ROLES:
+        await server.upsert_role(role_from_dict(raw), overwrite=False, by="test")
+    await server.create_user("joe", ["access", "requester"], ["joe"], "test")
+    for reviewer in ("alice", "bob"):
+        await server.create_user(reviewer, ["access", "reviewer"], [reviewer], "test")
+    return server, clock
+
+
+def as_user(server: AuthServer, name: str, requests: tuple[str, ...] = ()) -> AuthorizedAuth:
+    expires = server.clock.now() + dt.timedelta(hours=12)
+    return AuthorizedAuth(
+        server, Identity(username=name, active_requests=requests, expires=expires)
+    )
+
+
+def public_key() -> bytes:
+    return sshkeys.public_key_line(sshkeys.generate_ssh_key("ed25519"))
+
+
+async def test_two_approvals_grant_the_roles_until_the_request_ends() -> None:
+    server, clock = await make_cluster()
+    joe = as_user(server, "joe")
+    request = await joe.create_access_request(["dba"], "incident 42", ["alice"], None)
+    assert (request.state, request.approve_threshold, request.reason) == (
+        "PENDING",
+        2,
+        "incident 42",
+    )
+    assert request.expires == clock.now() + dt.timedelta(hours=4)  # the role's max_duration
+    with pytest.raises(AccessDeniedError, match="is still PENDING"):
+        await joe.renew_certs(public_key(), [request.name], None)
+    with pytest.raises(AccessDeniedError, match="cannot review your own"):
+        await joe.review_access_request(request.name, True, "")
+    after_one = await as_user(server, "alice").review_access_request(request.name, True, "ok")
+    assert after_one.state == "PENDING"
+    with pytest.raises(BadParameterError, match="already reviewed"):
+        await as_user(server, "alice").review_access_request(request.name, True, "")
+    approved = await as_user(server, "bob").review_access_request(request.name, True, "fine")
+    assert approved.state == "APPROVED" and approved.resolve_reason == "fine"
+
+    certs = await joe.renew_certs(public_key(), [request.name], None)
+    cert = sshcert.parse_certificate(certs.ssh_cert)
+    assert set(cert.principals) == {"joe", "postgres"}
+    assert '"requests":["' + request.name + '"]' in cert.extensions["teleport-active-requests"]
+    assert certs.valid_before == request.expires
+    tls = tlsca.identity_from_cert(
+        _der(certs.tls_cert), server.tls_ca_cert(), clock.now() + dt.timedelta(minutes=1)
+    )
+    assert tls.active_requests == (request.name,) and "dba" in tls.roles
+
+    roles = await server.role_set_for_user("joe", [request.name])
+    assert "postgres" in roles.logins()
+    clock.advance(dt.timedelta(hours=4, seconds=1))
+    roles = await server.role_set_for_user("joe", [request.name])
+    assert "postgres" not in roles.logins() and "joe" in roles.logins()
+    with pytest.raises(AccessDeniedError, match="is not found: it expired or was deleted"):
+        await joe.renew_certs(public_key(), [request.name], None)
+
+    events = [
+        e["event"]
+        for e in await server.audit.search(clock.now() - dt.timedelta(days=1), clock.now())
+    ]
+    assert events.count("access_request.create") == 1
+    assert events.count("access_request.review") == 2
+
+
+async def test_a_denied_request_grants_nothing_even_to_a_certificate_issued_with_it() -> None:
+    server, _ = await make_cluster()
+    joe = as_user(server, "joe")
+    request = await joe.create_access_request(["dba"], "", [], dt.timedelta(hours=1))
+    admin = AuthorizedAuth(server, Identity(username="admin", builtin=BUILTIN_ADMIN))
+    await admin.set_access_request_state(request.name, True, "go")
+    certs = await joe.renew_certs(public_key(), [request.name], None)
+    assert "postgres" in sshcert.parse_certificate(certs.ssh_cert).principals
+    await admin.delete_access_request(request.name)
+    roles = await server.role_set_for_user("joe", [request.name])
+    assert "postgres" not in roles.logins()
+
+    second = await joe.create_access_request(["dba"], "", [], None)
+    denied = await as_user(server, "alice").review_access_request(second.name, False, "no")
+    assert denied.state == "DENIED"
+    with pytest.raises(AccessDeniedError, match=f"request {second.name} has been set to DENIED"):
+        await joe.renew_certs(public_key(), [second.name], None)
+    with pytest.raises(BadParameterError, match="already been set to DENIED"):
+        await admin.set_access_request_state(second.name, True, "")
+
+
+async def test_what_may_be_requested_and_reviewed() -> None:
+    server, _ = await make_cluster()
+    joe = as_user(server, "joe")
+    with pytest.raises(AccessDeniedError, match='request role "editor"'):
+        await joe.create_access_request(["editor"], "", [], None)
+    with pytest.raises(BadParameterError, match="already hold"):
+        await joe.create_access_request(["access"], "", [], None)
+    with pytest.raises(BadParameterError, match="longer than your roles allow"):
+        await joe.create_access_request(["dba"], "", [], dt.timedelta(hours=5))
+    # a glob in allow.request.roles; the reviewer role covers dba only
+    reader = await joe.create_access_request(["db-reader"], "", [], None)
+    with pytest.raises(AccessDeniedError, match='review requests for role "db-reader"'):
+        await as_user(server, "alice").review_access_request(reader.name, True, "")
+    # visibility: the requester and the reviewers of its roles
+    assert [r.name for r in await as_user(server, "alice").list_access_requests()] == []
+    assert [r.name for r in await joe.list_access_requests()] == [reader.name]
+    with pytest.raises(AccessDeniedError):
+        await as_user(server, "alice").set_access_request_state(reader.name, True, "")
+
+
+def _der(pem: bytes) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
