@@ -73,6 +73,7 @@ class Cluster:
     extra_proxy: str = ""
     audit_sessions_uri: str = ""
     env: dict[str, str] = field(default_factory=dict)  # added to teleport's environment
+    start_args: tuple[str, ...] = ()  # added to teleport start's command line
     web_port: int = field(default_factory=free_port)
     auth_port: int = field(default_factory=free_port)
     ssh_port: int = field(default_factory=free_port)
@@ -125,7 +126,7 @@ class Cluster:
         self.log_path = self.root / "teleport.log"
         log = open(self.log_path, "a")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [str(BIN / "teleport"), "start", "-c", str(self.config_path)],
+            [str(BIN / "teleport"), "start", "-c", str(self.config_path), *self.start_args],
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,

@@ -89,6 +89,9 @@ class RecordingStoreConformance:
     async def test_a_new_store_lists_nothing(self, store: RecordingStore) -> None:
         assert await store.list() == []
 
+    async def test_a_working_store_passes_its_check(self, store: RecordingStore) -> None:
+        await store.check()
+
     async def test_upload_then_read_gives_the_same_bytes(
         self, store: RecordingStore, tmp_path: Path
     ) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyteleport.clock import FakeClock
+from pyteleport.errors import ConnectionProblemError
 from pyteleport.events.asciicast import Frame, Header, encode_frame, encode_header
 from pyteleport.events.chunks import read_chain
 from pyteleport.events.recorder import SessionRecorder
@@ -103,3 +104,14 @@ async def test_a_recording_made_before_the_chunked_format_still_lists_and_reads(
     assert set(listed) == {"old", "new"}
     assert listed["old"].user == "ann" and listed["old"].duration_s == 2.5
     assert await store.read("old") == text.encode()
+
+
+async def test_a_directory_it_cannot_write_fails_its_check(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the directory should be")
+    store = FileRecordingStore(blocker / "records")
+    with pytest.raises(
+        ConnectionProblemError, match=r"recording directory .*records: Not a directory"
+    ):
+        await store.check()
+    assert blocker.is_file()  # nothing was replaced

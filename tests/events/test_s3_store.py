@@ -64,6 +64,8 @@ async def test_an_endpoint_that_is_down_is_one_clear_error(tmp_path: Path) -> No
     store = S3RecordingStore(S3Location(bucket="b", endpoint="http://127.0.0.1:9", region="x"))
     with pytest.raises(RecordingError, match=r"cannot reach http://127\.0\.0\.1:9"):
         await store.list()
+    with pytest.raises(RecordingError, match=r"the bucket: cannot reach http://127\.0\.0\.1:9"):
+        await store.check()
 
 
 def test_the_uri_is_read_as_teleport_writes_it() -> None:

@@ -70,6 +70,8 @@ def test_unquoted_off_is_a_recording_mode() -> None:
             "proxy_checks_host_keys must be one of: yes,no",
         ),
         ("teleport:\n  log:\n    colour: red\n", "unknown config key teleport.log.colour"),
+        ("teleport:\n  diag_addr: 127.0.0.1:http\n", 'invalid port "http"'),
+        ("teleport:\n  diag_addr: ':3000'\n", "teleport.diag_addr: give a host"),
         ("proxy_services:\n  enabled: yes\n", "unknown config key proxy_services"),
         ("proxy_service:\n  listen_addr: 'h:0'\n", "proxy_service.listen_addr"),
         ("proxy_service:\n  https_keypairs: [{key_file: /k}]\n", "https_keypairs[0]"),
@@ -151,3 +153,9 @@ def test_recordings_retention_parses_and_round_trips() -> None:
 def test_a_bad_retention_is_refused_with_its_key(value: str) -> None:
     with pytest.raises(BadParameterError, match=r"auth_service\.recordings\.retention: expected"):
         parse_config(f"auth_service: {{recordings: {{retention: '{value}'}}}}\n")
+
+
+def test_diag_addr_parses_and_round_trips() -> None:
+    config = parse_config("teleport: {data_dir: /tmp/x, diag_addr: '127.0.0.1:3000'}\n")
+    assert config.teleport.diag_addr == "127.0.0.1:3000"
+    assert parse_config(render_config(config)) == config

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pyteleport import TELEPORT_VERSION
+from pyteleport.api.metrics import NO_METRICS, Metrics
 from pyteleport.auth.inventory import NodeInventory
 from pyteleport.auth.jointokens import JoinTokens
 from pyteleport.auth.locks import Locks
@@ -92,6 +93,7 @@ class AuthServer:
         # Where finished session recordings live; None: this auth service keeps none.
         self.recordings = recordings
         self._cas: dict[CAType, CertAuthority] = {}
+        self.metrics: Metrics = NO_METRICS  # what /metrics counts; the process sets it
 
     # -- start ----------------------------------------------------------------------------------
 
@@ -104,12 +106,14 @@ class AuthServer:
         clock: Clock | None = None,
         second_factor: str = "off",
         recordings: RecordingStore | None = None,
+        audit: AuditLog | None = None,
     ) -> AuthServer:
         server = cls(
             backend,
             cluster_name,
             clock=clock,
             second_factor=second_factor,
+            audit=audit,
             recordings=recordings,
         )
         await server._init_cluster()
@@ -392,6 +396,7 @@ class AuthServer:
         try:
             await self._check_password(username, password, otp_token)
         except AccessDeniedError as exc:
+            self.metrics.password_login(False)
             await self.audit.emit(
                 codes.USER_LOGIN,
                 {
@@ -405,6 +410,7 @@ class AuthServer:
             )
             raise
         certs = await self.generate_user_certs(username, public_key_line, ttl)
+        self.metrics.password_login(True)
         await self.audit.emit(
             codes.USER_LOGIN,
             {"user": username, "method": "local", "success": True, "addr.remote": remote_addr},

@@ -8,7 +8,8 @@ lone write goes at once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from pyteleport.backend.base import Backend, Item
 
@@ -17,8 +18,11 @@ class GroupWriter:
     """Creates items (``Backend.create_many``) for many callers, grouped. One caller's failure
     is its own: when a group fails, its parts are written again one caller at a time."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(
+        self, backend: Backend, observe: Callable[[int, float, bool], None] | None = None
+    ) -> None:
         self._backend = backend
+        self._observe = observe  # (items, seconds, written) of each group
         self._queue: list[tuple[Sequence[Item], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -37,9 +41,13 @@ class GroupWriter:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
+                group = [i for items, _ in batch for i in items]
+                started = time.perf_counter()
                 try:
-                    await self._backend.create_many([i for items, _ in batch for i in items])
+                    await self._backend.create_many(group)
                 except Exception as exc:
+                    if self._observe is not None:
+                        self._observe(len(group), time.perf_counter() - started, False)
                     if len(batch) == 1:
                         _settle(batch[0][1], exc)
                     else:
@@ -51,6 +59,8 @@ class GroupWriter:
                             else:
                                 _settle(future, None)
                 else:
+                    if self._observe is not None:
+                        self._observe(len(group), time.perf_counter() - started, True)
                     for _, future in batch:
                         _settle(future, None)
                 batch = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
 import socket
@@ -23,6 +25,25 @@ from pyteleport.service.process import TeleportProcess, run_until_signal
 DEFAULT_CONFIG = "/etc/teleport.yaml"
 
 
+class JsonLineFormatter(logging.Formatter):
+    """``teleport.log.format.output: json``: one JSON object per line, with the fields
+    Teleport's JSON log uses (``timestamp``, ``level``, ``component``, ``message``), escaped so
+    any message (quotes, newlines, a traceback) stays one parseable line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, object] = {
+            "timestamp": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "component": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["error"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
 def _setup_logging(output: str, severity: str, fmt: str) -> None:
     level = {"WARN": "WARNING"}.get(severity.upper(), severity.upper())
     if output in ("stderr", "", None):
@@ -32,10 +53,11 @@ def _setup_logging(output: str, severity: str, fmt: str) -> None:
     else:
         handler = logging.FileHandler(output)
     if fmt == "json":
-        pattern = '{"time":"%(asctime)s","level":"%(levelname)s","component":"%(name)s","message":"%(message)s"}'
+        handler.setFormatter(JsonLineFormatter())
     else:
-        pattern = "%(asctime)s %(levelname)-5s [%(name)s] %(message)s"
-    handler.setFormatter(logging.Formatter(pattern))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-5s [%(name)s] %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -66,7 +88,12 @@ def version() -> None:
     help=f"Path to the config file (default {DEFAULT_CONFIG}).",
 )
 @click.option("-d", "--debug", is_flag=True, help="Log at DEBUG severity.")
-def start(config_path: str | None, debug: bool) -> None:
+@click.option(
+    "--diag-addr",
+    default="",
+    help="Serve /healthz, /readyz and /metrics over HTTP here, e.g. 127.0.0.1:3000.",
+)
+def start(config_path: str | None, debug: bool, diag_addr: str) -> None:
     """Start the services the config file enables (auth and proxy)."""
     path = config_path or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
     if path is not None:
@@ -82,6 +109,8 @@ def start(config_path: str | None, debug: bool) -> None:
             public_addr=None,
             nodename=socket.gethostname(),
         )
+    if diag_addr:
+        config.teleport.diag_addr = diag_addr
     log = config.teleport.log
     _setup_logging(log.output, "DEBUG" if debug else log.severity, log.format.output)
     process = TeleportProcess(config)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pyteleport.backend import Backend, Item, prefix_end
@@ -40,10 +40,16 @@ def _key(when: dt.datetime, uid: str) -> str:
 class AuditLog:
     """Audit events in the backend, keyed by time so a time range is a key range."""
 
-    def __init__(self, backend: Backend, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        clock: Clock | None = None,
+        observe: Callable[[int, float, bool], None] | None = None,
+    ) -> None:
+        """``observe(events, seconds, written)`` hears of every write (for /metrics)."""
         self._backend = backend
         self._clock = clock or SystemClock()
-        self._writer = GroupWriter(backend)
+        self._writer = GroupWriter(backend, observe)
         self._last: dt.datetime | None = None
 
     async def emit(self, event: str, fields: Mapping[str, Any], *, success: bool = True) -> None:

@@ -128,6 +128,11 @@ class S3RecordingStore:
                 f"{what}: cannot reach {self.location.endpoint or 'S3'}: {exc}"
             ) from exc
 
+    async def check(self) -> None:
+        await self._call(
+            lambda: self._client.head_bucket(Bucket=self.location.bucket), "the bucket"
+        )
+
     def _put_args(self) -> dict[str, Any]:
         return {} if self.location.disable_sse else {"ServerSideEncryption": "AES256"}
 

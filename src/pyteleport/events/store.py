@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pyteleport.errors import BadParameterError, NotFoundError, RecordingError, TeleportError
+from pyteleport.errors import (
+    BadParameterError,
+    ConnectionProblemError,
+    NotFoundError,
+    RecordingError,
+    TeleportError,
+)
 from pyteleport.events import codes
 from pyteleport.events.asciicast import Header
 from pyteleport.events.audit import Emitter
@@ -55,6 +61,11 @@ class RecordingStore(Protocol):
     # True if the store takes a running session's bytes as they come (:meth:`append_part`):
     # a store elsewhere than the spool's disk, so a host that dies for good loses little.
     live_parts: bool
+
+    async def check(self) -> None:
+        """Raise (ConnectionProblemError or RecordingError, one line) unless the store can take
+        recordings now: what ``/readyz`` asks."""
+        ...
 
     async def append_part(self, session_id: str, offset: int, data: bytes) -> None:
         """Store ``data``, the bytes at ``offset`` of a running session's recording file. The
@@ -124,6 +135,20 @@ class FileRecordingStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+
+    async def check(self) -> None:
+        def writable() -> bool:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return os.access(self.directory, os.W_OK | os.X_OK)
+
+        try:
+            ok = await asyncio.to_thread(writable)
+        except OSError as exc:
+            raise ConnectionProblemError(
+                f"recording directory {self.directory}: {exc.strerror or exc}"
+            ) from exc
+        if not ok:
+            raise ConnectionProblemError(f"recording directory {self.directory} is not writable")
 
     async def append_part(self, session_id: str, offset: int, data: bytes) -> None:
         recording_file_name(session_id)  # the same refusal of a bad id as every other call

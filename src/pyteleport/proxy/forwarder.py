@@ -20,6 +20,7 @@ from typing import Any
 
 import asyncssh
 
+from pyteleport.api.metrics import NO_METRICS, Metrics
 from pyteleport.errors import TeleportError
 from pyteleport.events import codes
 from pyteleport.events.filetransfer import ScpTap
@@ -82,6 +83,7 @@ class ForwarderServices:
     dialer: TargetDialer
     locks: Callable[[], Awaitable[list[Lock]]]
     admission: Admission
+    metrics: Metrics = NO_METRICS
 
 
 class ForwardingServer(asyncssh.SSHServer):
@@ -184,6 +186,7 @@ class ForwardingServer(asyncssh.SSHServer):
             if self._agent is not None or not self.agent_from_inner:
                 target = await self._connect(login)
         except TeleportError as exc:
+            self._services.metrics.session_refused()
             log.info(
                 "refused session of %s as %s to %s:%s: %s",
                 self._target.user,

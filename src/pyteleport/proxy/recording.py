@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyteleport.api.metrics import NO_METRICS, Metrics
 from pyteleport.clock import Clock
 from pyteleport.crypto.checkpoint import Checkpoint
 from pyteleport.errors import RecordingError
@@ -84,6 +85,7 @@ class RecordingSettings:
     ending: SessionsEnding = field(default_factory=SessionsEnding)
     signer: CheckpointSigner | None = None  # signs checkpoints of each recording's chain
     index: RecordingIndex | None = None  # the search index of what sessions showed
+    metrics: Metrics = NO_METRICS
 
 
 class RecordedSession:
@@ -236,6 +238,7 @@ class RecordedSession:
                 self._shipper = asyncio.get_running_loop().create_task(
                     self._ship(self._recorder.path)
                 )
+        self._settings.metrics.session_started(self._interactive)
         await self._settings.audit.emit(
             codes.SESSION_START,
             self._fields(
@@ -297,6 +300,7 @@ class RecordedSession:
             self._settings.ending.done(self)
 
     async def _ended(self, result: SessionExit) -> None:
+        self._settings.metrics.session_ended(self._interactive, self._tx, self._rx)
         if self._sftp is not None:
             self._sftp.finish()
         if self._text_flush is not None:
@@ -393,6 +397,7 @@ class RecordedSession:
                 try:
                     await self._settings.store.append_part(self.session_id, offset, data)
                 except Exception as exc:
+                    self._settings.metrics.upload_failed()
                     if self._settings.mode.endswith("-sync"):
                         # The -sync modes end a session they cannot record where it belongs.
                         self._ship_error = (
@@ -475,6 +480,7 @@ async def upload(
     try:
         url = await settings.store.upload(session_id, path)
     except Exception as exc:
+        settings.metrics.upload_failed()
         log.warning("could not upload recording %s, kept at %s: %s", session_id, path, exc)
         return
     await asyncio.to_thread(path.unlink, True)

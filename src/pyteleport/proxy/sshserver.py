@@ -20,6 +20,7 @@ from typing import Any
 import asyncssh
 
 from pyteleport.api.access import ProxySSHAccessPoint
+from pyteleport.api.metrics import NO_METRICS, Metrics
 from pyteleport.clock import Clock, SystemClock
 from pyteleport.crypto import sshkeys
 from pyteleport.errors import BadParameterError, LimitExceededError, TeleportError
@@ -73,8 +74,10 @@ class ProxySSHService:
         host: str,
         port: int,
         clock: Clock | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.access = access
+        self.metrics = metrics
         self.audit = audit
         self.settings = settings
         self.observer_factory = observer_factory
@@ -92,6 +95,7 @@ class ProxySSHService:
             dialer=self.dialer,
             locks=access.list_locks,
             admission=self.admission,
+            metrics=metrics,
         )
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
@@ -293,6 +297,7 @@ class OuterServer(asyncssh.SSHServer):
                 "addr.remote": self.remote_addr,
             }
             log.info("refused SSH login from %s: %s", fields["addr.remote"], self.check.refusal)
+            self.service.metrics.ssh_auth_failed()
             task = asyncio.get_running_loop().create_task(
                 self.service.access.audit.emit(codes.AUTH, fields, success=False)
             )

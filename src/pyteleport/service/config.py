@@ -28,6 +28,7 @@ DEFAULT_DATA_DIR = "/var/lib/teleport"
 DEFAULT_AUTH_PORT = 3025
 DEFAULT_WEB_PORT = 3080
 DEFAULT_SSH_PROXY_PORT = 3023
+DEFAULT_DIAG_PORT = 3000
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TeleportSection:
     data_dir: str = DEFAULT_DATA_DIR
     log: LogConfig = field(default_factory=LogConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    diag_addr: str = ""  # /healthz, /readyz, /metrics over HTTP; "" serves none
 
 
 @dataclass
@@ -282,7 +284,17 @@ def _teleport(r: _Reader) -> TeleportSection:
         data_dir=r.string("data_dir", DEFAULT_DATA_DIR),
         log=_section(r, "log", _log),
         storage=_section(r, "storage", _storage),
+        diag_addr=_diag_addr(r),
     )
+
+
+def _diag_addr(r: _Reader) -> str:
+    value = r.string("diag_addr", "")
+    if value:
+        host, _ = parse_addr(value, DEFAULT_DIAG_PORT)
+        if not host:
+            raise BadParameterError(f"{r.key('diag_addr')}: give a host, e.g. 127.0.0.1:3000")
+    return value
 
 
 def _storage(r: _Reader) -> StorageConfig:
@@ -524,6 +536,7 @@ def render_config(config: Config) -> str:
                 "severity": t.log.severity,
                 "format": {"output": t.log.format.output},
             },
+            **({"diag_addr": t.diag_addr} if t.diag_addr else {}),
             "storage": {
                 "type": t.storage.type,
                 **(

@@ -1,9 +1,10 @@
 """One ``teleport start``: assemble the enabled services from a validated config and run them.
 
-Start order: data directory, backend, auth server (CAs), recordings a crash left behind uploaded,
-auth API listener, admin identity for tctl, proxy web listener, proxy SSH listener. Shutdown
-order is the reverse: stop accepting (proxy SSH, proxy web, auth), let sessions end and their
-recordings upload, then close the backend, so nothing writes to a closed store.
+Start order: data directory, backend, diagnostics listener (``/readyz`` says "starting" until
+the end), auth server (CAs), recordings a crash left behind uploaded, auth API listener, admin
+identity for tctl, proxy web listener, proxy SSH listener. Shutdown order is the reverse: stop
+accepting (proxy SSH, proxy web, auth, diagnostics), let sessions end and their recordings
+upload, then close the backend, so nothing writes to a closed store.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ import signal
 import stat
 from pathlib import Path
 
+from pyteleport.api.metrics import NO_METRICS
 from pyteleport.auth.http import auth_router
 from pyteleport.auth.server import AuthServer
 from pyteleport.backend import Backend, MemoryBackend, SqliteBackend
+from pyteleport.backend.metered import MeteredBackend
 from pyteleport.client.profile import ensure_private_dir, write_private_file
 from pyteleport.clock import Clock, SystemClock
 from pyteleport.crypto import tlsca
 from pyteleport.errors import BadParameterError
+from pyteleport.events.audit import AuditLog
 from pyteleport.events.retention import RecordingRetention
 from pyteleport.events.store import FileRecordingStore, RecordingStore, complete_pending_uploads
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
@@ -37,7 +41,8 @@ from pyteleport.proxy.recording import (
 )
 from pyteleport.proxy.sshserver import ProxySSHService, ProxySSHSettings
 from pyteleport.proxy.webapi import webapi_app, webapi_limits, webapi_router
-from pyteleport.service.config import Config, parse_addr
+from pyteleport.service.config import DEFAULT_DIAG_PORT, Config, parse_addr
+from pyteleport.service.diag import ProcessMetrics, Readiness, diag_app
 from pyteleport.service.identity import admin_identity_paths
 from pyteleport.ssh.internals import require_tested_asyncssh
 from pyteleport.web.errors import install_error_handlers
@@ -67,6 +72,10 @@ class TeleportProcess:
     def __init__(self, config: Config, clock: Clock | None = None) -> None:
         self.config = config
         self.clock = clock or SystemClock()
+        # /metrics counts only when a diagnostics listener shows it.
+        self.metrics: ProcessMetrics | None = None
+        self._readiness: Readiness | None = None
+        self.diag_port = 0
         self.backend: Backend | None = None
         self.auth: AuthServer | None = None
         self._servers: list[HttpsServer] = []
@@ -92,13 +101,23 @@ class TeleportProcess:
         self._prepare_data_dir()
         self.backend = await self._open_backend()
         try:
+            store = self._recording_store()
+            audit = None
+            if cfg.teleport.diag_addr:
+                self.metrics = ProcessMetrics(self.streaming_dir)
+                self.backend = MeteredBackend(self.backend, self.metrics.backend_request)
+                audit = AuditLog(self.backend, self.clock, observe=self.metrics.audit_write)
+                await self._start_diag(store)
             self.auth = await AuthServer.open(
                 self.backend,
                 cfg.auth_service.cluster_name,
                 clock=self.clock,
                 second_factor=cfg.auth_service.authentication.second_factor,
-                recordings=self._recording_store(),
+                recordings=store,
+                audit=audit,
             )
+            if self.metrics is not None:
+                self.auth.metrics = self.metrics
             await self._finish_uploads()
             retention = cfg.auth_service.recordings_retention
             if retention is not None and self.auth.recordings is not None:
@@ -117,6 +136,18 @@ class TeleportProcess:
         except BaseException:
             await self.aclose()
             raise
+        if self._readiness is not None:
+            self._readiness.started = True
+
+    async def _start_diag(self, store: RecordingStore) -> None:
+        assert self.backend is not None and self.metrics is not None
+        host, port = parse_addr(self.config.teleport.diag_addr, DEFAULT_DIAG_PORT)
+        self._readiness = Readiness(self.backend, store, self.config.teleport.nodename, self.clock)
+        server = HttpsServer(diag_app(self.metrics, self._readiness), host, port, None)
+        await server.start()
+        self._servers.append(server)
+        self.diag_port = server.port
+        log.info("diagnostics are served on http://%s", _join(host, self.diag_port))
 
     def _recording_store(self) -> RecordingStore:
         uri = self.config.teleport.storage.audit_sessions_uri
@@ -298,6 +329,7 @@ class TeleportProcess:
             clock=self.clock,
             signer=CheckpointSigner(self.auth.sign_recording_signer, cfg.teleport.nodename),
             index=self.auth.recording_index,
+            metrics=self.metrics or NO_METRICS,
         )
         self._ending = recording.ending
         service = ProxySSHService(
@@ -323,6 +355,7 @@ class TeleportProcess:
             host,
             port,
             self.clock,
+            metrics=self.metrics or NO_METRICS,
         )
         await service.start()
         self.ssh_proxy = service

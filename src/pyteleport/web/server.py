@@ -147,14 +147,15 @@ def server_ssl_context(
 
 class HttpsServer:
     """Serve an ASGI app over TLS on (host, port); ``port`` 0 picks a free one. ``limits`` are
-    checked before the app reads a request (default: bodies up to 1 MiB)."""
+    checked before the app reads a request (default: bodies up to 1 MiB). Without an
+    ``ssl_context`` it serves plain HTTP (the diagnostics listener), with the same limits."""
 
     def __init__(
         self,
         app: Any,
         host: str,
         port: int,
-        ssl_context: ssl.SSLContext,
+        ssl_context: ssl.SSLContext | None,
         limits: RequestLimits | None = None,
         listener: ListenerLimits | None = None,
     ) -> None:
@@ -227,8 +228,8 @@ class HttpsServer:
             sock=sock,
             ssl=self._ssl_context,
             backlog=config.backlog,
-            ssl_handshake_timeout=self._listener.handshake_timeout_s,
-            ssl_shutdown_timeout=self._listener.shutdown_timeout_s,
+            ssl_handshake_timeout=self._listener.handshake_timeout_s if self._ssl_context else None,
+            ssl_shutdown_timeout=self._listener.shutdown_timeout_s if self._ssl_context else None,
         )
         server.servers = [listening]
         server.started = True

@@ -1,0 +1,92 @@
+"""The diagnostics routes in memory (httpx's ASGI transport): /readyz says starting, ready or
+degraded with the reason in one line; a probe is shared and not repeated within a second; bad
+methods and paths get the JSON error shape, never a server error."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import httpx
+import pytest
+
+from pyteleport.backend import Item
+from pyteleport.backend.memory import MemoryBackend
+from pyteleport.clock import FakeClock
+from pyteleport.errors import ConnectionProblemError
+from pyteleport.service.diag import ProcessMetrics, Readiness, diag_app
+
+
+class FlakyStore:
+    """A recording store whose check fails while ``down``."""
+
+    live_parts = False
+
+    def __init__(self) -> None:
+        self.down = False
+        self.checks = 0
+
+    async def check(self) -> None:
+        self.checks += 1
+        if self.down:
+            raise ConnectionProblemError("cannot reach the store\nsecond line")
+
+
+class CountingBackend(MemoryBackend):
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.puts = 0
+
+    async def put(self, item: Item) -> Item:
+        self.puts += 1
+        return await super().put(item)
+
+
+@pytest.fixture
+def parts() -> tuple[ProcessMetrics, Readiness, FlakyStore, CountingBackend]:
+    clock = FakeClock(dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    store = FlakyStore()
+    backend = CountingBackend(clock)
+    return ProcessMetrics(), Readiness(backend, store, "proxy1", clock), store, backend  # type: ignore[arg-type]
+
+
+async def test_readiness_follows_the_start_and_the_store(
+    parts: tuple[ProcessMetrics, Readiness, FlakyStore, CountingBackend],
+) -> None:
+    metrics, readiness, store, backend = parts
+    app = diag_app(metrics, readiness)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://d") as c:
+        starting = await c.get("/readyz")
+        assert (starting.status_code, starting.json()) == (400, {"status": "starting"})
+        readiness.started = True
+        ok = await c.get("/readyz")
+        assert (ok.status_code, ok.json()) == (200, {"status": "ok"})
+        await c.get("/readyz")  # within a second: the same probe's answer
+        assert (store.checks, backend.puts) == (1, 1)
+        store.down = True
+        readiness._last = None  # as if a second had passed
+        degraded = await c.get("/readyz")
+        assert degraded.status_code == 503
+        assert degraded.json() == {
+            "status": "degraded",
+            "reason": "recording store: cannot reach the store",
+        }
+        text = (await c.get("/metrics")).text
+        assert "process_state 2.0" in text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("POST", "/metrics", 405), ("GET", "/metrics/../../etc/passwd", 404), ("PUT", "/readyz", 405)],
+)
+async def test_bad_requests_get_the_error_shape(
+    parts: tuple[ProcessMetrics, Readiness, FlakyStore, CountingBackend],
+    method: str,
+    path: str,
+    status: int,
+) -> None:
+    metrics, readiness, _, _ = parts
+    app = diag_app(metrics, readiness)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://d") as c:
+        response = await c.request(method, path, content=b"x" * 1000)
+    assert response.status_code == status
+    assert response.json()["error"]["message"]
