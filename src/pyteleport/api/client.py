@@ -314,6 +314,14 @@ class AuthClient(_Base):
     async def sign_user(self, request: wire.SignUserRequest) -> wire.SignUserResponse:
         return await self._send("POST", "/v1/certs/user", request, wire.SignUserResponse)
 
+    async def get_resources(self, kinds: str, with_secrets: bool) -> list[dict[str, Any]]:
+        params = {"kinds": kinds, "with_secrets": "true" if with_secrets else "false"}
+        response = await self._request("GET", "/v1/resources", params=params)
+        return list(response.json())
+
+    async def put_resource(self, request: wire.PutResourceRequest) -> wire.PutResourceResponse:
+        return await self._send("POST", "/v1/resources", request, wire.PutResourceResponse)
+
     async def renew_certs(self, request: wire.RenewCertsRequest) -> wire.SignUserResponse:
         return await self._send("POST", "/v1/certs/renew", request, wire.SignUserResponse)
 

@@ -165,6 +165,19 @@ class Resource(Strict):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
+class PutResourceRequest(Strict):
+    """``tctl create``: one resource of any kind a backup holds."""
+
+    resource: dict[str, object]
+    force: bool = False
+
+
+class PutResourceResponse(Strict):
+    kind: str
+    name: str
+    result: str  # created, updated or unchanged
+
+
 class PutRoleRequest(Strict):
     resource: dict[str, object]
     overwrite: bool = False

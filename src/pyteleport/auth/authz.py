@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from pyteleport.auth import backup
 from pyteleport.auth.server import AuthServer
 from pyteleport.errors import AccessDeniedError, NotFoundError
 from pyteleport.events.store import RecordingInfo, RecordingStore
@@ -192,6 +193,36 @@ class AuthorizedAuth:
         return await self._server.generate_user_certs(
             self.actor, public_key, ttl, request_ids, not_after=self.identity.expires
         )
+
+    # backup and restore
+    async def export_resources(self, kinds: Sequence[str], with_secrets: bool) -> list[Any]:
+        """``tctl get all``: each kind needs its list rule; secrets only the local admin."""
+        if with_secrets and not self.identity.is_admin:
+            raise AccessDeniedError(
+                "only the local admin may read secrets (--with-secrets): run tctl on the auth "
+                "host with -c teleport.yaml"
+            )
+        for kind in kinds:
+            await self._check(kind, "list")
+        return await backup.export_resources(self._server, kinds, with_secrets)
+
+    async def create_resource(self, doc: dict[str, Any], force: bool) -> backup.Outcome:
+        """``tctl create``: the kind's create rule (and update with ``force``); a user with
+        password hashes or TOTP keys, and a join token, only from the local admin."""
+        kind = backup.resource_kind(doc)
+        await self._check(kind, "create")
+        if force:
+            await self._check(kind, "update")
+        spec = doc.get("spec")
+        secret = kind in backup.SECRET_KINDS or (
+            kind == "user" and isinstance(spec, dict) and bool(spec.get("local_auth"))
+        )
+        if secret and not self.identity.is_admin:
+            raise AccessDeniedError(
+                f"only the local admin may create a {kind} with secrets: run tctl on the auth "
+                "host with -c teleport.yaml"
+            )
+        return await backup.create_resource(self._server, doc, force, self.actor)
 
     # access requests
     async def create_access_request(

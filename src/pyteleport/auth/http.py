@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from pyteleport.api import wire
+from pyteleport.auth import backup
 from pyteleport.auth.authz import AuthorizedAuth
 from pyteleport.auth.server import AuthServer
 from pyteleport.crypto import tlsca
@@ -207,6 +208,20 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
             tls_cert=certs.tls_cert.decode(),
             valid_before=format_time(certs.valid_before),
         )
+
+    @router.get("/resources")
+    async def get_resources(
+        auth: Caller, kinds: wire.Text = "all", with_secrets: bool = False
+    ) -> list[dict[str, Any]]:
+        exported: list[dict[str, Any]] = await auth.export_resources(
+            backup.parse_kinds(kinds), with_secrets
+        )
+        return exported
+
+    @router.post("/resources")
+    async def put_resource(body: wire.PutResourceRequest, auth: Caller) -> wire.PutResourceResponse:
+        outcome = await auth.create_resource(dict(body.resource), body.force)
+        return wire.PutResourceResponse(kind=outcome.kind, name=outcome.name, result=outcome.result)
 
     @router.post("/certs/renew")
     async def renew_certs(body: wire.RenewCertsRequest, auth: Caller) -> wire.SignUserResponse:

@@ -46,7 +46,7 @@ from pyteleport.model.role import Role, check_name
 from pyteleport.model.token import UserToken
 from pyteleport.model.user import LOGINS_TRAIT, User
 from pyteleport.policy.access import ACTIVE_REQUESTS_EXTENSION, RoleSet
-from pyteleport.storage.authorities import AuthorityStore
+from pyteleport.storage.authorities import CLUSTER_NAME_KEY, AuthorityStore
 from pyteleport.storage.loginattempts import LoginAttemptStore
 from pyteleport.storage.roles import RoleStore
 from pyteleport.storage.tokens import TokenStore
@@ -56,7 +56,6 @@ INVITE_TTL = dt.timedelta(hours=1)
 MAX_INVITE_TTL = dt.timedelta(hours=48)
 MAX_HOST_CERT_TTL = dt.timedelta(days=3650)
 LOCKED_MESSAGE = "too many incorrect attempts, please try again later"
-_CLUSTER_NAME_KEY = "/cluster/name"
 
 
 class AuthServer:
@@ -121,7 +120,7 @@ class AuthServer:
 
     async def _init_cluster(self) -> None:
         try:
-            stored = (await self.backend.get(_CLUSTER_NAME_KEY)).value.decode()
+            stored = (await self.backend.get(CLUSTER_NAME_KEY)).value.decode()
         except NotFoundError:
             stored = None
         if stored is not None and stored != self.cluster_name:
@@ -167,7 +166,7 @@ class AuthServer:
                 await self.authorities.create(ca)
             # The name goes last: a crash before this point leaves CAs without a name, which the
             # next start refuses rather than silently replacing.
-            await self.backend.create(Item(key=_CLUSTER_NAME_KEY, value=self.cluster_name.encode()))
+            await self.backend.create(Item(key=CLUSTER_NAME_KEY, value=self.cluster_name.encode()))
         self._cas = found
         for role in PRESETS:
             with contextlib.suppress(AlreadyExistsError):

@@ -15,6 +15,7 @@ import yaml
 
 from pyteleport.api import wire
 from pyteleport.api.client import AuthClient, client_ssl_context
+from pyteleport.auth.backup import ordered, parse_kinds
 from pyteleport.cli import locks as lock_commands
 from pyteleport.cli import nodes as node_commands
 from pyteleport.cli import requests as request_commands
@@ -232,6 +233,8 @@ def _split_ref(ref: str) -> tuple[str, str]:
         "tokens": "token",
         "locks": "lock",
         "nodes": "node",
+        "cert_authorities": "cert_authority",
+        "cas": "cert_authority",
     }
     return aliases.get(kind, kind), name
 
@@ -239,9 +242,21 @@ def _split_ref(ref: str) -> tuple[str, str]:
 @cli.command("get")
 @click.argument("ref")
 @click.option("--format", "fmt", type=click.Choice(["yaml", "json", "text"]), default="yaml")
+@click.option(
+    "--with-secrets",
+    is_flag=True,
+    help="Include private keys, password hashes and join tokens (the local admin only).",
+)
 @pass_conn
-def get(conn: Conn, ref: str, fmt: str) -> None:
-    """Print resources: roles, users, tokens, or one as KIND/NAME."""
+def get(conn: Conn, ref: str, fmt: str, with_secrets: bool) -> None:
+    """Print resources: all, a list such as users,roles, or one as KIND/NAME."""
+    if ref == "all" or "," in ref or with_secrets or _split_ref(ref)[0] == "cert_authority":
+        if "/" in ref:
+            raise BadParameterError("--with-secrets and lists of kinds take no /NAME")
+        kinds = ",".join(parse_kinds(ref))
+        found = conn.call(lambda c: c.get_resources(kinds, with_secrets))
+        click.echo(_dump(found, "json" if fmt == "json" else "yaml"))
+        return
     kind, name = _split_ref(ref)
     fetchers: dict[str, Any] = {
         "role": (lambda c: c.get_role(name)) if name else (lambda c: c.list_roles()),
@@ -287,19 +302,16 @@ def create(conn: Conn, filename: str | None, force: bool) -> None:
     for doc in documents:
         if not isinstance(doc, dict):
             raise BadParameterError(f"{filename or 'stdin'}: a resource must be a mapping")
-        kind = doc.get("kind")
-        if kind == "role":
-            answer: wire.PutRoleResponse = conn.call(lambda c, d=doc: c.put_role(d, force))
-            name, created = answer.name, answer.created
-        elif kind == "node":
-            placed: wire.PutNodeResponse = conn.call(lambda c, d=doc: c.put_node(d, force))
-            name, created = placed.name, placed.created
+    # Roles before the users that hold them, whatever order the file has.
+    for doc in ordered(documents):
+        request = wire.PutResourceRequest(resource=dict(doc), force=force)
+        answer: wire.PutResourceResponse = conn.call(lambda c, r=request: c.put_resource(r))
+        if answer.kind == "token":
+            click.echo(f"token has been {answer.result}")
+        elif answer.result == "unchanged":
+            click.echo(f'{answer.kind} "{answer.name}" is unchanged')
         else:
-            raise BadParameterError(
-                f'creating resources of kind "{kind}" is not supported: use kind: role or '
-                "kind: node, or tctl users add / tctl tokens add"
-            )
-        click.echo(f'{kind} "{name}" has been {"created" if created else "updated"}')
+            click.echo(f'{answer.kind} "{answer.name}" has been {answer.result}')
 
 
 @cli.command("rm")

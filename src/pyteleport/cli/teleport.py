@@ -10,8 +10,10 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
+import yaml
 
 from pyteleport import TELEPORT_VERSION, __version__
 from pyteleport.cli.runner import invoke, run_async, split_csv
@@ -93,7 +95,13 @@ def version() -> None:
     default="",
     help="Serve /healthz, /readyz and /metrics over HTTP here, e.g. 127.0.0.1:3000.",
 )
-def start(config_path: str | None, debug: bool, diag_addr: str) -> None:
+@click.option(
+    "--bootstrap",
+    "bootstrap_path",
+    default=None,
+    help="Start a new cluster from a backup (tctl get all --with-secrets) if data_dir is empty.",
+)
+def start(config_path: str | None, debug: bool, diag_addr: str, bootstrap_path: str | None) -> None:
     """Start the services the config file enables (auth and proxy)."""
     path = config_path or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
     if path is not None:
@@ -113,7 +121,8 @@ def start(config_path: str | None, debug: bool, diag_addr: str) -> None:
         config.teleport.diag_addr = diag_addr
     log = config.teleport.log
     _setup_logging(log.output, "DEBUG" if debug else log.severity, log.format.output)
-    process = TeleportProcess(config)
+    bootstrap = read_backup(bootstrap_path) if bootstrap_path else []
+    process = TeleportProcess(config, bootstrap=bootstrap)
     run_async(
         run_until_signal(
             process,
@@ -121,6 +130,23 @@ def start(config_path: str | None, debug: bool, diag_addr: str) -> None:
             "proxy SSH on port {ssh_port}.",
         )
     )
+
+
+def read_backup(path: str) -> list[dict[str, Any]]:
+    """The resources of a backup file, each a mapping; one line naming what is wrong."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise BadParameterError(f"cannot read --bootstrap file {path}: {exc.strerror}") from exc
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise BadParameterError(f"--bootstrap file {path}: invalid YAML{where}") from exc
+    if not docs or not all(isinstance(d, dict) for d in docs):
+        raise BadParameterError(f"--bootstrap file {path}: expected resources (tctl get all)")
+    return docs
 
 
 @cli.command("configure")

@@ -6,7 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from pyteleport.model.timefmt import format_time
+from pyteleport.errors import BadParameterError
+from pyteleport.model.timefmt import format_time, parse_time
 
 JOIN_ROLES = ("node", "proxy", "auth")
 
@@ -36,3 +37,21 @@ def provision_token_to_dict(token: ProvisionToken) -> dict[str, Any]:
         "metadata": {"name": token.token, "expires": format_time(token.expires)},
         "spec": {"roles": [r.capitalize() for r in token.roles], "join_method": "token"},
     }
+
+
+def provision_token_from_dict(data: Any) -> ProvisionToken:
+    """A join token from its resource form (``tctl create`` of a backup)."""
+    try:
+        name = str(data["metadata"]["name"])
+        roles = tuple(str(r).lower() for r in data["spec"]["roles"])
+        expires = parse_time(str(data["metadata"]["expires"]))
+    except (KeyError, TypeError) as exc:
+        raise BadParameterError(f"malformed token resource: missing {exc}") from exc
+    for role in roles:
+        if role not in JOIN_ROLES:
+            raise BadParameterError(
+                f'unknown token type "{role}", expected one of: ' + ",".join(JOIN_ROLES)
+            )
+    if not name or not name.isprintable() or len(name) > 256:
+        raise BadParameterError("a token's metadata.name must be printable text")
+    return ProvisionToken(token=name, roles=roles, expires=expires)

@@ -17,9 +17,12 @@ import os
 import resource
 import signal
 import stat
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pyteleport.api.metrics import NO_METRICS
+from pyteleport.auth.backup import create_resource, ordered, seed_cluster
 from pyteleport.auth.http import auth_router
 from pyteleport.auth.server import AuthServer
 from pyteleport.backend import Backend, MemoryBackend, SqliteBackend
@@ -69,8 +72,15 @@ def _join(host: str, port: int) -> str:
 
 
 class TeleportProcess:
-    def __init__(self, config: Config, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock | None = None,
+        bootstrap: Sequence[dict[str, Any]] = (),
+    ) -> None:
         self.config = config
+        # teleport start --bootstrap: a backup's resources for a data dir that holds no cluster
+        self._bootstrap = list(bootstrap)
         self.clock = clock or SystemClock()
         # /metrics counts only when a diagnostics listener shows it.
         self.metrics: ProcessMetrics | None = None
@@ -108,6 +118,13 @@ class TeleportProcess:
                 self.backend = MeteredBackend(self.backend, self.metrics.backend_request)
                 audit = AuditLog(self.backend, self.clock, observe=self.metrics.audit_write)
                 await self._start_diag(store)
+            seeded = False
+            if self._bootstrap:
+                seeded = await seed_cluster(
+                    self.backend, cfg.auth_service.cluster_name, self._bootstrap
+                )
+                if not seeded:
+                    log.warning("--bootstrap ignored: the data directory already holds a cluster")
             self.auth = await AuthServer.open(
                 self.backend,
                 cfg.auth_service.cluster_name,
@@ -116,6 +133,8 @@ class TeleportProcess:
                 recordings=store,
                 audit=audit,
             )
+            if seeded:
+                await self._restore(self._bootstrap)
             if self.metrics is not None:
                 self.auth.metrics = self.metrics
             await self._finish_uploads()
@@ -138,6 +157,16 @@ class TeleportProcess:
             raise
         if self._readiness is not None:
             self._readiness.started = True
+
+    async def _restore(self, docs: Sequence[dict[str, Any]]) -> None:
+        """The backup's other resources, over the presets (a backup holds them too)."""
+        assert self.auth is not None
+        restored = 0
+        for doc in ordered(docs):
+            if doc.get("kind") != "cert_authority":
+                await create_resource(self.auth, doc, force=True, by="bootstrap")
+                restored += 1
+        log.info("bootstrapped the cluster from a backup: %d resources", restored)
 
     async def _start_diag(self, store: RecordingStore) -> None:
         assert self.backend is not None and self.metrics is not None

@@ -10,6 +10,7 @@ from pyteleport.model.authority import CAType, CertAuthority
 from pyteleport.storage.codec import dump, load
 
 PREFIX = "/authorities/"
+CLUSTER_NAME_KEY = "/cluster/name"  # written after the CAs: a cluster exists once it is there
 
 
 def _key(ca_type: CAType) -> str:
