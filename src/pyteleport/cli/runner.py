@@ -9,9 +9,11 @@ import getpass
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import click
+import yaml
 
 from pyteleport.api.client import AuthClient
 from pyteleport.client.authclient import auth_client_for_profile
@@ -147,6 +149,27 @@ def positive_ttl(value: str | None) -> dt.timedelta | None:
     if ttl <= dt.timedelta(0):
         raise BadParameterError(f'--ttl must be positive, got "{value}"')
     return ttl
+
+
+def read_resources(path: str | None, what: str = "") -> list[dict[str, Any]]:
+    """The YAML resources of a file (standard input without ``path``), each a mapping, in one
+    line naming the file and what is wrong otherwise. ``what`` names the file in messages."""
+    where = what or path or "stdin"
+    try:
+        text = Path(path).read_text() if path else sys.stdin.read()
+    except OSError as exc:
+        raise BadParameterError(f"cannot read {where}: {exc.strerror}") from exc
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise BadParameterError(f"{where}: invalid YAML{line}") from exc
+    if not documents:
+        raise BadParameterError(f"{where} holds no resources")
+    if not all(isinstance(d, dict) for d in documents):
+        raise BadParameterError(f"{where}: a resource must be a mapping")
+    return documents
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

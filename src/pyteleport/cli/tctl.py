@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from pyteleport.cli.runner import (
     fail,
     invoke,
     positive_ttl,
+    read_resources,
     read_secret,
     run_async,
     split_csv,
@@ -287,21 +287,7 @@ def get(conn: Conn, ref: str, fmt: str, with_secrets: bool) -> None:
 @pass_conn
 def create(conn: Conn, filename: str | None, force: bool) -> None:
     """Create resources from a YAML file (or standard input)."""
-    try:
-        text = Path(filename).read_text() if filename else sys.stdin.read()
-    except OSError as exc:
-        raise BadParameterError(f"cannot read {filename}: {exc.strerror}") from exc
-    try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise BadParameterError(f"{filename or 'stdin'}: invalid YAML{where}") from exc
-    if not documents:
-        raise BadParameterError(f"{filename or 'stdin'} holds no resources")
-    for doc in documents:
-        if not isinstance(doc, dict):
-            raise BadParameterError(f"{filename or 'stdin'}: a resource must be a mapping")
+    documents = read_resources(filename)
     # Roles before the users that hold them, whatever order the file has.
     for doc in ordered(documents):
         request = wire.PutResourceRequest(resource=dict(doc), force=force)

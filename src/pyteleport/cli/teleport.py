@@ -10,13 +10,11 @@ import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
-import yaml
 
 from pyteleport import TELEPORT_VERSION, __version__
-from pyteleport.cli.runner import invoke, run_async, split_csv
+from pyteleport.cli.runner import invoke, read_resources, run_async, split_csv
 from pyteleport.client import openssh
 from pyteleport.client.profile import write_private_file
 from pyteleport.errors import BadParameterError
@@ -121,7 +119,11 @@ def start(config_path: str | None, debug: bool, diag_addr: str, bootstrap_path: 
         config.teleport.diag_addr = diag_addr
     log = config.teleport.log
     _setup_logging(log.output, "DEBUG" if debug else log.severity, log.format.output)
-    bootstrap = read_backup(bootstrap_path) if bootstrap_path else []
+    bootstrap = (
+        read_resources(bootstrap_path, f"--bootstrap file {bootstrap_path}")
+        if bootstrap_path
+        else []
+    )
     process = TeleportProcess(config, bootstrap=bootstrap)
     run_async(
         run_until_signal(
@@ -130,23 +132,6 @@ def start(config_path: str | None, debug: bool, diag_addr: str, bootstrap_path: 
             "proxy SSH on port {ssh_port}.",
         )
     )
-
-
-def read_backup(path: str) -> list[dict[str, Any]]:
-    """The resources of a backup file, each a mapping; one line naming what is wrong."""
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise BadParameterError(f"cannot read --bootstrap file {path}: {exc.strerror}") from exc
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise BadParameterError(f"--bootstrap file {path}: invalid YAML{where}") from exc
-    if not docs or not all(isinstance(d, dict) for d in docs):
-        raise BadParameterError(f"--bootstrap file {path}: expected resources (tctl get all)")
-    return docs
 
 
 @cli.command("configure")
