@@ -163,6 +163,24 @@ def encode_chunk(
     first offset."""
     first = frames[0].offset_us if frames else 0
     raw = encode_frames(frames, first)
+    return seal_chunk(
+        session_id, sequence, raw, len(frames), first, prev_hash, last=last, compressor=compressor
+    )
+
+
+def seal_chunk(
+    session_id: str,
+    sequence: int,
+    raw: bytes | bytearray,
+    count: int,
+    first: int,
+    prev_hash: bytes,
+    *,
+    last: bool = False,
+    compressor: zstandard.ZstdCompressor | None = None,
+) -> tuple[bytes, bytes]:
+    """(the chunk's bytes, its hash) for ``count`` frames already encoded as ``raw``
+    (:func:`encode_frames`), the first at ``first``."""
     body = (compressor or zstandard.ZstdCompressor(level=ZSTD_LEVEL)).compress(raw)
     header = _HEADER.pack(
         MAGIC,
@@ -171,7 +189,7 @@ def encode_chunk(
         session_uuid(session_id).bytes,
         sequence,
         first,
-        len(frames),
+        count,
         len(raw),
         len(body),
         prev_hash,
@@ -356,8 +374,14 @@ class ChunkBuilder:
     def __init__(self, session_id: str, max_bytes: int = CHUNK_MAX_BYTES) -> None:
         self.session_id = session_id
         self._max_bytes = max_bytes
-        self._frames: list[Frame] = []
-        self._pending_bytes = 0
+        # The pending frames, encoded as they come: one growing buffer, not an object per
+        # frame (a proxy with 1,000 sessions open would otherwise keep thousands of objects a
+        # second alive long enough for the garbage collector to walk them).
+        self._raw = bytearray()
+        self._count = 0
+        self._pending_bytes = 0  # the frames' data and 12 bytes each: what closes a chunk
+        self._first_us = 0  # the offset of the oldest pending frame
+        self._last_us = 0  # the offset of the newest frame taken
         self.sequence = 0
         self.head = ZERO_HASH
         self.head_offset_us = 0  # the time of the last frame in the chain so far
@@ -366,41 +390,58 @@ class ChunkBuilder:
     @property
     def oldest_offset_us(self) -> int | None:
         """The offset of the oldest frame not yet in a chunk (None: nothing pending)."""
-        return self._frames[0].offset_us if self._frames else None
+        return self._first_us if self._count else None
 
     def add(self, frame: Frame) -> bytes:
         """Take ``frame``; the bytes of the chunks it closed, or b"". A frame larger than a
         chunk is split into frames of at most ``max_bytes`` with the same time."""
+        return self.add_data(frame.offset_us, frame.kind, frame.data)
+
+    def add_data(self, offset_us: int, kind: FrameKind, data: bytes) -> bytes:
+        """:meth:`add` without a :class:`Frame` to build."""
         if self.closed:
             raise ValueError("the recording has ended")
-        if len(frame.data) > self._max_bytes:
+        if len(data) > self._max_bytes:
             step = self._max_bytes
             return b"".join(
-                self.add(Frame(frame.offset_us, frame.kind, frame.data[i : i + step]))
-                for i in range(0, len(frame.data), step)
+                self.add_data(offset_us, kind, data[i : i + step])
+                for i in range(0, len(data), step)
             )
-        self._frames.append(frame)
-        self._pending_bytes += len(frame.data) + 12
+        if self._count == 0:
+            self._first_us = self._last_us = offset_us
+        elif offset_us < self._last_us:
+            raise ValueError("frames must be in time order")
+        raw = self._raw
+        raw += _varint(offset_us - self._last_us)
+        raw.append(kind)
+        raw += _varint(len(data))
+        raw += data
+        self._last_us = offset_us
+        self._count += 1
+        self._pending_bytes += len(data) + 12
         if self._pending_bytes >= self._max_bytes:
             return self.flush()
         return b""
 
     def flush(self, last: bool = False) -> bytes:
         """Close the pending frames into a chunk (with ``last``, the final one, even if empty)."""
-        if self.closed or (not self._frames and not last):
+        if self.closed or (not self._count and not last):
             return b""
-        data, self.head = encode_chunk(
+        data, self.head = seal_chunk(
             self.session_id,
             self.sequence,
-            self._frames,
+            self._raw,
+            self._count,
+            self._first_us if self._count else 0,
             self.head,
             last=last,
             compressor=_thread_compressor(),
         )
         self.sequence += 1
-        if self._frames:
-            self.head_offset_us = self._frames[-1].offset_us
-        self._frames = []
+        if self._count:
+            self.head_offset_us = self._last_us
+        self._raw = bytearray()
+        self._count = 0
         self._pending_bytes = 0
         self.closed = last
         return data

@@ -202,7 +202,7 @@ class SessionRecorder:
     def _append(self, kind: FrameKind, data: bytes) -> float:
         now_s = self._clock.monotonic()
         offset_us = max(0, round((now_s - self._start_s) * 1_000_000))
-        chunk = self._builder.add(Frame(offset_us, kind, data))
+        chunk = self._builder.add_data(offset_us, kind, data)
         if chunk:
             self._buffer.append(chunk)
             self._buffered += len(chunk)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import logging
 import os
 import resource
@@ -428,6 +429,7 @@ async def run_until_signal(process: TeleportProcess, ready_message: str = "") ->
     open_files, why_not = raise_open_file_limit()
     try:
         await process.start()
+        settle_garbage_collector()
         # Said once the start worked: a start that fails says one line, its error.
         log.info("open-file limit: %d", open_files)
         if why_not:
@@ -447,6 +449,26 @@ async def run_until_signal(process: TeleportProcess, ready_message: str = "") ->
         await process.aclose()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+# Young collections every this many allocations (CPython's default is 700) and old ones every this
+# many young ones (default 10).
+GC_YOUNG_THRESHOLD = 20_000
+GC_OLD_THRESHOLD = 20
+
+
+def settle_garbage_collector() -> None:
+    """Keep full garbage collections rare and short in a proxy holding many sessions.
+
+    A full collection walks every tracked object and stops the event loop meanwhile: with
+    1,000 sessions open it took 250-740 ms, and every keystroke echoed during one waited
+    (bench/, docs/performance.md). The objects of the start (imported modules, the web apps)
+    live for ever, so they are frozen out of collections; and young collections are made rarer,
+    so that an object living a second or two (a recording's pending frames, a timer) dies
+    before it is promoted to the old generation, whose growth is what triggers a full one."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, GC_OLD_THRESHOLD, gc.get_threshold()[2])
 
 
 def raise_open_file_limit() -> tuple[int, str]:
