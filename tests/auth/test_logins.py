@@ -70,7 +70,7 @@ async def answers(server: AuthServer, name: str, tries: int) -> list[str]:
     out = []
     for _ in range(tries):
         try:
-            await server._check_password(name, "wrong-password!", "")
+            await server.password_check.verify(name, "wrong-password!", "")
             out.append("ok")
         except AccessDeniedError as exc:
             out.append(str(exc))
@@ -111,20 +111,20 @@ async def test_an_unknown_name_costs_the_same_work_as_a_real_one() -> None:
 async def test_twelve_wrong_passwords_at_once_lock_the_user() -> None:
     server, _, _ = await server_with_joe()
     results = await asyncio.gather(
-        *(server._check_password("joe", "wrong-password!", "") for _ in range(12)),
+        *(server.password_check.verify("joe", "wrong-password!", "") for _ in range(12)),
         return_exceptions=True,
     )
     assert all(isinstance(r, AccessDeniedError) for r in results)
     assert await server.lockout.is_locked("joe")
     with pytest.raises(AccessDeniedError, match="too many incorrect attempts"):
-        await server._check_password("joe", PASSWORD, "")  # even the right one, while locked
+        await server.password_check.verify("joe", PASSWORD, "")  # even the right one, while locked
 
 
 async def test_the_lock_expires_and_a_good_login_clears_the_count() -> None:
     server, _, clock = await server_with_joe()
     await answers(server, "joe", 5)
     clock.advance(logins.LOCK_DURATION + dt.timedelta(seconds=1))
-    await server._check_password("joe", PASSWORD, "")
+    await server.password_check.verify("joe", PASSWORD, "")
     assert (await server.lockout.status("joe")).failed_attempts == ()
 
 
@@ -171,7 +171,7 @@ async def test_argon2_runs_off_the_event_loop_two_at_a_time() -> None:
     tick_task = asyncio.create_task(ticker())
     try:
         await asyncio.gather(
-            *(server._check_password(f"user{i}", "wrong-password!", "") for i in range(8)),
+            *(server.password_check.verify(f"user{i}", "wrong-password!", "") for i in range(8)),
             return_exceptions=True,
         )
     finally:

@@ -16,9 +16,13 @@ import datetime as dt
 
 from pyteleport.clock import Clock
 from pyteleport.crypto import password as passwords
+from pyteleport.crypto import totp
+from pyteleport.errors import AccessDeniedError, BadParameterError, NotFoundError
 from pyteleport.model.user import LoginStatus
 from pyteleport.storage.loginattempts import LoginAttemptStore
+from pyteleport.storage.users import UserStore
 
+LOCKED_MESSAGE = "too many incorrect attempts, please try again later"
 MAX_LOGIN_ATTEMPTS = 5
 ATTEMPT_WINDOW = dt.timedelta(minutes=30)
 LOCK_DURATION = dt.timedelta(minutes=20)
@@ -69,3 +73,68 @@ class Lockout:
 
     async def clear(self, name: str) -> None:
         await self._store.clear(name)
+
+
+class PasswordCheck:
+    """A password (and TOTP code) login's check: the same reads, the same hash check and the
+    same write for a name with no user as for a real one, so neither the answer nor its timing
+    tells which names exist."""
+
+    def __init__(
+        self,
+        users: UserStore,
+        lockout: Lockout,
+        work: PasswordWork,
+        clock: Clock,
+        second_factor: str,
+    ) -> None:
+        self._users = users
+        self._lockout = lockout
+        self._work = work
+        self._clock = clock
+        self._second_factor = second_factor
+
+    def _bad_credentials(self) -> AccessDeniedError:
+        if self._second_factor == "otp":
+            return AccessDeniedError("invalid username, password or second factor")
+        return AccessDeniedError("invalid username or password")
+
+    async def verify(self, username: str, password: str, otp_token: str) -> None:
+        """Return if the credentials are right; else AccessDeniedError in Teleport's words."""
+        users = self._users
+        locked = await self._lockout.is_locked(username)
+        try:
+            await users.get(username)
+            known = True
+        except (NotFoundError, BadParameterError):
+            known = False
+        try:
+            stored = await users.get_password_hash(username)  # a miss for an unknown name
+        except BadParameterError:
+            stored = None
+        ok = await self._work.verify(stored or passwords.DUMMY_HASH, password)
+        ok = ok and stored is not None and known and not locked
+        if ok and self._second_factor == "otp":
+            now = self._clock.now()
+            secret = await users.get_otp_secret(username)
+            ok = (
+                secret is not None
+                and totp.verify_code(secret, otp_token, now)
+                and await users.claim_otp_step(username, self._otp_step(secret, otp_token))
+            )
+        if ok:
+            await self._lockout.clear(username)
+            return
+        if locked:
+            raise AccessDeniedError(LOCKED_MESSAGE)
+        if await self._lockout.failed(username):
+            raise AccessDeniedError(LOCKED_MESSAGE)
+        raise self._bad_credentials()
+
+    def _otp_step(self, secret: str, code: str) -> int:
+        now = self._clock.now()
+        for k in (-1, 0, 1):
+            when = now + dt.timedelta(seconds=totp.STEP_S * k)
+            if totp.code_at(secret, when) == code.strip():
+                return int(when.timestamp()) // totp.STEP_S
+        return 0

@@ -9,21 +9,20 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import secrets
 from collections.abc import Sequence
 from dataclasses import replace
 
 from pyteleport import TELEPORT_VERSION
 from pyteleport.api.metrics import NO_METRICS, Metrics
 from pyteleport.auth.inventory import NodeInventory
+from pyteleport.auth.invites import INVITE_TTL, Invites
 from pyteleport.auth.jointokens import JoinTokens
 from pyteleport.auth.locks import Locks
-from pyteleport.auth.logins import Lockout, PasswordWork
+from pyteleport.auth.logins import LOCKED_MESSAGE, Lockout, PasswordCheck, PasswordWork
 from pyteleport.auth.requests import AccessRequests
 from pyteleport.backend import Backend, Item
 from pyteleport.clock import Clock, SystemClock
-from pyteleport.crypto import password as passwords
-from pyteleport.crypto import sshcert, sshkeys, tlsca, totp
+from pyteleport.crypto import sshcert, sshkeys, tlsca
 from pyteleport.crypto.checkpoint import SIGNER_EXTENSION
 from pyteleport.errors import (
     AccessDeniedError,
@@ -36,14 +35,12 @@ from pyteleport.events.audit import AuditLog
 from pyteleport.events.store import RecordingStore
 from pyteleport.events.textindex import RecordingIndex
 from pyteleport.model.authority import CAType, CertAuthority
-from pyteleport.model.duration import format_duration
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
 from pyteleport.model.lock import Lock
 from pyteleport.model.node import Node
 from pyteleport.model.presets import PRESETS
 from pyteleport.model.results import ClusterStatus, InviteInfo, UserCerts
 from pyteleport.model.role import Role, check_name
-from pyteleport.model.token import UserToken
 from pyteleport.model.user import LOGINS_TRAIT, User
 from pyteleport.policy.access import ACTIVE_REQUESTS_EXTENSION, RoleSet
 from pyteleport.storage.authorities import CLUSTER_NAME_KEY, AuthorityStore
@@ -52,10 +49,8 @@ from pyteleport.storage.roles import RoleStore
 from pyteleport.storage.tokens import TokenStore
 from pyteleport.storage.users import UserStore
 
-INVITE_TTL = dt.timedelta(hours=1)
 MAX_INVITE_TTL = dt.timedelta(hours=48)
 MAX_HOST_CERT_TTL = dt.timedelta(days=3650)
-LOCKED_MESSAGE = "too many incorrect attempts, please try again later"
 
 
 class AuthServer:
@@ -89,6 +84,19 @@ class AuthServer:
         self.recording_index = RecordingIndex(backend)
         self.lockout = Lockout(LoginAttemptStore(backend), self.clock)
         self.password_work = PasswordWork()
+        self.password_check = PasswordCheck(
+            self.users, self.lockout, self.password_work, self.clock, second_factor
+        )
+        self.invites = Invites(
+            self.users,
+            self.tokens,
+            self.lockout,
+            self.password_work,
+            self.audit,
+            self.clock,
+            cluster_name,
+            second_factor,
+        )
         # Where finished session recordings live; None: this auth service keeps none.
         self.recordings = recordings
         self._cas: dict[CAType, CertAuthority] = {}
@@ -393,7 +401,7 @@ class AuthServer:
     ) -> UserCerts:
         """Password (and OTP) login, as ``POST /webapi/ssh/certs``; audited either way."""
         try:
-            await self._check_password(username, password, otp_token)
+            await self.password_check.verify(username, password, otp_token)
         except AccessDeniedError as exc:
             self.metrics.password_login(False)
             await self.audit.emit(
@@ -415,51 +423,6 @@ class AuthServer:
             {"user": username, "method": "local", "success": True, "addr.remote": remote_addr},
         )
         return certs
-
-    def _bad_credentials(self) -> AccessDeniedError:
-        if self.second_factor == "otp":
-            return AccessDeniedError("invalid username, password or second factor")
-        return AccessDeniedError("invalid username or password")
-
-    async def _check_password(self, username: str, password: str, otp_token: str) -> None:
-        """The same reads, the same hash check and the same write for a name with no user as
-        for a real one, so neither the answer nor its timing tells which names exist."""
-        locked = await self.lockout.is_locked(username)
-        try:
-            await self.users.get(username)
-            known = True
-        except (NotFoundError, BadParameterError):
-            known = False
-        try:
-            stored = await self.users.get_password_hash(username)  # a miss for an unknown name
-        except BadParameterError:
-            stored = None
-        ok = await self.password_work.verify(stored or passwords.DUMMY_HASH, password)
-        ok = ok and stored is not None and known and not locked
-        if ok and self.second_factor == "otp":
-            now = self.clock.now()
-            secret = await self.users.get_otp_secret(username)
-            ok = (
-                secret is not None
-                and totp.verify_code(secret, otp_token, now)
-                and await self.users.claim_otp_step(username, self._otp_step(secret, otp_token))
-            )
-        if ok:
-            await self.lockout.clear(username)
-            return
-        if locked:
-            raise AccessDeniedError(LOCKED_MESSAGE)
-        if await self.lockout.failed(username):
-            raise AccessDeniedError(LOCKED_MESSAGE)
-        raise self._bad_credentials()
-
-    def _otp_step(self, secret: str, code: str) -> int:
-        now = self.clock.now()
-        for k in (-1, 0, 1):
-            when = now + dt.timedelta(seconds=totp.STEP_S * k)
-            if totp.code_at(secret, when) == code.strip():
-                return int(when.timestamp()) // totp.STEP_S
-        return 0
 
     # -- users ----------------------------------------------------------------------------------
 
@@ -492,77 +455,21 @@ class AuthServer:
         await self.audit.emit(
             codes.USER_CREATE, {"name": name, "roles": list(roles), "user": created_by}
         )
-        return await self._new_user_token(name, "invite", invite_ttl)
-
-    async def _new_user_token(self, name: str, kind: str, ttl: dt.timedelta) -> InviteInfo:
-        await self.tokens.delete_user_tokens_for(name)
-        token = UserToken(
-            token=secrets.token_hex(16),
-            user=name,
-            kind=kind,
-            expires=self.clock.now() + ttl,
-            otp_secret=totp.generate_secret() if self.second_factor == "otp" else "",
-        )
-        await self.tokens.create_user_token(token)
-        return self._invite_info(token)
-
-    def _invite_info(self, token: UserToken) -> InviteInfo:
-        uri = (
-            totp.provisioning_uri(token.otp_secret, token.user, self.cluster_name)
-            if token.otp_secret
-            else ""
-        )
-        return InviteInfo(token=token.token, user=token.user, expires=token.expires, otp_uri=uri)
+        return await self.invites.new_token(name, "invite", invite_ttl)
 
     async def create_reset_token(
         self, name: str, ttl: dt.timedelta = INVITE_TTL, by: str = ""
     ) -> InviteInfo:
-        await self.users.get(name)
-        info = await self._new_user_token(name, "reset", ttl)
-        await self.audit.emit(
-            codes.RESET_TOKEN_CREATE, {"name": name, "ttl": format_duration(ttl), "user": by}
-        )
-        return info
+        return await self.invites.create_reset_token(name, ttl, by)
 
     async def get_user_token(self, token: str) -> InviteInfo:
-        return self._invite_info(await self.tokens.get_user_token(token))
+        return await self.invites.get(token)
 
     async def change_password_with_token(self, token: str, password: str, otp_code: str) -> User:
-        """Redeem an invite or reset token once: set the password (and enrol OTP)."""
-        record = await self.tokens.get_user_token(token)
-        passwords.check_password_policy(password)
-        if record.otp_secret and not totp.verify_code(
-            record.otp_secret, otp_code, self.clock.now()
-        ):
-            raise AccessDeniedError("invalid second factor code: check the authenticator app")
-        # Delete first: if two requests race, only the one that deletes the token proceeds.
-        try:
-            await self.tokens.delete_user_token(token)
-        except NotFoundError:
-            raise NotFoundError("the invite or reset link is invalid or has expired") from None
-        password_hash = await self.password_work.hash(password)
-        await self.users.set_password_hash(record.user, password_hash)
-        if record.otp_secret:
-            await self.users.set_otp_secret(record.user, record.otp_secret)
-        user = await self.users.get(record.user)
-        await self.lockout.clear(record.user)
-        await self.audit.emit(codes.USER_PASSWORD_CHANGE, {"user": record.user})
-        return user
+        return await self.invites.change_password(token, password, otp_code)
 
     async def set_password(self, name: str, password: str, by: str = "") -> str:
-        """Set a password directly (admin automation). Returns an otpauth URI when OTP is on."""
-        await self.users.get(name)
-        passwords.check_password_policy(password)
-        await self.users.set_password_hash(name, await self.password_work.hash(password))
-        uri = ""
-        if self.second_factor == "otp":
-            secret = totp.generate_secret()
-            await self.users.set_otp_secret(name, secret)
-            uri = totp.provisioning_uri(secret, name, self.cluster_name)
-        await self.lockout.clear(name)
-        await self.tokens.delete_user_tokens_for(name)
-        await self.audit.emit(codes.USER_PASSWORD_CHANGE, {"user": name, "updated_by": by})
-        return uri
+        return await self.invites.set_password(name, password, by)
 
     async def delete_user(self, name: str, deleted_by: str) -> None:
         await self.users.delete(name)

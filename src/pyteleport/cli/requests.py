@@ -102,11 +102,20 @@ def tsh_request() -> None:
 @click.option("--reviewers", default="", help="Comma-separated suggested reviewers.")
 @click.option("--max-duration", "max_duration", default="", help="How long, e.g. 4h.")
 @click.option("--nowait", is_flag=True, help="Do not wait for the request to be decided.")
+@click.option("--wait", is_flag=True, help="Wait for the decision and log in (the default).")
 @click.option("--no-use-local-ssh-agent", "no_agent", is_flag=True, help="Do not load the agent.")
 def request_create(
-    roles: str, reason: str, reviewers: str, max_duration: str, nowait: bool, no_agent: bool
+    roles: str,
+    reason: str,
+    reviewers: str,
+    max_duration: str,
+    nowait: bool,
+    wait: bool,
+    no_agent: bool,
 ) -> None:
     """Create an access request; wait for it and log in with it (unless --nowait)."""
+    if wait and nowait:
+        raise click.UsageError("--wait and --nowait contradict each other: give one")
     duration = positive_ttl(max_duration) if max_duration else None
     body = wire.CreateAccessRequest(
         roles=split_csv(roles),

@@ -14,7 +14,7 @@ import json
 import struct
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -171,7 +171,7 @@ def encode_chunk(
 def seal_chunk(
     session_id: str,
     sequence: int,
-    raw: bytes | bytearray,
+    raw: bytes | bytearray | Sequence[bytes],
     count: int,
     first: int,
     prev_hash: bytes,
@@ -180,8 +180,18 @@ def seal_chunk(
     compressor: zstandard.ZstdCompressor | None = None,
 ) -> tuple[bytes, bytes]:
     """(the chunk's bytes, its hash) for ``count`` frames already encoded as ``raw``
-    (:func:`encode_frames`), the first at ``first``."""
-    body = (compressor or zstandard.ZstdCompressor(level=ZSTD_LEVEL)).compress(raw)
+    (:func:`encode_frames`), the first at ``first``. ``raw`` may be the encoding in pieces,
+    compressed as they are, without joining them first."""
+    compressor = compressor or zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    if isinstance(raw, bytes | bytearray):
+        raw_len = len(raw)
+        body = compressor.compress(raw)
+    else:
+        raw_len = sum(len(piece) for piece in raw)
+        stream = compressor.compressobj(
+            size=raw_len
+        )  # the content size in the frame, as compress()
+        body = b"".join([*(stream.compress(piece) for piece in raw), stream.flush()])
     header = _HEADER.pack(
         MAGIC,
         VERSION,
@@ -190,7 +200,7 @@ def seal_chunk(
         sequence,
         first,
         count,
-        len(raw),
+        raw_len,
         len(body),
         prev_hash,
     )
@@ -374,10 +384,11 @@ class ChunkBuilder:
     def __init__(self, session_id: str, max_bytes: int = CHUNK_MAX_BYTES) -> None:
         self.session_id = session_id
         self._max_bytes = max_bytes
-        # The pending frames, encoded as they come: one growing buffer, not an object per
-        # frame (a proxy with 1,000 sessions open would otherwise keep thousands of objects a
-        # second alive long enough for the garbage collector to walk them).
-        self._raw = bytearray()
+        # The pending frames, encoded as they come: each frame's few bytes of framing, then its
+        # data as it came (not copied; the compressor reads it where it is). Bytes only, not
+        # an object per frame: a proxy with 1,000 sessions open would otherwise keep thousands
+        # of objects a second alive long enough for the garbage collector to walk them.
+        self._raw: list[bytes] = []
         self._count = 0
         self._pending_bytes = 0  # the frames' data and 12 bytes each: what closes a chunk
         self._first_us = 0  # the offset of the oldest pending frame
@@ -411,11 +422,12 @@ class ChunkBuilder:
             self._first_us = self._last_us = offset_us
         elif offset_us < self._last_us:
             raise ValueError("frames must be in time order")
-        raw = self._raw
-        raw += _varint(offset_us - self._last_us)
-        raw.append(kind)
-        raw += _varint(len(data))
-        raw += data
+        delta = offset_us - self._last_us
+        size = len(data)
+        if delta < 0x80 and size < 0x80:  # a keystroke's echo: the framing in one step
+            self._raw.append(bytes((delta, kind, size)) + data)
+        else:
+            self._raw += (_varint(delta) + bytes((kind,)) + _varint(size), data)
         self._last_us = offset_us
         self._count += 1
         self._pending_bytes += len(data) + 12
@@ -440,7 +452,7 @@ class ChunkBuilder:
         self.sequence += 1
         if self._count:
             self.head_offset_us = self._last_us
-        self._raw = bytearray()
+        self._raw = []
         self._count = 0
         self._pending_bytes = 0
         self.closed = last

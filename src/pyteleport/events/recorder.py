@@ -188,7 +188,10 @@ class SessionRecorder:
         self._record(FrameKind.MARKER, doc.encode("utf-8", "backslashreplace"))
 
     def _record(self, kind: FrameKind, data: bytes) -> None:
-        self._raise_if_failed()
+        # Called for every SSH data packet a session carries: the common case (a frame added,
+        # the timer already set) does no more than that.
+        if self._error is not None:
+            self._raise_if_failed()
         if self.failed or self._closed or not data:
             return
         now_s = self._append(kind, data)
@@ -196,8 +199,10 @@ class SessionRecorder:
             self._flush(sync=True)
         elif self._buffer:
             self._flush(sync=False)  # 256 KiB of frames closed a chunk: write it now
-        self._schedule()
-        self._raise_if_failed()
+        if self._timer is None or self._timer_due_s > self._last_sync_s + self._interval_s:
+            self._schedule()
+        if self._error is not None:
+            self._raise_if_failed()
 
     def _append(self, kind: FrameKind, data: bytes) -> float:
         now_s = self._clock.monotonic()
