@@ -18,6 +18,7 @@ import os
 import resource
 import signal
 import stat
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -429,7 +430,7 @@ async def run_until_signal(process: TeleportProcess, ready_message: str = "") ->
     open_files, why_not = raise_open_file_limit()
     try:
         await process.start()
-        settle_garbage_collector()
+        tune_interpreter()
         # Said once the start worked: a start that fails says one line, its error.
         log.info("open-file limit: %d", open_files)
         if why_not:
@@ -451,24 +452,34 @@ async def run_until_signal(process: TeleportProcess, ready_message: str = "") ->
             loop.remove_signal_handler(sig)
 
 
-# Young collections every this many allocations (CPython's default is 700) and old ones every this
-# many young ones (default 10).
-GC_YOUNG_THRESHOLD = 20_000
-GC_OLD_THRESHOLD = 20
+# Full collections at most once every this many collections of the middle generation (CPython's
+# default is 10: with 1,000 sessions open, a 250-740 ms stop every 10-20 s).
+GC_FULL_THRESHOLD = 1000
+# How long the event loop's thread keeps the GIL while a worker thread waits for it (CPython's
+# default is 5 ms).
+SWITCH_INTERVAL_S = 0.0005
 
 
-def settle_garbage_collector() -> None:
-    """Keep full garbage collections rare and short in a proxy holding many sessions.
+def tune_interpreter() -> None:
+    """Keep the event loop responsive in a proxy holding many sessions (bench/,
+    docs/performance.md, 1,000 sessions typing: echo p50/p99 76-94/187-201 ms without either
+    change, 9.7/71 ms with both).
 
-    A full collection walks every tracked object and stops the event loop meanwhile: with
-    1,000 sessions open it took 250-740 ms, and every keystroke echoed during one waited
-    (bench/, docs/performance.md). The objects of the start (imported modules, the web apps)
-    live for ever, so they are frozen out of collections; and young collections are made rarer,
-    so that an object living a second or two (a recording's pending frames, a timer) dies
-    before it is promoted to the old generation, whose growth is what triggers a full one."""
+    Garbage collection: a full collection walks every tracked object and stops the loop
+    meanwhile (250-740 ms with 1,000 sessions open). The objects of the start live for ever,
+    so they are frozen out of collections; and young collections are made rarer, so that an
+    object living a second or two (a timer, a pending write) dies before it is promoted to the
+    old generation, whose growth is what triggers a full collection.
+
+    The GIL: worker threads (the SQLite backend, the recordings' fsyncs) give the GIL up in
+    every system call and wait for it after; with the default interval each return waited up
+    to 5 ms for the busy loop, a thousand-row write took seconds, and the loop's callbacks
+    queued behind the hand-overs. A shorter interval hands the GIL over sooner."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, GC_OLD_THRESHOLD, gc.get_threshold()[2])
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, GC_FULL_THRESHOLD)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def raise_open_file_limit() -> tuple[int, str]:
