@@ -240,7 +240,18 @@ def concurrency_rows(lab: Lab, options: Options) -> list[Row]:
             for r in results
         ]
     n = options.sessions
+    stored, exported = interactive_recording_sizes(lab)
     return [
+        Row(
+            "interactive_recording_size",
+            f"recording of the bench's interactive sessions ({n}, a prompt and "
+            f"{options.rounds} keystrokes each), stored / as asciicast",
+            "bytes/byte",
+            {"proxy": Figure.of([stored / exported] if exported else [])},
+            Target("<=", 0.5),
+            digits=2,
+            notes={"stored_bytes": stored, "asciicast_bytes": exported},
+        ),
         Row(
             "concurrency_establish",
             f"time to open {n} interactive sessions, {options.parallel} handshakes at once",
@@ -275,6 +286,23 @@ def concurrency_rows(lab: Lab, options: Options) -> list[Row]:
             failures=timed_out,
         ),
     ]
+
+
+def interactive_recording_sizes(lab: Lab) -> tuple[int, int]:
+    """(bytes stored, bytes of their asciicast export) of the proxy's recordings of shell
+    sessions: the concurrency runs' interactive sessions (the other runs record exec)."""
+    from pyteleport.client.export import export_asciicast
+    from pyteleport.client.playback import load_recording
+
+    stored = exported = 0
+    for path in lab.proxy.records_dir.glob("*.rec"):
+        data = path.read_bytes()
+        recording = load_recording(data)
+        if recording.header.kind != "ssh":
+            continue
+        stored += len(data)
+        exported += sum(len(line.encode()) for line in export_asciicast(recording))
+    return stored, exported
 
 
 def hold_sessions(lab: Lab, route: str, options: Options) -> interactive.Outcome:
