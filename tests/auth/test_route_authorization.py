@@ -56,6 +56,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/authorities/export"): ANYONE,
     ("POST", "/v1/certs/host"): ADMINS,
     ("POST", "/v1/certs/user"): ADMINS,  # for oneself; for others, the admin alone
+    ("GET", "/v1/resources"): ADMINS,  # every kind's list rule; secrets the admin alone
+    ("POST", "/v1/resources"): ADMINS,
     ("POST", "/v1/certs/renew"): USERS,  # one's own, never past the certificate presented
     ("POST", "/v1/access-requests"): USERS,  # for oneself
     ("GET", "/v1/access-requests"): ANYONE,  # filtered: one's own and those one may review
@@ -92,6 +94,9 @@ def body_for(method: str, path: str, caller: str) -> dict[str, Any] | None:
         ("POST", "/v1/certs/host"): {"public_key": public, "principals": ["h1"]},
         ("POST", "/v1/certs/user"): {"username": caller, "public_key": public},
         ("POST", "/v1/certs/renew"): {"public_key": public},
+        ("POST", "/v1/resources"): {
+            "resource": {"kind": "role", "version": "v7", "metadata": {"name": f"rr-{caller}"}}
+        },
         ("POST", "/v1/access-requests"): {"roles": ["ghost-role"]},
         ("POST", "/v1/access-requests/{name}/reviews"): {"approve": True},
         ("PUT", "/v1/access-requests/{name}/state"): {"state": "APPROVED"},
