@@ -164,3 +164,36 @@ def _der(pem: bytes) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     return x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+
+
+async def test_an_approver_cannot_approve_their_own_request_and_a_locked_user_is_refused() -> None:
+    server, _ = await make_cluster()
+    approver = role_from_dict(
+        {
+            "kind": "role",
+            "metadata": {"name": "approver"},
+            "spec": {"allow": {"rules": [{"resources": ["access_request"], "verbs": ["*"]}]}},
+        }
+    )
+    await server.upsert_role(approver, overwrite=False, by="test")
+    await server.update_user_roles("joe", ["access", "requester", "approver"])
+    joe = as_user(server, "joe")
+    request = await joe.create_access_request(["dba"], "", [], None)
+    with pytest.raises(AccessDeniedError, match="cannot review your own"):
+        await joe.set_access_request_state(request.name, True, "")
+    await server.locks.create("user", "joe", "left", None, by="test")
+    with pytest.raises(AccessDeniedError, match='lock targeting User:"joe" is in force'):
+        await server.identity_for_user("joe")
+
+
+async def test_a_resource_of_the_wrong_shape_is_one_clear_error() -> None:
+    from pyteleport.auth.backup import create_resource
+
+    server, _ = await make_cluster()
+    for doc, message in (
+        ({"kind": "cert_authority", "spec": ["not", "a", "mapping"]}, "malformed cert_authority"),
+        ({"kind": "user", "metadata": {"name": "eve"}, "spec": "nope"}, "malformed user"),
+        ({"kind": "lock", "metadata": {"name": "l"}, "spec": {"target": "x"}}, "one user, login"),
+    ):
+        with pytest.raises(BadParameterError, match=message):
+            await create_resource(server, doc, force=False, by="test")

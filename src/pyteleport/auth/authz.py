@@ -281,8 +281,13 @@ class AuthorizedAuth:
     async def set_access_request_state(
         self, name: str, approve: bool, reason: str
     ) -> AccessRequest:
-        """``tctl requests approve|deny``: an administrator decides at once."""
+        """``tctl requests approve|deny``: an administrator decides at once, but never on a
+        request of their own (only the local admin may)."""
         await self._check("access_request", "update")
+        if not self.identity.is_admin:
+            request = await self._server.requests.get(name)
+            if request.user == self.actor:
+                raise AccessDeniedError("you cannot review your own access request")
         return await self._server.requests.set_state(name, approve, reason, self.actor)
 
     async def delete_access_request(self, name: str) -> None:

@@ -129,8 +129,17 @@ async def create_resource(
 ) -> Outcome:
     """Create one resource (with ``force``, replace it). Certificate authorities are not
     replaced on a running cluster: one that matches is unchanged, another is refused with the
-    way to restore a cluster."""
+    way to restore a cluster. A resource of the wrong shape is one BadParameterError."""
     kind = resource_kind(doc)
+    try:
+        return await _create(server, kind, doc, force, by)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        raise BadParameterError(f"malformed {kind} resource: {exc!s:.200}") from exc
+
+
+async def _create(
+    server: AuthServer, kind: str, doc: Mapping[str, Any], force: bool, by: str
+) -> Outcome:
     if kind == "cert_authority":
         return _check_same_authority(server, doc)
     if kind == "role":
@@ -175,6 +184,8 @@ async def create_resource(
 async def _create_user(server: AuthServer, doc: Mapping[str, Any], force: bool, by: str) -> Outcome:
     spec = dict(doc.get("spec") or {})
     local_auth = spec.pop("local_auth", None) or {}
+    if not isinstance(local_auth, Mapping):
+        raise BadParameterError("spec.local_auth must be a mapping")
     user = user_from_dict({**doc, "spec": spec})
     for role in user.roles:
         await server.roles.get(role)  # NotFoundError names the missing role
@@ -188,8 +199,6 @@ async def _create_user(server: AuthServer, doc: Mapping[str, Any], force: bool, 
             ) from None
         await server.users.update(user)
         result = "updated"
-    if not isinstance(local_auth, Mapping):
-        raise BadParameterError("spec.local_auth must be a mapping")
     if local_auth.get("password_hash"):
         await server.users.set_password_hash(user.name, str(local_auth["password_hash"]))
     if local_auth.get("totp_key"):
@@ -228,7 +237,10 @@ async def seed_cluster(backend: Backend, cluster_name: str, docs: Sequence[Any])
         return False
     except NotFoundError:
         pass
-    cas = authorities_from_dicts([d for d in docs if d.get("kind") == "cert_authority"])
+    try:
+        cas = authorities_from_dicts([d for d in docs if d.get("kind") == "cert_authority"])
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
+        raise BadParameterError(f"malformed cert_authority resource: {exc!s:.200}") from exc
     backed_up = next(iter(cas.values())).cluster_name
     if backed_up != cluster_name:
         raise BadParameterError(
@@ -239,4 +251,21 @@ async def seed_cluster(backend: Backend, cluster_name: str, docs: Sequence[Any])
     for ca in cas.values():
         await store.create(ca)
     await backend.create(Item(key=CLUSTER_NAME_KEY, value=cluster_name.encode()))
+    return True
+
+
+async def same_authorities(backend: Backend, docs: Sequence[Any]) -> bool:
+    """Whether the backend's certificate authorities are the backup's (the same public keys)."""
+    try:
+        theirs = authorities_from_dicts([d for d in docs if d.get("kind") == "cert_authority"])
+    except (BadParameterError, AttributeError, TypeError, KeyError, IndexError, ValueError):
+        return False
+    store = AuthorityStore(backend)
+    for ca_type, ca in theirs.items():
+        try:
+            mine = await store.get(ca_type)
+        except NotFoundError:
+            return False
+        if mine.public_key != ca.public_key or mine.cluster_name != ca.cluster_name:
+            return False
     return True

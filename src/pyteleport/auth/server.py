@@ -535,6 +535,9 @@ class AuthServer:
         user = await self.users.get(username)
         if await self.lockout.is_locked(username):
             raise AccessDeniedError(LOCKED_MESSAGE)
+        for lock in await self.locks.in_force():
+            if lock.matches(user=username):
+                raise AccessDeniedError(lock.describe())
         return Identity(
             username=username,
             roles=user.roles,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pyteleport.api.metrics import NO_METRICS
-from pyteleport.auth.backup import create_resource, ordered, seed_cluster
+from pyteleport.auth.backup import create_resource, ordered, same_authorities, seed_cluster
 from pyteleport.auth.http import auth_router
 from pyteleport.auth.server import AuthServer
 from pyteleport.backend import Backend, MemoryBackend, SqliteBackend
@@ -125,8 +125,14 @@ class TeleportProcess:
                 seeded = await seed_cluster(
                     self.backend, cfg.auth_service.cluster_name, self._bootstrap
                 )
-                if not seeded:
-                    log.warning("--bootstrap ignored: the data directory already holds a cluster")
+                if not seeded and await same_authorities(self.backend, self._bootstrap):
+                    # The cluster is the backup's: a start that stopped half way through
+                    # restoring it is finished now (every resource is created or replaced).
+                    seeded = True
+                elif not seeded:
+                    log.warning(
+                        "--bootstrap ignored: the data directory already holds another cluster"
+                    )
             self.auth = await AuthServer.open(
                 self.backend,
                 cfg.auth_service.cluster_name,
@@ -462,14 +468,13 @@ SWITCH_INTERVAL_S = 0.0005
 
 def tune_interpreter() -> None:
     """Keep the event loop responsive in a proxy holding many sessions (bench/,
-    docs/performance.md, 1,000 sessions typing: echo p50/p99 76-94/187-201 ms without either
-    change, 9.7/71 ms with both).
+    docs/performance.md, 1,000 sessions typing: echo p50/p99 76-94/187-201 ms without these
+    settings, 14-37/129-165 ms with them).
 
     Garbage collection: a full collection walks every tracked object and stops the loop
-    meanwhile (250-740 ms with 1,000 sessions open). The objects of the start live for ever,
-    so they are frozen out of collections; and young collections are made rarer, so that an
-    object living a second or two (a timer, a pending write) dies before it is promoted to the
-    old generation, whose growth is what triggers a full collection.
+    meanwhile (250-740 ms with 1,000 sessions open, every 10-20 s). The objects of the start
+    live for ever, so they are frozen out of collections, and full collections are made rare:
+    garbage that outlives the young generations waits longer to be freed.
 
     The GIL: worker threads (the SQLite backend, the recordings' fsyncs) give the GIL up in
     every system call and wait for it after; with the default interval each return waited up

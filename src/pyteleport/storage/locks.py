@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyteleport.backend import Backend, Item, prefix_end
-from pyteleport.errors import NotFoundError
+from pyteleport.errors import BadParameterError, NotFoundError
 from pyteleport.model.lock import Lock
 from pyteleport.model.timefmt import format_time, parse_time
 from pyteleport.storage.codec import dump, load
@@ -26,13 +26,14 @@ def lock_to_dict(lock: Lock) -> dict[str, object]:
 
 
 def lock_from_dict(data: dict[str, object]) -> Lock:
-    spec = data["spec"]
-    assert isinstance(spec, dict)
-    target = spec["target"]
-    assert isinstance(target, dict)
+    spec = data.get("spec")
+    metadata = data.get("metadata")
+    target = spec.get("target") if isinstance(spec, dict) else None
+    if not isinstance(spec, dict) or not isinstance(metadata, dict):
+        raise BadParameterError("a lock needs metadata and spec mappings")
+    if not isinstance(target, dict) or len(target) != 1:
+        raise BadParameterError("a lock's spec.target must name one user, login or node")
     [(kind, value)] = target.items()
-    metadata = data["metadata"]
-    assert isinstance(metadata, dict)
     return Lock(
         name=str(metadata["name"]),
         target_kind=str(kind),
