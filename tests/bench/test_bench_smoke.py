@@ -40,8 +40,10 @@ PROXY_ONLY = (
     "upload_wait",
     "rss_growth_down",
     "rss_growth_up",
+    "interactive_recording_size",
 )
 WITH_TARGET = (
+    "interactive_recording_size",
     "setup",
     "sessions_per_core",
     "concurrency_memory",
