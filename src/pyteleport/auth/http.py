@@ -211,7 +211,7 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
 
     @router.get("/resources")
     async def get_resources(
-        auth: Caller, kinds: wire.Text = "all", with_secrets: bool = False
+        auth: Caller, kinds: wire.Name = "all", with_secrets: bool = False
     ) -> list[dict[str, Any]]:
         exported: list[dict[str, Any]] = await auth.export_resources(
             backup.parse_kinds(kinds), with_secrets
