@@ -197,3 +197,20 @@ async def test_a_resource_of_the_wrong_shape_is_one_clear_error() -> None:
     ):
         with pytest.raises(BadParameterError, match=message):
             await create_resource(server, doc, force=False, by="test")
+
+
+async def test_a_second_request_adds_to_the_first_in_the_certificate() -> None:
+    server, _ = await make_cluster()
+    admin = AuthorizedAuth(server, Identity(username="admin", builtin=BUILTIN_ADMIN))
+    joe = as_user(server, "joe")
+    first = await joe.create_access_request(["dba"], "", [], None)
+    await admin.set_access_request_state(first.name, True, "")
+    second = await joe.create_access_request(["db-reader"], "", [], None)
+    await admin.set_access_request_state(second.name, True, "")
+    # joe's certificate already carries the first request; logging in with the second keeps it
+    certs = await as_user(server, "joe", (first.name,)).renew_certs(
+        public_key(), [second.name], None
+    )
+    cert = sshcert.parse_certificate(certs.ssh_cert)
+    assert set(cert.principals) == {"joe", "postgres", "reader"}
+    assert first.name in cert.extensions["teleport-active-requests"]

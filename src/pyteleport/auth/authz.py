@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from pyteleport.auth import backup
+from pyteleport.auth.requests import still_granting
 from pyteleport.auth.server import AuthServer
 from pyteleport.errors import AccessDeniedError, NotFoundError
 from pyteleport.events.store import RecordingInfo, RecordingStore
@@ -190,8 +191,14 @@ class AuthorizedAuth:
         presented, so renewing never extends a login."""
         if self.identity.builtin or self.identity.expires is None:
             raise AccessDeniedError("only a user logged in with tsh login can renew certificates")
-        return await self._server.generate_user_certs(
-            self.actor, public_key, ttl, request_ids, not_after=self.identity.expires
+        # The requests the presented certificate already carries stay, while they grant.
+        server = self._server
+        kept = await still_granting(
+            server.requests, self.actor, self.identity.active_requests, server.clock.now()
+        )
+        names = list(dict.fromkeys([*kept, *request_ids]))
+        return await server.generate_user_certs(
+            self.actor, public_key, ttl, names, not_after=self.identity.expires
         )
 
     # backup and restore

@@ -191,6 +191,21 @@ class AccessRequests:
         return tuple(dict.fromkeys(roles)), ends
 
 
+async def still_granting(
+    requests: AccessRequests, user: str, names: Sequence[str], now: dt.datetime
+) -> list[str]:
+    """Those of ``names`` that still grant their roles to ``user``."""
+    out = []
+    for name in names:
+        try:
+            request = await requests.store.get(name)
+        except NotFoundError:
+            continue
+        if not _why_not_granted(request, user, now):
+            out.append(name)
+    return out
+
+
 def _why_not_granted(request: AccessRequest, user: str, now: dt.datetime) -> str:
     name = request.name
     if request.user != user:
