@@ -130,7 +130,9 @@ def test_a_request_approved_by_two_reviewers_grants_the_login_until_it_ends(
         out, err = waiting.communicate(timeout=60)
         assert waiting.returncode == 0, err
         assert "Approval received, getting updated certificates..." in out
-        assert "roles access, requester, dba" in out and current_login() in out, out
+        # the same profile block tsh login prints, with the request's role and login
+        assert re.search(r"^  Roles:\s+access, requester, dba$", out, re.M), out
+        assert re.search(rf"^  Logins:\s+.*\b{current_login()}\b", out, re.M), out
 
         allowed = guide.ssh("echo as-dba")
         assert (allowed.code, allowed.out) == (0, "as-dba\n"), allowed.text
@@ -154,6 +156,11 @@ def test_a_short_request_ends_and_a_denied_one_says_so(
 ) -> None:
     guide = setup(tmp_path, cluster, client)
     try:
+        res = client.tsh("request", "create", "--roles=dba", "--max-duration=0", "--nowait")
+        assert (res.code, res.err) == (
+            1,
+            'ERROR: --max-duration must be at least 1s, got "0"\n',
+        ), res.text
         res = client.tsh("request", "create", "--roles=dba", "--max-duration=15s", "--nowait")
         assert res.code == 0, res.text
         rid = request_id(res.out)

@@ -17,15 +17,17 @@ import yaml
 
 from pyteleport.api import wire
 from pyteleport.api.client import AuthClient
+from pyteleport.cli.profileview import echo_login
 from pyteleport.cli.runner import (
     AuthConnection,
-    positive_ttl,
     split_csv,
     table,
     with_profile_client,
 )
 from pyteleport.client import accessrequests, sshproxy
 from pyteleport.client.login import LoginResult
+from pyteleport.errors import BadParameterError
+from pyteleport.model.duration import parse_duration
 from pyteleport.model.timefmt import parse_time
 
 LOGIN_HINT = "hint: use 'tsh login --request-id=<request-id>' to login with an approved request"
@@ -78,16 +80,6 @@ def _dump(data: Any, fmt: str) -> str:
     return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in data).rstrip()
 
 
-def echo_login(result: LoginResult) -> None:
-    if result.agent_warning:
-        click.echo(f"WARNING: {result.agent_warning}", err=True)
-    click.echo(
-        f"Logged in as {result.profile.user} with roles {', '.join(result.roles)}; logins "
-        f"{', '.join(result.logins) or '-'}; valid until "
-        f"{result.valid_before.strftime('%Y-%m-%d %H:%M:%S')} UTC"
-    )
-
-
 # -- tsh request ---------------------------------------------------------------------------------
 
 
@@ -116,7 +108,9 @@ def request_create(
     """Create an access request; wait for it and log in with it (unless --nowait)."""
     if wait and nowait:
         raise click.UsageError("--wait and --nowait contradict each other: give one")
-    duration = positive_ttl(max_duration) if max_duration else None
+    duration = parse_duration(max_duration) if max_duration else None
+    if duration is not None and duration < dt.timedelta(seconds=1):
+        raise BadParameterError(f'--max-duration must be at least 1s, got "{max_duration}"')
     body = wire.CreateAccessRequest(
         roles=split_csv(roles),
         reason=reason,

@@ -13,6 +13,7 @@ import click
 from pyteleport import TELEPORT_VERSION, __version__
 from pyteleport.cli import nodes as node_commands
 from pyteleport.cli import requests as request_commands
+from pyteleport.cli.profileview import echo_login, profile_block
 from pyteleport.cli.recordings import register_tsh
 from pyteleport.cli.runner import (
     async_prompt,
@@ -24,45 +25,10 @@ from pyteleport.cli.runner import (
 from pyteleport.client import accessrequests, sshproxy
 from pyteleport.client import login as logins
 from pyteleport.client.profile import Profile, ProfileStore
-from pyteleport.model.duration import format_duration
 
 
 def _use_agent(flag_off: bool) -> bool:
     return not flag_off and sshproxy.use_local_agent()
-
-
-def _profile_block(
-    web_addr: str,
-    user: str,
-    cluster: str,
-    roles: Sequence[str],
-    logins_: Sequence[str],
-    valid_before: dt.datetime,
-    extensions: Sequence[str],
-) -> str:
-    now = dt.datetime.now(dt.UTC)
-    remaining = valid_before - now
-    if remaining.total_seconds() > 0:
-        validity = (
-            f"[valid for {format_duration(dt.timedelta(seconds=int(remaining.total_seconds())))}]"
-        )
-    else:
-        validity = "[EXPIRED]"
-    rows = [
-        ("Profile URL:", f"https://{web_addr}"),
-        ("Logged in as:", user),
-        ("Cluster:", cluster),
-        ("Roles:", ", ".join(roles) or "-"),
-        ("Logins:", ", ".join(logins_) or "-"),
-        ("Kubernetes:", "disabled"),
-        ("Valid until:", f"{valid_before.strftime('%Y-%m-%d %H:%M:%S %z')} UTC {validity}"),
-        ("Extensions:", ", ".join(e for e in extensions if e != "teleport-roles")),
-    ]
-    lines = []
-    for i, (label, value) in enumerate(rows):
-        prefix = "> " if i == 0 else "  "
-        lines.append(f"{prefix}{label:<19} {value}")
-    return "\n".join(lines)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,7 +76,7 @@ def login_cmd(
                 client, split_csv(request_ids), use_agent=_use_agent(no_agent)
             )
         )
-        _echo_login(result)
+        echo_login(result)
         return
     if not proxy:
         raise click.UsageError("--proxy is required: tsh login --proxy=HOST[:PORT]")
@@ -135,24 +101,7 @@ def login_cmd(
             ask_otp=async_prompt("Enter your OTP token:\n"),
         )
     )
-    _echo_login(result)
-
-
-def _echo_login(result: logins.LoginResult) -> None:
-    if result.agent_warning:
-        click.echo(f"WARNING: {result.agent_warning}", err=True)
-    p = result.profile
-    click.echo(
-        _profile_block(
-            p.web_proxy_addr,
-            p.user,
-            p.cluster,
-            result.roles,
-            result.logins,
-            result.valid_before,
-            result.extensions,
-        )
-    )
+    echo_login(result)
 
 
 @cli.command("status")
@@ -161,7 +110,7 @@ def status() -> None:
     st = logins.read_status()
     p = st.profile
     click.echo(
-        _profile_block(
+        profile_block(
             p.web_proxy_addr, p.user, p.cluster, st.roles, st.logins, st.valid_before, st.extensions
         )
     )
