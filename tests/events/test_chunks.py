@@ -4,13 +4,13 @@ damage named."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyteleport.events.chunks import (
-    HEADER_LEN,
     ChunkBuilder,
     Frame,
     FrameKind,
@@ -20,6 +20,7 @@ from pyteleport.events.chunks import (
     frames_of,
     looks_like_chunks,
     read_chain,
+    read_header,
     verify,
 )
 
@@ -63,7 +64,7 @@ def recording(n: int = 5) -> tuple[bytes, list[int]]:
 def test_a_flipped_byte_is_a_hash_mismatch_at_its_chunk() -> None:
     data, starts = recording()
     damaged = bytearray(data)
-    damaged[starts[2] + HEADER_LEN + 3] ^= 0x01
+    damaged[starts[2] + read_header(data, starts[2]).header_len + 3] ^= 0x01
     report = read_chain(bytes(damaged), SID)
     assert len(report.chunks) == 2 and "chunk 2" in report.problem
     assert "hash mismatch" in report.problem and not report.torn_tail
@@ -133,7 +134,7 @@ def test_verify_names_what_is_wrong() -> None:
     ended = builder.add(Frame(0, FrameKind.OUTPUT, b"x")) + builder.flush(last=True)
     assert verify(ended) == Verdict(True, "intact (1 chunks)")
     damaged = bytearray(ended)
-    damaged[HEADER_LEN + 2] ^= 0x01
+    damaged[read_header(ended).header_len + 2] ^= 0x01
     assert not verify(bytes(damaged)).ok and "hash mismatch" in verify(bytes(damaged)).text
     gap = verify(data[: starts[1]] + data[starts[2] :])
     assert gap.text == "chunk 1: missing chunk (found sequence 2, expected 1)"
@@ -143,3 +144,64 @@ def test_verify_names_what_is_wrong() -> None:
     assert torn.text.startswith("truncated after chunk 2: chunk 3 (at byte")
     old = verify(b'{"version": 2, "width": 80, "height": 24}\n')
     assert not old.ok and old.text.startswith("not verifiable: an asciicast recording")
+
+
+V1_RECORDING = Path(__file__).parent / "data" / "recording-v1.rec"  # written by format version 1
+
+
+def test_a_version_1_recording_still_reads_and_verifies() -> None:
+    data = V1_RECORDING.read_bytes()
+    assert data[4] == 1 and looks_like_chunks(data)
+    report = read_chain(data)
+    assert report.problem == "" and len(report.chunks) == 5 and report.chunks[-1].last
+    output = b"".join(f.data for f in frames_of(report.chunks) if f.kind == FrameKind.OUTPUT)
+    assert b"made-in-v1" in output
+    assert verify(data) == Verdict(True, "intact (5 chunks)")
+    damaged = bytearray(data)
+    third = sum(c.size for c in report.chunks[:2])
+    damaged[third + 80] ^= 0x01
+    assert verify(bytes(damaged)).text == f"chunk 2 (at byte {third}): hash mismatch"
+
+
+def test_new_chunks_are_version_2_and_a_keystroke_costs_little() -> None:
+    builder = ChunkBuilder(SID)
+    first = builder.add(Frame(0, FrameKind.OUTPUT, b"$ ")) + builder.flush()
+    key = builder.add(Frame(1_500_000, FrameKind.OUTPUT, b"k")) + builder.flush()
+    assert first[4] == 2 and key[4] == 2
+    # header (22 bytes and five short numbers), the frame as it is (zstd would add to it), hash
+    assert len(key) == 22 + 7 + 4 + 32
+    head = read_header(key)
+    assert (head.sequence, head.first_offset_us, head.count) == (1, 1_500_000, 1)
+    assert read_chain(first + key, SID).problem == ""
+
+
+def test_a_version_2_chunk_links_through_the_hash_it_does_not_store() -> None:
+    # Two chunks of the same session, sequences 0 and 1, but the second sealed after another
+    # first chunk: it does not link, and says so as a hash mismatch at its place.
+    one = ChunkBuilder(SID)
+    first = one.add(Frame(0, FrameKind.OUTPUT, b"a")) + one.flush()
+    other = ChunkBuilder(SID)
+    other.add(Frame(0, FrameKind.OUTPUT, b"b"))
+    other.flush()
+    second = other.add(Frame(5, FrameKind.OUTPUT, b"c")) + other.flush(last=True)
+    report = read_chain(first + second, SID)
+    assert len(report.chunks) == 1
+    assert report.problem == f"chunk 1 (at byte {len(first)}): hash mismatch"
+
+
+@pytest.mark.parametrize("cut", range(1, 30))
+def test_a_chunk_cut_anywhere_in_its_header_is_a_torn_tail(cut: int) -> None:
+    data, starts = recording(3)
+    report = read_chain(data[: starts[2] + cut], SID)
+    assert len(report.chunks) == 2 and report.torn_tail, report.problem
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.integers(min_value=0, max_value=120))
+def test_any_bytes_after_a_good_chunk_are_named_not_raised(junk: bytes, at: int) -> None:
+    data, _ = recording(2)
+    spliced = data[:at] + junk if at < len(data) else b"PTRC\x02" + junk
+    report = read_chain(spliced, SID)
+    assert len(report.chunks) <= 2
+    assert report.problem or spliced == data[: len(spliced)]
+    assert isinstance(verify(spliced), Verdict)

@@ -1,9 +1,11 @@
 """The stored form of a session recording: a chain of self-delimiting, compressed, hashed chunks
 (docs/recording-format.md). Plain functions over bytes: no I/O here.
 
-A chunk is a fixed header, a zstd-compressed body of frames, and a SHA-256 over the header and
-the body. The header carries the previous chunk's hash, so each hash covers the whole chain up
-to it: a changed byte, a removed or reordered chunk, or a chunk from another session breaks it.
+A chunk is a short header, a zstd-compressed body of frames, and a SHA-256 over the previous
+chunk's hash, the header and the body, so each hash covers the whole chain up to it: a changed
+byte, a removed or reordered chunk, or a chunk from another session breaks it. Version 2 (written
+now) keeps the header's numbers as varints and does not store the previous hash (a reader has
+it); version 1 (a fixed 78-byte header holding the previous hash) is still read.
 A chunk cut short (a writer killed mid-write) is recognised and left out on read.
 """
 
@@ -22,15 +24,20 @@ from typing import Any
 import zstandard
 
 MAGIC = b"PTRC"
-VERSION = 1
+VERSION = 2  # what writers write; version 1 (a fixed header holding the previous hash) still reads
 HASH_LEN = 32
 ZERO_HASH = bytes(HASH_LEN)
-# magic, version, flags, session id, sequence, first offset (µs), frame count, raw and body
-# lengths, previous chunk's hash
-_HEADER = struct.Struct(">4sBB16sIQIII32s")
-HEADER_LEN = _HEADER.size
+# Version 2: magic, version, flags, session id; then varints: sequence, first offset (µs), frame
+# count, raw length, body length.
+_PREFIX = struct.Struct(">4sBB16s")
+# Version 1: magic, version, flags, session id, sequence, first offset (µs), frame count, raw and
+# body lengths, previous chunk's hash.
+_V1_HEADER = struct.Struct(">4sBB16sIQIII32s")
+MAX_HEADER_LEN = _V1_HEADER.size  # the longest header of either version (version 2: 72)
 MAX_RAW_LEN = 16 * 1024 * 1024  # a writer closes chunks at 256 KiB; a reader refuses more
+_MAX_BODY_LEN = MAX_RAW_LEN + 1024 * 1024  # above zstd's bound for 16 MiB that does not shrink
 FLAG_LAST = 0x01  # the session ended with this chunk
+FLAG_STORED = 0x02  # version 2: the body is the frames as they are (zstd would not shrink them)
 ZSTD_LEVEL = 3
 
 
@@ -56,12 +63,33 @@ class Frame:
 
 
 @dataclass(frozen=True, slots=True)
+class ChunkHeader:
+    """A chunk's header as read, before its body is checked."""
+
+    version: int
+    flags: int
+    session_id: str
+    sequence: int
+    first_offset_us: int
+    count: int
+    raw_len: int
+    body_len: int
+    prev_hash: bytes | None  # version 1 stores it; version 2 only hashes it
+    header_len: int
+
+    @property
+    def size(self) -> int:
+        """Bytes of the whole chunk: header, body and hash."""
+        return self.header_len + self.body_len + HASH_LEN
+
+
+@dataclass(frozen=True, slots=True)
 class Chunk:
     session_id: str
     sequence: int
     first_offset_us: int
     frames: tuple[Frame, ...]
-    prev_hash: bytes
+    prev_hash: bytes  # the hash it links to (empty: read alone, a version 2 chunk cannot say)
     hash: bytes
     last: bool
     size: int  # bytes it takes in the file
@@ -95,10 +123,13 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+def _read_varint(data: bytes | memoryview, pos: int, end: int | None = None) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it; FormatError "cut short" if it runs past
+    ``end`` (the data's end by default)."""
+    end = len(data) if end is None else end
     value = shift = 0
     while True:
-        if pos >= len(data):
+        if pos >= end:
             raise FormatError("a frame is cut short")
         byte = data[pos]
         pos += 1
@@ -181,86 +212,137 @@ def seal_chunk(
 ) -> tuple[bytes, bytes]:
     """(the chunk's bytes, its hash) for ``count`` frames already encoded as ``raw``
     (:func:`encode_frames`), the first at ``first``. ``raw`` may be the encoding in pieces,
-    compressed as they are, without joining them first."""
+    compressed as they are, without joining them first. The body is stored as it is when zstd
+    would not make it smaller (a keystroke's few bytes, random data)."""
     compressor = compressor or zstandard.ZstdCompressor(level=ZSTD_LEVEL)
-    if isinstance(raw, bytes | bytearray):
-        raw_len = len(raw)
-        body = compressor.compress(raw)
-    else:
-        raw_len = sum(len(piece) for piece in raw)
-        stream = compressor.compressobj(
-            size=raw_len
-        )  # the content size in the frame, as compress()
-        body = b"".join([*(stream.compress(piece) for piece in raw), stream.flush()])
-    header = _HEADER.pack(
-        MAGIC,
-        VERSION,
-        FLAG_LAST if last else 0,
-        session_uuid(session_id).bytes,
-        sequence,
-        first,
-        count,
-        raw_len,
-        len(body),
-        prev_hash,
+    pieces = [raw] if isinstance(raw, bytes | bytearray) else raw
+    raw_len = sum(len(piece) for piece in pieces)
+    body: bytes | bytearray = b""
+    if raw_len:
+        stream = compressor.compressobj(size=raw_len)  # the content size in the frame
+        body = b"".join([*(stream.compress(piece) for piece in pieces), stream.flush()])
+    flags = FLAG_LAST if last else 0
+    if len(body) >= raw_len:
+        flags |= FLAG_STORED
+        body = raw if isinstance(raw, bytes | bytearray) else b"".join(raw)
+    header = _PREFIX.pack(MAGIC, VERSION, flags, session_uuid(session_id).bytes) + b"".join(
+        _varint(n) for n in (sequence, first, count, raw_len, len(body))
     )
-    digest = hashlib.sha256(header + body).digest()
-    return header + body + digest, digest
+    digest = hashlib.sha256(prev_hash)
+    digest.update(header)
+    digest.update(body)
+    value = digest.digest()
+    return b"".join((header, body, value)), value
+
+
+def read_header(data: bytes | memoryview, pos: int = 0) -> ChunkHeader:
+    """The header of the chunk at ``pos`` (its body is neither read nor checked). FormatError
+    if the bytes there are no chunk header, or only part of one."""
+    if len(data) - pos < _PREFIX.size:
+        raise FormatError("a chunk is cut short (its header is incomplete)")
+    magic, version, flags, sid = _PREFIX.unpack_from(data, pos)
+    if magic != MAGIC:
+        raise FormatError("not a recording chunk (bad magic)")
+    if version == 1:
+        if len(data) - pos < _V1_HEADER.size:
+            raise FormatError("a chunk is cut short (its header is incomplete)")
+        *_, sequence, first, count, raw_len, body_len, prev = _V1_HEADER.unpack_from(data, pos)
+        fields = [sequence, first, count, raw_len, body_len]
+        header_len, stored_prev = _V1_HEADER.size, prev
+    elif version == 2:
+        at = pos + _PREFIX.size
+        end = min(len(data), at + MAX_HEADER_LEN)
+        fields = []
+        for _ in range(5):
+            try:
+                value, at = _read_varint(data, at, end)
+            except FormatError as exc:
+                if "cut short" in str(exc) and end == len(data):
+                    raise FormatError("a chunk is cut short (its header is incomplete)") from None
+                raise FormatError("a chunk's header is malformed") from None
+            fields.append(value)
+        header_len, stored_prev = at - pos, None
+    else:
+        raise FormatError(f"recording format version {version} is not supported")
+    sequence, first, count, raw_len, body_len = fields
+    if raw_len > MAX_RAW_LEN or body_len > _MAX_BODY_LEN:
+        raise FormatError("a chunk declares more than 16 MiB of frames")
+    if count > raw_len or first >= 1 << 63:
+        raise FormatError("a chunk's header is malformed")
+    return ChunkHeader(
+        version=version,
+        flags=flags,
+        session_id=str(uuid.UUID(bytes=sid)),
+        sequence=sequence,
+        first_offset_us=first,
+        count=count,
+        raw_len=raw_len,
+        body_len=body_len,
+        prev_hash=stored_prev,
+        header_len=header_len,
+    )
 
 
 def chunk_length(header: bytes) -> int | None:
-    """The length of the whole chunk whose header is ``header`` (None: not a chunk header)."""
-    if len(header) < HEADER_LEN:
+    """The length of the whole chunk whose header starts ``header`` (read at least
+    :data:`MAX_HEADER_LEN` bytes, or to the end of the file). None: not a chunk header."""
+    try:
+        return read_header(header).size
+    except FormatError:
         return None
-    magic, version, *_, raw_len, body_len, _prev = _HEADER.unpack_from(header)
-    if magic != MAGIC or version != VERSION or raw_len > MAX_RAW_LEN:
-        return None
-    return int(HEADER_LEN + body_len + HASH_LEN)
 
 
 def decode_chunk(
     data: bytes | memoryview,
     pos: int = 0,
     *,
+    prev_hash: bytes | None = None,
     decompressor: zstandard.ZstdDecompressor | None = None,
 ) -> Chunk:
-    """The chunk at ``pos``. FormatError if the bytes there are not a whole, intact chunk."""
-    if len(data) - pos < HEADER_LEN:
-        raise FormatError("a chunk is cut short (its header is incomplete)")
-    (magic, version, flags, sid, sequence, first, count, raw_len, body_len, prev) = (
-        _HEADER.unpack_from(data, pos)
-    )
-    if magic != MAGIC:
-        raise FormatError("not a recording chunk (bad magic)")
-    if version != VERSION:
-        raise FormatError(f"recording format version {version} is not supported")
-    if raw_len > MAX_RAW_LEN:
-        raise FormatError("a chunk declares more than 16 MiB of frames")
-    end = pos + HEADER_LEN + body_len + HASH_LEN
+    """The chunk at ``pos``. FormatError if the bytes there are not a whole, intact chunk.
+
+    A version 2 chunk's hash covers the previous chunk's hash, which it does not store: it is
+    checked when ``prev_hash`` is given (the first chunk's is :data:`ZERO_HASH`), and read
+    unchecked otherwise (a listing reading one chunk alone). Version 1 chunks are always checked."""
+    head = read_header(data, pos)
+    end = pos + head.size
     if len(data) < end:
         raise FormatError("a chunk is cut short")
     chunk_bytes = bytes(data[pos:end])
     digest = chunk_bytes[-HASH_LEN:]
-    if hashlib.sha256(chunk_bytes[:-HASH_LEN]).digest() != digest:
+    if head.prev_hash is not None:
+        linked = head.prev_hash
+        expected: bytes | None = hashlib.sha256(chunk_bytes[:-HASH_LEN]).digest()
+    elif prev_hash is not None:
+        linked = prev_hash
+        check = hashlib.sha256(prev_hash)
+        check.update(memoryview(chunk_bytes)[:-HASH_LEN])
+        expected = check.digest()
+    else:
+        linked, expected = b"", None
+    if expected is not None and expected != digest:
         raise FormatError("hash mismatch")
-    body = chunk_bytes[HEADER_LEN:-HASH_LEN]
-    try:
-        raw = (decompressor or zstandard.ZstdDecompressor()).decompress(
-            body, max_output_size=raw_len
-        )
-    except zstandard.ZstdError as exc:
-        raise FormatError(f"a chunk's body does not decompress: {exc}") from exc
-    if len(raw) != raw_len:
+    body = chunk_bytes[head.header_len : -HASH_LEN]
+    if head.version == 2 and head.flags & FLAG_STORED:
+        raw = body
+    else:
+        try:
+            raw = (decompressor or zstandard.ZstdDecompressor()).decompress(
+                body, max_output_size=head.raw_len
+            )
+        except zstandard.ZstdError as exc:
+            raise FormatError(f"a chunk's body does not decompress: {exc}") from exc
+    if len(raw) != head.raw_len:
         raise FormatError("a chunk's body has another length than its header says")
     return Chunk(
-        session_id=str(uuid.UUID(bytes=sid)),
-        sequence=sequence,
-        first_offset_us=first,
-        frames=decode_frames(raw, first, count),
-        prev_hash=prev,
+        session_id=head.session_id,
+        sequence=head.sequence,
+        first_offset_us=head.first_offset_us,
+        frames=decode_frames(raw, head.first_offset_us, head.count),
+        prev_hash=linked,
         hash=digest,
-        last=bool(flags & FLAG_LAST),
-        size=end - pos,
+        last=bool(head.flags & FLAG_LAST),
+        size=head.size,
     )
 
 
@@ -285,27 +367,33 @@ def read_chain(data: bytes, session_id: str | None = None) -> ChainReport:
     pos = 0
     prev = ZERO_HASH
     decompressor = zstandard.ZstdDecompressor()
+    expected_sid = str(session_uuid(session_id)) if session_id else None
     while pos < len(data):
+        where = f"chunk {len(chunks)} (at byte {pos})"
         try:
-            chunk = decode_chunk(data, pos, decompressor=decompressor)
+            head = read_header(data, pos)
+            if pos + head.size > len(data):
+                raise FormatError("a chunk is cut short")
         except FormatError as exc:
             cut = "cut short" in str(exc)
-            where = f"chunk {len(chunks)} (at byte {pos})"
             return ChainReport(tuple(chunks), f"{where}: {exc}", torn_tail=cut)
-        expected_sid = (
-            str(session_uuid(session_id))
-            if session_id
-            else (chunks[0].session_id if chunks else chunk.session_id)
-        )
-        if chunk.session_id != expected_sid:
-            problem = f"chunk {len(chunks)}: belongs to session {chunk.session_id}"
+        # The header's claims first, so a removed chunk is named as missing rather than as
+        # the hash mismatch it also causes (a version 2 hash covers the previous hash).
+        expected_sid = expected_sid or head.session_id
+        if head.session_id != expected_sid:
+            problem = f"chunk {len(chunks)}: belongs to session {head.session_id}"
             return ChainReport(tuple(chunks), problem)
-        if chunk.sequence != len(chunks):
+        if head.sequence != len(chunks):
+            what = "missing chunk" if head.sequence > len(chunks) else "repeated chunk"
             problem = (
-                f"chunk {len(chunks)}: missing chunk (found sequence {chunk.sequence}, "
+                f"chunk {len(chunks)}: {what} (found sequence {head.sequence}, "
                 f"expected {len(chunks)})"
             )
             return ChainReport(tuple(chunks), problem)
+        try:
+            chunk = decode_chunk(data, pos, prev_hash=prev, decompressor=decompressor)
+        except FormatError as exc:
+            return ChainReport(tuple(chunks), f"{where}: {exc}")
         if chunk.prev_hash != prev:
             problem = f"chunk {len(chunks)}: hash mismatch (does not link to the chunk before)"
             return ChainReport(tuple(chunks), problem)

@@ -162,9 +162,9 @@ def _chunked_info(file: BinaryIO) -> tuple[Header, float]:
     spans: list[tuple[int, int]] = []
     position = 0
     size = file.seek(0, os.SEEK_END)
-    while position + chunks.HEADER_LEN <= size:
+    while position < size:
         file.seek(position)
-        length = chunks.chunk_length(file.read(chunks.HEADER_LEN))
+        length = chunks.chunk_length(file.read(chunks.MAX_HEADER_LEN))
         if length is None or position + length > size:
             break  # garbage or a torn tail
         spans.append((position, length))
@@ -172,14 +172,14 @@ def _chunked_info(file: BinaryIO) -> tuple[Header, float]:
     if not spans:
         raise BadParameterError("the recording has no complete chunk")
 
-    def load(span: tuple[int, int]) -> chunks.Chunk:
+    def load(span: tuple[int, int], prev_hash: bytes | None = None) -> chunks.Chunk:
         file.seek(span[0])
         try:
-            return chunks.decode_chunk(file.read(span[1]))
+            return chunks.decode_chunk(file.read(span[1]), prev_hash=prev_hash)
         except chunks.FormatError as exc:
             raise BadParameterError(f"damaged recording: {exc}") from exc
 
-    first = load(spans[0])
+    first = load(spans[0], chunks.ZERO_HASH)
     meta = next((f for f in first.frames if f.kind == chunks.FrameKind.META), None)
     if meta is None:
         raise BadParameterError("the recording's first chunk holds no meta frame")
