@@ -189,14 +189,21 @@ def test_resizes_round_trip(sizes: list[tuple[int, int]]) -> None:
 
 
 def test_lines_wait_in_memory_until_the_interval_has_passed(tmp_path: Path) -> None:
-    """Outside an event loop (no timer) the next call after the interval writes them."""
+    """Outside an event loop (no timer) the first call once the oldest pending frame is an
+    interval old writes the pending frames as a chunk; its own frame starts the next."""
     clock = FakeClock()
     recorder = SessionRecorder.create(tmp_path, header(), clock=clock, flush_interval_s=1.0)
     recorder.output(b"first")
     assert read(recorder.path)[1] == []  # the header is on disk at once, the frame is not
-    tick(clock, 1.0)
-    recorder.output(b"second")
+    tick(clock, 0.6)
+    recorder.output(b"second")  # the same chunk: the first frame is 0.6 s old
+    assert read(recorder.path)[1] == []
+    tick(clock, 0.4)
+    recorder.output(b"third")
     assert [f.data for f in read(recorder.path)[1]] == ["first", "second"]
+    tick(clock, 1.0)
+    recorder.output(b"fourth")
+    assert [f.data for f in read(recorder.path)[1]] == ["first", "second", "third"]
 
 
 async def test_an_idle_session_still_reaches_the_disk(tmp_path: Path) -> None:
@@ -228,7 +235,8 @@ CRASH_SCRIPT = textwrap.dedent(
         recorder = SessionRecorder.create(Path(sys.argv[1]), header, flush_interval_s=0.1)
         recorder.output(b"before the crash\\r\\n")
         await asyncio.sleep(0.5)  # several intervals: the timer has written it
-        recorder.output(b"written")  # the interval has passed: written by this call
+        recorder.output(b"written")
+        await asyncio.sleep(0.5)  # a chunk closes an interval after its first frame
         recorder.output(b"lost")  # within the interval: still in memory
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -400,8 +408,8 @@ async def test_written_every_second_synced_every_five(
     for second in range(1, 11):
         tick(clock, 1)
         recorder.output(f"{second}".encode())
-        # Written at once (a killed process loses at most a second) ...
-        assert read(recorder.path)[1][-1].data == f"{second}"
+        # The frame of a second ago is written (a killed process loses at most a second) ...
+        assert [f.data for f in read(recorder.path)[1]][-1:] == [f"{second - 1}"][: second - 1]
         await asyncio.sleep(0.01)
     # ... on disk every five seconds.
     assert sum(len(job) for job in sync_jobs) == 2
@@ -436,12 +444,12 @@ async def test_the_chain_head_is_offered_for_signing_each_interval_and_at_the_en
     )
     recorder.output(b"one")
     tick(clock, 30)
-    recorder.output(b"two")  # a chunk closes (1 s passed), but no checkpoint yet
+    recorder.output(b"two")  # "one" closes a chunk (1 s passed), but no checkpoint yet
     assert points == []
     tick(clock, 31)
-    recorder.output(b"three")  # 61 s: a checkpoint of the chunk this call closed
+    recorder.output(b"three")  # 61 s: a checkpoint of the chunk this call closed ("two")
     path = await recorder.aclose()
     chain = read_chain(path.read_bytes())
     assert [(p[0], p[3]) for p in points] == [(2, False), (3, True)]
-    assert points[0][1] == chain.chunks[2].hash and points[0][2] == 61_000_000
+    assert points[0][1] == chain.chunks[2].hash and points[0][2] == 30_000_000
     assert points[1][1] == chain.head and chain.chunks[-1].last

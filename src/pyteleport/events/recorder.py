@@ -2,10 +2,11 @@
 session runs.
 
 It is called for every SSH packet, so a call only adds a frame in memory. Frames are closed into
-a chunk (compressed, hashed, chained) and written (``write``) at most ``flush_interval_s`` (1 s)
-after they were recorded, or as soon as 256 KiB of them are pending, from the next call or from
-a timer when the session goes idle. A proxy killed with SIGKILL therefore loses at most the last
-second of output (the kernel holds what was written); a torn last chunk is skipped by readers. What was written reaches the disk itself (``fdatasync``, against a crash of the whole
+a chunk (compressed, hashed, chained) and written (``write``) once the oldest of them is
+``flush_interval_s`` (1 s) old, by a timer (or by the next call, if the timer is late), or as
+soon as 256 KiB of them are pending. A proxy killed with SIGKILL therefore loses at most the last
+second of output (the kernel holds what was written); a torn last chunk is skipped by readers.
+What was written reaches the disk itself (``fdatasync``, against a crash of the whole
 machine) at most ``fsync_interval_s`` (5 s) later, in a worker thread, so the event loop never
 waits on the disk: one job for every recording that asked in the meantime (``_Syncer``). The two
 intervals differ because a thousand quiet interactive sessions syncing every second cost the
@@ -106,7 +107,6 @@ class SessionRecorder:
         self._fsync_interval_s = max(fsync_interval_s, flush_interval_s)
         self._start_s = self._clock.monotonic()
         self._last_checkpoint_s = self._start_s
-        self._last_sync_s = self._start_s  # the last flush on the interval
         self._last_fsync_s = self._start_s
         self._builder = ChunkBuilder(header.session_id)
         self._builder.add(Frame(0, FrameKind.META, header_to_meta(header)))
@@ -194,25 +194,36 @@ class SessionRecorder:
             self._raise_if_failed()
         if self.failed or self._closed or not data:
             return
-        now_s = self._append(kind, data)
-        if now_s - self._last_sync_s >= self._interval_s:
-            self._flush(sync=True)
-        elif self._buffer:
+        now_s = self._clock.monotonic()
+        due_s = self._chunk_due_s()
+        if due_s is not None and now_s >= due_s:
+            self._flush(sync=True)  # the pending frames are a second old: they close a chunk
+        self._append(kind, data, now_s)
+        if self._buffer:
             self._flush(sync=False)  # 256 KiB of frames closed a chunk: write it now
-        if self._timer is None or self._timer_due_s > self._last_sync_s + self._interval_s:
+        due_s = self._chunk_due_s()
+        if self._timer is None or (due_s is not None and self._timer_due_s > due_s):
             self._schedule()
         if self._error is not None:
             self._raise_if_failed()
 
-    def _append(self, kind: FrameKind, data: bytes) -> float:
-        now_s = self._clock.monotonic()
+    def _append(self, kind: FrameKind, data: bytes, now_s: float) -> None:
         offset_us = max(0, round((now_s - self._start_s) * 1_000_000))
         chunk = self._builder.add_data(offset_us, kind, data)
         if chunk:
             self._buffer.append(chunk)
             self._buffered += len(chunk)
             self._chunk_closed(final=False)
-        return now_s
+
+    def _chunk_due_s(self) -> float | None:
+        """When the pending frames close into a chunk: ``flush_interval_s`` after the oldest of
+        them (None: nothing pending). Closing by the age of the chunk's first frame, not on a
+        fixed beat, puts a burst of keystrokes into one chunk, and leaves the closing to the
+        timer rather than to the keystroke that arrives after a pause."""
+        oldest_us = self._builder.oldest_offset_us
+        if oldest_us is None:
+            return None
+        return self._start_s + oldest_us / 1_000_000 + self._interval_s
 
     def _chunk_closed(self, final: bool) -> None:
         """Ask for a signed checkpoint of the chain head at least every interval, and at the end."""
@@ -231,14 +242,15 @@ class SessionRecorder:
         interval, and the disk within the fsync interval."""
         if self.failed or self._closed:
             return
-        pending = bool(self._buffer) or self._builder.oldest_offset_us is not None
-        if not pending and not self._unsynced:
+        chunk_due_s = self._chunk_due_s()
+        if self._buffer:
+            due_s = self._clock.monotonic()
+        elif chunk_due_s is not None:
+            due_s = chunk_due_s
+        elif self._unsynced:
+            due_s = self._last_fsync_s + self._fsync_interval_s
+        else:
             return
-        due_s = (
-            self._last_sync_s + self._interval_s
-            if pending
-            else self._last_fsync_s + self._fsync_interval_s
-        )
         if self._timer is not None:
             if self._timer_due_s <= due_s:
                 return
@@ -279,8 +291,6 @@ class SessionRecorder:
             self._unsynced_bytes += len(data)
         if sync or self._unsynced_bytes >= SYNC_EVERY_BYTES:
             now_s = self._clock.monotonic()
-            if sync:
-                self._last_sync_s = now_s
             if self._unsynced and (
                 now_s - self._last_fsync_s >= self._fsync_interval_s
                 or self._unsynced_bytes >= SYNC_EVERY_BYTES
