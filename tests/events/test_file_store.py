@@ -14,6 +14,7 @@ from pyteleport.errors import ConnectionProblemError
 from pyteleport.events.asciicast import Frame, Header, encode_frame, encode_header
 from pyteleport.events.chunks import read_chain
 from pyteleport.events.recorder import SessionRecorder
+from pyteleport.events.recordingfile import decode_recording
 from pyteleport.events.store import FileRecordingStore, RecordingStore
 from tests.events.store_conformance import RecordingStoreConformance, make_recording
 
@@ -104,6 +105,21 @@ async def test_a_recording_made_before_the_chunked_format_still_lists_and_reads(
     assert set(listed) == {"old", "new"}
     assert listed["old"].user == "ann" and listed["old"].duration_s == 2.5
     assert await store.read("old") == text.encode()
+
+
+async def test_a_recording_of_format_version_1_still_lists_and_plays(tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    records.mkdir()
+    v1 = Path(__file__).parent / "data" / "recording-v1.rec"
+    sid = "0b7e3a52-8d1c-4f6e-9a2b-5c4d3e2f1a00"
+    (records / f"{sid}.rec").write_bytes(v1.read_bytes())
+    store = FileRecordingStore(records)
+    [info] = await store.list()
+    assert (info.session_id, info.user, info.server_hostname) == (sid, "ann", "db1")
+    assert info.duration_s == 3.5
+    header, frames = decode_recording(await store.read(sid))
+    assert header.login == "root"
+    assert "made-in-v1" in "".join(f.data for f in frames if f.code == "o")
 
 
 async def test_a_directory_it_cannot_write_fails_its_check(tmp_path: Path) -> None:
