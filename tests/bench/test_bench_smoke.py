@@ -41,9 +41,11 @@ PROXY_ONLY = (
     "rss_growth_down",
     "rss_growth_up",
     "interactive_recording_size",
+    "typed_recording_size",
 )
 WITH_TARGET = (
     "interactive_recording_size",
+    "typed_recording_size",
     "setup",
     "sessions_per_core",
     "concurrency_memory",

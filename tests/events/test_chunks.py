@@ -96,7 +96,34 @@ def test_a_chunk_of_another_session_does_not_link() -> None:
     data, _ = recording(2)
     other, _ = encode_chunk(str(uuid.uuid4()), 0, [Frame(0, FrameKind.OUTPUT, b"x")], bytes(32))
     report = read_chain(data + other, SID)
-    assert "belongs to session" in report.problem
+    assert report.problem.endswith(
+        f"hash mismatch (the chunk names session {uuid.UUID(other[6:22].hex())})"
+    )
+
+
+@pytest.mark.parametrize("at", range(-59, 0))
+def test_a_changed_byte_anywhere_in_an_empty_final_chunk_breaks_the_chain_there(at: int) -> None:
+    builder = ChunkBuilder(SID)
+    data = builder.add(Frame(0, FrameKind.OUTPUT, b"$ ")) + builder.flush()
+    data += builder.flush(last=True)  # a header of 27 bytes and the hash
+    damaged = bytearray(data)
+    damaged[at] ^= 0x01
+    report = read_chain(bytes(damaged), SID)
+    assert len(report.chunks) == 1 and report.problem.startswith("chunk 1 (at byte 64): ")
+    assert not verify(bytes(damaged)).ok
+    reason = report.problem.removeprefix("chunk 1 (at byte 64): ")
+    expected = {
+        -59: "not a recording chunk (bad magic)",  # the magic, -59 .. -56
+        -55: "recording format version 3 is not supported",
+        -35: "a chunk's header is malformed",  # a frame count above the raw length
+        -33: "a chunk is cut short",  # a body length past the end: a torn tail to a reader
+    }
+    if -59 <= at <= -56:
+        assert reason == expected[-59]
+    elif -53 <= at <= -38:  # the session id
+        assert reason.startswith("hash mismatch (the chunk names session ")
+    else:
+        assert reason == expected.get(at, "hash mismatch")
 
 
 @pytest.mark.parametrize(

@@ -377,23 +377,33 @@ def read_chain(data: bytes, session_id: str | None = None) -> ChainReport:
         except FormatError as exc:
             cut = "cut short" in str(exc)
             return ChainReport(tuple(chunks), f"{where}: {exc}", torn_tail=cut)
-        # The header's claims first, so a removed chunk is named as missing rather than as
-        # the hash mismatch it also causes (a version 2 hash covers the previous hash).
         expected_sid = expected_sid or head.session_id
-        if head.session_id != expected_sid:
-            problem = f"chunk {len(chunks)}: belongs to session {head.session_id}"
-            return ChainReport(tuple(chunks), problem)
-        if head.sequence != len(chunks):
-            what = "missing chunk" if head.sequence > len(chunks) else "repeated chunk"
-            problem = (
-                f"chunk {len(chunks)}: {what} (found sequence {head.sequence}, "
-                f"expected {len(chunks)})"
-            )
-            return ChainReport(tuple(chunks), problem)
         try:
             chunk = decode_chunk(data, pos, prev_hash=prev, decompressor=decompressor)
         except FormatError as exc:
-            return ChainReport(tuple(chunks), f"{where}: {exc}")
+            # A version 2 hash covers the previous hash, so a removed chunk fails it too: the
+            # header's sequence tells that case apart. Any other change is a hash mismatch,
+            # wherever the changed byte is.
+            if head.sequence > len(chunks) and head.session_id == expected_sid:
+                problem = (
+                    f"chunk {len(chunks)}: missing chunk (found sequence {head.sequence}, "
+                    f"expected {len(chunks)})"
+                )
+            elif head.session_id != expected_sid and str(exc) == "hash mismatch":
+                problem = f"{where}: hash mismatch (the chunk names session {head.session_id})"
+            else:
+                problem = f"{where}: {exc}"
+            return ChainReport(tuple(chunks), problem)
+        if chunk.session_id != expected_sid:
+            problem = f"chunk {len(chunks)}: belongs to session {chunk.session_id}"
+            return ChainReport(tuple(chunks), problem)
+        if chunk.sequence != len(chunks):
+            what = "missing chunk" if chunk.sequence > len(chunks) else "repeated chunk"
+            problem = (
+                f"chunk {len(chunks)}: {what} (found sequence {chunk.sequence}, "
+                f"expected {len(chunks)})"
+            )
+            return ChainReport(tuple(chunks), problem)
         if chunk.prev_hash != prev:
             problem = f"chunk {len(chunks)}: hash mismatch (does not link to the chunk before)"
             return ChainReport(tuple(chunks), problem)
