@@ -37,6 +37,7 @@ class Route:
         return dict(os.environ, SSH_AUTH_SOCK=str(agent.sock))
 
     def argv(self, command: str, *, tty: bool = False) -> list[str]:
+        """``ssh ... command``; an empty ``command`` asks for the login shell."""
         lab = self.lab
         config = str(lab.ssh_config(self.cipher))
         ssh = binary("ssh")
@@ -61,5 +62,5 @@ class Route:
             str(lab.target.port),
             "-tt" if tty else "-T",
             f"{lab.login}@127.0.0.1",
-            command,
+            *([command] if command else []),
         ]

@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncssh
 
-from bench import interactive, sessionrate, setuptime, transfer
+from bench import interactive, sessionrate, setuptime, transfer, typedsession
 from bench.lab import CIPHER_LABELS, CIPHERS, Lab, binary
 from bench.report import Row, Target
 from bench.route import ROUTES, Route
@@ -117,6 +117,7 @@ def run(options: Options) -> Outcome:
         lab.start()
         outcome.rows += setup_rows(lab, options)
         outcome.rows += rate_rows(lab, options)
+        outcome.rows += typed_session_rows(lab)
         outcome.rows += concurrency_rows(lab, options)
         outcome.rows += transfer_rows(lab, options)
     finally:
@@ -189,6 +190,32 @@ def rate_rows(lab: Lab, options: Options) -> list[Row]:
                 }
             },
         ),
+    ]
+
+
+def typed_session_rows(lab: Lab) -> list[Row]:
+    log(
+        f"typed session: {len(typedsession.COMMANDS)} commands typed at "
+        f"{1 / typedsession.KEY_INTERVAL_S:.0f} keys a second through the proxy"
+    )
+    typed = typedsession.measure(Route("proxy", lab), lab.proxy.records_dir)
+    return [
+        Row(
+            "typed_recording_size",
+            f"recording of a shell session typed at {1 / typedsession.KEY_INTERVAL_S:.0f} keys "
+            f"a second ({len(typedsession.COMMANDS)} commands and their output), stored / as "
+            "asciicast",
+            "bytes/byte",
+            {"proxy": Figure.of([typed.stored_bytes / typed.asciicast_bytes])},
+            Target("<=", 0.5),
+            digits=2,
+            notes={
+                "stored_bytes": typed.stored_bytes,
+                "asciicast_bytes": typed.asciicast_bytes,
+                "keys": typed.keys,
+                "seconds": round(typed.seconds, 1),
+            },
+        )
     ]
 
 
