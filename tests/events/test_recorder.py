@@ -289,6 +289,40 @@ class FailingFile:
         os.close(self._fd)
 
 
+class ShortWritesFile:
+    """A file that takes at most seven bytes a write, as a write interrupted by a signal may."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("wb", buffering=0)
+        self.calls = 0
+
+    def write(self, data: bytes) -> int:
+        self.calls += 1
+        return self._file.write(data[:7]) or 0
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+async def test_writes_that_take_part_of_a_chunk_are_carried_on(tmp_path: Path) -> None:
+    path = tmp_path / "s1.rec"
+    file = ShortWritesFile(path)
+    clock = FakeClock()
+    recorder = SessionRecorder(path, file, header(), clock=clock)
+    for n in range(5):
+        tick(clock, 1)
+        recorder.output(f"line {n}\r\n".encode())
+    await recorder.aclose()
+    assert file.calls > 20
+    assert [f.data for f in read(path)[1]] == [f"line {n}\r\n" for n in range(5)]
+
+
 def failing_recorder(tmp_path: Path, *, strict: bool, clock: FakeClock) -> SessionRecorder:
     recorder = SessionRecorder(
         tmp_path / "s1.cast", FailingFile(), header(), clock=clock, strict=strict
