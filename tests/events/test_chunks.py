@@ -3,10 +3,13 @@ damage named."""
 
 from __future__ import annotations
 
+import hashlib
+import struct
 import uuid
 from pathlib import Path
 
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -116,7 +119,7 @@ def test_a_changed_byte_anywhere_in_an_empty_final_chunk_breaks_the_chain_there(
         -59: "not a recording chunk (bad magic)",  # the magic, -59 .. -56
         -55: "recording format version 3 is not supported",
         -35: "a chunk's header is malformed",  # a frame count above the raw length
-        -33: "a chunk is cut short",  # a body length past the end: a torn tail to a reader
+        -33: "a chunk's header is malformed",  # a body longer than the frames it holds
     }
     if -59 <= at <= -56:
         assert reason == expected[-59]
@@ -232,3 +235,58 @@ def test_any_bytes_after_a_good_chunk_are_named_not_raised(junk: bytes, at: int)
     assert len(report.chunks) <= 2
     assert report.problem or spliced == data[: len(spliced)]
     assert isinstance(verify(spliced), Verdict)
+
+
+def v1_chunk(raw_len: int, body: bytes, *, count: int = 1) -> bytes:
+    """A version 1 chunk with a good hash around whatever ``body`` is."""
+    header = struct.pack(
+        ">4sBB16sIQIII32s",
+        b"PTRC",
+        1,
+        0,
+        uuid.UUID(SID).bytes,
+        0,
+        0,
+        count,
+        raw_len,
+        len(body),
+        bytes(32),
+    )
+    return header + body + hashlib.sha256(header + body).digest()
+
+
+def test_a_body_that_would_unpack_to_more_than_its_header_says_is_refused_unread() -> None:
+    # 64 MiB of zeros in a few KiB, in a chunk whose header says 10 bytes: a reader that
+    # trusted the zstd frame would allocate the 64 MiB (or a terabyte, for a forged frame).
+    bomb = zstandard.ZstdCompressor().compress(bytes(64 * 1024 * 1024))
+    report = read_chain(v1_chunk(10, bomb), SID)
+    assert report.chunks == ()
+    assert report.problem.endswith("a chunk's body declares another length than its header says")
+
+
+@pytest.mark.parametrize(
+    ("chunk", "reason"),
+    [
+        (v1_chunk(3, zstandard.ZstdCompressor().compress(b"abc"), count=2), "header is malformed"),
+        (v1_chunk(5 * 1024 * 1024, b""), "more than 4 MiB of frames"),
+    ],
+)
+def test_headers_that_their_body_cannot_fill_are_refused(chunk: bytes, reason: str) -> None:
+    assert reason in read_chain(chunk, SID).problem
+
+
+def test_unknown_flags_are_refused() -> None:
+    builder = ChunkBuilder(SID)
+    data = bytearray(builder.add(Frame(0, FrameKind.OUTPUT, b"x")) + builder.flush())
+    data[5] |= 0x04
+    assert read_chain(bytes(data), SID).problem.endswith("a chunk's header is malformed")
+
+
+def test_a_chunk_after_the_final_one_is_named() -> None:
+    builder = ChunkBuilder(SID)
+    data = builder.add(Frame(0, FrameKind.OUTPUT, b"x")) + builder.flush(last=True)
+    extra, _ = encode_chunk(SID, 1, [Frame(5, FrameKind.OUTPUT, b"appended")], builder.head)
+    report = read_chain(data + extra, SID)
+    assert len(report.chunks) == 1
+    assert report.problem == "chunk 1: follows the session's final chunk"
+    assert not verify(data + extra).ok

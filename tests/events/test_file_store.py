@@ -12,7 +12,8 @@ import pytest
 from pyteleport.clock import FakeClock
 from pyteleport.errors import ConnectionProblemError
 from pyteleport.events.asciicast import Frame, Header, encode_frame, encode_header
-from pyteleport.events.chunks import read_chain
+from pyteleport.events.chunks import ChunkBuilder, FrameKind, read_chain
+from pyteleport.events.chunks import Frame as ChunkFrame
 from pyteleport.events.recorder import SessionRecorder
 from pyteleport.events.recordingfile import decode_recording
 from pyteleport.events.store import FileRecordingStore, RecordingStore
@@ -131,3 +132,17 @@ async def test_a_directory_it_cannot_write_fails_its_check(tmp_path: Path) -> No
     ):
         await store.check()
     assert blocker.is_file()  # nothing was replaced
+
+
+@pytest.mark.parametrize(
+    "meta", [b'{"width": Infinity}', b"[" * 100_000, b'{"width": "wide"}', b"\xff"]
+)
+async def test_a_recording_with_a_hostile_meta_frame_is_left_out_of_the_list(
+    tmp_path: Path, meta: bytes
+) -> None:
+    store = FileRecordingStore(tmp_path / "records")
+    await store.upload("good", await make_recording(tmp_path / "local", "good"))
+    builder = ChunkBuilder("bad")
+    data = builder.add(ChunkFrame(0, FrameKind.META, meta)) + builder.flush(last=True)
+    (tmp_path / "records" / "bad.rec").write_bytes(data)
+    assert [i.session_id for i in await store.list()] == ["good"]

@@ -83,6 +83,30 @@ def test_load_reads_the_file_and_skips_a_torn_tail() -> None:
     assert recording.duration_s == 3.5
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'{"version": 2, "width": "wide"}',
+        b'{"version": 2, "width": 1e999}',
+        b'{"version": 2, "teleport": [1]}',
+        b'{"version": 2, "env": "xterm"}',
+        b"[" * 100_000,
+    ],
+)
+def test_a_malformed_asciicast_header_is_one_clear_error(header: bytes) -> None:
+    with pytest.raises(BadParameterError):
+        load_recording(header + b"\n")
+
+
+@pytest.mark.parametrize("event", [b'[[1], "o", "x"]', b'["soon", "o", "x"]', b'[{}, [], "x"]'])
+def test_a_malformed_asciicast_event_is_a_torn_tail_or_one_clear_error(event: bytes) -> None:
+    try:
+        recording = load_recording(file_bytes() + event + b"\n")
+    except BadParameterError:
+        return
+    assert recording.frames == FRAMES
+
+
 def test_load_splits_on_newlines_only() -> None:
     frames = (Frame(0.0, "o", "a\u2028b\x85c\x1c"),)
     assert load_recording(file_bytes(frames)).frames == frames

@@ -80,12 +80,24 @@ def encode_frame(frame: Frame) -> str:
 def decode_header(line: str) -> Header:
     try:
         doc = json.loads(line)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadParameterError(f"not an asciicast recording: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("version") != 2:
         raise BadParameterError("not an asciicast v2 recording (the first line is no v2 header)")
     teleport = doc.get("teleport") or {}
+    env = doc.get("env") or {}
+    if not isinstance(teleport, dict) or not isinstance(env, dict):
+        raise BadParameterError("an asciicast header whose teleport or env is no object")
     known = {"sid", "cluster", "user", "login", "server_hostname", "server_addr", "kind"}
+    try:
+        return _header(doc, teleport, env, known)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise BadParameterError(f"a malformed asciicast header: {exc}") from exc
+
+
+def _header(
+    doc: dict[str, Any], teleport: dict[str, Any], env: dict[str, Any], known: set[str]
+) -> Header:
     return Header(
         width=int(doc.get("width", 80)),
         height=int(doc.get("height", 24)),
@@ -98,7 +110,7 @@ def decode_header(line: str) -> Header:
         server_addr=str(teleport.get("server_addr", "")),
         kind=str(teleport.get("kind", "ssh")),
         command=str(doc.get("command", "")),
-        term=str((doc.get("env") or {}).get("TERM", "")),
+        term=str(env.get("TERM", "")),
         extra={k: v for k, v in teleport.items() if k not in known},
     )
 
@@ -107,11 +119,12 @@ def decode_frame(line: str) -> Frame:
     try:
         doc = json.loads(line)
         time_s, code, data = doc
-    except (ValueError, TypeError) as exc:
+        seconds = float(time_s)
+    except (ValueError, TypeError, RecursionError, OverflowError) as exc:
         raise BadParameterError(f"malformed recording event: {line[:60]!r}") from exc
     if code not in EVENT_CODES or not isinstance(data, str):
         raise BadParameterError(f"malformed recording event: {line[:60]!r}")
-    return Frame(time_s=float(time_s), code=code, data=data)
+    return Frame(time_s=seconds, code=code, data=data)
 
 
 def decode(lines: Iterable[str]) -> tuple[Header, Iterator[Frame]]:

@@ -34,8 +34,10 @@ _PREFIX = struct.Struct(">4sBB16s")
 # body lengths, previous chunk's hash.
 _V1_HEADER = struct.Struct(">4sBB16sIQIII32s")
 MAX_HEADER_LEN = _V1_HEADER.size  # the longest header of either version (version 2: 72)
-MAX_RAW_LEN = 16 * 1024 * 1024  # a writer closes chunks at 256 KiB; a reader refuses more
-_MAX_BODY_LEN = MAX_RAW_LEN + 1024 * 1024  # above zstd's bound for 16 MiB that does not shrink
+# A writer closes chunks at 256 KiB of frames (a frame adds at most another 256 KiB); a reader
+# refuses more than this, and a body or a frame count that the raw length cannot hold.
+MAX_RAW_LEN = 4 * 1024 * 1024
+_MAX_BODY_LEN = MAX_RAW_LEN + 64 * 1024  # above zstd's bound for 4 MiB that does not shrink
 FLAG_LAST = 0x01  # the session ended with this chunk
 FLAG_STORED = 0x02  # version 2: the body is the frames as they are (zstd would not shrink them)
 ZSTD_LEVEL = 3
@@ -56,7 +58,10 @@ class Frame:
     data: bytes
 
     def json(self) -> dict[str, Any]:
-        value = json.loads(self.data)
+        try:
+            value = json.loads(self.data)
+        except (ValueError, RecursionError) as exc:
+            raise FormatError(f"a {self.kind.name} frame holds no JSON: {exc}") from None
         if not isinstance(value, dict):
             raise FormatError(f"a {self.kind.name} frame holds no JSON object")
         return value
@@ -266,8 +271,14 @@ def read_header(data: bytes | memoryview, pos: int = 0) -> ChunkHeader:
         raise FormatError(f"recording format version {version} is not supported")
     sequence, first, count, raw_len, body_len = fields
     if raw_len > MAX_RAW_LEN or body_len > _MAX_BODY_LEN:
-        raise FormatError("a chunk declares more than 16 MiB of frames")
-    if count > raw_len or first >= 1 << 63:
+        raise FormatError("a chunk declares more than 4 MiB of frames")
+    known = FLAG_LAST | (FLAG_STORED if version == 2 else 0)
+    if (
+        count * 3 > raw_len  # a frame takes at least three bytes
+        or first >= 1 << 63
+        or flags & ~known
+        or (version == 2 and body_len > raw_len)  # a writer stores what zstd would not shrink
+    ):
         raise FormatError("a chunk's header is malformed")
     return ChunkHeader(
         version=version,
@@ -327,8 +338,12 @@ def decode_chunk(
         raw = body
     else:
         try:
+            # The frame's own content size decides what zstd allocates (max_output_size does
+            # not bound it), so a frame claiming more than the header is refused unread.
+            if zstandard.frame_content_size(body) != head.raw_len:
+                raise FormatError("a chunk's body declares another length than its header says")
             raw = (decompressor or zstandard.ZstdDecompressor()).decompress(
-                body, max_output_size=head.raw_len
+                body, max_output_size=head.raw_len, allow_extra_data=False
             )
         except zstandard.ZstdError as exc:
             raise FormatError(f"a chunk's body does not decompress: {exc}") from exc
@@ -406,6 +421,9 @@ def read_chain(data: bytes, session_id: str | None = None) -> ChainReport:
             return ChainReport(tuple(chunks), problem)
         if chunk.prev_hash != prev:
             problem = f"chunk {len(chunks)}: hash mismatch (does not link to the chunk before)"
+            return ChainReport(tuple(chunks), problem)
+        if chunks and chunks[-1].last:
+            problem = f"chunk {len(chunks)}: follows the session's final chunk"
             return ChainReport(tuple(chunks), problem)
         chunks.append(chunk)
         prev = chunk.hash

@@ -53,7 +53,7 @@ def header_to_meta(header: Header) -> bytes:
 def meta_to_header(data: bytes) -> Header:
     try:
         doc = json.loads(data)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BadParameterError(f"a recording's meta frame is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise BadParameterError("a recording's meta frame is not a JSON object")
@@ -87,14 +87,14 @@ def meta_to_header(data: bytes) -> Header:
             term=str(doc.get("term", "")),
             extra={k: v for k, v in doc.items() if k not in known},
         )
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise BadParameterError(f"a recording's meta frame is malformed: {exc}") from exc
 
 
 def marker_frame_text(data: bytes) -> str:
     try:
         doc = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return data.decode("utf-8", "replace")
     return str(doc.get("label", "")) if isinstance(doc, dict) else str(doc)
 
