@@ -13,7 +13,7 @@ from pyteleport.auth.server import AuthServer
 from pyteleport.backend.memory import MemoryBackend
 from pyteleport.clock import FakeClock
 from pyteleport.crypto import sshcert, sshkeys, tlsca
-from pyteleport.errors import AccessDeniedError, BadParameterError
+from pyteleport.errors import AccessDeniedError, BadParameterError, NotFoundError
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
 from pyteleport.model.role import role_from_dict
 
@@ -144,6 +144,12 @@ async def test_what_may_be_requested_and_reviewed() -> None:
     joe = as_user(server, "joe")
     with pytest.raises(AccessDeniedError, match='request role "editor"'):
         await joe.create_access_request(["editor"], "", [], None)
+    # A role that does not exist is refused the same way: no probing of role names ...
+    with pytest.raises(AccessDeniedError, match='request role "no-such-role"'):
+        await joe.create_access_request(["no-such-role"], "", [], None)
+    # ... and named as missing only to one who may request it (db-* is allowed).
+    with pytest.raises(NotFoundError, match='role "db-nothing" is not found'):
+        await joe.create_access_request(["db-nothing"], "", [], None)
     with pytest.raises(BadParameterError, match="already hold"):
         await joe.create_access_request(["access"], "", [], None)
     with pytest.raises(BadParameterError, match="longer than your roles allow"):

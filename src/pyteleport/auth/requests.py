@@ -53,10 +53,12 @@ class AccessRequests:
         """A PENDING request of ``user`` for ``roles``; the requester's roles decide whether
         it may be asked for, its thresholds and how long it may last."""
         wanted = list(dict.fromkeys(roles))
+        # Whether the requester may ask first: a role's existence is no answer to give a user
+        # whose roles do not let them request it (it would let anyone probe role names).
+        terms = request_terms(requester, wanted, requester.max_session_ttl())
         for name in wanted:
             if name not in known_roles:
                 raise NotFoundError(f'role "{name}" is not found')
-        terms = request_terms(requester, wanted, requester.max_session_ttl())
         if terms.reason_required and not reason.strip():
             raise BadParameterError(
                 'your roles require a reason for access requests: add --reason="..."'
