@@ -11,6 +11,7 @@ A chunk cut short (a writer killed mid-write) is recognised and left out on read
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import struct
@@ -107,6 +108,7 @@ class FormatError(ValueError):
 _ID_NAMESPACE = uuid.UUID("6f1c7b0e-2d9a-5c3e-9a41-7c2f0b8e5d13")
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every chunk a session writes
 def session_uuid(session_id: str) -> uuid.UUID:
     """The 16 bytes a chunk carries for ``session_id``: the id itself when it is a UUID (the
     proxy's always are), else a UUIDv5 of it."""

@@ -43,6 +43,7 @@ log = logging.getLogger("pyteleport.events")
 # (chunk number, chain head, time of its last frame in µs, final): a checkpoint to sign
 CheckpointHook = Callable[[int, bytes, int, bool], None]
 CHECKPOINT_INTERVAL_S = 60.0
+_NEVER = float("inf")
 
 # A bulk session is synced every this many bytes written as well: the kernel then never holds
 # much of one recording unwritten, which keeps the writes that follow from stalling on its
@@ -110,7 +111,14 @@ class SessionRecorder:
         self._last_checkpoint_s = self._start_s
         self._last_fsync_s = self._start_s
         self._builder = ChunkBuilder(header.session_id)
+        # When the pending frames close into a chunk: ``flush_interval_s`` after the first of
+        # them (_NEVER: nothing pending). Closing by the age of the chunk's first frame, not on
+        # a fixed beat, puts a burst of keystrokes into one chunk, and leaves the closing to the
+        # timer rather than to the keystroke that arrives after a pause. Kept as a number: it
+        # is read for every packet.
+        self._chunk_due_s = _NEVER
         self._builder.add(Frame(0, FrameKind.META, header_to_meta(header)))
+        self._chunk_due_s = self._start_s + self._interval_s
         self._buffer: list[bytes] = []  # closed chunks not yet written
         self._buffered = 0
         self._unsynced = False
@@ -198,14 +206,12 @@ class SessionRecorder:
         if self.failed or self._closed or not data:
             return
         now_s = self._clock.monotonic()
-        due_s = self._chunk_due_s()
-        if due_s is not None and now_s >= due_s:
+        if now_s >= self._chunk_due_s:
             self._flush(sync=True)  # the pending frames are a second old: they close a chunk
         self._append(kind, data, now_s)
         if self._buffer:
             self._flush(sync=False)  # 256 KiB of frames closed a chunk: write it now
-        due_s = self._chunk_due_s()
-        if self._timer is None or (due_s is not None and self._timer_due_s > due_s):
+        if self._timer is None or self._timer_due_s > self._chunk_due_s:
             self._schedule()
         if self._error is not None:
             self._raise_if_failed()
@@ -217,16 +223,11 @@ class SessionRecorder:
             self._buffer.append(chunk)
             self._buffered += len(chunk)
             self._chunk_closed(final=False)
-
-    def _chunk_due_s(self) -> float | None:
-        """When the pending frames close into a chunk: ``flush_interval_s`` after the oldest of
-        them (None: nothing pending). Closing by the age of the chunk's first frame, not on a
-        fixed beat, puts a burst of keystrokes into one chunk, and leaves the closing to the
-        timer rather than to the keystroke that arrives after a pause."""
-        oldest_us = self._builder.oldest_offset_us
-        if oldest_us is None:
-            return None
-        return self._start_s + oldest_us / 1_000_000 + self._interval_s
+            # What is left of a frame split across chunks is pending from now.
+            pending = self._builder.oldest_offset_us is not None
+            self._chunk_due_s = now_s + self._interval_s if pending else _NEVER
+        elif self._chunk_due_s == _NEVER:
+            self._chunk_due_s = now_s + self._interval_s
 
     def _chunk_closed(self, final: bool) -> None:
         """Ask for a signed checkpoint of the chain head at least every interval, and at the end."""
@@ -245,11 +246,10 @@ class SessionRecorder:
         interval, and the disk within the fsync interval."""
         if self.failed or self._closed:
             return
-        chunk_due_s = self._chunk_due_s()
         if self._buffer:
             due_s = self._clock.monotonic()
-        elif chunk_due_s is not None:
-            due_s = chunk_due_s
+        elif self._chunk_due_s != _NEVER:
+            due_s = self._chunk_due_s
         elif self._unsynced:
             due_s = self._last_fsync_s + self._fsync_interval_s
         else:
@@ -277,6 +277,7 @@ class SessionRecorder:
         frames into a chunk first; with ``last`` close the recording's final chunk."""
         if sync or last:
             chunk = self._builder.flush(last=last)
+            self._chunk_due_s = _NEVER
             if chunk:
                 self._buffer.append(chunk)
                 self._chunk_closed(final=last)
