@@ -290,3 +290,12 @@ def test_a_chunk_after_the_final_one_is_named() -> None:
     assert len(report.chunks) == 1
     assert report.problem == "chunk 1: follows the session's final chunk"
     assert not verify(data + extra).ok
+
+
+@given(st.integers(min_value=0, max_value=2**63 - 1))
+def test_varints_round_trip_and_take_seven_bits_a_byte(value: int) -> None:
+    from pyteleport.events.chunks import _read_varint, _varint
+
+    encoded = _varint(value)
+    assert _read_varint(encoded, 0) == (value, len(encoded))
+    assert len(encoded) == max(1, -(-value.bit_length() // 7))

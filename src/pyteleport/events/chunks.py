@@ -118,7 +118,15 @@ def session_uuid(session_id: str) -> uuid.UUID:
         return uuid.uuid5(_ID_NAMESPACE, session_id)
 
 
+_ONE_BYTE_VARINTS = tuple(bytes((n,)) for n in range(0x80))
+
+
 def _varint(value: int) -> bytes:
+    # Called for every frame and every header field: the short forms without a loop.
+    if value < 0x80:
+        return _ONE_BYTE_VARINTS[value]
+    if value < 0x4000:
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while True:
         byte = value & 0x7F
