@@ -97,7 +97,7 @@ def body_for(method: str, path: str, caller: str) -> dict[str, Any] | None:
         ("POST", "/v1/resources"): {
             "resource": {"kind": "role", "version": "v7", "metadata": {"name": f"rr-{caller}"}}
         },
-        ("POST", "/v1/access-requests"): {"roles": ["ghost-role"]},
+        ("POST", "/v1/access-requests"): {"roles": []},  # past the route, refused for what it asks
         ("POST", "/v1/access-requests/{name}/reviews"): {"approve": True},
         ("PUT", "/v1/access-requests/{name}/state"): {"state": "APPROVED"},
     }

@@ -58,20 +58,24 @@ async def test_search_finds_lines_with_their_offsets_and_respects_visibility() -
     other.line(0, "input", "RM -RF /var/lib/mysql")
     await other.flush(0)
 
-    hits = await index.search("rm -rf /var/lib/MYSQL")
+    hits = (await index.search("rm -rf /var/lib/MYSQL")).hits
     assert [(h.session.session_id, h.offset_ms, h.kind) for h in hits] == [
         ("s1", 1500, "output"),
         ("s2", 0, "input"),
     ]
-    assert [h.session.session_id for h in await index.search("rm -rf", node="web1")] == ["s2"]
-    assert [h.session.session_id for h in await index.search("rm -rf", user="alice")] == ["s1"]
-    only_bob = await index.search("rm", visible=lambda s: "bob" in s.participants)
+    assert [h.session.session_id for h in (await index.search("rm -rf", node="web1")).hits] == [
+        "s2"
+    ]
+    assert [h.session.session_id for h in (await index.search("rm -rf", user="alice")).hits] == [
+        "s1"
+    ]
+    only_bob = (await index.search("rm", visible=lambda s: "bob" in s.participants)).hits
     assert [h.session.session_id for h in only_bob] == ["s2"]
-    assert [h.line for h in await index.search("done")] == ["done"]
-    later = await index.search("rm", since=START + dt.timedelta(hours=1))
+    assert [h.line for h in (await index.search("done")).hits] == ["done"]
+    later = (await index.search("rm", since=START + dt.timedelta(hours=1))).hits
     assert later == []
     await index.delete("s1")
-    assert [h.session.session_id for h in await index.search("rm")] == ["s2"]
+    assert [h.session.session_id for h in (await index.search("rm")).hits] == ["s2"]
 
 
 async def test_a_flood_of_lines_is_bounded_per_batch_and_per_session(
@@ -92,10 +96,10 @@ async def test_a_flood_of_lines_is_bounded_per_batch_and_per_session(
     assert text.indexed == 2500 and text.full
     text.output(b"needle\r\n", 5000)  # no longer read
     await text.flush(5000, final=True)
-    assert await index.search("needle") == []
+    assert (await index.search("needle")).hits == []
     # each batch took the first 1,000 lines; the third only 500 before the session was full
-    assert len(await index.search("line 999")) == 2
-    assert len(await index.search("line 499")) == 3
+    assert len((await index.search("line 999")).hits) == 2
+    assert len((await index.search("line 499")).hits) == 3
 
 
 async def test_many_sessions_indexing_at_once_share_one_write() -> None:
@@ -117,4 +121,27 @@ async def test_many_sessions_indexing_at_once_share_one_write() -> None:
     await asyncio.gather(*(text.flush(1000) for text in texts))
     # all fifty were asked for before the writer ran: one transaction
     assert backend.writes == [50]
-    assert len(await index.search("says hello")) == 50
+    assert len((await index.search("says hello")).hits) == 50
+
+
+async def test_the_newest_matches_are_kept_and_listed_in_the_order_they_were_shown() -> None:
+    index = RecordingIndex(MemoryBackend())
+    # Session ids sort against their start times: the index's key order is not time order.
+    for sid, hours in (("a-newest", 2), ("b-middle", 1), ("c-oldest", 0)):
+        started = IndexedSession(sid, "joe", "root", "db1", START + dt.timedelta(hours=hours), ())
+        text = SessionTextIndex(index, started)
+        text.line(100, "output", f"deploy {sid} step 1")
+        text.line(900, "output", f"deploy {sid} step 2")
+        await text.flush(900, final=True)
+    every = await index.search("deploy", limit=10)
+    assert not every.truncated
+    assert [h.line for h in every.hits] == [
+        f"deploy {sid} step {n}" for sid in ("c-oldest", "b-middle", "a-newest") for n in (1, 2)
+    ]
+    newest = await index.search("deploy", limit=3)
+    assert newest.truncated
+    assert [h.line for h in newest.hits] == [
+        "deploy b-middle step 2",
+        "deploy a-newest step 1",
+        "deploy a-newest step 2",
+    ]

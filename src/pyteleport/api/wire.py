@@ -320,7 +320,8 @@ class SearchHit(Strict):
 
 
 class SearchResponse(Strict):
-    hits: list[SearchHit]
+    hits: list[SearchHit]  # the newest that matched, oldest of them first
+    truncated: bool = False  # more lines matched
 
 
 class RecordingsResponse(Strict):

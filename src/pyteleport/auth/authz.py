@@ -16,7 +16,7 @@ from pyteleport.auth.requests import still_granting
 from pyteleport.auth.server import AuthServer
 from pyteleport.errors import AccessDeniedError, NotFoundError
 from pyteleport.events.store import RecordingInfo, RecordingStore
-from pyteleport.events.textindex import IndexedSession, SearchHit
+from pyteleport.events.textindex import IndexedSession, SearchResults
 from pyteleport.model.accessrequest import PENDING, AccessRequest
 from pyteleport.model.identity import Identity
 from pyteleport.model.lock import Lock
@@ -362,7 +362,7 @@ class AuthorizedAuth:
 
     async def search_recordings(
         self, text: str, user: str, node: str, since: dt.datetime | None, limit: int
-    ) -> list[SearchHit]:
+    ) -> SearchResults:
         """Lines of recorded sessions holding ``text``, in the sessions this caller may see
         (the rule of :meth:`list_recordings`)."""
         everyone = await self._may("list")

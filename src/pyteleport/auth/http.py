@@ -319,8 +319,9 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
         if not q.strip():
             raise BadParameterError("give the text to search for")
         start = parse_time(since) if since else None
-        hits = await auth.search_recordings(q, user, node, start, max(1, min(limit, 1000)))
+        results = await auth.search_recordings(q, user, node, start, max(1, min(limit, 1000)))
         return wire.SearchResponse(
+            truncated=results.truncated,
             hits=[
                 wire.SearchHit(
                     sid=h.session.session_id,
@@ -332,8 +333,8 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
                     kind=h.kind,
                     line=h.line,
                 )
-                for h in hits
-            ]
+                for h in results.hits
+            ],
         )
 
     @router.get("/recordings/{sid}")

@@ -233,6 +233,12 @@ def _search(
         for h in answer.hits
     ]
     click.echo(table(["Session", "User", "Login", "Node", "At", "Line"], rows))
+    if answer.truncated:
+        click.echo(
+            f"(the newest {len(answer.hits)} matching lines; narrow the search with --since, "
+            "--user or --node for older ones)",
+            err=True,
+        )
 
 
 @tsh_recordings.command("search")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
+import heapq
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -104,6 +105,12 @@ class SearchHit:
     line: str
 
 
+@dataclass(frozen=True, slots=True)
+class SearchResults:
+    hits: list[SearchHit]
+    truncated: bool  # more lines matched than were asked for: these are the newest
+
+
 class RecordingIndex:
     """Batches of lines under ``/recordings/index/<sid>/<batch>``. The batches of every session
     are written as group commits: a thousand sessions indexing their second at once cost one
@@ -142,21 +149,30 @@ class RecordingIndex:
         since: dt.datetime | None = None,
         visible: Any = None,
         limit: int = 100,
-    ) -> list[SearchHit]:
-        """Lines holding ``text`` (case-insensitive), oldest session first; ``visible(session)``
-        decides which sessions the caller may see. Read a page at a time."""
+    ) -> SearchResults:
+        """The newest ``limit`` lines holding ``text`` (case-insensitive), in the order they
+        were shown: by the session's start, then the time in the session. ``visible(session)``
+        decides which sessions the caller may see. The index is read a page at a time and
+        only ``limit`` hits are held: the index's keys follow session ids, not time, so every
+        page is read to find the newest."""
         needle = text.casefold()
-        hits: list[SearchHit] = []
+        newest: list[tuple[tuple[dt.datetime, str, int, int], SearchHit]] = []  # a min-heap
+        found = 0
         start, end = PREFIX, prefix_end(PREFIX)
         while True:
             page = await self._backend.get_range(start, end, limit=SEARCH_PAGE)
             for item in page:
-                hits.extend(_matches(item.value, needle, user, node, since, visible))
-                if len(hits) >= limit:
-                    return hits[:limit]
+                for hit in _matches(item.value, needle, user, node, since, visible):
+                    found += 1
+                    key = (hit.session.start, hit.session.session_id, hit.offset_ms, found)
+                    if len(newest) < limit:
+                        heapq.heappush(newest, (key, hit))
+                    elif key > newest[0][0]:
+                        heapq.heapreplace(newest, (key, hit))
             if len(page) < SEARCH_PAGE:
-                return hits
+                break
             start = page[-1].key + "\x01"
+        return SearchResults([hit for _, hit in sorted(newest)], truncated=found > limit)
 
 
 def _matches(
