@@ -77,3 +77,31 @@ async def test_not_logged_in(tmp_path: Path) -> None:
     code, _, err = await run(tmp_path / "empty-home", "tsh", "recordings", "ls")
     assert code == 1
     assert err.startswith("ERROR: not logged in: run tsh login")
+
+
+async def test_search_says_when_only_the_newest_matches_are_shown(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from pyteleport.events.textindex import IndexedSession, SessionTextIndex
+
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    text = SessionTextIndex(
+        api.server.recording_index, IndexedSession("s9", "joe", "root", "web1", start, ("joe",))
+    )
+    for second in range(1001):
+        text.line(second * 1000, "output", f"tick {second}")
+        if second % 500 == 499:
+            await text.flush(second * 1000)
+    await text.flush(1_001_000, final=True)
+    api.login_profile(tmp_path / "home", "auditor")
+    code, out, err = await run(tmp_path / "home", "tsh", "recordings", "search", "tick")
+    assert code == 0, err
+    rows = out.splitlines()[2:]
+    assert len(rows) == 1000
+    assert rows[0].split()[-2:] == ["tick", "1"] and rows[-1].split()[-2:] == ["tick", "1000"]
+    assert err.strip() == (
+        "(the newest 1000 matching lines; more matched: search for longer text, or narrow with "
+        "--user or --node)"
+    )

@@ -235,8 +235,8 @@ def _search(
     click.echo(table(["Session", "User", "Login", "Node", "At", "Line"], rows))
     if answer.truncated:
         click.echo(
-            f"(the newest {len(answer.hits)} matching lines; narrow the search with --since, "
-            "--user or --node for older ones)",
+            f"(the newest {len(answer.hits)} matching lines; more matched: search for longer "
+            "text, or narrow with --user or --node)",
             err=True,
         )
 
