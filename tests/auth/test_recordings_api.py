@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -11,6 +12,9 @@ import httpx
 import pytest
 
 from pyteleport.api.client import client_ssl_context
+from pyteleport.auth.server import AuthServer
+from pyteleport.backend import Item
+from pyteleport.backend.memory import MemoryBackend
 from pyteleport.errors import AccessDeniedError, BadParameterError, NotFoundError
 from pyteleport.model.timefmt import format_time
 from tests.auth.apiserver import AuthAPI, serve_auth_api
@@ -101,3 +105,24 @@ async def test_a_large_recording_is_sent_without_being_held_whole(
         tracemalloc.stop()
     assert received == path.stat().st_size > size
     assert peak < 16 << 20, f"sending held {peak >> 20} MiB at its peak"
+
+
+async def test_the_search_index_of_an_earlier_version_is_searchable_after_a_start() -> None:
+    """Index entries keyed by session id (before the keys followed time) are moved when the
+    auth service opens its backend."""
+    backend = MemoryBackend()
+    entry = {
+        "sid": "s-old",
+        "user": "joe",
+        "login": "root",
+        "node": "db1",
+        "start": format_time(START),
+        "participants": ["joe"],
+        "lines": [[1500, "output", "$ rm -rf /var/lib/mysql"]],
+    }
+    await backend.put(
+        Item(key="/recordings/index/s-old/00000000", value=json.dumps(entry).encode())
+    )
+    server = await AuthServer.open(backend, "example.com")
+    hits = (await server.recording_index.search("rm -rf")).hits
+    assert [(h.session.session_id, h.offset_ms) for h in hits] == [("s-old", 1500)]

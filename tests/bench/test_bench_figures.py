@@ -3,6 +3,8 @@ sample shows in the table and fails ``python -m bench``."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -72,3 +74,27 @@ def test_a_run_with_failures_exits_1_and_says_which(
     clean = Row("x", "fine", "s", {"proxy": Figure.of([1.0])})
     monkeypatch.setattr(suite, "run", lambda options: suite.Outcome([clean], context))
     assert bench_main.main(argv) == 0
+
+
+def test_the_search_benchmark_checks_its_answers_and_prints_its_figures(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.search",
+            "--sessions=60",
+            "--days=3",
+            "--batches=2",
+            "--runs=1",
+            f"--workdir={tmp_path}",
+        ],
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert (figures["sessions"], figures["entries"], figures["lines"]) == (60, 120, 2400)
+    assert figures["common_word_s"] > 0 and figures["absent_word_s"] > 0

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections.abc import Sequence
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyteleport.backend import Item
 from pyteleport.backend.memory import MemoryBackend
+from pyteleport.clock import FakeClock
 from pyteleport.events.textindex import (
     IndexedSession,
     LineAssembler,
@@ -119,8 +123,9 @@ async def test_many_sessions_indexing_at_once_share_one_write() -> None:
     for n, text in enumerate(texts):
         text.output(b"session %d says hello\r\n" % n, 1000)
     await asyncio.gather(*(text.flush(1000) for text in texts))
-    # all fifty were asked for before the writer ran: one transaction
-    assert backend.writes == [50]
+    # all fifty (each a batch of lines and its start) were asked for before the writer ran:
+    # one transaction
+    assert backend.writes == [100]
     assert len((await index.search("says hello")).hits) == 50
 
 
@@ -145,3 +150,142 @@ async def test_the_newest_matches_are_kept_and_listed_in_the_order_they_were_sho
         "deploy a-newest step 1",
         "deploy a-newest step 2",
     ]
+
+
+class CountingReads(MemoryBackend):
+    """Counts the index entries a search reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read = 0
+
+    async def get_range(self, start: str, end: str, limit: int = 0) -> list[Item]:
+        items = await super().get_range(start, end, limit)
+        self.read += len(items)
+        return items
+
+
+async def index_days(index: RecordingIndex, days: int, now: dt.datetime) -> None:
+    """One session a day for ``days`` days up to ``now``, each saying "deploy" once."""
+    for day in range(days):
+        sid = f"s{day:03d}"
+        started = IndexedSession(sid, "joe", "root", "db1", now - dt.timedelta(days=day), ())
+        text = SessionTextIndex(index, started)
+        text.line(100, "output", f"deploy {sid}")
+        await text.flush(100, final=True)
+
+
+async def test_a_search_reads_the_newest_sessions_first_and_stops_when_it_has_enough() -> None:
+    backend = CountingReads()
+    clock = FakeClock(START)
+    index = RecordingIndex(backend, clock)
+    await index_days(index, 400, START)
+    backend.read = 0
+    newest = await index.search("deploy", limit=3)
+    assert [h.line for h in newest.hits] == ["deploy s002", "deploy s001", "deploy s000"]
+    assert newest.truncated
+    # the last day, then the two before it: four sessions' entries (and the oldest key)
+    assert backend.read <= 5
+    backend.read = 0
+    rare = await index.search("deploy s399", limit=3)  # the oldest: every window is read
+    assert [h.line for h in rare.hits] == ["deploy s399"] and not rare.truncated
+    assert 400 <= backend.read <= 401
+    backend.read = 0
+    since = await index.search("deploy s3", since=START - dt.timedelta(days=10), limit=3)
+    assert since.hits == [] and backend.read <= 12  # --since is where the reading starts
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    starts=st.lists(st.integers(min_value=-3000, max_value=50), min_size=0, max_size=25),
+    limit=st.integers(min_value=1, max_value=8),
+    since=st.none() | st.integers(min_value=-3000, max_value=50),
+)
+async def test_the_windows_find_what_reading_everything_would(
+    starts: list[int], limit: int, since: int | None
+) -> None:
+    """Sessions started at random hours (up to four months back, and some ahead of the
+    clock): the answer is the newest ``limit`` matching lines of the sessions since
+    ``since``, as a scan of every session would give."""
+    index = RecordingIndex(MemoryBackend(), FakeClock(START))
+    every = []
+    for n, hours in enumerate(starts):
+        started = IndexedSession(
+            f"s{n:02d}", "joe", "root", "db1", START + dt.timedelta(hours=hours), ()
+        )
+        text = SessionTextIndex(index, started)
+        for offset in (0, 500):
+            text.line(offset, "output", f"match {n} at {offset}")
+        text.line(700, "output", "nothing here")
+        await text.flush(700, final=True)
+        if since is None or hours >= since:
+            every += [(started.start, started.session_id, offset) for offset in (0, 500)]
+    after = None if since is None else START + dt.timedelta(hours=since)
+    answer = await index.search("match", since=after, limit=limit)
+    expected = sorted(every)[-limit:]
+    assert [(h.session.start, h.session.session_id, h.offset_ms) for h in answer.hits] == expected
+    assert answer.truncated == (len(every) > limit)
+
+
+async def test_entries_of_the_layout_keyed_by_session_id_are_moved_once() -> None:
+    backend = MemoryBackend()
+    old = {
+        "sid": "s-old",
+        "user": "joe",
+        "login": "root",
+        "node": "db1",
+        "start": "2026-11-30T10:00:00Z",
+        "participants": ["joe"],
+        "lines": [[1500, "output", "$ rm -rf /var/lib/mysql"]],
+    }
+    await backend.put(Item(key="/recordings/index/s-old/00000000", value=json.dumps(old).encode()))
+    await backend.put(Item(key="/recordings/index/s-bad/00000000", value=b"not json"))
+    index = RecordingIndex(backend, FakeClock(START))
+    assert await index.upgrade() == 1
+    assert await backend.get_range("/recordings/index/", "/recordings/index0") == []
+    hits = (await index.search("mysql")).hits
+    assert [(h.session.session_id, h.offset_ms, h.line) for h in hits] == [
+        ("s-old", 1500, "$ rm -rf /var/lib/mysql")
+    ]
+    assert await index.upgrade() == 0
+    await index.delete("s-old")
+    assert (await index.search("mysql")).hits == []
+    assert await backend.get_range("/recordings/", "/recordings0") == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(
+        st.text(
+            alphabet=st.sampled_from('ab AB"\\/\tKé\u212aß\u00e9x\u25cf\ufb01fi'),
+            min_size=1,
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    pick=st.integers(min_value=0),
+    cut=st.tuples(st.integers(min_value=0, max_value=12), st.integers(min_value=1, max_value=4)),
+)
+async def test_a_search_finds_exactly_the_lines_that_hold_the_text(
+    lines: list[str], pick: int, cut: tuple[int, int]
+) -> None:
+    """Quotes, backslashes, tabs and letters whose case folds to ASCII (the Kelvin sign folds
+    to k) are found as the lines hold them, whichever way the entry is written."""
+    index = RecordingIndex(MemoryBackend(), FakeClock(START))
+    text = SessionTextIndex(index, session("s1", "alice"))
+    for offset, line in enumerate(lines):
+        text.line(offset, "output", line)
+    await text.flush(len(lines), final=True)
+    source = lines[pick % len(lines)]
+    needle = source[cut[0] : cut[0] + cut[1]] or source
+    kept = [line for line in lines if line.strip()]
+    expected = [line for line in kept if needle.casefold() in line.casefold()]
+    assert [h.line for h in (await index.search(needle, limit=10)).hits] == expected
+
+
+def test_the_characters_whose_case_folds_to_ascii_are_unicodes() -> None:
+    from pyteleport.events.textindex import FOLDS_TO_ASCII
+
+    every = (chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c <= 0xDFFF)
+    assert set(FOLDS_TO_ASCII) == {c for c in every if any(x.isascii() for x in c.casefold())}

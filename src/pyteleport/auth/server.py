@@ -81,7 +81,7 @@ class AuthServer:
             self.tokens, self.audit, self.clock, self.nodes, self.sign_host_cert
         )
         self.requests = AccessRequests(backend, self.audit, self.clock)
-        self.recording_index = RecordingIndex(backend)
+        self.recording_index = RecordingIndex(backend, self.clock)
         self.lockout = Lockout(LoginAttemptStore(backend), self.clock)
         self.password_work = PasswordWork()
         self.password_check = PasswordCheck(
@@ -124,6 +124,7 @@ class AuthServer:
             recordings=recordings,
         )
         await server._init_cluster()
+        await server.recording_index.upgrade()
         return server
 
     async def _init_cluster(self) -> None:

@@ -13,16 +13,35 @@ import codecs
 import datetime as dt
 import heapq
 import json
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pyteleport.backend import Backend, Item, prefix_end
+from pyteleport.backend.base import check_key
 from pyteleport.backend.groupwrite import GroupWriter
+from pyteleport.clock import Clock, SystemClock
+from pyteleport.errors import BadParameterError, NotFoundError
 from pyteleport.model.timefmt import format_time, parse_time
 
-PREFIX = "/recordings/index/"
+log = logging.getLogger("pyteleport.events")
+
+PREFIX = "/recordings/textindex/"
+SESSIONS = "/recordings/textindex-sessions/"
+LEGACY_PREFIX = "/recordings/index/"  # keyed by session id: read by RecordingIndex.upgrade
+FIRST_WINDOW_US = 24 * 3600 * 1_000_000
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# The characters beyond ASCII whose case folds to ASCII letters (ß, the Kelvin sign, ligatures
+# such as ﬁ, ...), as json.dumps escapes them; a test checks the list against Unicode's.
+FOLDS_TO_ASCII = (
+    "\u00df\u0130\u0149\u017f\u01f0\u1e96\u1e97\u1e98\u1e99\u1e9a\u1e9e\u212a"
+    + "".join(chr(c) for c in range(0xFB00, 0xFB07))
+)
+FOLDS_TO_ASCII_ESCAPE = re.compile(
+    b"|".join(re.escape(b"\\u%04x" % ord(c)) for c in FOLDS_TO_ASCII), re.IGNORECASE
+)
 MAX_BATCH_LINES = 1000
 MAX_SESSION_LINES = 100_000
 MAX_LINE = 1000
@@ -112,33 +131,81 @@ class SearchResults:
 
 
 class RecordingIndex:
-    """Batches of lines under ``/recordings/index/<sid>/<batch>``. The batches of every session
-    are written as group commits: a thousand sessions indexing their second at once cost one
-    transaction."""
+    """Batches of lines under ``/recordings/textindex/<start>/<sid>/<batch>``, where ``<start>``
+    is the session's start in microseconds since 1970, zero-padded: the keys follow time, so a
+    search reads the newest sessions first and stops once it has enough, and ``since`` is where
+    the range begins. ``/recordings/textindex-sessions/<sid>`` names a session's start, for
+    :meth:`delete`. The batches of every session are written as group commits: a thousand
+    sessions indexing their second at once cost one transaction.
 
-    def __init__(self, backend: Backend) -> None:
+    Entries written before the keys followed time (``/recordings/index/<sid>/<batch>``) are
+    moved once by :meth:`upgrade`."""
+
+    def __init__(self, backend: Backend, clock: Clock | None = None) -> None:
         self._backend = backend
+        self._clock = clock or SystemClock()
         self._writer = GroupWriter(backend)
 
     async def add(
         self, session: IndexedSession, batch: int, lines: Sequence[tuple[int, str, str]]
     ) -> None:
         """``lines``: (offset in ms, "input" or "output", text)."""
-        value = {
-            "sid": session.session_id,
-            "user": session.user,
-            "login": session.login,
-            "node": session.node,
-            "start": format_time(session.start),
-            "participants": list(session.participants),
-            "lines": [list(line) for line in lines],
-        }
-        key = f"{PREFIX}{session.session_id}/{batch:08d}"
-        await self._writer.create([Item(key=key, value=json.dumps(value).encode())])
+        value = json.dumps(
+            {
+                "sid": session.session_id,
+                "user": session.user,
+                "login": session.login,
+                "node": session.node,
+                "start": format_time(session.start),
+                "participants": list(session.participants),
+                "lines": [list(line) for line in lines],
+            }
+        ).encode()
+        items = [Item(key=_batch_key(session.start, session.session_id, batch), value=value)]
+        if batch == 0:
+            items.append(_session_item(session.session_id, session.start))
+        await self._writer.create(items)
 
     async def delete(self, session_id: str) -> None:
-        start = f"{PREFIX}{session_id}/"
-        await self._backend.delete_range(start, prefix_end(start))
+        """Remove a session's lines (a removed recording's, say)."""
+        check_key(f"{SESSIONS}{session_id}")
+        try:
+            item = await self._backend.get(f"{SESSIONS}{session_id}")
+        except NotFoundError:
+            pass
+        else:
+            start = f"{PREFIX}{item.value.decode()}/{session_id}/"
+            await self._backend.delete_range(start, prefix_end(start))
+            await self._backend.delete(item.key)
+        legacy = f"{LEGACY_PREFIX}{session_id}/"
+        await self._backend.delete_range(legacy, prefix_end(legacy))
+
+    async def upgrade(self) -> int:
+        """Move the entries of the layout keyed by session id under the keys that follow
+        time; the number of batches moved. Safe to run more than once, and from several
+        processes at once: a batch is put under its new key before its old one goes."""
+        moved = 0
+        end = prefix_end(LEGACY_PREFIX)
+        while page := await self._backend.get_range(LEGACY_PREFIX, end, limit=SEARCH_PAGE):
+            for item in page:
+                sid, _, batch = item.key[len(LEGACY_PREFIX) :].partition("/")
+                try:
+                    doc = json.loads(item.value)
+                    start = parse_time(str(doc["start"]))
+                    number = int(batch)
+                    if str(doc["sid"]) != sid:
+                        raise ValueError("the entry names another session")
+                    key = _batch_key(start, sid, number)
+                except (ValueError, KeyError, TypeError, BadParameterError) as exc:
+                    log.warning("dropping unreadable search index entry %s: %s", item.key, exc)
+                else:
+                    await self._backend.put(Item(key=key, value=item.value))
+                    await self._backend.put(_session_item(sid, start))
+                    moved += 1
+                await self._backend.delete(item.key)
+        if moved:
+            log.info("moved %d batches of the search index under keys that follow time", moved)
+        return moved
 
     async def search(
         self,
@@ -152,27 +219,75 @@ class RecordingIndex:
     ) -> SearchResults:
         """The newest ``limit`` lines holding ``text`` (case-insensitive), in the order they
         were shown: by the session's start, then the time in the session. ``visible(session)``
-        decides which sessions the caller may see. The index is read a page at a time and
-        only ``limit`` hits are held: the index's keys follow session ids, not time, so every
-        page is read to find the newest."""
+        decides which sessions the caller may see.
+
+        The index is read newest first, a window of time at a time (the last day, then the
+        two before it, four, ...: each window read forward, a page at a time), and the search
+        stops after the window in which more than ``limit`` lines had matched: every line in
+        an older window is older than all of these. Only ``limit`` hits are held."""
         needle = text.casefold()
+        # Most entries hold no match: a needle of printable ASCII without JSON's escaped
+        # characters is looked for in the entry's bytes first, and only an entry that may hold
+        # it is parsed. The entry is ASCII (json.dumps writes every other character as a \u
+        # escape), so its text holds the needle only if its bytes do, unless the text has a
+        # character whose case folds to ASCII letters (ß is ss): such an entry is parsed.
+        plain = (
+            needle.encode()
+            if needle.isascii() and needle.isprintable() and not {'"', "\\"} & set(needle)
+            else None
+        )
         newest: list[tuple[tuple[dt.datetime, str, int, int], SearchHit]] = []  # a min-heap
         found = 0
-        start, end = PREFIX, prefix_end(PREFIX)
+        end = prefix_end(PREFIX)
+        floor = PREFIX if since is None else f"{PREFIX}{_micros(since):017d}"
+        oldest = await self._backend.get_range(floor, end, limit=1)
+        if not oldest:
+            return SearchResults([], truncated=False)
+        floor = max(floor, oldest[0].key)
+        span_us = FIRST_WINDOW_US
+        window_start = max(0, _micros(self._clock.now()) - span_us)
+        top = end
         while True:
-            page = await self._backend.get_range(start, end, limit=SEARCH_PAGE)
-            for item in page:
-                for hit in _matches(item.value, needle, user, node, since, visible):
-                    found += 1
-                    key = (hit.session.start, hit.session.session_id, hit.offset_ms, found)
-                    if len(newest) < limit:
-                        heapq.heappush(newest, (key, hit))
-                    elif key > newest[0][0]:
-                        heapq.heapreplace(newest, (key, hit))
-            if len(page) < SEARCH_PAGE:
+            bottom = max(floor, f"{PREFIX}{window_start:017d}")
+            start = bottom
+            while True:
+                page = await self._backend.get_range(start, top, limit=SEARCH_PAGE)
+                for item in page:
+                    raw = item.value
+                    if (
+                        plain is not None
+                        and plain not in raw.lower()
+                        and raw.isascii()
+                        and not FOLDS_TO_ASCII_ESCAPE.search(raw)
+                    ):
+                        continue
+                    for hit in _matches(raw, needle, user, node, since, visible):
+                        found += 1
+                        key = (hit.session.start, hit.session.session_id, hit.offset_ms, found)
+                        if len(newest) < limit:
+                            heapq.heappush(newest, (key, hit))
+                        elif key > newest[0][0]:
+                            heapq.heapreplace(newest, (key, hit))
+                if len(page) < SEARCH_PAGE:
+                    break
+                start = page[-1].key + "\x01"
+            if found > limit or bottom <= floor:
                 break
-            start = page[-1].key + "\x01"
+            top, span_us = bottom, span_us * 2
+            window_start = max(0, window_start - span_us)
         return SearchResults([hit for _, hit in sorted(newest)], truncated=found > limit)
+
+
+def _micros(when: dt.datetime) -> int:
+    return max(0, (when - _EPOCH) // dt.timedelta(microseconds=1))
+
+
+def _batch_key(start: dt.datetime, session_id: str, batch: int) -> str:
+    return check_key(f"{PREFIX}{_micros(start):017d}/{session_id}/{batch:08d}")
+
+
+def _session_item(session_id: str, start: dt.datetime) -> Item:
+    return Item(key=check_key(f"{SESSIONS}{session_id}"), value=b"%017d" % _micros(start))
 
 
 def _matches(
