@@ -1,16 +1,24 @@
 """The S3 recording store passes the conformance suite against a real S3-compatible HTTP server
-(moto's standalone server), and its URI is parsed as Teleport writes it."""
+(moto's standalone server), and its URI is parsed as Teleport writes it. The finished upload
+copies the parts a running session already sent instead of sending their bytes again."""
 
 from __future__ import annotations
 
 import itertools
+import logging
+import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
+import botocore.exceptions
 import pytest
 from bench.lab import S3_CREDENTIALS, S3Server
 
 from pyteleport.errors import BadParameterError, RecordingError
+from pyteleport.events.s3multipart import Segment, StoredPart, plan_segments
 from pyteleport.events.s3store import S3Location, S3RecordingStore, parse_sessions_uri
 from pyteleport.events.store import RecordingStore
 from tests.events.store_conformance import RecordingStoreConformance, make_recording
@@ -103,3 +111,127 @@ async def test_a_session_whose_proxy_died_is_its_parts(s3: S3Server, tmp_path: P
     assert b"".join([piece async for piece in store.chunks("lost")]) == data
     await store.delete("lost")
     assert await store.list() == []
+
+
+MiB = 1024 * 1024
+
+
+def s3_client(s3: S3Server) -> Any:
+    return boto3.client("s3", endpoint_url=s3.endpoint, region_name="us-east-1")
+
+
+async def ship(store: S3RecordingStore, sid: str, data: bytes, sizes: list[int]) -> None:
+    """Send the parts the proxy would have sent while the session ran: in a bulk transfer,
+    pieces of 16 MiB and each batch's short remainder; the rest is the tail never sent."""
+    offset = 0
+    for size in sizes:
+        await store.append_part(sid, offset, data[offset : offset + size])
+        offset += size
+
+
+# A batch's 16 MiB piece and its 1 MiB remainder, another 16 MiB piece, then two small parts
+# of a quieter stretch; the last 5.5 MiB are never sent as parts.
+SHIPPED = [16 * MiB, 1 * MiB, 16 * MiB, MiB // 2, MiB // 2]
+
+
+async def big_recording(tmp_path: Path) -> tuple[Path, bytes]:
+    path = await make_recording(tmp_path, "big", body=os.urandom(39 * MiB + MiB // 2))
+    return path, path.read_bytes()
+
+
+def planned_sends(data: bytes, altered: tuple[int, ...] = ()) -> list[Segment]:
+    """The stretches the plan sends from the file, given which shipped parts still match."""
+    offsets = [sum(SHIPPED[:n]) for n in range(len(SHIPPED))]
+    stored = [
+        StoredPart(offset, size, n not in altered)
+        for n, (offset, size) in enumerate(zip(offsets, SHIPPED, strict=True))
+    ]
+    return [s for s in plan_segments(stored, len(data)) if not s.copied]
+
+
+def leftovers(s3: S3Server, store: S3RecordingStore) -> tuple[list[str], list[str]]:
+    """The part objects left, and the multipart uploads neither completed nor aborted."""
+    client, bucket = s3_client(s3), store.location.bucket
+    parts = client.list_objects_v2(Bucket=bucket, Prefix="cluster/records/big/parts/")
+    uploads = client.list_multipart_uploads(Bucket=bucket)
+    return (
+        [item["Key"] for item in parts.get("Contents", [])],
+        [upload["Key"] for upload in uploads.get("Uploads", [])],
+    )
+
+
+def listing_entry_bytes(s3: S3Server, store: S3RecordingStore) -> int:
+    entry = s3_client(s3).head_object(Bucket=store.location.bucket, Key="cluster/records/big.json")
+    return int(entry["ContentLength"])
+
+
+async def test_the_finished_upload_copies_the_parts_already_sent(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    store = new_store(s3)
+    path, data = await big_recording(tmp_path)
+    await ship(store, "big", data, SHIPPED)
+    before = store.bytes_sent
+    await store.upload("big", path)
+    sent = store.bytes_sent - before
+    assert await store.read("big") == data
+    assert leftovers(s3, store) == ([], [])
+    # The 1 MiB remainder goes out with the 4 MiB of the next part it needs to make a part of
+    # 5 MiB; the two small parts go out with the tail; the rest is copied inside S3.
+    sends = planned_sends(data)
+    assert [(s.start, s.end) for s in sends] == [(16 * MiB, 21 * MiB), (33 * MiB, len(data))]
+    assert sent == sum(s.size for s in sends) + listing_entry_bytes(s3, store)
+    assert len(data) > 39 * MiB and sent < 12 * MiB
+
+
+async def test_a_part_altered_in_the_store_is_sent_again(s3: S3Server, tmp_path: Path) -> None:
+    store = new_store(s3)
+    path, data = await big_recording(tmp_path)
+    await ship(store, "big", data, SHIPPED)
+    await store.append_part("big", 17 * MiB, os.urandom(16 * MiB))  # not the file's bytes
+    before = store.bytes_sent
+    await store.upload("big", path)
+    sent = store.bytes_sent - before
+    assert await store.read("big") == data
+    assert leftovers(s3, store) == ([], [])
+    sends = planned_sends(data, altered=(2,))
+    assert (sends[0].start, sends[-1].end) == (16 * MiB, len(data))  # all but the first part
+    assert sent == sum(s.size for s in sends) + listing_entry_bytes(s3, store)
+
+
+@pytest.mark.parametrize("failing", ["upload_part_copy", "complete_multipart_upload"])
+async def test_a_failed_multipart_upload_is_aborted_and_the_file_sent_whole(
+    s3: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failing: str,
+) -> None:
+    store = new_store(s3)
+    path, data = await big_recording(tmp_path)
+    await ship(store, "big", data, SHIPPED)
+    calls = 0
+    real = getattr(store._client, failing)
+
+    def fails_first(**kwargs: Any) -> Any:  # a fault injected once: the whole file's upload
+        nonlocal calls  # uses complete_multipart_upload too
+        calls += 1
+        if calls == 1:
+            raise botocore.exceptions.ClientError(
+                {"Error": {"Code": "InternalError", "Message": "try again"}}, failing
+            )
+        return real(**kwargs)
+
+    monkeypatch.setattr(store._client, failing, fails_first)
+    before = store.bytes_sent
+    with caplog.at_level(logging.WARNING, "pyteleport.events"):
+        await store.upload("big", path)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert re.fullmatch(
+        r"recording big: cannot reuse its parts, sending it whole: \S+ .* in s3://records-\d+"
+        r"/cluster/records: InternalError: check the bucket and the AWS credentials",
+        warning,
+    )
+    assert await store.read("big") == data
+    assert leftovers(s3, store) == ([], [])
+    assert store.bytes_sent - before >= len(data)

@@ -30,12 +30,21 @@ import botocore.exceptions
 from pyteleport.errors import BadParameterError, NotFoundError, RecordingError
 from pyteleport.events.recorder import recording_file_name
 from pyteleport.events.recordingfile import SUFFIXES
+from pyteleport.events.s3multipart import (
+    ListedPart,
+    Segment,
+    StoredPart,
+    matching_parts,
+    plan_segments,
+    read_range,
+)
 from pyteleport.events.store import CHUNK_BYTES, RecordingInfo, read_info
 from pyteleport.model.timefmt import format_time, parse_time
 
 log = logging.getLogger("pyteleport.events")
 T = TypeVar("T")
 _BOOL = ("true", "1", "yes")
+PARALLEL_PARTS = 4  # parts copied or sent at once by the finished upload
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +94,24 @@ def parse_sessions_uri(uri: str, key: str = "audit_sessions_uri") -> S3Location:
 class S3RecordingStore:
     """Finished recordings as one object each; a running session's bytes as parts under
     ``<prefix>/<sid>/parts/<offset>`` (``append_part``), which the finished upload replaces. A
-    recording whose proxy died for good is its parts: listed and read from them."""
+    recording whose proxy died for good is its parts: listed and read from them.
+
+    The finished upload copies the parts already sent inside S3 (a multipart upload of
+    UploadPartCopy, planned by :mod:`pyteleport.events.s3multipart`) and sends only the bytes
+    they lack (and, next to a short part, what makes it up to S3's least part of 5 MiB), so
+    the bulk of a recording crosses the network once. A part is copied only if its ETag is the
+    MD5 of the local file's bytes where it belongs: the local file is the truth. A recording
+    with no part of 5 MiB to copy, and any failure of the multipart upload (aborted then), send
+    the file whole.
+    """
 
     live_parts = True
 
     def __init__(self, location: S3Location) -> None:
         self.location = location
+        # Body bytes of the requests the store took (parts, recordings, listing entries);
+        # parts copied inside S3 count nothing.
+        self.bytes_sent = 0
         config = botocore.config.Config(
             s3={"addressing_style": "path" if location.endpoint else "auto"},
             retries={"max_attempts": 3, "mode": "standard"},
@@ -145,10 +166,20 @@ class S3RecordingStore:
             raise NotFoundError(f"no recording file at {path}") from None
         extra = self._put_args()
         bucket = self.location.bucket
-        await self._call(
-            lambda: self._client.upload_file(str(path), bucket, key, ExtraArgs=extra or None),
-            f"storing recording {session_id}",
-        )
+        try:
+            reused = await self._upload_from_parts(session_id, path, key)
+        except Exception as exc:
+            log.warning(
+                "recording %s: cannot reuse its parts, sending it whole: %s", session_id, exc
+            )
+            reused = False
+        if not reused:
+            size = (await asyncio.to_thread(path.stat)).st_size
+            await self._call(
+                lambda: self._client.upload_file(str(path), bucket, key, ExtraArgs=extra or None),
+                f"storing recording {session_id}",
+            )
+            self.bytes_sent += size
         body = json.dumps(_info_to_doc(info, key)).encode()
         await self._call(
             lambda: self._client.put_object(
@@ -156,8 +187,114 @@ class S3RecordingStore:
             ),
             f"storing recording {session_id}",
         )
+        self.bytes_sent += len(body)
         await self._delete_parts(session_id)
         return f"s3://{bucket}/{key}"
+
+    async def _upload_from_parts(self, session_id: str, path: Path, key: str) -> bool:
+        """Store the file at ``path`` as ``key`` by a multipart upload that copies the parts
+        already sent; False (nothing done) if too little of it would be copied."""
+        file_size = (await asyncio.to_thread(path.stat)).st_size
+        listed = await self._listed_parts(session_id)
+        # Whether reuse could pay at all, before hashing: a session of small parts cannot.
+        if not plan_segments([StoredPart(p.offset, p.size, True) for p in listed], file_size):
+            return False
+        matches = await asyncio.to_thread(matching_parts, path, file_size, listed)
+        stored = [StoredPart(p.offset, p.size, p in matches) for p in listed]
+        plan = plan_segments(stored, file_size)
+        if not plan:
+            return False
+        bucket, by_offset = self.location.bucket, {p.offset: p for p in listed}
+        what = f"storing recording {session_id}"
+        created = await self._call(
+            lambda: self._client.create_multipart_upload(
+                Bucket=bucket, Key=key, **self._put_args()
+            ),
+            what,
+        )
+        upload_id = str(created["UploadId"])
+        etags: dict[int, str] = {}
+        failures: builtins.list[Exception] = []
+        todo = iter(enumerate(plan, 1))  # shared by the workers: each segment is taken once
+
+        async def worker() -> None:
+            # A failure stops the others from starting more, but lets the requests under way
+            # finish: a part that lands after the abort would stay behind.
+            for number, segment in todo:
+                if failures:
+                    return
+                try:
+                    if segment.part is None:
+                        etags[number] = await self._send(path, segment, key, upload_id, number)
+                    else:
+                        part = by_offset[segment.part]
+                        etags[number] = await self._copy(part, segment, key, upload_id, number)
+                except Exception as exc:
+                    failures.append(exc)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(PARALLEL_PARTS):
+                    group.create_task(worker())
+            if failures:
+                raise failures[0]
+            parts = [{"ETag": etags[n], "PartNumber": n} for n in sorted(etags)]
+            await self._call(
+                lambda: self._client.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                ),
+                what,
+            )
+        except BaseException:
+            # Nothing half made stays behind (an incomplete upload's parts are billed).
+            try:
+                await self._call(
+                    lambda: self._client.abort_multipart_upload(
+                        Bucket=bucket, Key=key, UploadId=upload_id
+                    ),
+                    what,
+                )
+            except (RecordingError, NotFoundError) as exc:
+                log.warning("recording %s: cannot abort its multipart upload: %s", session_id, exc)
+            raise
+        return True
+
+    async def _send(
+        self, path: Path, segment: Segment, key: str, upload_id: str, number: int
+    ) -> str:
+        data = await asyncio.to_thread(read_range, path, segment.start, segment.size)
+        answer = await self._call(
+            lambda: self._client.upload_part(
+                Bucket=self.location.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+            ),
+            f"storing part {number} of {key}",
+        )
+        self.bytes_sent += len(data)
+        return str(answer["ETag"])
+
+    async def _copy(
+        self, part: ListedPart, segment: Segment, key: str, upload_id: str, number: int
+    ) -> str:
+        first, last = segment.start - part.offset, segment.end - part.offset - 1
+        whole = first == 0 and last == part.size - 1
+        answer = await self._call(
+            lambda: self._client.upload_part_copy(
+                Bucket=self.location.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": self.location.bucket, "Key": part.key},
+                # The part as it was checked: one rewritten meanwhile fails the upload.
+                CopySourceIfMatch=part.etag,
+                **({} if whole else {"CopySourceRange": f"bytes={first}-{last}"}),
+            ),
+            f"copying part {number} of {key}",
+        )
+        return str(answer["CopyPartResult"]["ETag"])
 
     def _part_prefix(self, session_id: str) -> str:
         return self._key(f"{session_id}/parts/")
@@ -170,19 +307,33 @@ class S3RecordingStore:
             lambda: self._client.put_object(Bucket=bucket, Key=key, Body=data, **extra),
             f"storing part of recording {session_id}",
         )
+        self.bytes_sent += len(data)
 
-    async def _part_keys(self, session_id: str) -> builtins.list[str]:
+    async def _part_objects(self, session_id: str) -> builtins.list[dict[str, Any]]:
+        """What list_objects_v2 says of each object under the recording's parts, by key."""
         bucket, prefix = self.location.bucket, self._part_prefix(session_id)
 
-        def keys() -> builtins.list[str]:
-            found = []
+        def objects() -> builtins.list[dict[str, Any]]:
+            found: builtins.list[dict[str, Any]] = []
             for page in self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=bucket, Prefix=prefix
             ):
-                found += [str(item["Key"]) for item in page.get("Contents", [])]
-            return sorted(found)
+                found += page.get("Contents", [])
+            return sorted(found, key=lambda item: str(item["Key"]))
 
-        return await self._call(keys, f"listing parts of recording {session_id}")
+        return await self._call(objects, f"listing parts of recording {session_id}")
+
+    async def _part_keys(self, session_id: str) -> builtins.list[str]:
+        return [str(item["Key"]) for item in await self._part_objects(session_id)]
+
+    async def _listed_parts(self, session_id: str) -> builtins.list[ListedPart]:
+        out = []
+        for item in await self._part_objects(session_id):
+            key = str(item["Key"])
+            name = key.rsplit("/", 1)[1]
+            if name.isdigit():
+                out.append(ListedPart(key, int(name), int(item["Size"]), str(item["ETag"])))
+        return out
 
     async def _read_parts(self, session_id: str) -> bytes:
         """The parts of a recording whose session never finished, put together (as far as
