@@ -2,7 +2,7 @@
 not-ready while the recording store (a real S3-compatible server) is down or the backend cannot
 take a write (another process holds the SQLite database's write lock), and ready again after;
 /metrics, parsed with prometheus-client's own parser, counting a session that just ran through
-the recording proxy with real OpenSSH. With ``log.format.output: json`` every log line is JSON."""
+the recording proxy with real OpenSSH, and the bytes its recording took to reach the store. With ``log.format.output: json`` every log line is JSON."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_health_readiness_and_metrics(
     try:
         res = guide.ssh("echo metered")
         assert (res.code, res.out) == (0, "metered\n"), res.text
-        guide.wait_events("session.end")
+        guide.wait_events("session.upload")  # after session.end: the recording is stored
         refused = client.login(cluster, "joe", "not-the-password")
         assert refused.code == 1
     finally:
@@ -108,6 +108,8 @@ def test_health_readiness_and_metrics(
     assert found[("pyteleport_sessions_started_total", (("result", "ok"),))] >= 1
     assert found[("proxy_ssh_sessions_total", ())] == 0  # it ended
     assert found[("pyteleport_session_bytes_total", (("direction", "tx"),))] >= len("metered\n")
+    # The session's recording went to S3 (too short to have been sent as parts first).
+    assert found[("pyteleport_recording_upload_bytes_total", ())] > 0
     assert found[("user_login_total", ())] >= 2
     assert found[("failed_login_attempts_total", ())] >= 1
     assert found[("backend_write_seconds_count", ())] > 0

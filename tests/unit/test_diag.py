@@ -24,6 +24,7 @@ class FlakyStore:
     def __init__(self) -> None:
         self.down = False
         self.checks = 0
+        self.bytes_sent = 0
 
     async def check(self) -> None:
         self.checks += 1
@@ -46,7 +47,8 @@ def parts() -> tuple[ProcessMetrics, Readiness, FlakyStore, CountingBackend]:
     clock = FakeClock(dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
     store = FlakyStore()
     backend = CountingBackend(clock)
-    return ProcessMetrics(), Readiness(backend, store, "proxy1", clock), store, backend  # type: ignore[arg-type]
+    metrics = ProcessMetrics(store=store)  # type: ignore[arg-type]
+    return metrics, Readiness(backend, store, "proxy1", clock), store, backend  # type: ignore[arg-type]
 
 
 async def test_readiness_follows_the_start_and_the_store(
@@ -90,3 +92,16 @@ async def test_bad_requests_get_the_error_shape(
         response = await c.request(method, path, content=b"x" * 1000)
     assert response.status_code == status
     assert response.json()["error"]["message"]
+
+
+async def test_the_bytes_sent_to_the_store_are_the_stores_count(
+    parts: tuple[ProcessMetrics, Readiness, FlakyStore, CountingBackend],
+) -> None:
+    metrics, readiness, store, _ = parts
+    app = diag_app(metrics, readiness)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://d") as c:
+        assert "\npyteleport_recording_upload_bytes_total 0.0\n" in (await c.get("/metrics")).text
+        store.bytes_sent = 5 * 1024 * 1024
+        text = (await c.get("/metrics")).text
+    assert "# TYPE pyteleport_recording_upload_bytes_total counter" in text
+    assert "\npyteleport_recording_upload_bytes_total 5.24288e+06\n" in text

@@ -61,6 +61,9 @@ class RecordingStore(Protocol):
     # True if the store takes a running session's bytes as they come (:meth:`append_part`):
     # a store elsewhere than the spool's disk, so a host that dies for good loses little.
     live_parts: bool
+    # Bytes this process has sent to the store over the network (``/metrics``); none for a
+    # store on the spool's disk.
+    bytes_sent: int
 
     async def check(self) -> None:
         """Raise (ConnectionProblemError or RecordingError, one line) unless the store can take
@@ -132,6 +135,7 @@ class FileRecordingStore:
     ``<sid>.cast`` if it was recorded before the chunked format."""
 
     live_parts = False  # the spool is on the same disk: nothing to send before the end
+    bytes_sent = 0  # nor over the network at all
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

@@ -15,6 +15,7 @@ import asyncio
 import datetime as dt
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from pyteleport.backend import Backend, Item
 from pyteleport.clock import Clock
@@ -45,7 +48,7 @@ class ProcessMetrics:
     """Every number ``/metrics`` shows, in one registry of this process (no global state).
     Teleport's metric names where the meaning matches; ``pyteleport_*`` for the rest."""
 
-    def __init__(self, spool: Path | None = None) -> None:
+    def __init__(self, spool: Path | None = None, store: RecordingStore | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes
@@ -120,6 +123,8 @@ class ProcessMetrics:
                 registry=r,
             )
             pending.set_function(lambda: _count_files(spool))
+        if store is not None:
+            r.register(_StoreBytesSent(store))
 
     # -- api.metrics.Metrics ------------------------------------------------------------------
 
@@ -163,6 +168,22 @@ class ProcessMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _StoreBytesSent(Collector):
+    """The store keeps the count (the S3 store's finished upload copies parts inside S3, so
+    only it knows what it sent); this reads it at each scrape."""
+
+    def __init__(self, store: RecordingStore) -> None:
+        self._store = store
+
+    def collect(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(
+            "pyteleport_recording_upload_bytes",
+            "Bytes sent to the recording store: live parts, recordings and their listing "
+            "entries (parts copied inside the store are not sent again)",
+            value=self._store.bytes_sent,
+        )
 
 
 def _count_files(directory: Path) -> int:

@@ -116,7 +116,7 @@ class TeleportProcess:
             store = self._recording_store()
             audit = None
             if cfg.teleport.diag_addr:
-                self.metrics = ProcessMetrics(self.streaming_dir)
+                self.metrics = ProcessMetrics(self.streaming_dir, store)
                 self.backend = MeteredBackend(self.backend, self.metrics.backend_request)
                 audit = AuditLog(self.backend, self.clock, observe=self.metrics.audit_write)
                 await self._start_diag(store)
