@@ -15,7 +15,12 @@ from pyteleport.api.client import client_ssl_context
 from pyteleport.auth.server import AuthServer
 from pyteleport.backend import Item
 from pyteleport.backend.memory import MemoryBackend
-from pyteleport.errors import AccessDeniedError, BadParameterError, NotFoundError
+from pyteleport.errors import (
+    AccessDeniedError,
+    BadParameterError,
+    ConnectionProblemError,
+    NotFoundError,
+)
 from pyteleport.model.timefmt import format_time
 from tests.auth.apiserver import AuthAPI, serve_auth_api
 from tests.events.store_conformance import START, make_recording
@@ -126,3 +131,18 @@ async def test_the_search_index_of_an_earlier_version_is_searchable_after_a_star
     server = await AuthServer.open(backend, "example.com")
     hits = (await server.recording_index.search("rm -rf")).hits
     assert [(h.session.session_id, h.offset_ms) for h in hits] == [("s-old", 1500)]
+
+
+async def test_a_search_index_that_cannot_be_moved_does_not_stop_the_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Unreadable(MemoryBackend):
+        async def get_range(self, start: str, end: str, limit: int = 0) -> list[Item]:
+            if start.startswith("/recordings/index/"):
+                raise ConnectionProblemError("database is locked")
+            return await super().get_range(start, end, limit)
+
+    server = await AuthServer.open(Unreadable(), "example.com")
+    assert server.cluster_name == "example.com"
+    assert "could not move the search index to its new keys" in caplog.text
+    assert "database is locked" in caplog.text

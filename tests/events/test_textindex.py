@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pyteleport.backend import Item
 from pyteleport.backend.memory import MemoryBackend
 from pyteleport.clock import FakeClock
+from pyteleport.errors import ConnectionProblemError
 from pyteleport.events.textindex import (
     IndexedSession,
     LineAssembler,
@@ -195,36 +196,113 @@ async def test_a_search_reads_the_newest_sessions_first_and_stops_when_it_has_en
     assert since.hits == [] and backend.read <= 12  # --since is where the reading starts
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
-    starts=st.lists(st.integers(min_value=-3000, max_value=50), min_size=0, max_size=25),
+    starts=st.lists(
+        st.tuples(
+            st.sampled_from([-2000, -25, -24, -1, 0, 3]) | st.integers(-3000, 50),
+            st.integers(min_value=0, max_value=1500),  # µs: sessions within a millisecond
+        ),
+        max_size=25,
+    ),
     limit=st.integers(min_value=1, max_value=8),
     since=st.none() | st.integers(min_value=-3000, max_value=50),
 )
 async def test_the_windows_find_what_reading_everything_would(
-    starts: list[int], limit: int, since: int | None
+    starts: list[tuple[int, int]], limit: int, since: int | None
 ) -> None:
     """Sessions started at random hours (up to four months back, and some ahead of the
-    clock): the answer is the newest ``limit`` matching lines of the sessions since
-    ``since``, as a scan of every session would give."""
+    clock, some within a millisecond of each other): the answer is the newest ``limit``
+    matching lines of the sessions since ``since``, as a scan of every session would give,
+    whatever the limit."""
     index = RecordingIndex(MemoryBackend(), FakeClock(START))
     every = []
-    for n, hours in enumerate(starts):
-        started = IndexedSession(
-            f"s{n:02d}", "joe", "root", "db1", START + dt.timedelta(hours=hours), ()
-        )
+    for n, (hours, micros) in enumerate(starts):
+        began = START + dt.timedelta(hours=hours, microseconds=micros)
+        started = IndexedSession(f"s{n:02d}", "joe", "root", "db1", began, ())
         text = SessionTextIndex(index, started)
         for offset in (0, 500):
             text.line(offset, "output", f"match {n} at {offset}")
         text.line(700, "output", "nothing here")
         await text.flush(700, final=True)
         if since is None or hours >= since:
-            every += [(started.start, started.session_id, offset) for offset in (0, 500)]
+            every += [(began, started.session_id, offset) for offset in (0, 500)]
     after = None if since is None else START + dt.timedelta(hours=since)
     answer = await index.search("match", since=after, limit=limit)
-    expected = sorted(every)[-limit:]
-    assert [(h.session.start, h.session.session_id, h.offset_ms) for h in answer.hits] == expected
+    expected = [(sid, offset) for _, sid, offset in sorted(every)[-limit:]]
+    assert [(h.session.session_id, h.offset_ms) for h in answer.hits] == expected
     assert answer.truncated == (len(every) > limit)
+
+
+class YieldingBackend(MemoryBackend):
+    """Each call lets other tasks run first, as a backend shared by processes would."""
+
+    async def get_range(self, start: str, end: str, limit: int = 0) -> list[Item]:
+        await asyncio.sleep(0)
+        return await super().get_range(start, end, limit)
+
+    async def create_many(self, items: Sequence[Item]) -> list[Item]:
+        await asyncio.sleep(0)
+        return await super().create_many(items)
+
+    async def put(self, item: Item) -> Item:
+        await asyncio.sleep(0)
+        return await super().put(item)
+
+    async def delete_range(self, start: str, end: str) -> None:
+        await asyncio.sleep(0)
+        await super().delete_range(start, end)
+
+
+async def put_legacy(backend: MemoryBackend, sid: str, batches: int) -> None:
+    for batch in range(batches):
+        doc = {
+            "sid": sid,
+            "user": "joe",
+            "login": "root",
+            "node": "db1",
+            "start": "2026-11-30T10:00:00Z",
+            "participants": ["joe"],
+            "lines": [[batch * 1000, "output", f"{sid} line {batch}"]],
+        }
+        key = f"/recordings/index/{sid}/{batch:08d}"
+        await backend.put(Item(key=key, value=json.dumps(doc).encode()))
+
+
+async def test_two_processes_moving_the_old_entries_at_once_both_start() -> None:
+    backend = YieldingBackend()
+    for n in range(3):
+        await put_legacy(backend, f"s{n}", 400)  # more than a page
+    first, second = RecordingIndex(backend, FakeClock(START)), RecordingIndex(backend)
+    moved = await asyncio.gather(first.upgrade(), second.upgrade())
+    assert sum(moved) >= 1200
+    assert await backend.get_range("/recordings/index/", "/recordings/index0") == []
+    answer = await first.search("line", limit=2000)
+    assert len(answer.hits) == 1200 and not answer.truncated
+
+
+async def test_a_session_whose_first_batch_was_not_written_is_still_removed_whole() -> None:
+    class FailsOnce(MemoryBackend):
+        failed = False
+
+        async def create_many(self, items: Sequence[Item]) -> list[Item]:
+            if not self.failed:
+                self.failed = True
+                raise ConnectionProblemError("backend busy")
+            return await super().create_many(items)
+
+    backend = FailsOnce()
+    index = RecordingIndex(backend, FakeClock(START))
+    text = SessionTextIndex(index, session("s1", "alice"))
+    text.line(0, "output", "secret one")
+    with pytest.raises(ConnectionProblemError):
+        await text.flush(0)
+    text.line(1000, "output", "secret two")
+    await text.flush(1000, final=True)
+    assert [h.line for h in (await index.search("secret")).hits] == ["secret two"]
+    await index.delete("s1")
+    assert (await index.search("secret")).hits == []
+    assert await backend.get_range("/recordings/", "/recordings0") == []
 
 
 async def test_entries_of_the_layout_keyed_by_session_id_are_moved_once() -> None:

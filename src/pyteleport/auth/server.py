@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -29,6 +30,7 @@ from pyteleport.errors import (
     AlreadyExistsError,
     BadParameterError,
     NotFoundError,
+    TeleportError,
 )
 from pyteleport.events import codes
 from pyteleport.events.audit import AuditLog
@@ -49,6 +51,7 @@ from pyteleport.storage.roles import RoleStore
 from pyteleport.storage.tokens import TokenStore
 from pyteleport.storage.users import UserStore
 
+log = logging.getLogger("pyteleport.auth")
 MAX_INVITE_TTL = dt.timedelta(hours=48)
 MAX_HOST_CERT_TTL = dt.timedelta(days=3650)
 
@@ -124,7 +127,15 @@ class AuthServer:
             recordings=recordings,
         )
         await server._init_cluster()
-        await server.recording_index.upgrade()
+        try:
+            await server.recording_index.upgrade()
+        except (TeleportError, OSError) as exc:
+            # The index is a convenience: the service starts, and tries again next time.
+            log.warning(
+                "could not move the search index to its new keys (searches miss the sessions "
+                "recorded before this version; it is tried again at the next start): %s",
+                exc,
+            )
         return server
 
     async def _init_cluster(self) -> None:

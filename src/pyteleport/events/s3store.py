@@ -44,7 +44,10 @@ from pyteleport.model.timefmt import format_time, parse_time
 log = logging.getLogger("pyteleport.events")
 T = TypeVar("T")
 _BOOL = ("true", "1", "yes")
-PARALLEL_PARTS = 4  # parts copied or sent at once by the finished upload
+# Parts copied or sent at once, by all the finished uploads of this store together: a part
+# sent is read into memory first (at most 16 MiB), so this bounds what uploads hold, and the
+# worker threads they take, when many sessions end at once.
+PARALLEL_PARTS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,7 @@ class S3RecordingStore:
         # Body bytes of the requests the store took (parts, recordings, listing entries);
         # parts copied inside S3 count nothing.
         self.bytes_sent = 0
+        self._part_slots = asyncio.Semaphore(PARALLEL_PARTS)
         config = botocore.config.Config(
             s3={"addressing_style": "path" if location.endpoint else "auto"},
             retries={"max_attempts": 3, "mode": "standard"},
@@ -224,11 +228,14 @@ class S3RecordingStore:
                 if failures:
                     return
                 try:
-                    if segment.part is None:
-                        etags[number] = await self._send(path, segment, key, upload_id, number)
-                    else:
-                        part = by_offset[segment.part]
-                        etags[number] = await self._copy(part, segment, key, upload_id, number)
+                    async with self._part_slots:
+                        if failures:
+                            return
+                        if segment.part is None:
+                            etags[number] = await self._send(path, segment, key, upload_id, number)
+                        else:
+                            part = by_offset[segment.part]
+                            etags[number] = await self._copy(part, segment, key, upload_id, number)
                 except Exception as exc:
                     failures.append(exc)
 

@@ -23,7 +23,7 @@ from pyteleport.backend import Backend, Item, prefix_end
 from pyteleport.backend.base import check_key
 from pyteleport.backend.groupwrite import GroupWriter
 from pyteleport.clock import Clock, SystemClock
-from pyteleport.errors import BadParameterError, NotFoundError
+from pyteleport.errors import AlreadyExistsError, BadParameterError, NotFoundError
 from pyteleport.model.timefmt import format_time, parse_time
 
 log = logging.getLogger("pyteleport.events")
@@ -147,9 +147,15 @@ class RecordingIndex:
         self._writer = GroupWriter(backend)
 
     async def add(
-        self, session: IndexedSession, batch: int, lines: Sequence[tuple[int, str, str]]
+        self,
+        session: IndexedSession,
+        batch: int,
+        lines: Sequence[tuple[int, str, str]],
+        *,
+        record_start: bool | None = None,
     ) -> None:
-        """``lines``: (offset in ms, "input" or "output", text)."""
+        """``lines``: (offset in ms, "input" or "output", text). ``record_start`` (by default
+        with batch 0) writes the session's start for :meth:`delete` in the same transaction."""
         value = json.dumps(
             {
                 "sid": session.session_id,
@@ -162,7 +168,7 @@ class RecordingIndex:
             }
         ).encode()
         items = [Item(key=_batch_key(session.start, session.session_id, batch), value=value)]
-        if batch == 0:
+        if batch == 0 if record_start is None else record_start:
             items.append(_session_item(session.session_id, session.start))
         await self._writer.create(items)
 
@@ -182,11 +188,13 @@ class RecordingIndex:
 
     async def upgrade(self) -> int:
         """Move the entries of the layout keyed by session id under the keys that follow
-        time; the number of batches moved. Safe to run more than once, and from several
-        processes at once: a batch is put under its new key before its old one goes."""
+        time, a page (two transactions) at a time; the number of batches moved. Safe to run
+        again after an interruption, and from several processes at once: a page is written
+        under its new keys before its old keys go."""
         moved = 0
         end = prefix_end(LEGACY_PREFIX)
         while page := await self._backend.get_range(LEGACY_PREFIX, end, limit=SEARCH_PAGE):
+            items: dict[str, Item] = {}
             for item in page:
                 sid, _, batch = item.key[len(LEGACY_PREFIX) :].partition("/")
                 try:
@@ -196,13 +204,20 @@ class RecordingIndex:
                     if str(doc["sid"]) != sid:
                         raise ValueError("the entry names another session")
                     key = _batch_key(start, sid, number)
+                    started = _session_item(sid, start)
                 except (ValueError, KeyError, TypeError, BadParameterError) as exc:
                     log.warning("dropping unreadable search index entry %s: %s", item.key, exc)
-                else:
-                    await self._backend.put(Item(key=key, value=item.value))
-                    await self._backend.put(_session_item(sid, start))
-                    moved += 1
-                await self._backend.delete(item.key)
+                    continue
+                items[key] = Item(key=key, value=item.value)
+                items[started.key] = started
+                moved += 1
+            try:
+                await self._backend.create_many(list(items.values()))
+            except AlreadyExistsError:  # another process moved some of them meanwhile
+                for new in items.values():
+                    await self._backend.put(new)
+            # Keys hold no NUL, so "\x01" after the last key read ends the range just after it.
+            await self._backend.delete_range(page[0].key, page[-1].key + "\x01")
         if moved:
             log.info("moved %d batches of the search index under keys that follow time", moved)
         return moved
@@ -236,7 +251,7 @@ class RecordingIndex:
             if needle.isascii() and needle.isprintable() and not {'"', "\\"} & set(needle)
             else None
         )
-        newest: list[tuple[tuple[dt.datetime, str, int, int], SearchHit]] = []  # a min-heap
+        newest: list[tuple[tuple[str, str, int, int], SearchHit]] = []  # a min-heap
         found = 0
         end = prefix_end(PREFIX)
         floor = PREFIX if since is None else f"{PREFIX}{_micros(since):017d}"
@@ -261,9 +276,12 @@ class RecordingIndex:
                         and not FOLDS_TO_ASCII_ESCAPE.search(raw)
                     ):
                         continue
+                    # Ordered by the key's start (microseconds; the entry's is milliseconds),
+                    # the order the windows read in.
+                    start_us = item.key[len(PREFIX) : len(PREFIX) + 17]
                     for hit in _matches(raw, needle, user, node, since, visible):
                         found += 1
-                        key = (hit.session.start, hit.session.session_id, hit.offset_ms, found)
+                        key = (start_us, hit.session.session_id, hit.offset_ms, found)
                         if len(newest) < limit:
                             heapq.heappush(newest, (key, hit))
                         elif key > newest[0][0]:
@@ -340,6 +358,7 @@ class SessionTextIndex:
         self._input = LineAssembler(typed=True)
         self._lines: list[tuple[int, str, str]] = []
         self._batch = 0
+        self._start_written = False
         self.indexed = 0  # lines taken so far
         self.dropped = 0  # lines left out by the bounds
 
@@ -379,4 +398,7 @@ class SessionTextIndex:
             return
         lines, self._lines = self._lines, []
         batch, self._batch = self._batch, self._batch + 1
-        await self._index.add(self.session, batch, lines)
+        # The session's start goes with every batch until one is written: without it, the
+        # session's lines could not be removed with its recording.
+        await self._index.add(self.session, batch, lines, record_start=not self._start_written)
+        self._start_written = True
