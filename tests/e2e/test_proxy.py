@@ -1096,7 +1096,8 @@ def test_with_s3_a_killed_proxys_session_is_in_s3_already_and_whole_after_the_re
 
     from bench.lab import S3_CREDENTIALS, S3Server
 
-    from pyteleport.events.s3store import S3RecordingStore, parse_sessions_uri
+    from pyteleport.events.s3location import parse_sessions_uri
+    from pyteleport.events.s3store import S3RecordingStore
 
     s3 = S3Server(tmp_path / "s3")
     s3.start()

@@ -18,8 +18,9 @@ import pytest
 from bench.lab import S3_CREDENTIALS, S3Server
 
 from pyteleport.errors import BadParameterError, RecordingError
+from pyteleport.events.s3location import S3Location, parse_sessions_uri
 from pyteleport.events.s3multipart import Segment, StoredPart, plan_segments
-from pyteleport.events.s3store import S3Location, S3RecordingStore, parse_sessions_uri
+from pyteleport.events.s3store import S3RecordingStore
 from pyteleport.events.store import RecordingStore
 from tests.events.store_conformance import RecordingStoreConformance, make_recording
 

@@ -17,10 +17,8 @@ import json
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import boto3.exceptions
@@ -30,6 +28,7 @@ import botocore.exceptions
 from pyteleport.errors import BadParameterError, NotFoundError, RecordingError
 from pyteleport.events.recorder import recording_file_name
 from pyteleport.events.recordingfile import SUFFIXES
+from pyteleport.events.s3location import S3Location
 from pyteleport.events.s3multipart import (
     ListedPart,
     Segment,
@@ -43,55 +42,10 @@ from pyteleport.model.timefmt import format_time, parse_time
 
 log = logging.getLogger("pyteleport.events")
 T = TypeVar("T")
-_BOOL = ("true", "1", "yes")
 # Parts copied or sent at once, by all the finished uploads of this store together: a part
 # sent is read into memory first (at most 16 MiB), so this bounds what uploads hold, and the
 # worker threads they take, when many sessions end at once.
 PARALLEL_PARTS = 4
-
-
-@dataclass(frozen=True, slots=True)
-class S3Location:
-    bucket: str
-    prefix: str = ""
-    region: str = ""
-    endpoint: str = ""  # a custom endpoint implies path-style addressing
-    insecure: bool = False  # do not verify the endpoint's TLS certificate
-    disable_sse: bool = False
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
-
-
-def parse_sessions_uri(uri: str, key: str = "audit_sessions_uri") -> S3Location:
-    parts = urlsplit(uri)
-    if parts.scheme != "s3" or not parts.netloc:
-        raise BadParameterError(
-            f'{key}: expected s3://bucket/prefix?region=...&endpoint=..., got "{uri}"'
-        )
-    query = parse_qs(parts.query)
-    known = {"region", "endpoint", "insecure", "disablesse"}
-    for name in query:
-        if name not in known:
-            raise BadParameterError(
-                f'{key}: unknown parameter "{name}", expected one of: ' + ",".join(sorted(known))
-            )
-
-    def one(name: str) -> str:
-        return query.get(name, [""])[-1]
-
-    endpoint = one("endpoint")
-    if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
-        raise BadParameterError(f"{key}: endpoint must be an http:// or https:// URL")
-    return S3Location(
-        bucket=parts.netloc,
-        prefix=parts.path.strip("/"),
-        region=one("region"),
-        endpoint=endpoint,
-        insecure=one("insecure").lower() in _BOOL,
-        disable_sse=one("disablesse").lower() in _BOOL,
-    )
 
 
 class S3RecordingStore:

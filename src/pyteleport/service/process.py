@@ -191,7 +191,8 @@ class TeleportProcess:
         if uri:
             # Imported only here: boto3 takes a moment to import, and most clusters keep
             # their recordings on disk.
-            from pyteleport.events.s3store import S3RecordingStore, parse_sessions_uri
+            from pyteleport.events.s3location import parse_sessions_uri
+            from pyteleport.events.s3store import S3RecordingStore
 
             return S3RecordingStore(parse_sessions_uri(uri))
         return FileRecordingStore(self.data_dir / "records")
