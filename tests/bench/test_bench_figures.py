@@ -97,4 +97,25 @@ def test_the_search_benchmark_checks_its_answers_and_prints_its_figures(tmp_path
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert (figures["sessions"], figures["entries"], figures["lines"]) == (60, 120, 2400)
-    assert figures["common_word_s"] > 0 and figures["absent_word_s"] > 0
+
+
+def test_the_listing_benchmark_checks_what_it_listed(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.listing",
+            "--recordings=20",
+            "--chunks=50",
+            "--runs=1",
+            f"--workdir={tmp_path}",
+        ],
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert (figures["recordings"], figures["chunks_each"]) == (20, 50)

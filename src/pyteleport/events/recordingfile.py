@@ -19,6 +19,10 @@ CHUNKED_SUFFIX = ".rec"
 ASCIICAST_SUFFIX = ".cast"
 SUFFIXES = (CHUNKED_SUFFIX, ASCIICAST_SUFFIX)
 _TAIL_BYTES = 64 * 1024
+# A recording's last chunks are looked for in its last 64 KiB, then 512 KiB, 4 MiB and 8 MiB
+# (a chunk of random bytes is stored at about 256 KiB; the largest a reader takes, 4 MiB)
+_MAX_TAIL_BYTES = 8 * 1024 * 1024
+_TAIL_CHUNKS = 16  # chunks looked through from the end for one that holds frames
 
 _CODES = {
     chunks.FrameKind.OUTPUT: asciicast.OUTPUT,
@@ -158,10 +162,84 @@ def read_header(path: Path) -> Header:
 
 
 def _chunked_info(file: BinaryIO) -> tuple[Header, float]:
-    """Walk the chunk headers, reading only the first chunk (its meta frame) and the last."""
+    """Read the first chunk (its meta frame) and the last chunk that holds frames, found from
+    the end of the file: a listing then reads a few KiB of a recording of any length. A file
+    whose end is not a whole chunk (a torn tail) is walked from the start instead."""
+    size = file.seek(0, os.SEEK_END)
+    file.seek(0)
+    head = file.read(chunks.MAX_HEADER_LEN)
+    first_len = chunks.chunk_length(head)
+    if first_len is None or first_len > size:
+        raise BadParameterError("the recording has no complete chunk")
+    file.seek(0)
+    try:
+        first = chunks.decode_chunk(file.read(first_len), prev_hash=chunks.ZERO_HASH)
+    except chunks.FormatError as exc:
+        raise BadParameterError(f"damaged recording: {exc}") from exc
+    meta = next((f for f in first.frames if f.kind == chunks.FrameKind.META), None)
+    if meta is None:
+        raise BadParameterError("the recording's first chunk holds no meta frame")
+    offset_us = _last_offset_from_the_end(file, size, first_len, first.session_id)
+    if offset_us is None:
+        offset_us = _last_offset_by_walking(file, size)
+    return meta_to_header(meta.data), offset_us / 1_000_000
+
+
+def _last_offset_from_the_end(
+    file: BinaryIO, size: int, first_len: int, session_id: str
+) -> int | None:
+    """The time of the last frame after the first chunk, looking back from the end of the
+    file: the last chunk ends there, the one before it where that one starts, and so on (the
+    final chunk may be empty). None if the end is no whole chunk of this session, or the chunks
+    are not found within the largest window read."""
+    window = _TAIL_BYTES
+    while True:
+        low = max(first_len, size - window)
+        file.seek(low)
+        tail = file.read(size - low)
+        end = len(tail)
+        for _ in range(_TAIL_CHUNKS):
+            start = _chunk_ending_at(tail, end, session_id)
+            if start is None:
+                break
+            try:
+                chunk = chunks.decode_chunk(tail, start)
+            except chunks.FormatError:
+                return None
+            if chunk.frames:
+                return chunk.frames[-1].offset_us
+            end = start
+            if low + end == first_len:
+                return 0  # nothing after the meta frame
+        else:
+            return None  # many empty chunks: unusual enough to walk
+        if low == first_len or window >= _MAX_TAIL_BYTES:
+            return None
+        window = min(window * 8, _MAX_TAIL_BYTES)
+
+
+def _chunk_ending_at(data: bytes, end: int, session_id: str) -> int | None:
+    """Where the chunk of ``session_id`` that ends at ``end`` starts in ``data``, if it is
+    there: the magic, then a header whose length reaches exactly to ``end`` (the magic may
+    also occur inside a body; its length then does not fit)."""
+    start = data.rfind(chunks.MAGIC, 0, end)
+    while start != -1:
+        try:
+            head = chunks.read_header(data[start : start + chunks.MAX_HEADER_LEN])
+        except chunks.FormatError:
+            pass
+        else:
+            if start + head.size == end and head.session_id == session_id:
+                return start
+        start = data.rfind(chunks.MAGIC, 0, start)
+    return None
+
+
+def _last_offset_by_walking(file: BinaryIO, size: int) -> int:
+    """The time of the last frame after the first chunk, walking the chunk headers from the
+    start (a torn tail ends the walk)."""
     spans: list[tuple[int, int]] = []
     position = 0
-    size = file.seek(0, os.SEEK_END)
     while position < size:
         file.seek(position)
         length = chunks.chunk_length(file.read(chunks.MAX_HEADER_LEN))
@@ -169,32 +247,17 @@ def _chunked_info(file: BinaryIO) -> tuple[Header, float]:
             break  # garbage or a torn tail
         spans.append((position, length))
         position += length
-    if not spans:
-        raise BadParameterError("the recording has no complete chunk")
-
-    def load(span: tuple[int, int], prev_hash: bytes | None = None) -> chunks.Chunk:
-        file.seek(span[0])
-        try:
-            return chunks.decode_chunk(file.read(span[1]), prev_hash=prev_hash)
-        except chunks.FormatError as exc:
-            raise BadParameterError(f"damaged recording: {exc}") from exc
-
-    first = load(spans[0], chunks.ZERO_HASH)
-    meta = next((f for f in first.frames if f.kind == chunks.FrameKind.META), None)
-    if meta is None:
-        raise BadParameterError("the recording's first chunk holds no meta frame")
-    offset_us = 0
     # The final chunk may be empty (the one before it then), or damaged: the listing still
     # shows the recording (tctl recordings verify names the damage).
-    for span in reversed(spans[1:]):
+    for offset, length in reversed(spans[1:]):
+        file.seek(offset)
         try:
-            last = load(span)
-        except BadParameterError:
+            last = chunks.decode_chunk(file.read(length))
+        except chunks.FormatError:
             continue
         if last.frames:
-            offset_us = last.frames[-1].offset_us
-            break
-    return meta_to_header(meta.data), offset_us / 1_000_000
+            return last.frames[-1].offset_us
+    return 0
 
 
 def _last_asciicast_time(file: BinaryIO) -> float:

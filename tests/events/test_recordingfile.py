@@ -1,0 +1,112 @@
+"""A chunked recording's listing entry (its header and the time of its last frame) is read from
+its first chunk and its end, whatever its length, and a torn or damaged end is still read."""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyteleport.events import recordingfile
+from pyteleport.events.asciicast import Header
+from pyteleport.events.chunks import ChunkBuilder, Frame, FrameKind
+from pyteleport.events.recordingfile import header_to_meta, read_header_and_duration
+
+SID = str(uuid.UUID(int=11))
+HEADER = Header(80, 24, 1764636000, session_id=SID, user="joe", login="root", kind="ssh")
+
+
+def build(frames: list[tuple[int, bytes]], *, flush_each: bool, last: bool = True) -> bytes:
+    """A recording as the recorder writes it: the meta frame alone in the first chunk, then
+    output frames (a chunk each, or as the builder's 256 KiB cut them), then the final chunk."""
+    builder = ChunkBuilder(SID)
+    out = [builder.add(Frame(0, FrameKind.META, header_to_meta(HEADER))), builder.flush()]
+    for offset_us, data in frames:
+        out.append(builder.add(Frame(offset_us, FrameKind.OUTPUT, data)))
+        if flush_each:
+            out.append(builder.flush())
+    out.append(builder.flush(last=last))
+    return b"".join(out)
+
+
+def listed(tmp_path: Path, data: bytes) -> tuple[Header, float]:
+    path = tmp_path / f"{SID}.rec"
+    path.write_bytes(data)
+    return read_header_and_duration(path)
+
+
+def walked_s(data: bytes) -> float:
+    """The time of the last frame after the first chunk found by walking every chunk header
+    from the start (what a listing read before it looked from the end; like it, a chunk's
+    hash is not checked)."""
+    return recordingfile._last_offset_by_walking(io.BytesIO(data), len(data)) / 1_000_000
+
+
+payload = st.one_of(
+    st.binary(min_size=1, max_size=64),  # a keystroke or a line
+    st.integers(min_value=1, max_value=300_000).map(bytes),  # NUL bytes, any chunking
+    st.integers(min_value=1, max_value=300_000).map(os.urandom),  # stored as they are
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    frames=st.lists(st.tuples(st.integers(0, 5_000_000), payload), max_size=12),
+    flush_each=st.booleans(),
+    last=st.booleans(),
+)
+def test_the_duration_read_from_the_end_is_what_reading_everything_gives(
+    tmp_path_factory: pytest.TempPathFactory,
+    frames: list[tuple[int, bytes]],
+    flush_each: bool,
+    last: bool,
+) -> None:
+    timed, clock = [], 0
+    for gap, data in frames:
+        clock += gap
+        timed.append((clock, data))
+    data = build(timed, flush_each=flush_each, last=last)
+    header, duration_s = listed(tmp_path_factory.mktemp("rec"), data)
+    assert (header.session_id, header.user) == (SID, "joe")
+    assert duration_s == (timed[-1][0] / 1_000_000 if timed else 0.0)
+    assert duration_s == walked_s(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cut=st.integers(min_value=1, max_value=4000), junk=st.binary(max_size=100))
+def test_a_torn_or_damaged_end_gives_the_last_whole_chunks_time(
+    tmp_path_factory: pytest.TempPathFactory, cut: int, junk: bytes
+) -> None:
+    data = build([(n * 1_000_000, b"line %d\r\n" % n) for n in range(1, 60)], flush_each=True)
+    torn = data[: max(len(data) - cut, 0)] + junk
+    first_chunk = len(build([], flush_each=True, last=False))
+    if len(torn) < first_chunk:
+        return  # not even the meta frame: nothing to list (refused, as before)
+    _, duration_s = listed(tmp_path_factory.mktemp("rec"), torn)
+    assert duration_s == walked_s(torn)
+
+
+def test_the_end_of_a_long_recording_is_read_without_walking_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An hour of a line a second: 3,600 chunks, of which a listing reads the first and the
+    last two (the final one is empty), within its first 64 KiB window."""
+    data = build([(n * 1_000_000, b"$ ls\r\nfile\r\n") for n in range(1, 3601)], flush_each=True)
+    read = []
+
+    class CountingFile(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            out = super().read(size)
+            read.append(len(out))
+            return out
+
+    walked = []
+    monkeypatch.setattr(recordingfile, "_last_offset_by_walking", lambda *a: walked.append(a) or 0)
+    _, duration_s = recordingfile._chunked_info(CountingFile(data))
+    assert duration_s == 3600.0 and walked == []
+    assert sum(read) <= 2 * 64 * 1024 < len(data)
