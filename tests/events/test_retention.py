@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pyteleport.backend.memory import MemoryBackend
 from pyteleport.clock import FakeClock
 from pyteleport.events.retention import RecordingRetention
 from pyteleport.events.store import FileRecordingStore
+from pyteleport.events.textindex import IndexedSession, RecordingIndex, SessionTextIndex
 from tests.events.store_conformance import make_recording
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
@@ -38,3 +40,37 @@ async def test_only_recordings_past_the_retention_are_removed_and_each_is_audite
     assert event == "session.recording.delete" and fields["sid"] == "old"
     assert fields["reason"] == "older than auth_service.recordings.retention (2160h0m0s)"
     assert await sweeper.sweep() == []  # nothing more to do
+
+
+async def test_the_search_index_goes_with_the_recordings_and_so_do_unrecorded_sessions_lines(
+    tmp_path: Path,
+) -> None:
+    store = FileRecordingStore(tmp_path / "records")
+    index = RecordingIndex(MemoryBackend(), FakeClock(NOW))
+
+    async def indexed(sid: str, age_days: float, last_line_s: int = 60) -> None:
+        start = NOW - dt.timedelta(days=age_days)
+        text = SessionTextIndex(index, IndexedSession(sid, "joe", "root", "db1", start, ()))
+        text.line(0, "output", f"{sid} says hello")
+        text.line(last_line_s * 1000, "output", f"{sid} says bye")
+        await text.flush(last_line_s * 1000, final=True)
+
+    for sid, age_days in (("old", 100), ("edge", 89)):
+        start = NOW - dt.timedelta(days=age_days)
+        await store.upload(sid, await make_recording(tmp_path / "local", sid, start=start))
+        await indexed(sid, age_days)
+    await indexed("unrecorded-old", 100)  # its recording failed: only its lines are left
+    await indexed("unrecorded-long", 100, last_line_s=99 * 86400)  # still showing lines lately
+    await indexed("unrecorded-new", 1)
+    sweeper = RecordingRetention(
+        store, Events(), FakeClock(NOW), dt.timedelta(days=90), index=index
+    )
+    assert await sweeper.sweep() == ["old"]
+    hits = (await index.search("says hello")).hits
+    assert sorted(h.session.session_id for h in hits) == [
+        "edge",
+        "unrecorded-long",
+        "unrecorded-new",
+    ]
+    assert await sweeper.sweep() == []
+    assert len((await index.search("says")).hits) == 6

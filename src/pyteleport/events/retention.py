@@ -42,7 +42,8 @@ class RecordingRetention:
         """Remove every recording whose session ended more than the retention ago; their ids."""
         cutoff = self._clock.now() - self._retention
         removed = []
-        for info in await self._store.list():
+        infos = await self._store.list()
+        for info in infos:
             ended = info.timestamp + dt.timedelta(seconds=info.duration_s)
             if ended >= cutoff:
                 continue
@@ -66,6 +67,16 @@ class RecordingRetention:
             removed.append(info.session_id)
         if removed:
             log.info("removed %d recording(s) past their retention", len(removed))
+        if self._index is not None:
+            # The lines of sessions whose recording was never stored: nothing above removed
+            # them, and what a session showed is kept no longer than its recording would be.
+            kept = {info.session_id for info in infos} - set(removed)
+            unrecorded = await self._index.prune(cutoff, kept)
+            if unrecorded:
+                log.info(
+                    "removed the search index of %d unrecorded session(s) past the retention",
+                    len(unrecorded),
+                )
         return removed
 
     async def run(self) -> None:

@@ -10,6 +10,7 @@ a carriage return starts the line again (input: ends it, as Enter does).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import datetime as dt
 import heapq
 import json
@@ -185,6 +186,41 @@ class RecordingIndex:
             await self._backend.delete(item.key)
         legacy = f"{LEGACY_PREFIX}{session_id}/"
         await self._backend.delete_range(legacy, prefix_end(legacy))
+
+    async def prune(self, cutoff: dt.datetime, stored: Iterable[str]) -> list[str]:
+        """Remove the lines of sessions whose recording is not among ``stored`` (it failed, or
+        was never kept) and whose last line was shown before ``cutoff``: the retention's
+        sweep, for what no removed recording takes with it. The ids of those sessions.
+
+        Only sessions that started before ``cutoff`` are read; a session with a stored
+        recording goes when its recording does (:meth:`delete`)."""
+        keep = set(stored)
+        end = f"{PREFIX}{_micros(cutoff):017d}"
+        newest: dict[str, tuple[int, str]] = {}  # sid -> (time of its last line, start key)
+        start = PREFIX
+        while page := await self._backend.get_range(start, end, limit=SEARCH_PAGE):
+            for item in page:
+                started, sid, _ = item.key[len(PREFIX) :].split("/", 2)
+                if sid in keep:
+                    continue
+                try:
+                    lines = json.loads(item.value)["lines"]
+                    last_ms = max((int(line[0]) for line in lines), default=0)
+                except (ValueError, KeyError, TypeError, IndexError):
+                    last_ms = 0  # unreadable: as old as its session
+                shown = int(started) + last_ms * 1000
+                newest[sid] = (max(shown, newest.get(sid, (0, ""))[0]), started)
+            start = page[-1].key + "\x01"
+        gone = []
+        for sid, (shown, started) in newest.items():
+            if shown >= _micros(cutoff):
+                continue
+            prefix = f"{PREFIX}{started}/{sid}/"
+            await self._backend.delete_range(prefix, prefix_end(prefix))
+            with contextlib.suppress(NotFoundError):
+                await self._backend.delete(f"{SESSIONS}{sid}")
+            gone.append(sid)
+        return gone
 
     async def upgrade(self) -> int:
         """Move the entries of the layout keyed by session id under the keys that follow
