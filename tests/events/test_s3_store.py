@@ -236,3 +236,30 @@ async def test_a_failed_multipart_upload_is_aborted_and_the_file_sent_whole(
     assert await store.read("big") == data
     assert leftovers(s3, store) == ([], [])
     assert store.bytes_sent - before >= len(data)
+
+
+async def test_a_listing_reads_only_the_entries_it_has_not_read_before(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = new_store(s3)
+    other = S3RecordingStore(store.location)  # another process on the same bucket
+    for sid in ("s1", "s2", "s3"):
+        await store.upload(sid, await make_recording(tmp_path / "local", sid))
+    reads: list[str] = []
+    real = store._doc
+
+    async def counted(session_id: str) -> dict[str, Any]:
+        reads.append(session_id)
+        return await real(session_id)
+
+    monkeypatch.setattr(store, "_doc", counted)
+    assert sorted(i.session_id for i in await store.list()) == ["s1", "s2", "s3"]
+    assert sorted(reads) == ["s1", "s2", "s3"]
+    reads.clear()
+    assert len(await store.list()) == 3 and reads == []
+    await other.delete("s2")
+    path = await make_recording(tmp_path / "again", "s3", duration_s=9.0)
+    await other.upload("s3", path)  # stored again: a new entry
+    listed = {i.session_id: i.duration_s for i in await store.list()}
+    assert listed == {"s1": pytest.approx(3.0), "s3": pytest.approx(9.0)}
+    assert reads == ["s3"]

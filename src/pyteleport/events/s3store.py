@@ -46,6 +46,7 @@ T = TypeVar("T")
 # sent is read into memory first (at most 16 MiB), so this bounds what uploads hold, and the
 # worker threads they take, when many sessions end at once.
 PARALLEL_PARTS = 4
+LISTING_READS = 8  # listing entries read at once by a listing
 
 
 class S3RecordingStore:
@@ -70,6 +71,8 @@ class S3RecordingStore:
         # parts copied inside S3 count nothing.
         self.bytes_sent = 0
         self._part_slots = asyncio.Semaphore(PARALLEL_PARTS)
+        # The listing entries read so far: session id -> (the entry's ETag, what it says).
+        self._listed: dict[str, tuple[str, RecordingInfo]] = {}
         config = botocore.config.Config(
             s3={"addressing_style": "path" if location.endpoint else "auto"},
             retries={"max_attempts": 3, "mode": "standard"},
@@ -338,16 +341,20 @@ class S3RecordingStore:
         return doc
 
     async def list(self) -> builtins.list[RecordingInfo]:
+        """One listing of the prefix, then the listing entry of each recording not read
+        before (entries are kept by their ETag: a finished recording's does not change), at
+        most LISTING_READS at a time: a store of 20,000 recordings costs 20 requests a listing
+        once its entries are known, not 20,000."""
         bucket, prefix = self.location.bucket, self._key("")
 
-        def keys() -> tuple[builtins.list[str], set[str]]:
-            found, unfinished = [], set()
+        def keys() -> tuple[dict[str, str], set[str]]:
+            found, unfinished = {}, set()
             paginator = self._client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
                     name = str(item["Key"])[len(prefix) :]
                     if name.endswith(".json") and "/" not in name:
-                        found.append(name[: -len(".json")])
+                        found[name[: -len(".json")]] = str(item.get("ETag", ""))
                     elif "/parts/" in name:
                         unfinished.add(name.split("/", 1)[0])
             return found, unfinished
@@ -359,13 +366,29 @@ class S3RecordingStore:
                 out.append(await self._parts_info(session_id))
             except (NotFoundError, RecordingError, BadParameterError) as exc:
                 log.warning("skipping unreadable recording %s: %s", session_id, exc)
-        for session_id in finished:
-            try:
-                out.append(_info_from_doc(await self._doc(session_id)))
-            except NotFoundError:
-                continue  # removed meanwhile
-            except (RecordingError, ValueError, KeyError, TypeError) as exc:
-                log.warning("skipping unreadable recording %s: %s", session_id, exc)
+        known = {
+            sid: entry
+            for sid, entry in self._listed.items()
+            if entry[0] and finished.get(sid) == entry[0]
+        }
+        reads = asyncio.Semaphore(LISTING_READS)
+
+        async def read(session_id: str, etag: str) -> None:
+            async with reads:
+                try:
+                    info = _info_from_doc(await self._doc(session_id))
+                except NotFoundError:
+                    return  # removed meanwhile
+                except (RecordingError, ValueError, KeyError, TypeError) as exc:
+                    log.warning("skipping unreadable recording %s: %s", session_id, exc)
+                    return
+            known[session_id] = (etag, info)
+
+        await asyncio.gather(
+            *(read(sid, etag) for sid, etag in finished.items() if sid not in known)
+        )
+        self._listed = known  # entries of recordings no longer listed are let go
+        out += [info for _, info in known.values()]
         out.sort(key=lambda info: (info.timestamp, info.session_id), reverse=True)
         return out
 
