@@ -4,6 +4,7 @@ copies the parts a running session already sent instead of sending their bytes a
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import os
@@ -263,3 +264,27 @@ async def test_a_listing_reads_only_the_entries_it_has_not_read_before(
     listed = {i.session_id: i.duration_s for i in await store.list()}
     assert listed == {"s1": pytest.approx(3.0), "s3": pytest.approx(9.0)}
     assert reads == ["s3"]
+
+
+async def test_a_recording_that_is_only_parts_is_listed_without_being_downloaded(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy that died for good left 40 MiB of parts: the listing reads the first 256 KiB
+    (the meta frame) and the last MiB (the last chunks), and has the session's duration."""
+    store = new_store(s3)
+    _, data = await big_recording(tmp_path)
+    await ship(store, "big", data, [*SHIPPED, len(data) - sum(SHIPPED)])
+    fetched: list[int] = []
+    real = store._client.get_object
+
+    def counted(**kwargs: Any) -> Any:
+        answer = real(**kwargs)
+        body = answer["Body"].read()
+        fetched.append(len(body))
+        answer["Body"] = io.BytesIO(body)
+        return answer
+
+    monkeypatch.setattr(store._client, "get_object", counted)
+    [info] = await store.list()
+    assert (info.session_id, info.user, info.duration_s) == ("big", "joe", pytest.approx(3.0))
+    assert sum(fetched) <= 256 * 1024 + 1024 * 1024 < len(data) // 30

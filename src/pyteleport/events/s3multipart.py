@@ -9,25 +9,35 @@ for a multipart upload: at most 10,000 parts, each at most 5 GiB, each but the l
 
 :func:`matching_parts` says which parts are reusable, reading the file (call it in a worker
 thread): the local file is the truth, and a part is copied only if its ETag is the MD5 of the
-file's bytes where it belongs.
+file's bytes where it belongs. :class:`MultipartUpload` does the upload with the store's boto3
+client, and aborts it on any failure.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
+import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pyteleport.errors import RecordingError
+from pyteleport.errors import NotFoundError, RecordingError
+
+log = logging.getLogger("pyteleport.events")
 
 S3_MIN_PART_BYTES = 5 * 1024 * 1024  # every part of a multipart upload but the last
 S3_MAX_PART_BYTES = 5 * 1024**3
 S3_MAX_PARTS = 10_000
 # A stretch sent from the file is read into memory a part at a time: parts of at most this.
 SEND_PART_BYTES = 16 * 1024 * 1024
+# Parts copied or sent at once, by all the finished uploads of this store together: a part
+# sent is read into memory first (at most 16 MiB), so this bounds what uploads hold, and the
+# worker threads they take, when many sessions end at once.
+PARALLEL_PARTS = 4
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")
 
 
@@ -171,3 +181,131 @@ def read_range(path: Path, start: int, size: int) -> bytes:
     if len(data) != size:
         raise RecordingError(f"{path} ended before byte {start + size}: changed while uploaded")
     return data
+
+
+class MultipartUpload:
+    """One finished recording put together in S3 by a multipart upload: the parts that hold
+    the file's bytes are copied inside S3 (UploadPartCopy), the rest sent from the file
+    (UploadPart), at most as many at once as ``slots`` lets all uploads of a store together.
+    ``call`` runs a blocking boto3 call in a worker thread and translates its errors."""
+
+    def __init__(
+        self,
+        client: Any,
+        call: Callable[[Callable[[], Any], str], Awaitable[Any]],
+        bucket: str,
+        put_args: dict[str, Any],
+        slots: asyncio.Semaphore,
+    ) -> None:
+        self._client = client
+        self._call = call
+        self._bucket = bucket
+        self._put_args = put_args
+        self._slots = slots
+        self.sent = 0  # bytes sent (copied parts send none)
+
+    async def run(self, session_id: str, path: Path, key: str, listed: list[ListedPart]) -> bool:
+        """Store the file at ``path`` as ``key``, copying what it can of the ``listed``
+        parts; False (nothing done) if too little of it would be copied. Raises what S3
+        answered (the upload aborted first)."""
+        file_size = (await asyncio.to_thread(path.stat)).st_size
+        # Whether reuse could pay at all, before hashing: a session of small parts cannot.
+        if not plan_segments([StoredPart(p.offset, p.size, True) for p in listed], file_size):
+            return False
+        matches = await asyncio.to_thread(matching_parts, path, file_size, listed)
+        stored = [StoredPart(p.offset, p.size, p in matches) for p in listed]
+        plan = plan_segments(stored, file_size)
+        if not plan:
+            return False
+        bucket, by_offset = self._bucket, {p.offset: p for p in listed}
+        what = f"storing recording {session_id}"
+        created = await self._call(
+            lambda: self._client.create_multipart_upload(Bucket=bucket, Key=key, **self._put_args),
+            what,
+        )
+        upload_id = str(created["UploadId"])
+        etags: dict[int, str] = {}
+        failures: list[Exception] = []
+        todo = iter(enumerate(plan, 1))  # shared by the workers: each segment is taken once
+
+        async def worker() -> None:
+            # A failure stops the others from starting more, but lets the requests under way
+            # finish: a part that lands after the abort would stay behind.
+            for number, segment in todo:
+                if failures:
+                    return
+                try:
+                    async with self._slots:
+                        if failures:
+                            return
+                        if segment.part is None:
+                            etags[number] = await self._send(path, segment, key, upload_id, number)
+                        else:
+                            part = by_offset[segment.part]
+                            etags[number] = await self._copy(part, segment, key, upload_id, number)
+                except Exception as exc:
+                    failures.append(exc)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(PARALLEL_PARTS):
+                    group.create_task(worker())
+            if failures:
+                raise failures[0]
+            parts = [{"ETag": etags[n], "PartNumber": n} for n in sorted(etags)]
+            await self._call(
+                lambda: self._client.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                ),
+                what,
+            )
+        except BaseException:
+            # Nothing half made stays behind (an incomplete upload's parts are billed).
+            try:
+                await self._call(
+                    lambda: self._client.abort_multipart_upload(
+                        Bucket=bucket, Key=key, UploadId=upload_id
+                    ),
+                    what,
+                )
+            except (RecordingError, NotFoundError) as exc:
+                log.warning("recording %s: cannot abort its multipart upload: %s", session_id, exc)
+            raise
+        return True
+
+    async def _send(
+        self, path: Path, segment: Segment, key: str, upload_id: str, number: int
+    ) -> str:
+        data = await asyncio.to_thread(read_range, path, segment.start, segment.size)
+        answer = await self._call(
+            lambda: self._client.upload_part(
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+            ),
+            f"storing part {number} of {key}",
+        )
+        self.sent += len(data)
+        return str(answer["ETag"])
+
+    async def _copy(
+        self, part: ListedPart, segment: Segment, key: str, upload_id: str, number: int
+    ) -> str:
+        first, last = segment.start - part.offset, segment.end - part.offset - 1
+        whole = first == 0 and last == part.size - 1
+        answer = await self._call(
+            lambda: self._client.upload_part_copy(
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": self._bucket, "Key": part.key},
+                # The part as it was checked: one rewritten meanwhile fails the upload.
+                CopySourceIfMatch=part.etag,
+                **({} if whole else {"CopySourceRange": f"bytes={first}-{last}"}),
+            ),
+            f"copying part {number} of {key}",
+        )
+        return str(answer["CopyPartResult"]["ETag"])

@@ -29,24 +29,16 @@ from pyteleport.errors import BadParameterError, NotFoundError, RecordingError
 from pyteleport.events.recorder import recording_file_name
 from pyteleport.events.recordingfile import SUFFIXES
 from pyteleport.events.s3location import S3Location
-from pyteleport.events.s3multipart import (
-    ListedPart,
-    Segment,
-    StoredPart,
-    matching_parts,
-    plan_segments,
-    read_range,
-)
+from pyteleport.events.s3multipart import PARALLEL_PARTS, ListedPart, MultipartUpload
 from pyteleport.events.store import CHUNK_BYTES, RecordingInfo, read_info
 from pyteleport.model.timefmt import format_time, parse_time
 
 log = logging.getLogger("pyteleport.events")
 T = TypeVar("T")
-# Parts copied or sent at once, by all the finished uploads of this store together: a part
-# sent is read into memory first (at most 16 MiB), so this bounds what uploads hold, and the
-# worker threads they take, when many sessions end at once.
-PARALLEL_PARTS = 4
 LISTING_READS = 8  # listing entries read at once by a listing
+# What a listing reads of a recording that is only parts: its start and its end.
+INFO_HEAD_BYTES = 256 * 1024
+INFO_TAIL_BYTES = 1024 * 1024
 
 
 class S3RecordingStore:
@@ -155,110 +147,13 @@ class S3RecordingStore:
     async def _upload_from_parts(self, session_id: str, path: Path, key: str) -> bool:
         """Store the file at ``path`` as ``key`` by a multipart upload that copies the parts
         already sent; False (nothing done) if too little of it would be copied."""
-        file_size = (await asyncio.to_thread(path.stat)).st_size
-        listed = await self._listed_parts(session_id)
-        # Whether reuse could pay at all, before hashing: a session of small parts cannot.
-        if not plan_segments([StoredPart(p.offset, p.size, True) for p in listed], file_size):
-            return False
-        matches = await asyncio.to_thread(matching_parts, path, file_size, listed)
-        stored = [StoredPart(p.offset, p.size, p in matches) for p in listed]
-        plan = plan_segments(stored, file_size)
-        if not plan:
-            return False
-        bucket, by_offset = self.location.bucket, {p.offset: p for p in listed}
-        what = f"storing recording {session_id}"
-        created = await self._call(
-            lambda: self._client.create_multipart_upload(
-                Bucket=bucket, Key=key, **self._put_args()
-            ),
-            what,
+        upload = MultipartUpload(
+            self._client, self._call, self.location.bucket, self._put_args(), self._part_slots
         )
-        upload_id = str(created["UploadId"])
-        etags: dict[int, str] = {}
-        failures: builtins.list[Exception] = []
-        todo = iter(enumerate(plan, 1))  # shared by the workers: each segment is taken once
-
-        async def worker() -> None:
-            # A failure stops the others from starting more, but lets the requests under way
-            # finish: a part that lands after the abort would stay behind.
-            for number, segment in todo:
-                if failures:
-                    return
-                try:
-                    async with self._part_slots:
-                        if failures:
-                            return
-                        if segment.part is None:
-                            etags[number] = await self._send(path, segment, key, upload_id, number)
-                        else:
-                            part = by_offset[segment.part]
-                            etags[number] = await self._copy(part, segment, key, upload_id, number)
-                except Exception as exc:
-                    failures.append(exc)
-
         try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(PARALLEL_PARTS):
-                    group.create_task(worker())
-            if failures:
-                raise failures[0]
-            parts = [{"ETag": etags[n], "PartNumber": n} for n in sorted(etags)]
-            await self._call(
-                lambda: self._client.complete_multipart_upload(
-                    Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-                ),
-                what,
-            )
-        except BaseException:
-            # Nothing half made stays behind (an incomplete upload's parts are billed).
-            try:
-                await self._call(
-                    lambda: self._client.abort_multipart_upload(
-                        Bucket=bucket, Key=key, UploadId=upload_id
-                    ),
-                    what,
-                )
-            except (RecordingError, NotFoundError) as exc:
-                log.warning("recording %s: cannot abort its multipart upload: %s", session_id, exc)
-            raise
-        return True
-
-    async def _send(
-        self, path: Path, segment: Segment, key: str, upload_id: str, number: int
-    ) -> str:
-        data = await asyncio.to_thread(read_range, path, segment.start, segment.size)
-        answer = await self._call(
-            lambda: self._client.upload_part(
-                Bucket=self.location.bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                Body=data,
-            ),
-            f"storing part {number} of {key}",
-        )
-        self.bytes_sent += len(data)
-        return str(answer["ETag"])
-
-    async def _copy(
-        self, part: ListedPart, segment: Segment, key: str, upload_id: str, number: int
-    ) -> str:
-        first, last = segment.start - part.offset, segment.end - part.offset - 1
-        whole = first == 0 and last == part.size - 1
-        answer = await self._call(
-            lambda: self._client.upload_part_copy(
-                Bucket=self.location.bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=number,
-                CopySource={"Bucket": self.location.bucket, "Key": part.key},
-                # The part as it was checked: one rewritten meanwhile fails the upload.
-                CopySourceIfMatch=part.etag,
-                **({} if whole else {"CopySourceRange": f"bytes={first}-{last}"}),
-            ),
-            f"copying part {number} of {key}",
-        )
-        return str(answer["CopyPartResult"]["ETag"])
+            return await upload.run(session_id, path, key, await self._listed_parts(session_id))
+        finally:
+            self.bytes_sent += upload.sent
 
     def _part_prefix(self, session_id: str) -> str:
         return self._key(f"{session_id}/parts/")
@@ -393,15 +288,54 @@ class S3RecordingStore:
         return out
 
     async def _parts_info(self, session_id: str) -> RecordingInfo:
-        data = await self._read_parts(session_id)
+        """The listing entry of a recording that is only parts, from its first 256 KiB (the
+        meta frame) and its last MiB (the last chunks): a listing does not download the
+        recording. Laid out at their offsets in a sparse file, they read as the recording
+        does; a torn end, walked from the start, stops at the gap (a shorter duration)."""
+        parts, size = [], 0
+        for part in sorted(await self._listed_parts(session_id), key=lambda p: p.offset):
+            if part.offset != size:
+                break  # a part missing: what follows would not link anyway
+            parts.append(part)
+            size += part.size
+        if not size:
+            raise NotFoundError(f'recording for session "{session_id}" is not found')
+        head = await self._read_range(parts, 0, min(size, INFO_HEAD_BYTES), session_id)
+        tail_start = max(len(head), size - INFO_TAIL_BYTES)
+        tail = await self._read_range(parts, tail_start, size, session_id)
 
         def info() -> RecordingInfo:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / recording_file_name(session_id)
-                path.write_bytes(data)
+                with path.open("wb") as file:
+                    file.write(head)
+                    file.seek(tail_start)
+                    file.write(tail)
+                    file.truncate(size)
                 return read_info(path)
 
         return await asyncio.to_thread(info)
+
+    async def _read_range(
+        self, parts: builtins.list[ListedPart], start: int, end: int, session_id: str
+    ) -> bytes:
+        """Bytes ``[start, end)`` of the recording its contiguous ``parts`` make up."""
+        out = bytearray()
+        for part in parts:
+            first, last = max(start, part.offset), min(end, part.offset + part.size)
+            if first >= last:
+                continue
+            answer = await self._call(
+                functools.partial(
+                    self._client.get_object,
+                    Bucket=self.location.bucket,
+                    Key=part.key,
+                    Range=f"bytes={first - part.offset}-{last - part.offset - 1}",
+                ),
+                f"recording {session_id}",
+            )
+            out += await asyncio.to_thread(answer["Body"].read)
+        return bytes(out)
 
     async def info(self, session_id: str) -> RecordingInfo:
         try:
