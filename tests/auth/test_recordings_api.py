@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from pyteleport.errors import (
 from pyteleport.model.timefmt import format_time
 from tests.auth.apiserver import AuthAPI, serve_auth_api
 from tests.events.store_conformance import START, make_recording
+from tests.events.test_textindex import put_legacy
 
 
 @pytest.fixture
@@ -116,21 +116,10 @@ async def test_the_search_index_of_an_earlier_version_is_searchable_after_a_star
     """Index entries keyed by session id (before the keys followed time) are moved when the
     auth service opens its backend."""
     backend = MemoryBackend()
-    entry = {
-        "sid": "s-old",
-        "user": "joe",
-        "login": "root",
-        "node": "db1",
-        "start": format_time(START),
-        "participants": ["joe"],
-        "lines": [[1500, "output", "$ rm -rf /var/lib/mysql"]],
-    }
-    await backend.put(
-        Item(key="/recordings/index/s-old/00000000", value=json.dumps(entry).encode())
-    )
+    await put_legacy(backend, "s-old", 1)
     server = await AuthServer.open(backend, "example.com")
-    hits = (await server.recording_index.search("rm -rf")).hits
-    assert [(h.session.session_id, h.offset_ms) for h in hits] == [("s-old", 1500)]
+    hits = (await server.recording_index.search("s-old line")).hits
+    assert [(h.session.session_id, h.offset_ms) for h in hits] == [("s-old", 0)]
 
 
 async def test_a_search_index_that_cannot_be_moved_does_not_stop_the_start(

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import bench.__main__ as bench_main
 import pytest
@@ -76,18 +77,10 @@ def test_a_run_with_failures_exits_1_and_says_which(
     assert bench_main.main(argv) == 0
 
 
-def test_the_search_benchmark_checks_its_answers_and_prints_its_figures(tmp_path: Path) -> None:
+def run_module(module: str, *args: str) -> dict[str, Any]:
+    """``python -m MODULE ARGS`` from the repository; the JSON it printed, once it exited 0."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.search",
-            "--sessions=60",
-            "--days=3",
-            "--batches=2",
-            "--runs=1",
-            f"--workdir={tmp_path}",
-        ],
+        [sys.executable, "-m", module, *args],
         cwd=Path(__file__).parents[2],
         capture_output=True,
         text=True,
@@ -95,27 +88,17 @@ def test_the_search_benchmark_checks_its_answers_and_prints_its_figures(tmp_path
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout)
+    figures: dict[str, Any] = json.loads(result.stdout)
+    return figures
+
+
+def test_the_search_benchmark_checks_its_answers_and_prints_its_figures(tmp_path: Path) -> None:
+    args = ["--sessions=60", "--days=3", "--batches=2", "--runs=1", f"--workdir={tmp_path}"]
+    figures = run_module("bench.search", *args)
     assert (figures["sessions"], figures["entries"], figures["lines"]) == (60, 120, 2400)
 
 
 def test_the_listing_benchmark_checks_what_it_listed(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.listing",
-            "--recordings=20",
-            "--chunks=50",
-            "--runs=1",
-            f"--workdir={tmp_path}",
-        ],
-        cwd=Path(__file__).parents[2],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout)
+    args = ["--recordings=20", "--chunks=50", "--runs=1", f"--workdir={tmp_path}"]
+    figures = run_module("bench.listing", *args)
     assert (figures["recordings"], figures["chunks_each"]) == (20, 50)
