@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pyteleport.backend import Item
 from pyteleport.backend.memory import MemoryBackend
 from pyteleport.clock import FakeClock
 from pyteleport.events.retention import RecordingRetention
@@ -74,3 +75,19 @@ async def test_the_search_index_goes_with_the_recordings_and_so_do_unrecorded_se
     ]
     assert await sweeper.sweep() == []
     assert len((await index.search("says")).hits) == 6
+
+
+async def test_a_stray_key_in_the_index_does_not_stop_the_sweep(tmp_path: Path) -> None:
+    backend = MemoryBackend()
+    index = RecordingIndex(backend, FakeClock(NOW))
+    await backend.put(Item(key="/recordings/textindex/junk", value=b"{}"))
+    await backend.put(Item(key="/recordings/textindex/00000000000000001/s1/x", value=b"["))
+    store = FileRecordingStore(tmp_path / "records")
+    sweeper = RecordingRetention(
+        store, Events(), FakeClock(NOW), dt.timedelta(days=90), index=index
+    )
+    assert await sweeper.sweep() == []
+    # the unreadable entry of an old session goes; the key that is none of ours stays
+    assert [i.key for i in await backend.get_range("/recordings/", "/recordings0")] == [
+        "/recordings/textindex/junk"
+    ]

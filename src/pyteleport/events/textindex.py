@@ -200,9 +200,10 @@ class RecordingIndex:
         start = PREFIX
         while page := await self._backend.get_range(start, end, limit=SEARCH_PAGE):
             for item in page:
-                started, sid, _ = item.key[len(PREFIX) :].split("/", 2)
-                if sid in keep:
-                    continue
+                started, _, rest = item.key[len(PREFIX) :].partition("/")
+                sid = rest.partition("/")[0]
+                if sid in keep or not (started.isdigit() and sid):
+                    continue  # kept, or no key of ours
                 try:
                     lines = json.loads(item.value)["lines"]
                     last_ms = max((int(line[0]) for line in lines), default=0)
