@@ -20,4 +20,7 @@ def parse_time(text: str) -> dt.datetime:
         raise BadParameterError(f'invalid time "{text}", expected RFC 3339') from exc
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00:00+14:00 is before the first UTC day
+        raise BadParameterError(f'invalid time "{text}": out of range') from exc
