@@ -20,7 +20,7 @@ from pyteleport.auth.server import AuthServer
 from pyteleport.backend import MemoryBackend
 from pyteleport.client.profile import Profile, ProfileStore
 from pyteleport.crypto import tlsca
-from pyteleport.events.store import FileRecordingStore
+from pyteleport.events.store import FileRecordingStore, RecordingStore
 from pyteleport.model.user import User
 from pyteleport.web.errors import install_error_handlers
 from pyteleport.web.server import HttpsServer, server_ssl_context
@@ -32,7 +32,7 @@ USERS = {"auditor": ("auditor",), "editor": ("editor",), "dev": ("access",)}
 @dataclass
 class AuthAPI:
     server: AuthServer
-    store: FileRecordingStore
+    store: RecordingStore  # the server's own (catalogued) when it keeps recordings
     addr: str
     root: Path
 
@@ -113,6 +113,6 @@ async def serve_auth_api(root: Path, *, with_store: bool = True) -> AsyncIterato
     )
     await https.start()
     try:
-        yield AuthAPI(server, store, f"127.0.0.1:{https.port}", root)
+        yield AuthAPI(server, server.recordings or store, f"127.0.0.1:{https.port}", root)
     finally:
         await https.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from pyteleport.errors import (
     ConnectionProblemError,
     NotFoundError,
 )
+from pyteleport.events.store import FileRecordingStore, RecordingInfo
 from pyteleport.model.timefmt import format_time
 from tests.auth.apiserver import AuthAPI, serve_auth_api
 from tests.events.store_conformance import START, make_recording
@@ -37,7 +39,7 @@ async def api(tmp_path: Path) -> AsyncIterator[AuthAPI]:
 @pytest.mark.parametrize("user", ["auditor", "editor"])
 async def test_session_rule_holders_list_and_read(api: AuthAPI, user: str) -> None:
     async with api.connect(user) as client:
-        [item] = await client.list_recordings()
+        [item] = (await client.list_recordings()).recordings
         body = await client.get_recording("s1")
     assert (item.sid, item.kind, item.user, item.server_hostname) == ("s1", "ssh", "joe", "web1")
     assert item.participants == ["joe"]
@@ -49,7 +51,7 @@ async def test_session_rule_holders_list_and_read(api: AuthAPI, user: str) -> No
 async def test_the_access_preset_alone_sees_only_its_own_sessions(api: AuthAPI) -> None:
     # s1 is joe's session: dev took no part in it, so it is neither listed nor readable.
     async with api.connect("dev") as client:
-        assert await client.list_recordings() == []
+        assert (await client.list_recordings()).recordings == []
         with pytest.raises(AccessDeniedError, match='"read" on "session"'):
             await client.get_recording("s1")
 
@@ -135,3 +137,47 @@ async def test_a_search_index_that_cannot_be_moved_does_not_stop_the_start(
     assert server.cluster_name == "example.com"
     assert "could not move the search index to its new keys" in caplog.text
     assert "database is locked" in caplog.text
+
+
+async def test_recordings_stored_before_the_catalog_are_listed_after_a_start(
+    tmp_path: Path,
+) -> None:
+    store = FileRecordingStore(tmp_path / "records")
+    await store.upload("s-old", await make_recording(tmp_path / "local", "s-old"))
+    server = await AuthServer.open(MemoryBackend(), "example.com", recordings=store)
+    assert server.recordings is not None
+    page = await server.recordings.catalog.list()
+    assert [i.session_id for i in page.recordings] == ["s-old"]
+
+
+async def test_a_store_that_cannot_be_catalogued_does_not_stop_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Unreachable(FileRecordingStore):
+        async def list(self) -> list[RecordingInfo]:
+            raise ConnectionProblemError("the bucket cannot be reached")
+
+    server = await AuthServer.open(
+        MemoryBackend(), "example.com", recordings=Unreachable(tmp_path / "records")
+    )
+    assert server.cluster_name == "example.com"
+    assert "could not list the recordings of" in caplog.text
+    assert "the bucket cannot be reached" in caplog.text
+
+
+async def test_a_page_of_recordings_and_its_bounds(api: AuthAPI, tmp_path: Path) -> None:
+    for n in range(3):
+        start = START + dt.timedelta(minutes=n + 1)
+        path = await make_recording(tmp_path / f"l{n}", f"s{n + 2}", start=start)
+        await api.store.upload(f"s{n + 2}", path)
+    async with api.connect("auditor") as client:
+        page = await client.list_recordings({"limit": 2})
+        assert [r.sid for r in page.recordings] == ["s4", "s3"]
+        rest = await client.list_recordings({"limit": 2, "after": page.next})
+        assert [r.sid for r in rest.recordings] == ["s2", "s1"] and rest.next == ""
+        since = format_time(START + dt.timedelta(minutes=2))
+        page = await client.list_recordings({"since": since, "limit": 100000})
+        assert [r.sid for r in page.recordings] == ["s4", "s3"]
+        for bad in ({"after": "../x"}, {"since": "yesterday"}, {"labels": "novalue"}):
+            with pytest.raises(BadParameterError):
+                await client.list_recordings(bad)

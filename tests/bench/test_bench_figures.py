@@ -99,6 +99,7 @@ def test_the_search_benchmark_checks_its_answers_and_prints_its_figures(tmp_path
 
 
 def test_the_listing_benchmark_checks_what_it_listed(tmp_path: Path) -> None:
-    args = ["--recordings=20", "--chunks=50", "--runs=1", f"--workdir={tmp_path}"]
-    figures = run_module("bench.listing", *args)
-    assert (figures["recordings"], figures["chunks_each"]) == (20, 50)
+    args = ["--recordings=20", "--chunks=50", "--catalogued=3000", "--runs=1"]
+    figures = run_module("bench.listing", *args, f"--workdir={tmp_path}")
+    assert (figures["recordings"], figures["chunks_each"], figures["catalogued"]) == (20, 50, 3000)
+    assert {"ls_auditor_s", "ls_own_s", "sweep_none_due_s"} <= set(figures)

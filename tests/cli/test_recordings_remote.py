@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import sys
@@ -44,7 +45,9 @@ async def run(home: Path, prog: str, *args: str) -> tuple[int, str, str]:
 @pytest.mark.parametrize("prog", ["tsh", "tctl"])
 async def test_ls_shows_the_table(api: AuthAPI, tmp_path: Path, prog: str) -> None:
     api.login_profile(tmp_path / "home", "auditor")
-    code, out, err = await run(tmp_path / "home", prog, "recordings", "ls")
+    code, out, err = await run(
+        tmp_path / "home", prog, "recordings", "ls", "--from-utc", "2026-01-02"
+    )
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split() == ["ID", "Type", "Participants", "Hostname", "Timestamp"]
@@ -53,10 +56,90 @@ async def test_ls_shows_the_table(api: AuthAPI, tmp_path: Path, prog: str) -> No
 
 async def test_ls_as_json(api: AuthAPI, tmp_path: Path) -> None:
     api.login_profile(tmp_path / "home", "auditor")
-    code, out, err = await run(tmp_path / "home", "tsh", "recordings", "ls", "--format=json")
+    code, out, err = await run(
+        tmp_path / "home", "tsh", "recordings", "ls", "--format=json", "--from-utc=2026-01-01"
+    )
     assert code == 0, err
     [doc] = json.loads(out)
     assert (doc["sid"], doc["server_hostname"], doc["participants"]) == ("s1", "web1", ["joe"])
+
+
+def sids(out: str) -> list[str]:
+    return [line.split()[0] for line in out.splitlines()[2:]]
+
+
+async def test_ls_reads_a_time_range_newest_first_and_says_what_it_left_out(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    """Teleport's flags: the last 24 hours by default, --from-utc/--to-utc (a date is its
+    whole day), --last, --limit (50 by default); what the range or the limit hid is said."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    for sid, start in (
+        ("d1-a", dt.datetime(2026, 3, 1, 0, 0, 1, tzinfo=dt.UTC)),
+        ("d1-b", dt.datetime(2026, 3, 1, 23, 59, 59, tzinfo=dt.UTC)),
+        ("d2", dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)),
+        ("hour-ago", now - dt.timedelta(hours=1)),
+        ("minute-ago", now - dt.timedelta(minutes=1)),
+    ):
+        await api.store.upload(sid, await make_recording(tmp_path / "local", sid, start=start))
+    api.login_profile(tmp_path / "home", "auditor")
+    home = tmp_path / "home"
+
+    code, out, err = await run(home, "tsh", "recordings", "ls")
+    assert code == 0, err
+    assert sids(out) == ["minute-ago", "hour-ago"]
+    assert "started before" in err and "use --from-utc or --last" in err
+
+    code, out, err = await run(home, "tctl", "recordings", "ls", "--last", "30m")
+    assert (code, sids(out), err) == (0, ["minute-ago"], "")
+
+    code, out, err = await run(
+        home, "tsh", "recordings", "ls", "--from-utc", "2026-03-01", "--to-utc", "2026-03-01"
+    )
+    assert (code, sids(out), err) == (0, ["d1-b", "d1-a"], "")
+
+    code, out, err = await run(
+        home, "tsh", "recordings", "ls", "--from-utc", "2026-01-01", "--limit", "3"
+    )
+    assert code == 0, err
+    assert sids(out) == ["minute-ago", "hour-ago", "d2"]
+    assert "the newest 3 recordings: more started in this time range" in err
+
+    code, out, err = await run(
+        home,
+        "tsh",
+        "recordings",
+        "ls",
+        "--from-utc",
+        "2026-03-01T12:00:00Z",
+        "--to-utc",
+        "2026-03-02T12:00:00Z",
+        "--format",
+        "json",
+    )
+    assert code == 0, err
+    assert [doc["sid"] for doc in json.loads(out)] == ["d1-b"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from-utc", "yesterday"], 'invalid --from-utc "yesterday": use a date such as'),
+        (["--to-utc", "2026-13-01"], 'invalid --to-utc "2026-13-01"'),
+        (["--last", "forever"], 'invalid --last "forever": use a duration such as 5h30m'),
+        (["--last", "1h", "--from-utc", "2026-01-01"], "give --from-utc or --last, not both"),
+        (["--from-utc", "2026-03-02", "--to-utc", "2026-03-01T00:00:00Z"], "--to-utc must be"),
+        (["--limit", "0"], "Invalid value for '--limit'"),
+    ],
+)
+async def test_ls_refuses_a_bad_range_in_one_line(
+    api: AuthAPI, tmp_path: Path, args: list[str], message: str
+) -> None:
+    api.login_profile(tmp_path / "home", "auditor")
+    code, out, err = await run(tmp_path / "home", "tsh", "recordings", "ls", *args)
+    assert code != 0 and out == ""
+    assert message in err
+    assert "Traceback" not in err
 
 
 async def test_play_by_id_fetches_the_recording(api: AuthAPI, tmp_path: Path) -> None:

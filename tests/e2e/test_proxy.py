@@ -1126,6 +1126,9 @@ def test_with_s3_a_killed_proxys_session_is_in_s3_already_and_whole_after_the_re
                     _, frames = decode_recording(asyncio.run(store.read(listed[0].session_id)))
                     seen = "".join(f.data for f in frames)
             assert "before-the-crash" in seen and "after-3s" in seen, seen
+            # Listed while it runs: its first part catalogued it.
+            running = json.loads(cluster.tctl("recordings", "ls", "--format=json").out)
+            assert [r["sid"] for r in running] == [listed[0].session_id]
             assert cluster.proc is not None
             cluster.proc.kill()
             cluster.proc.wait(timeout=10)

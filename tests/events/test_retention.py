@@ -10,12 +10,17 @@ from typing import Any
 from pyteleport.backend import Item
 from pyteleport.backend.memory import MemoryBackend
 from pyteleport.clock import FakeClock
+from pyteleport.events.catalog import CatalogedStore, RecordingCatalog
 from pyteleport.events.retention import RecordingRetention
 from pyteleport.events.store import FileRecordingStore
 from pyteleport.events.textindex import IndexedSession, RecordingIndex, SessionTextIndex
 from tests.events.store_conformance import make_recording
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+
+
+def catalogued(directory: Path) -> CatalogedStore:
+    return CatalogedStore(FileRecordingStore(directory), RecordingCatalog(MemoryBackend()))
 
 
 class Events:
@@ -29,7 +34,7 @@ class Events:
 async def test_only_recordings_past_the_retention_are_removed_and_each_is_audited(
     tmp_path: Path,
 ) -> None:
-    store = FileRecordingStore(tmp_path / "records")
+    store = catalogued(tmp_path / "records")
     for sid, age_days in (("old", 100), ("edge", 89), ("new", 1)):
         start = NOW - dt.timedelta(days=age_days)
         await store.upload(sid, await make_recording(tmp_path / "local", sid, start=start))
@@ -46,7 +51,7 @@ async def test_only_recordings_past_the_retention_are_removed_and_each_is_audite
 async def test_the_search_index_goes_with_the_recordings_and_so_do_unrecorded_sessions_lines(
     tmp_path: Path,
 ) -> None:
-    store = FileRecordingStore(tmp_path / "records")
+    store = catalogued(tmp_path / "records")
     index = RecordingIndex(MemoryBackend(), FakeClock(NOW))
 
     async def indexed(sid: str, age_days: float, last_line_s: int = 60) -> None:
@@ -82,7 +87,7 @@ async def test_a_stray_key_in_the_index_does_not_stop_the_sweep(tmp_path: Path) 
     index = RecordingIndex(backend, FakeClock(NOW))
     await backend.put(Item(key="/recordings/textindex/junk", value=b"{}"))
     await backend.put(Item(key="/recordings/textindex/00000000000000001/s1/x", value=b"["))
-    store = FileRecordingStore(tmp_path / "records")
+    store = catalogued(tmp_path / "records")
     sweeper = RecordingRetention(
         store, Events(), FakeClock(NOW), dt.timedelta(days=90), index=index
     )

@@ -355,8 +355,12 @@ class AuthClient(_Base):
     async def search_events(self, params: Mapping[str, Any]) -> wire.EventsResponse:
         return await self._get("/v1/events", wire.EventsResponse, params)
 
-    async def list_recordings(self) -> list[wire.Recording]:
-        return (await self._get("/v1/recordings", wire.RecordingsResponse)).recordings
+    async def list_recordings(
+        self, params: Mapping[str, Any] | None = None
+    ) -> wire.RecordingsResponse:
+        """A page of recordings, newest first (``since``, ``until``, ``limit``, ``node``,
+        ``labels``, ``after``: the previous page's ``next``)."""
+        return await self._get("/v1/recordings", wire.RecordingsResponse, params)
 
     async def search_recordings(self, params: Mapping[str, Any]) -> wire.SearchResponse:
         return await self._get("/v1/recording-search", wire.SearchResponse, params)

@@ -326,3 +326,4 @@ class SearchResponse(Strict):
 
 class RecordingsResponse(Strict):
     recordings: list[Recording]
+    next: str = ""  # the ``after`` of the next page; "" after the last

@@ -8,14 +8,15 @@ the local ``tctl`` may do everything.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from pyteleport.auth import backup
 from pyteleport.auth.requests import still_granting
 from pyteleport.auth.server import AuthServer
 from pyteleport.errors import AccessDeniedError, NotFoundError
-from pyteleport.events.store import RecordingInfo, RecordingStore
+from pyteleport.events.catalog import CatalogedStore, CatalogPage
+from pyteleport.events.store import RecordingInfo
 from pyteleport.events.textindex import IndexedSession, SearchResults
 from pyteleport.model.accessrequest import PENDING, AccessRequest
 from pyteleport.model.identity import Identity
@@ -339,7 +340,7 @@ class AuthorizedAuth:
         return await self._server.audit.search(since, until, types, limit, session_id)
 
     # session recordings
-    def _recordings(self) -> RecordingStore:
+    def _recordings(self) -> CatalogedStore:
         if self._server.recordings is None:
             raise NotFoundError("this auth service keeps no session recordings")
         return self._server.recordings
@@ -354,11 +355,34 @@ class AuthorizedAuth:
             return False
         return True
 
-    async def list_recordings(self) -> list[RecordingInfo]:
-        infos = await self._recordings().list()
-        if await self._may("list"):
-            return infos
-        return [i for i in infos if self.identity.username in i.participants]
+    async def list_recordings(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 1000,
+        node: str = "",
+        labels: Mapping[str, str] | None = None,
+        after: str = "",
+    ) -> CatalogPage:
+        """The newest ``limit`` recordings this caller may see that started in ``[since,
+        until)``, on ``node`` (its name as recorded) and on a node with every one of
+        ``labels``, after the cursor ``after``."""
+        store = self._recordings()
+        everyone = await self._may("list")
+        me = self.identity.username
+        wanted = dict(labels or {})
+
+        def want(info: RecordingInfo) -> bool:
+            return (
+                (everyone or me in info.participants)
+                and (not node or info.server_hostname == node)
+                and all(info.server_labels.get(k) == v for k, v in wanted.items())
+            )
+
+        return await store.catalog.list(
+            since=since, until=until, limit=limit, want=want, after=after
+        )
 
     async def search_recordings(
         self, text: str, user: str, node: str, since: dt.datetime | None, limit: int

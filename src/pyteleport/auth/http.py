@@ -17,9 +17,10 @@ from pyteleport.auth.authz import AuthorizedAuth
 from pyteleport.auth.server import AuthServer
 from pyteleport.crypto import tlsca
 from pyteleport.errors import AccessDeniedError, BadParameterError
+from pyteleport.events.catalog import check_cursor
 from pyteleport.model.accessrequest import access_request_to_dict
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
-from pyteleport.model.node import node_from_dict, node_to_dict
+from pyteleport.model.node import node_from_dict, node_to_dict, parse_label_selector
 from pyteleport.model.role import role_from_dict, role_to_dict
 from pyteleport.model.timefmt import format_time, parse_time
 from pyteleport.model.token import provision_token_to_dict
@@ -28,6 +29,7 @@ from pyteleport.storage.locks import lock_to_dict
 from pyteleport.web.server import peer_certificate
 
 RECORDING_MEDIA_TYPE = "application/octet-stream"  # .rec chunks or .cast text
+MAX_RECORDINGS_PAGE = 1000  # recordings in one answer of GET /v1/recordings
 
 
 def invite_url(web_public_addr: str, token: str) -> str:
@@ -288,8 +290,27 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
         return wire.EventsResponse(events=found)
 
     @router.get("/recordings")
-    async def list_recordings(auth: Caller) -> wire.RecordingsResponse:
+    async def list_recordings(
+        auth: Caller,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = MAX_RECORDINGS_PAGE,
+        node: wire.Name = "",
+        labels: wire.Text = "",
+        after: wire.Token = "",
+    ) -> wire.RecordingsResponse:
+        """The newest recordings first, a page at a time: ``next`` is the ``after`` of the
+        following page ("" after the last)."""
+        page = await auth.list_recordings(
+            since=parse_time(since) if since else None,
+            until=parse_time(until) if until else None,
+            limit=max(1, min(limit, MAX_RECORDINGS_PAGE)),
+            node=node,
+            labels=parse_label_selector([labels]),
+            after=check_cursor(after) if after else "",
+        )
         return wire.RecordingsResponse(
+            next=page.next,
             recordings=[
                 wire.Recording(
                     sid=info.session_id,
@@ -303,8 +324,8 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
                     command=info.command,
                     server_labels=dict(info.server_labels),
                 )
-                for info in await auth.list_recordings()
-            ]
+                for info in page.recordings
+            ],
         )
 
     @router.get("/recording-search")

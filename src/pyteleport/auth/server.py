@@ -34,6 +34,7 @@ from pyteleport.errors import (
 )
 from pyteleport.events import codes
 from pyteleport.events.audit import AuditLog
+from pyteleport.events.catalog import CatalogedStore, RecordingCatalog
 from pyteleport.events.store import RecordingStore
 from pyteleport.events.textindex import RecordingIndex
 from pyteleport.model.authority import CAType, CertAuthority
@@ -100,8 +101,12 @@ class AuthServer:
             cluster_name,
             second_factor,
         )
-        # Where finished session recordings live; None: this auth service keeps none.
-        self.recordings = recordings
+        # Where finished session recordings live, catalogued; None: this auth service keeps none.
+        self.recordings = (
+            CatalogedStore(recordings, RecordingCatalog(backend))
+            if recordings is not None
+            else None
+        )
         self._cas: dict[CAType, CertAuthority] = {}
         self.metrics: Metrics = NO_METRICS  # what /metrics counts; the process sets it
 
@@ -127,6 +132,18 @@ class AuthServer:
             recordings=recordings,
         )
         await server._init_cluster()
+        if server.recordings is not None:
+            try:
+                await server.recordings.catalog.fill(server.recordings.store)
+            except (TeleportError, OSError) as exc:
+                # Recordings stored from now on are listed; the older ones after a start that
+                # manages to catalogue them.
+                log.warning(
+                    "could not list the recordings of %s (they are not listed until a start "
+                    "catalogues them): %s",
+                    server.recordings.name,
+                    exc,
+                )
         try:
             await server.recording_index.upgrade()
         except (TeleportError, OSError) as exc:

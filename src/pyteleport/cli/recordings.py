@@ -34,7 +34,7 @@ from pyteleport.client.verify import verify_recording
 from pyteleport.crypto import sshkeys
 from pyteleport.errors import BadParameterError
 from pyteleport.events import chunks, codes
-from pyteleport.events.store import RecordingInfo
+from pyteleport.events.recordingfile import header_and_duration_of
 from pyteleport.model.duration import format_duration, parse_duration
 from pyteleport.model.node import parse_label_selector
 from pyteleport.model.timefmt import parse_time
@@ -161,17 +161,139 @@ def tsh_recordings() -> None:
 
 _LS_NODE = click.option("--node", default="", help="Only sessions on this node.")
 _LS_LABELS = click.argument("labels", nargs=-1, metavar="[LABEL=VALUE]...")
+DEFAULT_WINDOW = dt.timedelta(hours=24)
+
+
+def _ls_options(fn: Any) -> Any:
+    for option in reversed(
+        (
+            _LS_FORMAT,
+            _LS_NODE,
+            click.option(
+                "--from-utc",
+                "from_utc",
+                default="",
+                help="Start of the time range: 2006-01-02 or an RFC 3339 time. "
+                "Default: 24 hours ago.",
+            ),
+            click.option(
+                "--to-utc",
+                "to_utc",
+                default="",
+                help="End of the time range: 2006-01-02 (the whole day) or an RFC 3339 time. "
+                "Default: now.",
+            ),
+            click.option(
+                "--last", default="", help="The sessions of this long ago until now, e.g. 5h30m."
+            ),
+            click.option(
+                "--limit",
+                default=50,
+                show_default=True,
+                type=click.IntRange(1, 10**6),
+                help="Most recordings shown, the newest.",
+            ),
+            _LS_LABELS,
+        )
+    ):
+        fn = option(fn)
+    return fn
+
+
+def _ls_range(from_utc: str, to_utc: str, last: str) -> tuple[dt.datetime, dt.datetime | None]:
+    """``[since, until)`` of ``recordings ls``; until None: up to now."""
+    if last and from_utc:
+        raise BadParameterError("give --from-utc or --last, not both")
+    now = dt.datetime.now(dt.UTC)
+    until = None
+    if to_utc:
+        until = _utc_flag("--to-utc", to_utc)
+        if _is_date(to_utc):
+            until += dt.timedelta(days=1)  # the whole day named
+    if last:
+        try:
+            ago = parse_duration(last)
+        except BadParameterError:
+            ago = dt.timedelta(0)
+        if ago <= dt.timedelta(0):
+            raise BadParameterError(f'invalid --last "{last}": use a duration such as 5h30m')
+        since = now - ago
+    elif from_utc:
+        since = _utc_flag("--from-utc", from_utc)
+    else:
+        since = (until or now) - DEFAULT_WINDOW
+    if until is not None and until <= since:
+        raise BadParameterError("--to-utc must be later than the start of the time range")
+    return since, until
+
+
+def _is_date(text: str) -> bool:
+    return len(text) == 10 and text[4:5] == "-" and text[7:8] == "-"
+
+
+def _utc_flag(flag: str, text: str) -> dt.datetime:
+    try:
+        return parse_time(text)
+    except BadParameterError:
+        raise BadParameterError(
+            f'invalid {flag} "{text}": use a date such as 2006-01-02 or an RFC 3339 time'
+        ) from None
+
+
+def _ls(
+    call: Callable[[Callable[[AuthClient], Coroutine[Any, Any, Any]]], Any],
+    fmt: str,
+    node: str,
+    from_utc: str,
+    to_utc: str,
+    last: str,
+    limit: int,
+    labels: tuple[str, ...],
+) -> None:
+    since, until = _ls_range(from_utc, to_utc, last)
+    selector = parse_label_selector(labels)
+
+    async def fetch(client: AuthClient) -> tuple[listing.Listing, bool]:
+        found = await listing.list_recordings(
+            client, since=since, until=until, limit=limit, node=node, labels=selector
+        )
+        older = False
+        if not (from_utc or last):  # the default range: say if it hides older recordings
+            before = await listing.list_recordings(
+                client, until=since, limit=1, node=node, labels=selector
+            )
+            older = bool(before.recordings)
+        return found, older
+
+    found, older = call(fetch)
+    click.echo(listing.format_recordings(found.recordings, fmt))
+    if found.more:
+        click.echo(
+            f"(the newest {len(found.recordings)} recordings: more started in this time range; "
+            "raise --limit or narrow it with --from-utc and --to-utc)",
+            err=True,
+        )
+    if older:
+        click.echo(
+            f"(recordings that started before {listing.human_time(since)} are not shown: "
+            "use --from-utc or --last)",
+            err=True,
+        )
 
 
 @tsh_recordings.command("ls")
-@_LS_FORMAT
-@_LS_NODE
-@_LS_LABELS
-def tsh_recordings_ls(fmt: str, node: str, labels: tuple[str, ...]) -> None:
+@_ls_options
+def tsh_recordings_ls(
+    fmt: str,
+    node: str,
+    from_utc: str,
+    to_utc: str,
+    last: str,
+    limit: int,
+    labels: tuple[str, ...],
+) -> None:
     """List recorded sessions, newest first (only those on a node with every label given)."""
-    infos: list[RecordingInfo] = with_profile_client(listing.list_recordings)
-    infos = listing.filter_recordings(infos, node, parse_label_selector(labels))
-    click.echo(listing.format_recordings(infos, fmt))
+    _ls(with_profile_client, fmt, node, from_utc, to_utc, last, limit, labels)
 
 
 @click.group("recordings")
@@ -180,15 +302,20 @@ def tctl_recordings() -> None:
 
 
 @tctl_recordings.command("ls")
-@_LS_FORMAT
-@_LS_NODE
-@_LS_LABELS
+@_ls_options
 @click.pass_obj
-def tctl_recordings_ls(conn: AuthConnection, fmt: str, node: str, labels: tuple[str, ...]) -> None:
+def tctl_recordings_ls(
+    conn: AuthConnection,
+    fmt: str,
+    node: str,
+    from_utc: str,
+    to_utc: str,
+    last: str,
+    limit: int,
+    labels: tuple[str, ...],
+) -> None:
     """List recorded sessions, newest first (only those on a node with every label given)."""
-    infos: list[RecordingInfo] = conn.call(listing.list_recordings)
-    infos = listing.filter_recordings(infos, node, parse_label_selector(labels))
-    click.echo(listing.format_recordings(infos, fmt))
+    _ls(conn.call, fmt, node, from_utc, to_utc, last, limit, labels)
 
 
 def _search_options(fn: Any) -> Any:
@@ -268,13 +395,18 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
         raise click.UsageError("give a session ID or --all")
 
     async def check(client: AuthClient) -> list[tuple[str, chunks.Verdict]]:
-        listed = {r.sid: r.session_start for r in await client.list_recordings()}
-        ids = sorted(listed) if every else [session_id or ""]
+        if every:
+            found = await listing.list_recordings(client, limit=sys.maxsize)
+            ids = sorted(r.session_id for r in found.recordings)
+        else:
+            ids = [session_id or ""]
         host_ca = _host_ca_key(await client.export_authorities("host"))
         out = []
         for sid in ids:
             data = await client.get_recording(sid)
-            start = parse_time(listed[sid]) if sid in listed else None
+            # The checkpoints are looked for from the start the recording names: one that
+            # claims a later start misses them, and fails as unsigned.
+            start = _recorded_start(data)
             since = (start - dt.timedelta(minutes=5)) if start else dt.datetime(2000, 1, 1)
             params = {
                 "type": codes.SESSION_CHECKPOINT,
@@ -291,6 +423,14 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
         click.echo(f"{sid}: {verdict.text}")
     if not all(verdict.ok for _, verdict in results):
         raise SystemExit(1)
+
+
+def _recorded_start(data: bytes) -> dt.datetime | None:
+    try:
+        header, _ = header_and_duration_of(data)
+    except (BadParameterError, ValueError, OSError):
+        return None
+    return dt.datetime.fromtimestamp(header.timestamp, dt.UTC)
 
 
 def _host_ca_key(export: str) -> bytes:

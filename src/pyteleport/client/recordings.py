@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pyteleport.api import wire
@@ -19,6 +20,7 @@ from pyteleport.events.store import RecordingInfo
 from pyteleport.model.timefmt import format_time, parse_time
 
 FORMATS = ("text", "json")
+PAGE = 1000  # recordings asked for at a time (the most the API answers)
 _HEADERS = ("ID", "Type", "Participants", "Hostname", "Timestamp")
 
 
@@ -37,8 +39,47 @@ def info_from_wire(item: wire.Recording) -> RecordingInfo:
     )
 
 
-async def list_recordings(client: AuthClient) -> list[RecordingInfo]:
-    return [info_from_wire(item) for item in await client.list_recordings()]
+@dataclass(frozen=True, slots=True)
+class Listing:
+    recordings: list[RecordingInfo]  # newest first
+    more: bool  # more recordings matched than the limit let through
+
+
+async def list_recordings(
+    client: AuthClient,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int = 50,
+    node: str = "",
+    labels: Mapping[str, str] | None = None,
+) -> Listing:
+    """The newest ``limit`` recordings that started in ``[since, until)``, on ``node`` and on
+    a node with every one of ``labels``: as many pages as that takes."""
+    params: dict[str, Any] = {
+        "node": node,
+        "labels": ",".join(f"{k}={v}" for k, v in (labels or {}).items()),
+    }
+    if since is not None:
+        params["since"] = format_time(since)
+    if until is not None:
+        params["until"] = format_time(until)
+    found: list[RecordingInfo] = []
+    after = ""
+    while True:
+        page = await client.list_recordings(
+            {
+                **params,
+                "limit": min(limit - len(found), PAGE),
+                **({"after": after} if after else {}),
+            }
+        )
+        found += [info_from_wire(item) for item in page.recordings]
+        if not page.next or not page.recordings:
+            return Listing(found, more=False)
+        if len(found) >= limit:
+            return Listing(found, more=True)
+        after = page.next
 
 
 def human_time(value: dt.datetime) -> str:
@@ -62,20 +103,6 @@ def info_to_dict(info: RecordingInfo) -> dict[str, Any]:
         "command": info.command,
         "server_labels": dict(info.server_labels),
     }
-
-
-def filter_recordings(
-    infos: Sequence[RecordingInfo], node: str = "", labels: Mapping[str, str] | None = None
-) -> list[RecordingInfo]:
-    """The recordings of sessions on ``node`` (its name as recorded) whose node had every one
-    of ``labels``."""
-    wanted = labels or {}
-    return [
-        i
-        for i in infos
-        if (not node or i.server_hostname == node)
-        and all(i.server_labels.get(k) == v for k, v in wanted.items())
-    ]
 
 
 def format_recordings(infos: Sequence[RecordingInfo], fmt: str = "text") -> str:

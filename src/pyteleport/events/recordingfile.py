@@ -5,6 +5,7 @@ and export read through here and never ask which form it is."""
 from __future__ import annotations
 
 import codecs
+import io
 import json
 import os
 from collections.abc import Iterable
@@ -155,6 +156,15 @@ def read_header_and_duration(path: Path) -> tuple[Header, float]:
         file.seek(0)
         header = asciicast.decode_header(file.readline().decode("utf-8", "replace"))
         return header, _last_asciicast_time(file)
+
+
+def header_and_duration_of(data: bytes) -> tuple[Header, float]:
+    """:func:`read_header_and_duration` of a recording (or its beginning) held in memory."""
+    file = io.BytesIO(data)
+    if chunks.looks_like_chunks(data[:4]):
+        return _chunked_info(file)
+    header = asciicast.decode_header(file.readline().decode("utf-8", "replace"))
+    return header, _last_asciicast_time(file)
 
 
 def read_header(path: Path) -> Header:

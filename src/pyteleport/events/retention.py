@@ -11,7 +11,7 @@ from pyteleport.clock import Clock
 from pyteleport.errors import NotFoundError, TeleportError
 from pyteleport.events import codes
 from pyteleport.events.audit import Emitter
-from pyteleport.events.store import RecordingStore
+from pyteleport.events.catalog import CatalogedStore
 from pyteleport.events.textindex import RecordingIndex
 from pyteleport.model.duration import format_duration
 from pyteleport.model.timefmt import format_time
@@ -24,7 +24,7 @@ SWEEP_INTERVAL_S = 3600.0
 class RecordingRetention:
     def __init__(
         self,
-        store: RecordingStore,
+        store: CatalogedStore,
         audit: Emitter,
         clock: Clock,
         retention: dt.timedelta,
@@ -41,11 +41,14 @@ class RecordingRetention:
     async def sweep(self) -> list[str]:
         """Remove every recording whose session ended more than the retention ago; their ids."""
         cutoff = self._clock.now() - self._retention
-        removed = []
-        infos = await self._store.list()
-        for info in infos:
+        removed: list[str] = []
+        kept: set[str] = set()  # started before the cutoff, ended after it
+        # Only a recording that started before the cutoff can have ended before it: the
+        # catalog reads those alone, however many recordings the store holds.
+        async for info in self._store.catalog.started_before(cutoff):
             ended = info.timestamp + dt.timedelta(seconds=info.duration_s)
             if ended >= cutoff:
+                kept.add(info.session_id)
                 continue
             try:
                 await self._store.delete(info.session_id)
@@ -70,7 +73,6 @@ class RecordingRetention:
         if self._index is not None:
             # The lines of sessions whose recording was never stored: nothing above removed
             # them, and what a session showed is kept no longer than its recording would be.
-            kept = {info.session_id for info in infos} - set(removed)
             unrecorded = await self._index.prune(cutoff, kept)
             if unrecorded:
                 log.info(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import datetime as dt
 import functools
 import json
 import logging
@@ -30,8 +29,13 @@ from pyteleport.events.recorder import recording_file_name
 from pyteleport.events.recordingfile import SUFFIXES
 from pyteleport.events.s3location import S3Location
 from pyteleport.events.s3multipart import PARALLEL_PARTS, ListedPart, MultipartUpload
-from pyteleport.events.store import CHUNK_BYTES, RecordingInfo, read_info
-from pyteleport.model.timefmt import format_time, parse_time
+from pyteleport.events.store import (
+    CHUNK_BYTES,
+    RecordingInfo,
+    info_from_doc,
+    info_to_doc,
+    read_info,
+)
 
 log = logging.getLogger("pyteleport.events")
 T = TypeVar("T")
@@ -59,6 +63,7 @@ class S3RecordingStore:
 
     def __init__(self, location: S3Location) -> None:
         self.location = location
+        self.name = f"s3://{location.bucket}/{location.prefix}".rstrip("/")
         # Body bytes of the requests the store took (parts, recordings, listing entries);
         # parts copied inside S3 count nothing.
         self.bytes_sent = 0
@@ -133,7 +138,7 @@ class S3RecordingStore:
                 f"storing recording {session_id}",
             )
             self.bytes_sent += size
-        body = json.dumps(_info_to_doc(info, key)).encode()
+        body = json.dumps({"key": key, **info_to_doc(info)}).encode()
         await self._call(
             lambda: self._client.put_object(
                 Bucket=bucket, Key=self._key(f"{session_id}.json"), Body=body, **extra
@@ -271,7 +276,7 @@ class S3RecordingStore:
         async def read(session_id: str, etag: str) -> None:
             async with reads:
                 try:
-                    info = _info_from_doc(await self._doc(session_id))
+                    info = info_from_doc(await self._doc(session_id))
                 except NotFoundError:
                     return  # removed meanwhile
                 except (RecordingError, ValueError, KeyError, TypeError) as exc:
@@ -339,7 +344,7 @@ class S3RecordingStore:
 
     async def info(self, session_id: str) -> RecordingInfo:
         try:
-            return _info_from_doc(await self._doc(session_id))
+            return info_from_doc(await self._doc(session_id))
         except NotFoundError:
             return await self._parts_info(session_id)
 
@@ -391,34 +396,3 @@ class S3RecordingStore:
             lambda: self._client.delete_object(Bucket=bucket, Key=doc["key"]),
             f"removing recording {session_id}",
         )
-
-
-def _info_to_doc(info: RecordingInfo, key: str) -> dict[str, Any]:
-    return {
-        "key": key,
-        "sid": info.session_id,
-        "kind": info.kind,
-        "user": info.user,
-        "login": info.login,
-        "participants": list(info.participants),
-        "server_hostname": info.server_hostname,
-        "session_start": format_time(info.timestamp),
-        "duration_s": info.duration_s,
-        "command": info.command,
-        "server_labels": dict(info.server_labels),
-    }
-
-
-def _info_from_doc(doc: dict[str, Any]) -> RecordingInfo:
-    return RecordingInfo(
-        session_id=str(doc["sid"]),
-        kind=str(doc["kind"]),
-        user=str(doc["user"]),
-        login=str(doc["login"]),
-        participants=tuple(str(p) for p in doc["participants"]),
-        server_hostname=str(doc["server_hostname"]),
-        timestamp=parse_time(str(doc["session_start"])).astimezone(dt.UTC),
-        duration_s=float(doc["duration_s"]),
-        command=str(doc.get("command", "")),
-        server_labels={str(k): str(v) for k, v in dict(doc.get("server_labels", {})).items()},
-    )

@@ -22,7 +22,7 @@ import shutil
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from pyteleport.errors import (
     BadParameterError,
@@ -36,7 +36,7 @@ from pyteleport.events.asciicast import Header
 from pyteleport.events.audit import Emitter
 from pyteleport.events.recorder import recording_file_name
 from pyteleport.events.recordingfile import SUFFIXES, read_header, read_header_and_duration
-from pyteleport.model.timefmt import format_time
+from pyteleport.model.timefmt import format_time, parse_time
 
 log = logging.getLogger("pyteleport.events")
 
@@ -58,12 +58,24 @@ class RecordingInfo:
 
 
 class RecordingStore(Protocol):
-    # True if the store takes a running session's bytes as they come (:meth:`append_part`):
-    # a store elsewhere than the spool's disk, so a host that dies for good loses little.
-    live_parts: bool
-    # Bytes this process has sent to the store over the network (``/metrics``); none for a
-    # store on the spool's disk.
-    bytes_sent: int
+    @property
+    def live_parts(self) -> bool:
+        """True if the store takes a running session's bytes as they come
+        (:meth:`append_part`): a store elsewhere than the spool's disk, so a host that dies
+        for good loses little."""
+        ...
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes this process has sent to the store over the network (``/metrics``); none for
+        a store on the spool's disk."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """Where the recordings live, as the configuration names it (a directory, an s3://
+        URI)."""
+        ...
 
     async def check(self) -> None:
         """Raise (ConnectionProblemError or RecordingError, one line) unless the store can take
@@ -124,6 +136,38 @@ def info_from_header(header: Header, duration_s: float) -> RecordingInfo:
     )
 
 
+def info_to_doc(info: RecordingInfo) -> dict[str, Any]:
+    """A listing entry as JSON (what a store or the catalog keeps of it)."""
+    return {
+        "sid": info.session_id,
+        "kind": info.kind,
+        "user": info.user,
+        "login": info.login,
+        "participants": list(info.participants),
+        "server_hostname": info.server_hostname,
+        "session_start": format_time(info.timestamp),
+        "duration_s": info.duration_s,
+        "command": info.command,
+        "server_labels": dict(info.server_labels),
+    }
+
+
+def info_from_doc(doc: dict[str, Any]) -> RecordingInfo:
+    """The entry :func:`info_to_doc` wrote; KeyError, TypeError or ValueError if it is not one."""
+    return RecordingInfo(
+        session_id=str(doc["sid"]),
+        kind=str(doc["kind"]),
+        user=str(doc["user"]),
+        login=str(doc["login"]),
+        participants=tuple(str(p) for p in doc["participants"]),
+        server_hostname=str(doc["server_hostname"]),
+        timestamp=parse_time(str(doc["session_start"])).astimezone(dt.UTC),
+        duration_s=float(doc["duration_s"]),
+        command=str(doc.get("command", "")),
+        server_labels={str(k): str(v) for k, v in dict(doc.get("server_labels", {})).items()},
+    )
+
+
 def read_info(path: Path) -> RecordingInfo:
     """The listing entry of one recording file: its header and the time of its last frame."""
     header, duration_s = read_header_and_duration(path)
@@ -139,6 +183,7 @@ class FileRecordingStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.name = str(directory)
 
     async def check(self) -> None:
         def writable() -> bool:

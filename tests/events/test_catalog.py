@@ -1,0 +1,217 @@
+"""The recordings catalog: a backend entry per stored recording, read a time range at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pyteleport.backend import Item
+from pyteleport.backend.memory import MemoryBackend
+from pyteleport.errors import BadParameterError, ConnectionProblemError, NotFoundError
+from pyteleport.events.asciicast import Frame, Header, encode_frame, encode_header
+from pyteleport.events.catalog import PREFIX, CatalogedStore, RecordingCatalog, check_cursor
+from pyteleport.events.store import FileRecordingStore, RecordingInfo, RecordingStore
+from tests.events.store_conformance import START, RecordingStoreConformance, make_recording
+
+
+def catalogued(directory: Path, backend: MemoryBackend | None = None) -> CatalogedStore:
+    return CatalogedStore(
+        FileRecordingStore(directory), RecordingCatalog(backend or MemoryBackend())
+    )
+
+
+class TestCatalogedStore(RecordingStoreConformance):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[RecordingStore]:
+        yield catalogued(tmp_path / "records")
+
+
+def info(sid: str, start: dt.datetime, *, user: str = "joe", node: str = "db1") -> RecordingInfo:
+    return RecordingInfo(
+        session_id=sid,
+        kind="ssh",
+        user=user,
+        login="root",
+        participants=(user,),
+        server_hostname=node,
+        timestamp=start,
+        duration_s=5.0,
+    )
+
+
+def at(minutes: int) -> dt.datetime:
+    return START + dt.timedelta(minutes=minutes)
+
+
+async def test_a_range_is_read_newest_first_with_its_bounds_half_open() -> None:
+    catalog = RecordingCatalog(MemoryBackend())
+    for n in range(10):
+        await catalog.add(info(f"s{n}", at(n)))
+    page = await catalog.list(since=at(2), until=at(7))
+    assert [i.session_id for i in page.recordings] == ["s6", "s5", "s4", "s3", "s2"]
+    assert page.next == ""
+    page = await catalog.list()
+    assert [i.session_id for i in page.recordings] == [f"s{n}" for n in range(9, -1, -1)]
+
+
+async def test_pages_follow_one_another_through_the_cursor() -> None:
+    catalog = RecordingCatalog(MemoryBackend())
+    for n in range(7):
+        await catalog.add(info(f"s{n}", at(0)))  # one start for all: the cursor still moves
+    seen: list[str] = []
+    after = ""
+    for _ in range(10):
+        page = await catalog.list(limit=3, after=after)
+        seen += [i.session_id for i in page.recordings]
+        if not page.next:
+            break
+        after = page.next
+    assert sorted(seen) == [f"s{n}" for n in range(7)] and len(seen) == 7
+
+
+async def test_what_the_caller_may_not_see_does_not_count_against_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("pyteleport.events.catalog.PAGE", 4)  # several backend pages
+    catalog = RecordingCatalog(MemoryBackend())
+    for n in range(20):
+        await catalog.add(info(f"s{n:02d}", at(n), user="joe" if n % 5 == 0 else "ann"))
+    page = await catalog.list(limit=3, want=lambda i: i.user == "joe")
+    assert [i.session_id for i in page.recordings] == ["s15", "s10", "s05"]
+    rest = await catalog.list(limit=3, want=lambda i: i.user == "joe", after=page.next)
+    assert [i.session_id for i in rest.recordings] == ["s00"] and rest.next == ""
+
+
+async def test_a_recording_catalogued_again_has_one_entry_the_latest() -> None:
+    backend = MemoryBackend()
+    catalog = RecordingCatalog(backend)
+    await catalog.add(info("s1", at(0)))
+    longer = RecordingInfo(**{**_fields(info("s1", at(0))), "duration_s": 99.0})
+    await catalog.add(longer)
+    [entry] = (await catalog.list()).recordings
+    assert entry.duration_s == 99.0
+    assert await catalog.get("s1") == longer
+    await catalog.remove("s1")
+    assert (await catalog.list()).recordings == []
+    assert await backend.get_range("/recordings/", "/recordings0") == []
+    await catalog.remove("s1")  # removing twice is harmless
+    with pytest.raises(NotFoundError):
+        await catalog.get("s1")
+
+
+def _fields(value: RecordingInfo) -> dict[str, object]:
+    return {name: getattr(value, name) for name in RecordingInfo.__slots__}
+
+
+async def test_started_before_reads_only_the_older_recordings() -> None:
+    catalog = RecordingCatalog(MemoryBackend())
+    for n in range(6):
+        await catalog.add(info(f"s{n}", at(n)))
+    older = [i.session_id async for i in catalog.started_before(at(3))]
+    assert older == ["s2", "s1", "s0"]
+
+
+async def test_an_unreadable_entry_is_skipped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = MemoryBackend()
+    catalog = RecordingCatalog(backend)
+    await catalog.add(info("s1", at(0)))
+    await backend.put(Item(key=f"{PREFIX}00000000000000001/bad", value=b"{not json"))
+    assert [i.session_id for i in (await catalog.list()).recordings] == ["s1"]
+    assert "skipping unreadable recordings catalog entry" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "cursor", ["", "x", "1/s1", "0" * 17 + "/../../x", "0" * 17 + "/" + "a" * 200]
+)
+def test_a_cursor_from_outside_is_checked(cursor: str) -> None:
+    with pytest.raises(BadParameterError, match="invalid recordings cursor"):
+        check_cursor(cursor)
+
+
+async def test_a_limit_below_one_is_refused() -> None:
+    with pytest.raises(BadParameterError, match="bad recordings limit 0"):
+        await RecordingCatalog(MemoryBackend()).list(limit=0)
+
+
+async def test_a_store_of_an_earlier_version_is_catalogued_once(tmp_path: Path) -> None:
+    """Recordings stored before the catalog (chunked, and asciicast from before that) are
+    listed after the first start; a second start reads nothing."""
+    store = FileRecordingStore(tmp_path / "records")
+    await store.upload("new", await make_recording(tmp_path / "local", "new", start=at(5)))
+    cast = tmp_path / "old.cast"
+    header = Header(width=80, height=24, timestamp=int(at(0).timestamp()), session_id="old")
+    cast.write_text(encode_header(header) + encode_frame(Frame(1.5, "o", "hi\r\n")))
+    await store.upload("old", cast)
+    backend = MemoryBackend()
+    catalog = RecordingCatalog(backend)
+    assert await catalog.fill(store) == 2
+    assert [(i.session_id, i.duration_s) for i in (await catalog.list()).recordings] == [
+        ("new", pytest.approx(3.0)),
+        ("old", pytest.approx(1.5)),
+    ]
+    assert await catalog.fill(store) == 0  # once per store
+    other = FileRecordingStore(tmp_path / "elsewhere")
+    await other.upload("moved", await make_recording(tmp_path / "local2", "moved", start=at(9)))
+    assert await catalog.fill(other) == 1  # another store: catalogued in its turn
+
+
+async def test_two_processes_filling_at_once_both_finish(tmp_path: Path) -> None:
+    store = FileRecordingStore(tmp_path / "records")
+    for n in range(5):
+        await store.upload(f"s{n}", await make_recording(tmp_path / f"l{n}", f"s{n}", start=at(n)))
+    backend = MemoryBackend()
+    await asyncio.gather(
+        RecordingCatalog(backend).fill(store), RecordingCatalog(backend).fill(store)
+    )
+    assert len((await RecordingCatalog(backend).list()).recordings) == 5
+
+
+async def test_a_stored_recording_is_listed_and_a_removed_one_is_not(tmp_path: Path) -> None:
+    store = catalogued(tmp_path / "records")
+    path = await make_recording(tmp_path / "local", "s1", duration_s=7)
+    await store.upload("s1", path)
+    [entry] = (await store.catalog.list()).recordings
+    assert (entry.session_id, entry.duration_s) == ("s1", pytest.approx(7))
+    await store.delete("s1")
+    assert (await store.catalog.list()).recordings == []
+
+
+async def test_a_recording_gone_from_the_store_leaves_the_catalog_on_its_removal(
+    tmp_path: Path,
+) -> None:
+    store = catalogued(tmp_path / "records")
+    await store.upload("s1", await make_recording(tmp_path / "local", "s1"))
+    (tmp_path / "records" / "s1.rec").unlink()
+    with pytest.raises(NotFoundError):
+        await store.delete("s1")
+    assert (await store.catalog.list()).recordings == []
+
+
+async def test_a_running_session_is_listed_from_its_first_part(tmp_path: Path) -> None:
+    store = catalogued(tmp_path / "records")
+    data = (await make_recording(tmp_path / "local", "s1", duration_s=4)).read_bytes()
+    await store.append_part("s1", 0, data)
+    [entry] = (await store.catalog.list()).recordings
+    assert (entry.session_id, entry.user) == ("s1", "joe")
+    await store.append_part("s1", len(data), b"more")  # later parts write no entry
+    assert len((await store.catalog.list()).recordings) == 1
+
+
+async def test_an_upload_the_catalog_cannot_take_fails_so_the_spool_keeps_it(
+    tmp_path: Path,
+) -> None:
+    class Down(MemoryBackend):
+        async def put(self, item: Item) -> Item:
+            raise ConnectionProblemError("database is locked")
+
+    store = catalogued(tmp_path / "records", Down())
+    path = await make_recording(tmp_path / "local", "s1")
+    with pytest.raises(ConnectionProblemError, match="database is locked"):
+        await store.upload("s1", path)
+    assert path.exists()
