@@ -215,3 +215,28 @@ async def test_an_upload_the_catalog_cannot_take_fails_so_the_spool_keeps_it(
     with pytest.raises(ConnectionProblemError, match="database is locked"):
         await store.upload("s1", path)
     assert path.exists()
+
+
+async def test_a_participant_reads_only_the_sessions_they_took_part_in() -> None:
+    backend = MemoryBackend()
+    catalog = RecordingCatalog(backend)
+    for n in range(6):
+        await catalog.add(info(f"s{n}", at(n), user="joe" if n % 3 == 0 else "ann/x"))
+    shared = RecordingInfo(**{**_fields(info("s9", at(9))), "participants": ("ann/x", "joe")})
+    await catalog.add(shared)
+    joe = await catalog.list(participant="joe")
+    assert [i.session_id for i in joe.recordings] == ["s9", "s3", "s0"]
+    ann = await catalog.list(participant="ann/x", limit=2)
+    assert [i.session_id for i in ann.recordings] == ["s9", "s5"]
+    rest = await catalog.list(participant="ann/x", limit=10, after=ann.next)
+    assert [i.session_id for i in rest.recordings] == ["s4", "s2", "s1"]
+    assert (await catalog.list(participant="ann")).recordings == []  # no prefix match
+    # joe leaves the shared session's entry when it is catalogued again without him
+    await catalog.add(RecordingInfo(**{**_fields(shared), "participants": ("ann/x",)}))
+    assert [i.session_id for i in (await catalog.list(participant="joe")).recordings] == [
+        "s3",
+        "s0",
+    ]
+    for n in (*range(6), 9):
+        await catalog.remove(f"s{n}")
+    assert await backend.get_range("/recordings/", "/recordings0") == []

@@ -9,7 +9,9 @@ removed. A store that held recordings before the catalog existed is catalogued o
 auth service first starts with it (:meth:`RecordingCatalog.fill`).
 
 Keys: ``/recordings/catalog/<10^17 - 1 - start in µs, 17 digits>/<sid>`` (ascending keys are
-newest first), ``/recordings/catalog-sessions/<sid>`` (the session's catalog key) and
+newest first), the same under ``/recordings/catalog-participants/<user, %-quoted>/`` for each
+participant (what a user who sees only their own sessions reads),
+``/recordings/catalog-sessions/<sid>`` (the keys of the session's entries, one a line) and
 ``/recordings/catalog-filled/<sha256 of the store's name>``.
 """
 
@@ -22,6 +24,7 @@ import hashlib
 import json
 import logging
 import re
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +46,7 @@ log = logging.getLogger("pyteleport.events")
 
 PREFIX = "/recordings/catalog/"
 SESSIONS = "/recordings/catalog-sessions/"
+BY_PARTICIPANT = "/recordings/catalog-participants/"
 FILLED = "/recordings/catalog-filled/"
 PAGE = 500  # entries read at a time
 FILL_BATCH = 200  # entries written in one transaction by a fill
@@ -83,33 +87,35 @@ class RecordingCatalog:
 
     async def add(self, info: RecordingInfo) -> None:
         """Catalogue a recording, or replace its entry (a longer duration, say)."""
-        key = entry_key(info)
-        pointer = SESSIONS + info.session_id
+        pointer, *entries = catalog_items(info)
         try:
-            old = (await self._backend.get(pointer)).value.decode()
+            old = (await self._backend.get(pointer.key)).value.decode().split("\n")
         except NotFoundError:
-            old = ""
-        # The pointer first: one left by a crash before its entry is written points nowhere,
-        # which a removal takes in its stride; an entry without its pointer could not go.
-        await self._backend.put(Item(key=pointer, value=key.encode()))
-        if old and old != key:
-            await self._backend.delete(old)
-        await self._backend.put(Item(key=key, value=json.dumps(info_to_doc(info)).encode()))
+            old = []
+        # The pointer first: one left by a crash before its entries are written points at
+        # nothing, which a removal takes in its stride; an entry without its pointer could not
+        # be removed.
+        await self._backend.put(pointer)
+        for key in set(old) - {e.key for e in entries}:
+            with contextlib.suppress(NotFoundError):
+                await self._backend.delete(key)
+        for entry in entries:
+            await self._backend.put(entry)
 
     async def remove(self, session_id: str) -> None:
         pointer = SESSIONS + session_id
         try:
-            key = (await self._backend.get(pointer)).value.decode()
+            keys = (await self._backend.get(pointer)).value.decode().split("\n")
         except NotFoundError:
             return
-        for gone in (key, pointer):
+        for gone in [*keys, pointer]:
             with contextlib.suppress(NotFoundError):
                 await self._backend.delete(gone)
 
     async def get(self, session_id: str) -> RecordingInfo:
         """One recording's entry; NotFoundError if it is not catalogued."""
-        key = (await self._backend.get(SESSIONS + session_id)).value.decode()
-        info = _decode(await self._backend.get(key))
+        keys = (await self._backend.get(SESSIONS + session_id)).value.decode()
+        info = _decode(await self._backend.get(keys.split("\n")[0]))
         if info is None:
             raise NotFoundError(f'recording for session "{session_id}" is not found')
         return info
@@ -122,14 +128,18 @@ class RecordingCatalog:
         limit: int = 50,
         want: Callable[[RecordingInfo], bool] | None = None,
         after: str = "",
+        participant: str = "",
     ) -> CatalogPage:
         """The newest ``limit`` recordings that started in ``[since, until)`` and that
-        ``want``, after the cursor ``after`` (a previous page's ``next``)."""
+        ``want``, after the cursor ``after`` (a previous page's ``next``); only those of
+        sessions ``participant`` took part in, if given (read from their own keys: a user of
+        few sessions among many does not have the others read)."""
         if limit < 1:
             raise BadParameterError(f"bad recordings limit {limit}: expected 1 or more")
-        start, end = _range(since, until)
+        prefix = _participant_prefix(participant) if participant else PREFIX
+        start, end = _range(since, until, prefix)
         if after:
-            start = max(start, PREFIX + check_cursor(after) + "\x01")
+            start = max(start, prefix + check_cursor(after) + "\x01")
         found: list[tuple[str, RecordingInfo]] = []
         while start < end:
             page = await self._backend.get_range(start, end, limit=PAGE)
@@ -138,7 +148,7 @@ class RecordingCatalog:
                 if info is None or (want is not None and not want(info)):
                     continue
                 if len(found) == limit:
-                    return CatalogPage([i for _, i in found], found[-1][0][len(PREFIX) :])
+                    return CatalogPage([i for _, i in found], found[-1][0][len(prefix) :])
                 found.append((item.key, info))
             if len(page) < PAGE:
                 break
@@ -171,11 +181,9 @@ class RecordingCatalog:
             pass
         infos = await store.list()
         for first in range(0, len(infos), FILL_BATCH):
-            items: list[Item] = []
-            for info in infos[first : first + FILL_BATCH]:
-                key = entry_key(info)
-                items.append(Item(key=SESSIONS + info.session_id, value=key.encode()))
-                items.append(Item(key=key, value=json.dumps(info_to_doc(info)).encode()))
+            items = [
+                item for info in infos[first : first + FILL_BATCH] for item in catalog_items(info)
+            ]
             try:
                 await self._backend.create_many(items)
             except AlreadyExistsError:  # some are catalogued already (another process, a retry)
@@ -187,12 +195,31 @@ class RecordingCatalog:
         return len(infos)
 
 
-def _range(since: dt.datetime | None, until: dt.datetime | None) -> tuple[str, str]:
-    """The keys of the recordings that started in ``[since, until)``: a later start has a
-    smaller key, so ``until`` bounds the range from below."""
-    start = PREFIX if until is None else f"{PREFIX}{_LAST_US - _micros(until) + 1:017d}"
-    end = prefix_end(PREFIX) if since is None else f"{PREFIX}{_LAST_US - _micros(since) + 1:017d}"
+def _range(
+    since: dt.datetime | None, until: dt.datetime | None, prefix: str = PREFIX
+) -> tuple[str, str]:
+    """The keys under ``prefix`` of the recordings that started in ``[since, until)``: a later
+    start has a smaller key, so ``until`` bounds the range from below."""
+    start = prefix if until is None else f"{prefix}{_LAST_US - _micros(until) + 1:017d}"
+    end = prefix_end(prefix) if since is None else f"{prefix}{_LAST_US - _micros(since) + 1:017d}"
     return start, end
+
+
+def _participant_prefix(name: str) -> str:
+    return f"{BY_PARTICIPANT}{urllib.parse.quote(name, safe='')}/"
+
+
+def catalog_items(info: RecordingInfo) -> list[Item]:
+    """The session's pointer (the keys of its entries, one a line), then its entry and one
+    for each participant."""
+    key = entry_key(info)
+    keys = [key] + [
+        check_key(f"{_participant_prefix(p)}{key[len(PREFIX) :]}")
+        for p in sorted(set(info.participants))
+    ]
+    value = json.dumps(info_to_doc(info)).encode()
+    pointer = Item(key=check_key(SESSIONS + info.session_id), value="\n".join(keys).encode())
+    return [pointer] + [Item(key=k, value=value) for k in keys]
 
 
 def _decode(item: Item) -> RecordingInfo | None:
