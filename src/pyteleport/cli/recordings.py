@@ -283,17 +283,9 @@ def _ls(
 
 @tsh_recordings.command("ls")
 @_ls_options
-def tsh_recordings_ls(
-    fmt: str,
-    node: str,
-    from_utc: str,
-    to_utc: str,
-    last: str,
-    limit: int,
-    labels: tuple[str, ...],
-) -> None:
+def tsh_recordings_ls(**options: Any) -> None:
     """List recorded sessions, newest first (only those on a node with every label given)."""
-    _ls(with_profile_client, fmt, node, from_utc, to_utc, last, limit, labels)
+    _ls(with_profile_client, **options)
 
 
 @click.group("recordings")
@@ -304,18 +296,9 @@ def tctl_recordings() -> None:
 @tctl_recordings.command("ls")
 @_ls_options
 @click.pass_obj
-def tctl_recordings_ls(
-    conn: AuthConnection,
-    fmt: str,
-    node: str,
-    from_utc: str,
-    to_utc: str,
-    last: str,
-    limit: int,
-    labels: tuple[str, ...],
-) -> None:
+def tctl_recordings_ls(conn: AuthConnection, /, **options: Any) -> None:
     """List recorded sessions, newest first (only those on a node with every label given)."""
-    _ls(conn.call, fmt, node, from_utc, to_utc, last, limit, labels)
+    _ls(conn.call, **options)
 
 
 def _search_options(fn: Any) -> Any:

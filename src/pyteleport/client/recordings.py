@@ -16,7 +16,7 @@ from typing import Any
 from pyteleport.api import wire
 from pyteleport.api.client import AuthClient
 from pyteleport.errors import BadParameterError
-from pyteleport.events.store import RecordingInfo
+from pyteleport.events.store import RecordingInfo, info_to_doc
 from pyteleport.model.timefmt import format_time, parse_time
 
 FORMATS = ("text", "json")
@@ -89,20 +89,15 @@ def human_time(value: dt.datetime) -> str:
 
 
 def info_to_dict(info: RecordingInfo) -> dict[str, Any]:
-    stop = info.timestamp + dt.timedelta(seconds=info.duration_s)
-    return {
-        "sid": info.session_id,
-        "kind": info.kind,
-        "user": info.user,
-        "login": info.login,
-        "participants": list(info.participants),
-        "server_hostname": info.server_hostname,
-        "session_start": format_time(info.timestamp),
-        "session_stop": format_time(stop),
-        "duration_s": info.duration_s,
-        "command": info.command,
-        "server_labels": dict(info.server_labels),
-    }
+    """The stored entry, with the session's end after its start."""
+    out: dict[str, Any] = {}
+    for key, value in info_to_doc(info).items():
+        out[key] = value
+        if key == "session_start":
+            out["session_stop"] = format_time(
+                info.timestamp + dt.timedelta(seconds=info.duration_s)
+            )
+    return out
 
 
 def format_recordings(infos: Sequence[RecordingInfo], fmt: str = "text") -> str:
