@@ -8,10 +8,11 @@ store of an earlier version once) is timed and checked: every recording listed, 
 duration of its last frame.
 
 The catalog (what ``recordings ls`` and the retention sweep read): ``catalogued`` entries in
-SQLite, sessions spread over 90 days by 100 users. Timed, each checked: ``tsh recordings ls``
-as an auditor (the newest 50 of the last 24 hours), as a user of the access preset (the newest
-50 of their own, one session in 100), and a retention sweep with nothing due. Each figure is
-the median of ``runs``; a wrong answer fails the run.
+SQLite, sessions spread over 90 days by 100 users. Timed, each checked: a default ``tsh
+recordings ls`` (the newest 50 of the last 24 hours, and whether an older one exists) as an
+auditor and as a user of the access preset (who sees their own sessions, one in 100), and a
+retention sweep with nothing due. Each figure is the median of ``runs``; a wrong answer fails
+the run.
 """
 
 from __future__ import annotations
@@ -97,16 +98,28 @@ async def catalog_figures(path: Path, total: int, runs: int) -> dict[str, float]
         in_last_day = sum(1 for n in range(total) if catalogued_info(n, total).timestamp >= day_ago)
         newest = [str(uuid.UUID(int=n + 1)) for n in range(total - 1, -1, -1)]
 
+        mine = [
+            i
+            for i in (catalogued_info(n, total) for n in range(total))
+            if i.user == "user7" and i.timestamp >= day_ago
+        ]
+        expected_own = [i.session_id for i in sorted(mine, key=lambda i: i.timestamp)][::-1][:50]
+
+        # What a default ``recordings ls`` asks: the newest 50 of the last day, and whether
+        # an older one exists (for its hint).
         async def auditor() -> None:
             page = await catalog.list(since=day_ago, limit=50)
+            older = await catalog.list(until=day_ago, limit=1)
             if [i.session_id for i in page.recordings] != newest[: min(50, in_last_day)]:
                 raise SystemExit("the auditor's listing is not the newest 50 of the last day")
+            if len(older.recordings) != 1:
+                raise SystemExit("the auditor's listing found no older recording")
 
         async def own() -> None:
-            page = await catalog.list(limit=50, participant="user7")
-            if len(page.recordings) != min(50, total // USERS) or any(
-                i.user != "user7" for i in page.recordings
-            ):
+            page = await catalog.list(since=day_ago, limit=50, participant="user7")
+            older = await catalog.list(until=day_ago, limit=1, participant="user7")
+            got = [i.session_id for i in page.recordings]
+            if got != expected_own or len(older.recordings) != 1:
                 raise SystemExit("the access preset's listing is not its own newest 50")
 
         async def sweep() -> None:

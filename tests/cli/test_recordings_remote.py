@@ -130,6 +130,9 @@ async def test_ls_reads_a_time_range_newest_first_and_says_what_it_left_out(
         (["--last", "1h", "--from-utc", "2026-01-01"], "give --from-utc or --last, not both"),
         (["--from-utc", "2026-03-02", "--to-utc", "2026-03-01T00:00:00Z"], "--to-utc must be"),
         (["--limit", "0"], "Invalid value for '--limit'"),
+        (["--last", "1000000d"], "the time range reaches past the dates"),
+        (["--to-utc", "9999-12-31"], "the time range reaches past the dates"),
+        (["--to-utc", "0001-01-01T00:00:00Z"], "the time range reaches past the dates"),
     ],
 )
 async def test_ls_refuses_a_bad_range_in_one_line(

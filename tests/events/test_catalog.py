@@ -11,10 +11,16 @@ import pytest
 
 from pyteleport.backend import Item
 from pyteleport.backend.memory import MemoryBackend
+from pyteleport.clock import FakeClock
 from pyteleport.errors import BadParameterError, ConnectionProblemError, NotFoundError
 from pyteleport.events.asciicast import Frame, Header, encode_frame, encode_header
 from pyteleport.events.catalog import PREFIX, CatalogedStore, RecordingCatalog, check_cursor
-from pyteleport.events.store import FileRecordingStore, RecordingInfo, RecordingStore
+from pyteleport.events.store import (
+    FileRecordingStore,
+    RecordingInfo,
+    RecordingStore,
+    complete_pending_uploads,
+)
 from tests.events.store_conformance import START, RecordingStoreConformance, make_recording
 
 
@@ -203,25 +209,12 @@ async def test_a_running_session_is_listed_from_its_first_part(tmp_path: Path) -
     assert len((await store.catalog.list()).recordings) == 1
 
 
-async def test_an_upload_the_catalog_cannot_take_fails_so_the_spool_keeps_it(
-    tmp_path: Path,
-) -> None:
-    class Down(MemoryBackend):
-        async def put(self, item: Item) -> Item:
-            raise ConnectionProblemError("database is locked")
-
-    store = catalogued(tmp_path / "records", Down())
-    path = await make_recording(tmp_path / "local", "s1")
-    with pytest.raises(ConnectionProblemError, match="database is locked"):
-        await store.upload("s1", path)
-    assert path.exists()
-
-
 async def test_a_participant_reads_only_the_sessions_they_took_part_in() -> None:
     backend = MemoryBackend()
     catalog = RecordingCatalog(backend)
     for n in range(6):
         await catalog.add(info(f"s{n}", at(n), user="joe" if n % 3 == 0 else "ann/x"))
+    await catalog.add(info("s8", at(8), user="50%"))  # quoted: no prefix of "50%25"
     shared = RecordingInfo(**{**_fields(info("s9", at(9))), "participants": ("ann/x", "joe")})
     await catalog.add(shared)
     joe = await catalog.list(participant="joe")
@@ -231,12 +224,133 @@ async def test_a_participant_reads_only_the_sessions_they_took_part_in() -> None
     rest = await catalog.list(participant="ann/x", limit=10, after=ann.next)
     assert [i.session_id for i in rest.recordings] == ["s4", "s2", "s1"]
     assert (await catalog.list(participant="ann")).recordings == []  # no prefix match
+    assert (await catalog.list(participant="50%25")).recordings == []
+    assert [i.session_id for i in (await catalog.list(participant="50%")).recordings] == ["s8"]
     # joe leaves the shared session's entry when it is catalogued again without him
     await catalog.add(RecordingInfo(**{**_fields(shared), "participants": ("ann/x",)}))
     assert [i.session_id for i in (await catalog.list(participant="joe")).recordings] == [
         "s3",
         "s0",
     ]
-    for n in (*range(6), 9):
+    for n in (*range(6), 8, 9):
         await catalog.remove(f"s{n}")
     assert await backend.get_range("/recordings/", "/recordings0") == []
+
+
+async def test_bounds_at_or_before_1970_take_in_everything_after_them_or_nothing() -> None:
+    catalog = RecordingCatalog(MemoryBackend())
+    for n in range(3):
+        await catalog.add(info(f"s{n}", at(n)))
+    long_ago = dt.datetime(1960, 1, 1, tzinfo=dt.UTC)
+    for since in (
+        long_ago,
+        dt.datetime(1, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+    ):
+        assert len((await catalog.list(since=since)).recordings) == 3
+        assert (await catalog.list(until=since)).recordings == []
+    assert [i async for i in catalog.started_before(long_ago)] == []
+
+
+async def test_a_filter_that_matches_little_is_read_a_bounded_part_at_a_time() -> None:
+    catalog = RecordingCatalog(MemoryBackend())
+    for n in range(30):
+        await catalog.add(info(f"s{n:02d}", at(n), node="rare" if n % 10 == 3 else "db1"))
+    rare: list[str] = []
+    after = ""
+    requests = 0
+    while requests < 20:
+        requests += 1
+        page = await catalog.list(
+            limit=50, want=lambda i: i.server_hostname == "rare", after=after, scan=4
+        )
+        rare += [i.session_id for i in page.recordings]
+        if not page.next:
+            break
+        after = page.next
+    assert rare == ["s23", "s13", "s03"]
+    assert requests >= 30 // 4  # no request read more than four entries
+
+
+async def test_next_is_given_only_when_another_wanted_recording_follows() -> None:
+    catalog = RecordingCatalog(MemoryBackend())
+    for n in range(5):
+        await catalog.add(info(f"s{n}", at(n), node="db1" if n >= 3 else "db2"))
+    page = await catalog.list(limit=2, want=lambda i: i.server_hostname == "db1")
+    assert [i.session_id for i in page.recordings] == ["s4", "s3"] and page.next == ""
+    page = await catalog.list(limit=2)
+    assert page.next != ""
+
+
+async def test_a_running_sessions_entry_keeps_up_with_it(tmp_path: Path) -> None:
+    class Flaky(MemoryBackend):
+        down = True
+
+        async def put(self, item: Item) -> Item:
+            if self.down:
+                raise ConnectionProblemError("database is locked")
+            return await super().put(item)
+
+    backend = Flaky()
+    clock = FakeClock(START)
+    store = CatalogedStore(
+        FileRecordingStore(tmp_path / "records"), RecordingCatalog(backend), clock
+    )
+    data = (await make_recording(tmp_path / "local", "s1", duration_s=1)).read_bytes()
+    await store.append_part("s1", 0, data)  # the catalog refuses it: tried with the next part
+    assert (await store.catalog.list()).recordings == []
+    backend.down = False
+    clock.advance(dt.timedelta(seconds=10))
+    await store.append_part("s1", len(data), b"x")
+    [entry] = (await store.catalog.list()).recordings
+    assert entry.duration_s == pytest.approx(10)
+    clock.advance(dt.timedelta(seconds=30))
+    await store.append_part("s1", len(data) + 1, b"x")  # written a moment ago: not again
+    assert (await store.catalog.get("s1")).duration_s == pytest.approx(10)
+    clock.advance(dt.timedelta(seconds=31))
+    await store.append_part("s1", len(data) + 2, b"x")
+    assert (await store.catalog.get("s1")).duration_s == pytest.approx(71)
+
+
+async def test_a_fill_that_failed_is_tried_again_until_it_succeeds(tmp_path: Path) -> None:
+    class Unreachable(FileRecordingStore):
+        failures = 2
+
+        async def list(self) -> list[RecordingInfo]:
+            if self.failures:
+                self.failures -= 1
+                raise ConnectionProblemError("the bucket cannot be reached")
+            return await super().list()
+
+    store = Unreachable(tmp_path / "records")
+    await store.upload("s1", await make_recording(tmp_path / "local", "s1"))
+    catalog = RecordingCatalog(MemoryBackend())
+    assert not await catalog.filled(store)
+    await asyncio.wait_for(catalog.fill_until_done(store, interval_s=0), timeout=10)
+    assert await catalog.filled(store) and store.failures == 0
+    assert [i.session_id for i in (await catalog.list()).recordings] == ["s1"]
+
+
+async def test_a_recording_left_in_the_spool_stays_there_until_it_is_catalogued(
+    tmp_path: Path,
+) -> None:
+    """An upload at the next start whose catalog entry the backend refuses leaves the file
+    in the spool, for the start after."""
+
+    class Down(MemoryBackend):
+        async def put(self, item: Item) -> Item:
+            raise ConnectionProblemError("database is locked")
+
+    class Events:
+        async def emit(self, event: str, fields: object, *, success: bool = True) -> None:
+            pass
+
+    spool = tmp_path / "streaming"
+    path = await make_recording(spool, "s1")
+    store = catalogued(tmp_path / "records", Down())
+    assert await complete_pending_uploads(spool, store, Events(), "example.com") == []
+    assert path.exists()
+    store = catalogued(tmp_path / "records")
+    assert await complete_pending_uploads(spool, store, Events(), "example.com") == ["s1"]
+    assert not path.exists()
+    assert [i.session_id for i in (await store.catalog.list()).recordings] == ["s1"]

@@ -19,8 +19,10 @@ from tests.events.store_conformance import make_recording
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
-def catalogued(directory: Path) -> CatalogedStore:
-    return CatalogedStore(FileRecordingStore(directory), RecordingCatalog(MemoryBackend()))
+async def catalogued(directory: Path) -> CatalogedStore:
+    store = CatalogedStore(FileRecordingStore(directory), RecordingCatalog(MemoryBackend()))
+    await store.catalog.fill(store.store)  # as the auth service's start does
+    return store
 
 
 class Events:
@@ -34,7 +36,7 @@ class Events:
 async def test_only_recordings_past_the_retention_are_removed_and_each_is_audited(
     tmp_path: Path,
 ) -> None:
-    store = catalogued(tmp_path / "records")
+    store = await catalogued(tmp_path / "records")
     for sid, age_days in (("old", 100), ("edge", 89), ("new", 1)):
         start = NOW - dt.timedelta(days=age_days)
         await store.upload(sid, await make_recording(tmp_path / "local", sid, start=start))
@@ -51,7 +53,7 @@ async def test_only_recordings_past_the_retention_are_removed_and_each_is_audite
 async def test_the_search_index_goes_with_the_recordings_and_so_do_unrecorded_sessions_lines(
     tmp_path: Path,
 ) -> None:
-    store = catalogued(tmp_path / "records")
+    store = await catalogued(tmp_path / "records")
     index = RecordingIndex(MemoryBackend(), FakeClock(NOW))
 
     async def indexed(sid: str, age_days: float, last_line_s: int = 60) -> None:
@@ -87,7 +89,7 @@ async def test_a_stray_key_in_the_index_does_not_stop_the_sweep(tmp_path: Path) 
     index = RecordingIndex(backend, FakeClock(NOW))
     await backend.put(Item(key="/recordings/textindex/junk", value=b"{}"))
     await backend.put(Item(key="/recordings/textindex/00000000000000001/s1/x", value=b"["))
-    store = catalogued(tmp_path / "records")
+    store = await catalogued(tmp_path / "records")
     sweeper = RecordingRetention(
         store, Events(), FakeClock(NOW), dt.timedelta(days=90), index=index
     )
@@ -96,3 +98,24 @@ async def test_a_stray_key_in_the_index_does_not_stop_the_sweep(tmp_path: Path) 
     assert [i.key for i in await backend.get_range("/recordings/", "/recordings0")] == [
         "/recordings/textindex/junk"
     ]
+
+
+async def test_no_search_lines_go_before_the_stores_older_recordings_are_catalogued(
+    tmp_path: Path,
+) -> None:
+    """A stored recording that is not catalogued yet (its store could not be read at the
+    start) would look unrecorded: its lines stay until the catalog knows it."""
+    files = FileRecordingStore(tmp_path / "records")
+    start = NOW - dt.timedelta(days=10)
+    await files.upload("s1", await make_recording(tmp_path / "local", "s1", start=start))
+    index = RecordingIndex(MemoryBackend(), FakeClock(NOW))
+    text = SessionTextIndex(index, IndexedSession("s1", "joe", "root", "db1", start, ()))
+    text.line(0, "output", "s1 says hello")
+    await text.flush(1000, final=True)
+    store = CatalogedStore(files, RecordingCatalog(MemoryBackend()))
+    sweeper = RecordingRetention(store, Events(), FakeClock(NOW), dt.timedelta(days=5), index=index)
+    assert await sweeper.sweep() == []
+    assert len((await index.search("says hello")).hits) == 1
+    await store.catalog.fill(files)
+    assert await sweeper.sweep() == ["s1"]  # catalogued: now past the retention, it goes
+    assert (await index.search("says hello")).hits == []

@@ -103,7 +103,7 @@ class AuthServer:
         )
         # Where finished session recordings live, catalogued; None: this auth service keeps none.
         self.recordings = (
-            CatalogedStore(recordings, RecordingCatalog(backend))
+            CatalogedStore(recordings, RecordingCatalog(backend), self.clock)
             if recordings is not None
             else None
         )
@@ -136,11 +136,11 @@ class AuthServer:
             try:
                 await server.recordings.catalog.fill(server.recordings.store)
             except (TeleportError, OSError) as exc:
-                # Recordings stored from now on are listed; the older ones after a start that
-                # manages to catalogue them.
+                # Recordings stored from now on are listed; the older ones once a retry
+                # (every minute, by the process) catalogues them.
                 log.warning(
-                    "could not list the recordings of %s (they are not listed until a start "
-                    "catalogues them): %s",
+                    "could not list the recordings of %s (they are not listed until they are "
+                    "catalogued, tried again every minute): %s",
                     server.recordings.name,
                     exc,
                 )

@@ -202,6 +202,15 @@ def _ls_options(fn: Any) -> Any:
 
 def _ls_range(from_utc: str, to_utc: str, last: str) -> tuple[dt.datetime, dt.datetime | None]:
     """``[since, until)`` of ``recordings ls``; until None: up to now."""
+    try:
+        return _ls_range_of(from_utc, to_utc, last)
+    except OverflowError:  # --last 1000000d, --to-utc 9999-12-31 (the day after is no date)
+        raise BadParameterError(
+            "the time range reaches past the dates a computer keeps (years 1 to 9999)"
+        ) from None
+
+
+def _ls_range_of(from_utc: str, to_utc: str, last: str) -> tuple[dt.datetime, dt.datetime | None]:
     if last and from_utc:
         raise BadParameterError("give --from-utc or --last, not both")
     now = dt.datetime.now(dt.UTC)
@@ -259,10 +268,7 @@ def _ls(
         )
         older = False
         if not (from_utc or last):  # the default range: say if it hides older recordings
-            before = await listing.list_recordings(
-                client, until=since, limit=1, node=node, labels=selector
-            )
-            older = bool(before.recordings)
+            older = await listing.any_recording(client, until=since, node=node, labels=selector)
         return found, older
 
     found, older = call(fetch)

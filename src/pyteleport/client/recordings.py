@@ -56,14 +56,7 @@ async def list_recordings(
 ) -> Listing:
     """The newest ``limit`` recordings that started in ``[since, until)``, on ``node`` and on
     a node with every one of ``labels``: as many pages as that takes."""
-    params: dict[str, Any] = {
-        "node": node,
-        "labels": ",".join(f"{k}={v}" for k, v in (labels or {}).items()),
-    }
-    if since is not None:
-        params["since"] = format_time(since)
-    if until is not None:
-        params["until"] = format_time(until)
+    params = _params(since, until, node, labels)
     found: list[RecordingInfo] = []
     after = ""
     while True:
@@ -75,11 +68,41 @@ async def list_recordings(
             }
         )
         found += [info_from_wire(item) for item in page.recordings]
-        if not page.next or not page.recordings:
+        if not page.next:
             return Listing(found, more=False)
         if len(found) >= limit:
             return Listing(found, more=True)
-        after = page.next
+        after = page.next  # a page may hold none: the server reads a bounded number a time
+
+
+def _params(
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    node: str,
+    labels: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "node": node,
+        "labels": ",".join(f"{k}={v}" for k, v in (labels or {}).items()),
+    }
+    if since is not None:
+        params["since"] = format_time(since)
+    if until is not None:
+        params["until"] = format_time(until)
+    return params
+
+
+async def any_recording(
+    client: AuthClient,
+    *,
+    until: dt.datetime,
+    node: str = "",
+    labels: Mapping[str, str] | None = None,
+) -> bool:
+    """True if one answer shows a recording that started before ``until`` (a single request:
+    with filters that match little, False may only mean none was found in what it read)."""
+    page = await client.list_recordings({**_params(None, until, node, labels), "limit": 1})
+    return bool(page.recordings)
 
 
 def human_time(value: dt.datetime) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -31,7 +32,14 @@ from pathlib import Path
 
 from pyteleport.backend import Backend, Item, prefix_end
 from pyteleport.backend.base import check_key
-from pyteleport.errors import AlreadyExistsError, BadParameterError, NotFoundError, RecordingError
+from pyteleport.clock import Clock, SystemClock
+from pyteleport.errors import (
+    AlreadyExistsError,
+    BadParameterError,
+    NotFoundError,
+    RecordingError,
+    TeleportError,
+)
 from pyteleport.events.recordingfile import header_and_duration_of
 from pyteleport.events.store import (
     RecordingInfo,
@@ -49,7 +57,9 @@ SESSIONS = "/recordings/catalog-sessions/"
 BY_PARTICIPANT = "/recordings/catalog-participants/"
 FILLED = "/recordings/catalog-filled/"
 PAGE = 500  # entries read at a time
-FILL_BATCH = 200  # entries written in one transaction by a fill
+SCAN_BUDGET = 10 * PAGE  # entries one listing request reads at most
+FILL_BATCH = 200  # recordings written in one transaction by a fill
+LIVE_REFRESH_S = 60.0  # a running session's entry is brought up to date this often
 _LAST_US = 10**17 - 1
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _CURSOR = re.compile(r"[0-9]{17}/[A-Za-z0-9._-]{1,128}")
@@ -92,13 +102,17 @@ class RecordingCatalog:
             old = (await self._backend.get(pointer.key)).value.decode().split("\n")
         except NotFoundError:
             old = []
-        # The pointer first: one left by a crash before its entries are written points at
-        # nothing, which a removal takes in its stride; an entry without its pointer could not
-        # be removed.
+        stale = [key for key in old if key not in {e.key for e in entries}]
+        # The pointer first, naming every key the session may have: one left by a crash
+        # before its entries are written points at nothing, which a removal takes in its
+        # stride, while an entry that no pointer names could never be removed.
+        if stale:
+            both = "\n".join([e.key for e in entries] + stale).encode()
+            await self._backend.put(Item(key=pointer.key, value=both))
+            for key in stale:
+                with contextlib.suppress(NotFoundError):
+                    await self._backend.delete(key)
         await self._backend.put(pointer)
-        for key in set(old) - {e.key for e in entries}:
-            with contextlib.suppress(NotFoundError):
-                await self._backend.delete(key)
         for entry in entries:
             await self._backend.put(entry)
 
@@ -129,31 +143,44 @@ class RecordingCatalog:
         want: Callable[[RecordingInfo], bool] | None = None,
         after: str = "",
         participant: str = "",
+        scan: int = SCAN_BUDGET,
     ) -> CatalogPage:
         """The newest ``limit`` recordings that started in ``[since, until)`` and that
         ``want``, after the cursor ``after`` (a previous page's ``next``); only those of
         sessions ``participant`` took part in, if given (read from their own keys: a user of
-        few sessions among many does not have the others read)."""
+        few sessions among many does not have the others read).
+
+        At most ``scan`` entries are read: a page that stops there has fewer recordings than
+        ``limit`` and a ``next`` to go on from, so a filter that matches little costs a caller
+        several requests, never one unbounded one."""
         if limit < 1:
             raise BadParameterError(f"bad recordings limit {limit}: expected 1 or more")
         prefix = _participant_prefix(participant) if participant else PREFIX
         start, end = _range(since, until, prefix)
         if after:
             start = max(start, prefix + check_cursor(after) + "\x01")
-        found: list[tuple[str, RecordingInfo]] = []
+        found: list[RecordingInfo] = []
+        last_found = last_read = ""
+        scanned = 0
         while start < end:
             page = await self._backend.get_range(start, end, limit=PAGE)
             for item in page:
+                if scanned == scan:
+                    cursor = last_found if len(found) == limit else last_read
+                    return CatalogPage(found, cursor[len(prefix) :])
+                scanned += 1
+                last_read = item.key
                 info = _decode(item)
                 if info is None or (want is not None and not want(info)):
                     continue
-                if len(found) == limit:
-                    return CatalogPage([i for _, i in found], found[-1][0][len(prefix) :])
-                found.append((item.key, info))
+                if len(found) == limit:  # one more is wanted: the next page starts there
+                    return CatalogPage(found, last_found[len(prefix) :])
+                found.append(info)
+                last_found = item.key
             if len(page) < PAGE:
                 break
             start = page[-1].key + "\x01"  # keys hold no NUL: just after the last one read
-        return CatalogPage([i for _, i in found], "")
+        return CatalogPage(found, "")
 
     async def started_before(self, cutoff: dt.datetime) -> AsyncIterator[RecordingInfo]:
         """Every recording that started before ``cutoff``, newest first, a page at a time (an
@@ -169,16 +196,31 @@ class RecordingCatalog:
                 return
             start = page[-1].key + "\x01"
 
+    async def filled(self, store: RecordingStore) -> bool:
+        """True once what ``store`` held before the catalog is catalogued."""
+        try:
+            await self._backend.get(_marker(store))
+        except NotFoundError:
+            return False
+        return True
+
+    async def fill_until_done(self, store: RecordingStore, interval_s: float) -> None:
+        """:meth:`fill`, tried again every ``interval_s`` until it succeeds (a store that
+        could not be reached at the start)."""
+        while True:
+            try:
+                await self.fill(store)
+                return
+            except (TeleportError, OSError) as exc:
+                log.warning("could not catalogue the recordings of %s yet: %s", store.name, exc)
+            await asyncio.sleep(interval_s)
+
     async def fill(self, store: RecordingStore) -> int:
         """Catalogue what ``store`` held before the catalog existed, once per store (by its
         name); the number of recordings added. Safe to run again after an interruption, and
         from several processes at once."""
-        marker = FILLED + hashlib.sha256(store.name.encode()).hexdigest()
-        try:
-            await self._backend.get(marker)
+        if await self.filled(store):
             return 0
-        except NotFoundError:
-            pass
         infos = await store.list()
         for first in range(0, len(infos), FILL_BATCH):
             items = [
@@ -189,7 +231,7 @@ class RecordingCatalog:
             except AlreadyExistsError:  # some are catalogued already (another process, a retry)
                 for item in items:
                     await self._backend.put(item)
-        await self._backend.put(Item(key=marker, value=store.name.encode()))
+        await self._backend.put(Item(key=_marker(store), value=store.name.encode()))
         if infos:
             log.info("catalogued %d recording(s) of %s", len(infos), store.name)
         return len(infos)
@@ -199,10 +241,23 @@ def _range(
     since: dt.datetime | None, until: dt.datetime | None, prefix: str = PREFIX
 ) -> tuple[str, str]:
     """The keys under ``prefix`` of the recordings that started in ``[since, until)``: a later
-    start has a smaller key, so ``until`` bounds the range from below."""
-    start = prefix if until is None else f"{prefix}{_LAST_US - _micros(until) + 1:017d}"
-    end = prefix_end(prefix) if since is None else f"{prefix}{_LAST_US - _micros(since) + 1:017d}"
+    start has a smaller key, so ``until`` bounds the range from below. A bound at or before
+    1970 (the first key) takes in everything after it, or nothing before it."""
+    start = prefix if until is None else _bound(until, prefix)
+    end = prefix_end(prefix) if since is None else _bound(since, prefix)
     return start, end
+
+
+def _bound(value: dt.datetime, prefix: str) -> str:
+    """The first key of a start earlier than ``value``."""
+    first_earlier = _LAST_US - _micros(value) + 1
+    if first_earlier > _LAST_US:  # nothing starts before 1970
+        return prefix_end(prefix)
+    return f"{prefix}{first_earlier:017d}"
+
+
+def _marker(store: RecordingStore) -> str:
+    return FILLED + hashlib.sha256(store.name.encode()).hexdigest()
 
 
 def _participant_prefix(name: str) -> str:
@@ -233,10 +288,16 @@ def _decode(item: Item) -> RecordingInfo | None:
 class CatalogedStore:
     """A :class:`RecordingStore` whose recordings are catalogued as they come and go."""
 
-    def __init__(self, store: RecordingStore, catalog: RecordingCatalog) -> None:
+    def __init__(
+        self, store: RecordingStore, catalog: RecordingCatalog, clock: Clock | None = None
+    ) -> None:
         self.store = store
         self.catalog = catalog
         self.name = store.name
+        self._clock = clock or SystemClock()
+        # Running sessions whose parts this store takes: their entry, and when it was last
+        # written (None: not yet, the catalog refused it).
+        self._live: dict[str, tuple[RecordingInfo, float | None]] = {}
 
     @property
     def live_parts(self) -> bool:
@@ -250,20 +311,39 @@ class CatalogedStore:
         await self.store.check()
 
     async def append_part(self, session_id: str, offset: int, data: bytes) -> None:
+        """The part goes to the store; the session's entry is written from its first part
+        (the meta frame), so the running session is listed, and so is one whose proxy never
+        comes back to store it whole. While it runs, its duration is brought up to date every
+        :data:`LIVE_REFRESH_S`; an entry the catalog refused is tried again with the next
+        part."""
         await self.store.append_part(session_id, offset, data)
-        if offset != 0:
+        now_s = self._clock.monotonic()
+        if offset == 0:
+            try:
+                header, duration_s = await asyncio.to_thread(header_and_duration_of, data)
+            except (BadParameterError, ValueError) as exc:
+                log.warning("session %s: its first part names no session: %s", session_id, exc)
+                return
+            self._live[session_id] = (info_from_header(header, duration_s), None)
+        if session_id not in self._live:
             return
-        # The first part holds the meta frame: the running session is listed from now on, as
-        # is one whose proxy never comes back to store it whole.
+        info, written_s = self._live[session_id]
+        if written_s is not None and now_s - written_s < LIVE_REFRESH_S:
+            return
+        running_s = (self._clock.now() - info.timestamp).total_seconds()
+        info = dataclasses.replace(info, duration_s=max(info.duration_s, running_s))
         try:
-            header, duration_s = await asyncio.to_thread(header_and_duration_of, data)
-            await self.catalog.add(info_from_header(header, duration_s))
+            await self.catalog.add(info)
         except Exception as exc:  # the listing is a convenience: never the session's end
             log.warning("session %s: cannot list its recording yet: %s", session_id, exc)
+            self._live[session_id] = (info, written_s)
+            return
+        self._live[session_id] = (info, now_s)
 
     async def upload(self, session_id: str, path: Path) -> str:
         """Stored, then catalogued: a failure to catalogue fails the upload, so the spool keeps
         the file and the next attempt does both."""
+        self._live.pop(session_id, None)  # the session is over, stored or not
         url = await self.store.upload(session_id, path)
         try:
             info = await asyncio.to_thread(read_info, path)

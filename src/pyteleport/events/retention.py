@@ -70,9 +70,10 @@ class RecordingRetention:
             removed.append(info.session_id)
         if removed:
             log.info("removed %d recording(s) past their retention", len(removed))
-        if self._index is not None:
+        if self._index is not None and await self._store.catalog.filled(self._store.store):
             # The lines of sessions whose recording was never stored: nothing above removed
             # them, and what a session showed is kept no longer than its recording would be.
+            # (Not before the store's older recordings are catalogued: theirs would look so.)
             unrecorded = await self._index.prune(cutoff, kept)
             if unrecorded:
                 log.info(

@@ -63,7 +63,9 @@ class S3RecordingStore:
 
     def __init__(self, location: S3Location) -> None:
         self.location = location
-        self.name = f"s3://{location.bucket}/{location.prefix}".rstrip("/")
+        self.name = f"s3://{location.bucket}/{location.prefix}".rstrip("/") + (
+            f"?endpoint={location.endpoint}" if location.endpoint else ""
+        )
         # Body bytes of the requests the store took (parts, recordings, listing entries);
         # parts copied inside S3 count nothing.
         self.bytes_sent = 0

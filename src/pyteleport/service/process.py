@@ -58,6 +58,7 @@ log = logging.getLogger("pyteleport")
 ADMIN_IDENTITY_TTL = dt.timedelta(days=30)
 SERVER_CERT_TTL = dt.timedelta(days=365)
 SHUTDOWN_TIMEOUT_S = 10.0
+CATALOG_FILL_RETRY_S = 60.0
 
 
 def _dial_host(host: str) -> str:
@@ -93,6 +94,8 @@ class TeleportProcess:
         self._servers: list[HttpsServer] = []
         self._ending: SessionsEnding | None = None
         self._retention: asyncio.Task[None] | None = None  # the recordings retention sweeper
+        # Catalogues the store's older recordings when the start could not (store unreachable).
+        self._catalog_fill: asyncio.Task[None] | None = None
         self.ssh_proxy: ProxySSHService | None = None
         self.auth_port = 0
         self.web_port = 0
@@ -146,6 +149,11 @@ class TeleportProcess:
             if self.metrics is not None:
                 self.auth.metrics = self.metrics
             await self._finish_uploads()
+            stored = self.auth.recordings
+            if stored is not None and not await stored.catalog.filled(stored.store):
+                self._catalog_fill = asyncio.get_running_loop().create_task(
+                    stored.catalog.fill_until_done(stored.store, CATALOG_FILL_RETRY_S)
+                )
             retention = cfg.auth_service.recordings_retention
             if retention is not None and self.auth.recordings is not None:
                 sweeper = RecordingRetention(
@@ -405,11 +413,12 @@ class TeleportProcess:
         )
 
     async def aclose(self) -> None:
-        if self._retention is not None:
-            self._retention.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retention
-            self._retention = None
+        for task in (self._retention, self._catalog_fill):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._retention = self._catalog_fill = None
         if self.ssh_proxy is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.ssh_proxy.aclose(), SHUTDOWN_TIMEOUT_S)
