@@ -354,3 +354,23 @@ async def test_a_recording_left_in_the_spool_stays_there_until_it_is_catalogued(
     assert await complete_pending_uploads(spool, store, Events(), "example.com") == ["s1"]
     assert not path.exists()
     assert [i.session_id for i in (await store.catalog.list()).recordings] == ["s1"]
+
+
+async def test_an_entry_whose_keys_changed_can_be_removed_after_a_failure_half_way() -> None:
+    class Failing(MemoryBackend):
+        fail = False
+
+        async def delete(self, key: str) -> None:
+            if self.fail:
+                raise ConnectionProblemError("database is locked")
+            await super().delete(key)
+
+    backend = Failing()
+    catalog = RecordingCatalog(backend)
+    await catalog.add(info("s1", at(0), user="joe"))
+    backend.fail = True
+    with pytest.raises(ConnectionProblemError):  # joe's key was to go: it could not
+        await catalog.add(RecordingInfo(**{**_fields(info("s1", at(0))), "participants": ("ann",)}))
+    backend.fail = False
+    await catalog.remove("s1")
+    assert await backend.get_range("/recordings/", "/recordings0") == []
