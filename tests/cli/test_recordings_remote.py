@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from pyteleport.events.catalog import CatalogedStore
+from pyteleport.model.role import role_from_dict
+from pyteleport.model.user import User
+from tests.auth import apiserver
 from tests.auth.apiserver import AuthAPI, serve_auth_api
 from tests.events.store_conformance import make_recording
 
@@ -143,6 +147,33 @@ async def test_ls_refuses_a_bad_range_in_one_line(
     assert code != 0 and out == ""
     assert message in err
     assert "Traceback" not in err
+
+
+async def test_reindex_lists_a_recording_put_into_the_store_by_hand(
+    api: AuthAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a role with an update rule on sessions reindexes (none of the presets has one)."""
+    rule = {"resources": ["session"], "verbs": ["update"]}
+    role = {"kind": "role", "version": "v7", "metadata": {"name": "operator"}}
+    await api.server.roles.create(role_from_dict({**role, "spec": {"allow": {"rules": [rule]}}}))
+    await api.server.users.create(User(name="operator", roles=("operator",)))
+    monkeypatch.setitem(apiserver.USERS, "operator", ("operator",))
+    assert isinstance(api.store, CatalogedStore)
+    copied = await make_recording(tmp_path / "local", "copied", start=dt.datetime.now(dt.UTC))
+    await api.store.store.upload("copied", copied)  # the store alone, as a copy by hand
+    api.login_profile(tmp_path / "home", "auditor")
+    _, out, _ = await run(tmp_path / "home", "tsh", "recordings", "ls")
+    assert "copied" not in out
+    code, _, err = await run(tmp_path / "home", "tctl", "recordings", "reindex")
+    assert (code, err) == (1, 'ERROR: access denied to perform action "update" on "session"\n')
+    api.login_profile(tmp_path / "operator", "operator")
+    code, out, err = await run(tmp_path / "operator", "tctl", "recordings", "reindex")
+    assert (code, out) == (
+        0,
+        "1 recording(s) listed anew, 0 no longer listed (not in the store)\n",
+    ), err
+    _, out, _ = await run(tmp_path / "home", "tsh", "recordings", "ls")
+    assert sids(out) == ["copied"]
 
 
 async def test_play_by_id_fetches_the_recording(api: AuthAPI, tmp_path: Path) -> None:

@@ -374,3 +374,17 @@ async def test_an_entry_whose_keys_changed_can_be_removed_after_a_failure_half_w
     backend.fail = False
     await catalog.remove("s1")
     assert await backend.get_range("/recordings/", "/recordings0") == []
+
+
+async def test_reconcile_lists_what_the_store_holds_and_nothing_else(tmp_path: Path) -> None:
+    store = catalogued(tmp_path / "records")
+    for sid in ("kept", "gone"):
+        await store.upload(sid, await make_recording(tmp_path / sid, sid))
+    # By hand: one recording copied into the store, one removed from it.
+    await store.store.upload("copied", await make_recording(tmp_path / "c", "copied", start=at(5)))
+    (tmp_path / "records" / "gone.rec").unlink()
+    added, removed = await store.catalog.reconcile(store.store)
+    assert (added, removed) == (["copied"], ["gone"])
+    assert [i.session_id for i in (await store.catalog.list()).recordings] == ["copied", "kept"]
+    assert await store.catalog.reconcile(store.store) == ([], [])  # nothing left to do
+    assert await store.catalog.filled(store.store)

@@ -362,6 +362,10 @@ class AuthClient(_Base):
         ``labels``, ``after``: the previous page's ``next``)."""
         return await self._get("/v1/recordings", wire.RecordingsResponse, params)
 
+    async def reindex_recordings(self) -> wire.ReindexResponse:
+        response = await self._request("POST", "/v1/recordings/reindex")
+        return _parse(response, wire.ReindexResponse)
+
     async def search_recordings(self, params: Mapping[str, Any]) -> wire.SearchResponse:
         return await self._get("/v1/recording-search", wire.SearchResponse, params)
 

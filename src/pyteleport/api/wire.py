@@ -324,6 +324,11 @@ class SearchResponse(Strict):
     truncated: bool = False  # more lines matched
 
 
+class ReindexResponse(Strict):
+    added: list[str]  # sessions catalogued anew, or again with a changed entry
+    removed: list[str]  # sessions whose recording is not in the store
+
+
 class RecordingsResponse(Strict):
     recordings: list[Recording]
     next: str = ""  # the ``after`` of the next page; "" after the last

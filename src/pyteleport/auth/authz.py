@@ -386,6 +386,13 @@ class AuthorizedAuth:
             participant="" if everyone else self.identity.username,
         )
 
+    async def reindex_recordings(self) -> tuple[list[str], list[str]]:
+        """The catalog made to list what the store holds: the session ids catalogued anew (or
+        again) and those whose entry went."""
+        await self._check("session", "update")
+        store = self._recordings()
+        return await store.catalog.reconcile(store.store)
+
     async def search_recordings(
         self, text: str, user: str, node: str, since: dt.datetime | None, limit: int
     ) -> SearchResults:

@@ -328,6 +328,11 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
             ],
         )
 
+    @router.post("/recordings/reindex")
+    async def reindex_recordings(auth: Caller) -> wire.ReindexResponse:
+        added, removed = await auth.reindex_recordings()
+        return wire.ReindexResponse(added=added, removed=removed)
+
     @router.get("/recording-search")
     async def search_recordings(
         auth: Caller,

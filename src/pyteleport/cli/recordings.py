@@ -374,6 +374,17 @@ def tctl_recordings_search(
     _search(conn.call, text, user, node, since, fmt)
 
 
+@tctl_recordings.command("reindex")
+@click.pass_obj
+def tctl_recordings_reindex(conn: AuthConnection) -> None:
+    """Make the listing match the recording store (after recordings were put there by hand)."""
+    answer: wire.ReindexResponse = conn.call(lambda c: c.reindex_recordings())
+    click.echo(
+        f"{len(answer.added)} recording(s) listed anew, {len(answer.removed)} no longer "
+        "listed (not in the store)"
+    )
+
+
 @tctl_recordings.command("verify")
 @click.argument("session_id", required=False)
 @click.option("--all", "every", is_flag=True, help="Verify every recording.")

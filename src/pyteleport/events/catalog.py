@@ -18,6 +18,7 @@ participant (what a user who sees only their own sessions reads),
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import dataclasses
 import datetime as dt
@@ -195,6 +196,33 @@ class RecordingCatalog:
             if len(page) < PAGE:
                 return
             start = page[-1].key + "\x01"
+
+    async def reconcile(
+        self, store: RecordingStore
+    ) -> tuple[builtins.list[str], builtins.list[str]]:
+        """Make the catalog list what ``store`` holds (``tctl recordings reindex``): the
+        sessions catalogued anew or again (missing, or their entry out of date) and those whose
+        entry went (their recording is not in the store). The catalog is read before the store,
+        so a recording stored meanwhile is not taken for one that is gone."""
+        catalogued: dict[str, RecordingInfo] = {}
+        after = ""
+        while True:
+            page = await self.list(limit=PAGE, after=after)
+            catalogued.update((i.session_id, i) for i in page.recordings)
+            if not page.next:
+                break
+            after = page.next
+        held = await store.list()
+        added = []
+        for info in held:
+            if catalogued.get(info.session_id) != info:
+                await self.add(info)
+                added.append(info.session_id)
+        removed = sorted(set(catalogued) - {i.session_id for i in held})
+        for session_id in removed:
+            await self.remove(session_id)
+        await self._backend.put(Item(key=_marker(store), value=store.name.encode()))
+        return added, removed
 
     async def filled(self, store: RecordingStore) -> bool:
         """True once what ``store`` held before the catalog is catalogued."""
