@@ -26,6 +26,7 @@ from pyteleport.errors import (
 
 T = TypeVar("T", bound=BaseModel)
 TIMEOUT_S = 30.0
+REINDEX_TIMEOUT_S = 3600.0
 
 
 def client_ssl_context(
@@ -88,6 +89,7 @@ class _Base:
         *,
         body: BaseModel | None = None,
         params: Mapping[str, Any] | None = None,
+        timeout_s: float = TIMEOUT_S,
     ) -> httpx.Response:
         try:
             response = await self._http.request(
@@ -95,6 +97,7 @@ class _Base:
                 path,
                 json=body.model_dump() if body is not None else None,
                 params=params,
+                timeout=timeout_s,
             )
         except httpx.ConnectError as exc:
             cause = exc.__cause__ or exc.__context__
@@ -115,7 +118,7 @@ class _Base:
             ) from exc
         except httpx.TimeoutException as exc:
             raise ConnectionProblemError(
-                f"the {self._what} at {self._base_url} did not answer in {TIMEOUT_S:.0f}s"
+                f"the {self._what} at {self._base_url} did not answer in {timeout_s:.0f}s"
             ) from exc
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             # With TLS 1.3 a server checks the client certificate after the handshake, and
@@ -363,7 +366,10 @@ class AuthClient(_Base):
         return await self._get("/v1/recordings", wire.RecordingsResponse, params)
 
     async def reindex_recordings(self) -> wire.ReindexResponse:
-        response = await self._request("POST", "/v1/recordings/reindex")
+        # The whole store is listed: minutes for a large bucket.
+        response = await self._request(
+            "POST", "/v1/recordings/reindex", timeout_s=REINDEX_TIMEOUT_S
+        )
         return _parse(response, wire.ReindexResponse)
 
     async def search_recordings(self, params: Mapping[str, Any]) -> wire.SearchResponse:
