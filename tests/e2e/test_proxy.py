@@ -1008,11 +1008,18 @@ def test_unix_socket_forwarding_is_refused_with_a_message(guide: Guide, tmp_path
     proc = subprocess.Popen(argv, env=guide.client.env(), stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 20
-        while not local.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        with socketlib.socket(socketlib.AF_UNIX) as client:
-            client.connect(str(local))
-            assert client.recv(10) == b""  # the proxy refused the channel: closed at once
+        while time.monotonic() < deadline:
+            # ssh binds the socket (the file appears) a moment before it listens on it.
+            with socketlib.socket(socketlib.AF_UNIX) as client:
+                try:
+                    client.connect(str(local))
+                except (FileNotFoundError, ConnectionRefusedError):
+                    time.sleep(0.1)
+                    continue
+                assert client.recv(10) == b""  # the proxy refused the channel: closed at once
+                break
+        else:
+            raise AssertionError(f"ssh -L never listened on {local}")
     finally:
         proc.terminate()
         try:
