@@ -174,7 +174,7 @@ def _ls_options(fn: Any) -> Any:
                 "from_utc",
                 default="",
                 help="Start of the time range: 2006-01-02 or an RFC 3339 time. "
-                "Default: 24 hours ago.",
+                "Default: 24 hours before its end.",
             ),
             click.option(
                 "--to-utc",
