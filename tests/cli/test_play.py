@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,36 @@ def test_arrows_seek_and_ctrl_c_quits(tmp_path: Path) -> None:
     assert "never-shown" not in (child.before or "")
     child.close()
     assert child.exitstatus == 0
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_all_of_a_large_output_reaches_a_slow_non_blocking_pipe(
+    tmp_path: Path, unbuffered: str
+) -> None:
+    # A pipe whose writing end its maker left non-blocking takes at most its 64 KiB a write,
+    # however fast it is read; what it could not take yet must still arrive (it was dropped
+    # without a word under PYTHONUNBUFFERED=1, and an error stopped the output otherwise).
+    lines = [f"{n}\r\n" for n in range(100_000)]
+    frames = [(i / 1000, "".join(lines[i * 1000 : (i + 1) * 1000])) for i in range(100)]
+    path = write_recording(tmp_path / "big.cast", frames)
+    expected = "".join(lines).encode()
+    for fmt in ("text", "json"):
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+        with subprocess.Popen(
+            [*TSH, "play", str(path), "--format", fmt],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        ) as proc:
+            os.close(write_end)
+            with os.fdopen(read_end, "rb") as reader:
+                out = reader.read()
+            assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+        if fmt == "text":
+            assert out == expected
+        else:
+            printed = [json.loads(line) for line in out.decode().splitlines()]
+            assert "".join(e["data"] for e in printed if e["event"] == "print") == expected.decode()

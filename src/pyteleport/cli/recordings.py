@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import select
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -58,9 +59,29 @@ def _read_target(target: str) -> bytes:
 
 
 def _write_stdout(text: str) -> None:
-    # Bytes, not click.echo: a recording holds any character and the locale may not.
-    sys.stdout.buffer.write(text.encode("utf-8", "replace"))
-    sys.stdout.buffer.flush()
+    """Write all of ``text`` to stdout, whatever kind of file stdout is.
+
+    Bytes, not click.echo: a recording holds any character and the locale may not. Straight to
+    the file descriptor, in a loop: a stdout left non-blocking by the program that made the pipe
+    takes only what the pipe has room for (64 KiB) per write, and Python's own writers then
+    either drop the rest without a word (unbuffered, PYTHONUNBUFFERED=1) or fail.
+    """
+    data = text.encode("utf-8", "replace")
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (captured): no such limit
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])  # until the reader makes room
+            continue
+        view = view[written:]
 
 
 @click.command("play")
