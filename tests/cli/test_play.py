@@ -88,7 +88,10 @@ def test_a_file_that_is_no_recording(tmp_path: Path) -> None:
     (tmp_path / "junk.cast").write_text("hello\n")
     result = tsh("play", str(tmp_path / "junk.cast"))
     assert result.returncode == 1
-    assert result.stderr.startswith("ERROR: not an asciicast recording")
+    assert result.stderr == (
+        "ERROR: not a recording: neither a chunked recording nor asciicast (its first line is "
+        "no JSON header)\n"
+    )
 
 
 def test_space_pauses_and_resumes(tmp_path: Path) -> None:

@@ -1049,7 +1049,7 @@ def test_max_session_ttl_of_the_roles_ends_a_long_session(
     assert event["exitError"].startswith("ended by the proxy: session exceeded the maximum length")
 
 
-def test_tctl_recordings_verify_finds_a_changed_byte(guide: Guide) -> None:
+def test_tctl_recordings_verify_finds_a_changed_byte_and_a_missing_file(guide: Guide) -> None:
     assert guide.ssh("echo to-be-verified").code == 0
     [path] = guide.wait_recordings()
     res = guide.cluster.tctl("recordings", "verify", path.stem)
@@ -1057,12 +1057,26 @@ def test_tctl_recordings_verify_finds_a_changed_byte(guide: Guide) -> None:
     assert res.out.startswith(f"{path.stem}: intact (") and "1 signed checkpoint(s))" in res.out
     [point] = guide.wait_events("session.checkpoint")
     assert point["code"] == "TPC00I" and point["final"] is True and point["sid"] == path.stem
+    assert guide.ssh("echo to-be-removed").code == 0
+    [gone] = [p for p in guide.wait_recordings(2) if p != path]
     data = bytearray(path.read_bytes())
     data[-40] ^= 0x01  # inside the last chunk's body
     path.write_bytes(bytes(data))
+    gone.unlink()  # by hand: the listing still names it
     res = guide.cluster.tctl("recordings", "verify", "--all")
     assert res.code == 1
-    assert res.out.startswith(f"{path.stem}: chunk ") and "hash mismatch" in res.out, res.text
+    # One line for each recording: the missing one does not hide the changed one.
+    lines = dict(line.split(": ", 1) for line in res.out.splitlines())
+    assert set(lines) == {path.stem, gone.stem}, res.text
+    assert lines[path.stem].startswith("chunk ") and "hash mismatch" in lines[path.stem]
+    assert lines[gone.stem] == (
+        "missing: listed, but the recording store does not have it (if it was removed on "
+        "purpose, 'tctl recordings reindex' lists it no longer)"
+    )
+    res = guide.cluster.tctl("recordings", "verify", gone.stem)
+    assert (res.code, res.err) == (1, f'ERROR: recording for session "{gone.stem}" is not found\n')
+    res = guide.cluster.tctl("recordings", "verify", path.stem, "--all")
+    assert res.code == 2 and res.err.startswith("ERROR: give a session ID or --all, not both\n")
 
 
 def test_recordings_go_to_s3_compatible_storage(tmp_path: Path, client: Client) -> None:

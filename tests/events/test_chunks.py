@@ -174,6 +174,12 @@ def test_verify_names_what_is_wrong() -> None:
     assert torn.text.startswith("truncated after chunk 2: chunk 3 (at byte")
     old = verify(b'{"version": 2, "width": 80, "height": 24}\n')
     assert not old.ok and old.text.startswith("not verifiable: an asciicast recording")
+    garbage = verify(b"garbage\n")
+    assert garbage == Verdict(
+        False, "unreadable: neither a chunked recording nor an asciicast file"
+    )
+    assert verify(data[:5]).text.startswith("truncated in its first chunk: ")
+    assert verify(data[: starts[1] - 1]).text.startswith("truncated in its first chunk: ")
 
 
 V1_RECORDING = Path(__file__).parent / "data" / "recording-v1.rec"  # written by format version 1

@@ -33,7 +33,7 @@ from pyteleport.client import recordings as listing
 from pyteleport.client.terminal import play_pty
 from pyteleport.client.verify import verify_recording
 from pyteleport.crypto import sshkeys
-from pyteleport.errors import BadParameterError
+from pyteleport.errors import BadParameterError, NotFoundError
 from pyteleport.events import chunks, codes
 from pyteleport.events.recordingfile import header_and_duration_of
 from pyteleport.model.duration import format_duration, parse_duration
@@ -412,7 +412,9 @@ def tctl_recordings_reindex(conn: AuthConnection) -> None:
 @click.pass_obj
 def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: bool) -> None:
     """Check recordings' hash chains: intact, or the first chunk that fails and why."""
-    if bool(session_id) == every:
+    if session_id and every:
+        raise click.UsageError("give a session ID or --all, not both")
+    if not session_id and not every:
         raise click.UsageError("give a session ID or --all")
 
     async def check(client: AuthClient) -> list[tuple[str, chunks.Verdict]]:
@@ -424,7 +426,15 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
         host_ca = _host_ca_key(await client.export_authorities("host"))
         out = []
         for sid in ids:
-            data = await client.get_recording(sid)
+            try:
+                data = await client.get_recording(sid)
+            except NotFoundError:
+                if not every:
+                    raise
+                # Listed, but gone from the store: a finding like the others, and the rest
+                # are still checked.
+                out.append((sid, chunks.Verdict(False, _MISSING)))
+                continue
             # The checkpoints are looked for from the start the recording names: one that
             # claims a later start misses them, and fails as unsigned.
             start = _recorded_start(data)
@@ -444,6 +454,12 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
         click.echo(f"{sid}: {verdict.text}")
     if not all(verdict.ok for _, verdict in results):
         raise SystemExit(1)
+
+
+_MISSING = (
+    "missing: listed, but the recording store does not have it (if it was removed on purpose, "
+    "'tctl recordings reindex' lists it no longer)"
+)
 
 
 def _recorded_start(data: bytes) -> dt.datetime | None:

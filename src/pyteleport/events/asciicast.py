@@ -81,7 +81,10 @@ def decode_header(line: str) -> Header:
     try:
         doc = json.loads(line)
     except (ValueError, RecursionError) as exc:
-        raise BadParameterError(f"not an asciicast recording: {exc}") from exc
+        raise BadParameterError(
+            "not a recording: neither a chunked recording nor asciicast (its first line is no "
+            "JSON header)"
+        ) from exc
     if not isinstance(doc, dict) or doc.get("version") != 2:
         raise BadParameterError("not an asciicast v2 recording (the first line is no v2 header)")
     teleport = doc.get("teleport") or {}

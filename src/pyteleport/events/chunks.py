@@ -24,6 +24,9 @@ from typing import Any
 
 import zstandard
 
+from pyteleport.errors import BadParameterError
+from pyteleport.events import asciicast
+
 MAGIC = b"PTRC"
 VERSION = 2  # what writers write; version 1 (a fixed header holding the previous hash) still reads
 HASH_LEN = 32
@@ -460,6 +463,10 @@ class Verdict:
 def verify(data: bytes) -> Verdict:
     """The hash chain of a whole recording file, checked from the first chunk to the last."""
     if not looks_like_chunks(data):
+        try:
+            asciicast.decode_header(data.split(b"\n", 1)[0].decode("utf-8", "replace"))
+        except BadParameterError:
+            return Verdict(False, "unreadable: neither a chunked recording nor an asciicast file")
         return Verdict(
             False, "not verifiable: an asciicast recording, made before recordings were chained"
         )
@@ -467,9 +474,13 @@ def verify(data: bytes) -> Verdict:
     count = len(report.chunks)
     if report.problem:
         if report.torn_tail:
+            if not count:
+                return Verdict(False, f"truncated in its first chunk: {report.problem}")
             return Verdict(False, f"truncated after chunk {count - 1}: {report.problem}")
         return Verdict(False, report.problem)
-    if not report.chunks or not report.chunks[-1].last:
+    if not report.chunks:
+        return Verdict(False, "truncated in its first chunk: the file holds no whole chunk")
+    if not report.chunks[-1].last:
         end_s = _last_offset_s(report.chunks)
         return Verdict(
             False,
