@@ -124,6 +124,13 @@ async def test_ls_reads_a_time_range_newest_first_and_says_what_it_left_out(
     assert code == 0, err
     assert [doc["sid"] for doc in json.loads(out)] == ["d1-b"]
 
+    # The first and the last day there are: every recording (years below 1000 are written
+    # with four digits on the way to the server, as RFC 3339 has them).
+    code, out, err = await run(
+        home, "tsh", "recordings", "ls", "--from-utc", "0001-01-01", "--to-utc", "9999-12-31"
+    )
+    assert (code, sids(out)[:5], err) == (0, ["minute-ago", "hour-ago", "d2", "d1-b", "d1-a"], "")
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -134,9 +141,9 @@ async def test_ls_reads_a_time_range_newest_first_and_says_what_it_left_out(
         (["--last", "1h", "--from-utc", "2026-01-01"], "give --from-utc or --last, not both"),
         (["--from-utc", "2026-03-02", "--to-utc", "2026-03-01T00:00:00Z"], "--to-utc must be"),
         (["--limit", "0"], "Invalid value for '--limit'"),
-        (["--last", "1000000d"], "the time range reaches past the dates"),
-        (["--to-utc", "9999-12-31"], "the time range reaches past the dates"),
-        (["--to-utc", "0001-01-01T00:00:00Z"], "the time range reaches past the dates"),
+        (["--last", "1000000d"], "the time range reaches before the first day a computer keeps"),
+        (["--to-utc", "0001-01-01T00:00:00Z"], "the time range reaches before the first day"),
+        (["--last", "999999999999h"], 'invalid --last "999999999999h": use a duration such'),
     ],
 )
 async def test_ls_refuses_a_bad_range_in_one_line(
@@ -181,6 +188,49 @@ async def test_play_by_id_fetches_the_recording(api: AuthAPI, tmp_path: Path) ->
     code, out, err = await run(tmp_path / "home", "tsh", "play", "s1", "--format", "text")
     assert code == 0, err
     assert out == "$ bye\r\n"
+
+
+async def test_a_session_id_in_capitals_is_the_same_session(api: AuthAPI, tmp_path: Path) -> None:
+    sid = "6300150a-4d39-4c00-8000-00000000000a"
+    await api.store.upload(sid, await make_recording(tmp_path / "local", sid))
+    api.login_profile(tmp_path / "home", "auditor")
+    code, out, err = await run(tmp_path / "home", "tsh", "play", sid.upper(), "--format", "text")
+    assert (code, out, err) == (0, "$ bye\r\n", "")
+
+
+NOT_AN_ID = "is neither a recording file nor a session ID (a UUID, as recordings ls shows)"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tsh", "play", ""], f"an empty argument {NOT_AN_ID}"),
+        (["tsh", "play", "a\nb"], f"'a\\nb' {NOT_AN_ID}"),
+        (["tsh", "recordings", "export", "\udcff\udcfe"], f"'\\udcff\\udcfe' {NOT_AN_ID}"),
+        (
+            ["tctl", "recordings", "verify", "%2e%2e"],
+            "'%2e%2e' is not a session ID (a UUID, as recordings ls shows)",
+        ),
+        (["tsh", "recordings", "search", "\udcff"], "the search text is not valid UTF-8"),
+        (
+            ["tctl", "recordings", "search", "a" * 5000],
+            "the search text is too long: at most 4096 characters",
+        ),
+        (["tsh", "recordings", "search", "x", "--since=0"], '--since must be positive, got "0"'),
+        (
+            ["tsh", "recordings", "search", "x", "--since=99999999d"],
+            '--since "99999999d" reaches before the first day a computer keeps (0001-01-01)',
+        ),
+        (["tsh", "play", "s1", "--at=999999999999h"], 'invalid --at "999999999999h"'),
+    ],
+)
+async def test_a_bad_argument_is_one_line_before_any_request(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    # Without a profile: each line comes before the command would need one.
+    code, out, err = await run(tmp_path / "empty-home", *args)
+    assert (code, out) == (1, "")
+    assert err.startswith(f"ERROR: {message}") and err.count("\n") == 1, err
 
 
 async def test_a_user_without_the_session_rule_is_told_so(api: AuthAPI, tmp_path: Path) -> None:

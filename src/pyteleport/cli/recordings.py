@@ -7,11 +7,14 @@ with :func:`register_tsh` and :func:`register_tctl`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import re
 import select
 import sys
+import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -54,8 +57,24 @@ def _read_target(target: str) -> bytes:
             raise BadParameterError(f"cannot read {target}: {exc.strerror or exc}") from exc
     if _looks_like_path(target):
         raise BadParameterError(f"{target}: no such recording file")
-    data: bytes = with_profile_client(lambda client: client.get_recording(target))
+    sid = _session_id(target, or_file=True)
+    data: bytes = with_profile_client(lambda client: client.get_recording(sid))
     return data
+
+
+def _session_id(text: str, or_file: bool = False) -> str:
+    """A session ID as recordings are named: a UUID in its usual form (lower case, hyphens),
+    whatever form it was typed in; else a plain name, as a recording file may have."""
+    with contextlib.suppress(ValueError):
+        return str(uuid.UUID(text))
+    if _PLAIN_ID.fullmatch(text):
+        return text
+    shown = repr(text[:80]) if text else "an empty argument"
+    what = "neither a recording file nor a session ID" if or_file else "not a session ID"
+    raise BadParameterError(f"{shown} is {what} (a UUID, as recordings ls shows)")
+
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def _write_stdout(text: str) -> None:
@@ -225,9 +244,9 @@ def _ls_range(from_utc: str, to_utc: str, last: str) -> tuple[dt.datetime, dt.da
     """``[since, until)`` of ``recordings ls``; until None: up to now."""
     try:
         return _ls_range_of(from_utc, to_utc, last)
-    except OverflowError:  # --last 1000000d, --to-utc 9999-12-31 (the day after is no date)
+    except OverflowError:  # --last 1000000d
         raise BadParameterError(
-            "the time range reaches past the dates a computer keeps (years 1 to 9999)"
+            "the time range reaches before the first day a computer keeps (0001-01-01)"
         ) from None
 
 
@@ -238,8 +257,11 @@ def _ls_range_of(from_utc: str, to_utc: str, last: str) -> tuple[dt.datetime, dt
     until = None
     if to_utc:
         until = _utc_flag("--to-utc", to_utc)
-        if _is_date(to_utc):
-            until += dt.timedelta(days=1)  # the whole day named
+        if _is_date(to_utc):  # the whole day named
+            try:
+                until += dt.timedelta(days=1)
+            except OverflowError:  # 9999-12-31: the last day there is
+                until = dt.datetime.max.replace(tzinfo=dt.UTC)
     if last:
         try:
             ago = parse_duration(last)
@@ -328,6 +350,18 @@ def tctl_recordings_ls(conn: AuthConnection, /, **options: Any) -> None:
     _ls(conn.call, **options)
 
 
+SEARCH_TEXT_MAX = 4096  # what the search route takes
+
+
+def _is_utf8(text: str) -> bool:
+    """False for an argument of bytes that are no UTF-8 (Python keeps them as surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _search_options(fn: Any) -> Any:
     for option in reversed(
         (
@@ -350,9 +384,20 @@ def _search(
     since: str,
     fmt: str,
 ) -> None:
+    if len(text) > SEARCH_TEXT_MAX:
+        raise BadParameterError(
+            f"the search text is too long: at most {SEARCH_TEXT_MAX} characters"
+        )
+    if not _is_utf8(text):
+        raise BadParameterError("the search text is not valid UTF-8")
     params: dict[str, Any] = {"q": text, "user": user, "node": node, "limit": 1000}
     if since:
-        start = dt.datetime.now(dt.UTC) - (positive_ttl(since) or dt.timedelta(0))
+        try:
+            start = dt.datetime.now(dt.UTC) - (positive_ttl(since, "--since") or dt.timedelta(0))
+        except OverflowError as exc:
+            raise BadParameterError(
+                f'--since "{since}" reaches before the first day a computer keeps (0001-01-01)'
+            ) from exc
         params["since"] = start.isoformat()
     answer: wire.SearchResponse = call(lambda c: c.search_recordings(params))
     if fmt == "json":
@@ -416,13 +461,14 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
         raise click.UsageError("give a session ID or --all, not both")
     if not session_id and not every:
         raise click.UsageError("give a session ID or --all")
+    single = _session_id(session_id) if session_id else ""
 
     async def check(client: AuthClient) -> list[tuple[str, chunks.Verdict]]:
         if every:
             found = await listing.list_recordings(client, limit=sys.maxsize)
             ids = sorted(r.session_id for r in found.recordings)
         else:
-            ids = [session_id or ""]
+            ids = [single]
         host_ca = _host_ca_key(await client.export_authorities("host"))
         out = []
         for sid in ids:

@@ -141,13 +141,13 @@ def strict_csv(value: str, flag: str, what: str) -> list[str]:
     return items
 
 
-def positive_ttl(value: str | None) -> dt.timedelta | None:
-    """A ``--ttl``-style duration flag; None when not given."""
+def positive_ttl(value: str | None, flag: str = "--ttl") -> dt.timedelta | None:
+    """A ``--ttl``-style duration flag (``flag`` names it in messages); None when not given."""
     if not value:
         return None
     ttl = parse_duration(value)
     if ttl <= dt.timedelta(0):
-        raise BadParameterError(f'--ttl must be positive, got "{value}"')
+        raise BadParameterError(f'{flag} must be positive, got "{value}"')
     return ttl
 
 

@@ -49,13 +49,13 @@ _NEVER = float("inf")
 # much of one recording unwritten, which keeps the writes that follow from stalling on its
 # writeback.
 SYNC_EVERY_BYTES = 32 * 1024 * 1024
-_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def recording_file_name(session_id: str, suffix: str = CHUNKED_SUFFIX) -> str:
     """``<sid>.rec``; the id must be a plain file name (it comes from us, but a path in it
     would write outside the directory)."""
-    if not _SESSION_ID.match(session_id):
+    if not _SESSION_ID.fullmatch(session_id):  # not match: its $ takes a trailing newline
         raise BadParameterError(f'invalid session id "{session_id}" for a recording')
     return f"{session_id}{suffix}"
 

@@ -38,7 +38,10 @@ def parse_duration(text: str) -> dt.timedelta:
         raise BadParameterError(
             f'invalid duration "{text}": use a number with a unit, such as 30m, 12h or 1h30m'
         )
-    return dt.timedelta(seconds=total)
+    try:
+        return dt.timedelta(seconds=total)
+    except OverflowError as exc:  # past timedelta's 999,999,999 days
+        raise BadParameterError(f'duration "{text}" is too long') from exc
 
 
 def format_duration(delta: dt.timedelta) -> str:

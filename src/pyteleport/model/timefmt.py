@@ -10,7 +10,11 @@ from pyteleport.errors import BadParameterError
 def format_time(value: dt.datetime) -> str:
     """ "2026-01-02T03:04:05.123Z" (milliseconds; always UTC)."""
     utc = value.astimezone(dt.UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # Not strftime's %Y: it writes the year 999 as "999", which no RFC 3339 reader takes.
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+        f"{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_time(text: str) -> dt.datetime:
