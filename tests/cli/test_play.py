@@ -157,3 +157,16 @@ def test_all_of_a_large_output_reaches_a_slow_non_blocking_pipe(
         else:
             printed = [json.loads(line) for line in out.decode().splitlines()]
             assert "".join(e["data"] for e in printed if e["event"] == "print") == expected.decode()
+
+
+def test_an_export_file_is_the_owners_alone_and_dash_is_stdout(
+    recording: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "s1.txt"
+    result = tsh("recordings", "export", str(recording), "--format=text", "-o", str(out))
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert out.stat().st_mode & 0o777 == 0o600  # it holds what the session showed
+    assert "a.txt  é" in out.read_text()
+    result = tsh("recordings", "export", str(recording), "--format=text", "-o", "-")
+    assert result.returncode == 0 and "a.txt  é" in result.stdout, result.stderr
+    assert not (ROOT / "-").exists()

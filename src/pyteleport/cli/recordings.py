@@ -167,17 +167,22 @@ def _parse_offset(text: str) -> float:
     show_default=True,
     help="asciicast: v2, which asciinema plays; text: the screen as it was seen; json: frames.",
 )
-@click.option("-o", "--out", default="", help="Write to this file (default: standard output).")
+@click.option(
+    "-o", "--out", default="", help="Write to this file, new ones mode 0600 (default, -: stdout)."
+)
 def export(target: str, fmt: str, out: str) -> None:
     """Export a recording (a session ID or a recording file)."""
     recording = playback.load_recording(_read_target(target))
     parts = exporting.export(recording, fmt)
-    if not out:
+    if out in ("", "-"):
         for part in parts:
             _write_stdout(part)
         return
     try:
-        with open(out, "w", encoding="utf-8", errors="backslashreplace") as file:
+        # A new file is the owner's alone (0600), as the recording in the store is: it holds
+        # whatever the session showed.
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8", errors="backslashreplace") as file:
             for part in parts:
                 file.write(part)
     except OSError as exc:
