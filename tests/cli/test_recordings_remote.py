@@ -132,6 +132,50 @@ async def test_ls_reads_a_time_range_newest_first_and_says_what_it_left_out(
     assert (code, sids(out)[:5], err) == (0, ["minute-ago", "hour-ago", "d2", "d1-b", "d1-a"], "")
 
 
+async def test_ls_reads_a_start_to_the_millisecond(api: AuthAPI, tmp_path: Path) -> None:
+    """A session is in a range that begins a fraction of a second before its start, not in
+    one that begins a fraction after, and its JSON entry ends its duration after its start."""
+    start = dt.datetime(2026, 12, 2, 8, 14, 22, 657_000, tzinfo=dt.UTC)
+    recording = await make_recording(tmp_path / "local", "s2", start=start, duration_s=5.809)
+    await api.store.upload("s2", recording)
+    api.login_profile(tmp_path / "home", "auditor")
+    home = tmp_path / "home"
+    until = ("--to-utc", "2026-12-03")
+
+    code, out, err = await run(
+        home,
+        "tsh",
+        "recordings",
+        "ls",
+        "--format=json",
+        "--from-utc=2026-12-02T08:14:22.5Z",
+        *until,
+    )
+    assert code == 0, err
+    [doc] = json.loads(out)
+    assert (doc["sid"], doc["session_start"], doc["session_stop"]) == (
+        "s2",
+        "2026-12-02T08:14:22.657Z",
+        "2026-12-02T08:14:28.466Z",
+    )
+    code, out, err = await run(
+        home, "tctl", "recordings", "ls", "--from-utc", "2026-12-02T08:14:22.657Z", *until
+    )
+    assert (code, sids(out), err) == (0, ["s2"], "")
+    code, out, err = await run(
+        home, "tsh", "recordings", "ls", "--from-utc", "2026-12-02T08:14:22.7Z", *until
+    )
+    assert (code, sids(out), err) == (0, [], "")
+
+    code, out, err = await run(home, "tsh", "play", "s2", "--format", "json")
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert (events[0]["time"], events[-1]["session_stop"]) == (
+        "2026-12-02T08:14:22.657Z",
+        "2026-12-02T08:14:28.466Z",
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

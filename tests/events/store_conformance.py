@@ -21,7 +21,7 @@ import pytest
 
 from pyteleport.clock import FakeClock
 from pyteleport.errors import BadParameterError, NotFoundError
-from pyteleport.events.asciicast import Header
+from pyteleport.events.asciicast import Header, timestamp_of
 from pyteleport.events.recorder import SessionRecorder
 from pyteleport.events.recordingfile import decode_recording
 from pyteleport.events.store import RecordingStore
@@ -44,7 +44,7 @@ async def make_recording(
     header = Header(
         width=80,
         height=24,
-        timestamp=int(start.timestamp()),
+        timestamp=timestamp_of(start),  # as the proxy writes it
         session_id=sid,
         cluster="example.test",
         user="joe",
@@ -124,6 +124,16 @@ class RecordingStoreConformance:
         assert info.timestamp == START
         assert info.duration_s == pytest.approx(7.5)
         assert info.command == "uptime"
+
+    async def test_a_start_within_a_second_is_listed_to_the_millisecond(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        start = START + dt.timedelta(microseconds=710_900)
+        path = await make_recording(tmp_path / "local", "s1", start=start, duration_s=5.5)
+        await store.upload("s1", path)
+        shown = START + dt.timedelta(milliseconds=710)  # as the audit log shows it: rounded down
+        assert [i.timestamp for i in await store.list()] == [shown]
+        assert (await store.info("s1")).timestamp == shown
 
     async def test_participants_come_from_the_header_when_it_names_them(
         self, store: RecordingStore, tmp_path: Path

@@ -4,15 +4,17 @@ and the audit failure is what the caller hears."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pyteleport.clock import SystemClock
+from pyteleport.clock import FakeClock, SystemClock
 from pyteleport.errors import ConnectionProblemError
 from pyteleport.events.store import FileRecordingStore
+from pyteleport.model.timefmt import format_time
 from pyteleport.policy.access import RoleSet
 from pyteleport.proxy.forwarder import ForwardTarget
 from pyteleport.proxy.recording import RecordedSession, RecordingSettings
@@ -92,3 +94,44 @@ async def test_shutdown_can_wait_for_sessions_still_ending(tmp_path: Path) -> No
     ending = asyncio.create_task(session.ended(SessionExit(status=0)))
     assert await settings.ending.wait(10)
     assert ending.done() and "session.end" in audit.events and "session.upload" in audit.events
+
+
+class AuditFields:
+    """Takes every event and keeps the fields of the last of each name."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, Mapping[str, Any]] = {}
+
+    async def emit(self, event: str, fields: Mapping[str, Any], *, success: bool = True) -> None:
+        self.fields[event] = fields
+
+
+async def test_the_recording_starts_to_the_millisecond_when_the_audit_log_says(
+    tmp_path: Path,
+) -> None:
+    audit = AuditFields()
+    clock = FakeClock(dt.datetime(2026, 12, 2, 8, 14, 15, 710_400, tzinfo=dt.UTC))
+    store = FileRecordingStore(tmp_path / "records")
+    settings = RecordingSettings(
+        mode="proxy",
+        cluster="example.test",
+        server_id="proxy1",
+        streaming_dir=tmp_path / "streaming",
+        store=store,
+        audit=audit,
+        clock=clock,
+    )
+    target = ForwardTarget(
+        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
+    )
+    request = SessionRequest(kind="exec", command="true")
+    session = RecordedSession(settings, target, "root", RoleSet(roles=(), traits={}), request)
+    await session.started(request)
+    clock.advance(dt.timedelta(seconds=5.809))
+    session.output(b"done\n", False)
+    await session.ended(SessionExit(status=0))
+    info = await store.info(session.session_id)
+    end = audit.fields["session.end"]
+    assert format_time(info.timestamp) == end["session_start"] == "2026-12-02T08:14:15.710Z"
+    stop = info.timestamp + dt.timedelta(seconds=info.duration_s)
+    assert format_time(stop) == "2026-12-02T08:14:21.519Z"

@@ -518,7 +518,7 @@ def _recorded_start(data: bytes) -> dt.datetime | None:
         header, _ = header_and_duration_of(data)
     except (BadParameterError, ValueError, OSError):
         return None
-    return dt.datetime.fromtimestamp(header.timestamp, dt.UTC)
+    return header.start
 
 
 def _host_ca_key(export: str) -> bytes:

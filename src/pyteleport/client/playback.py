@@ -36,7 +36,7 @@ class Recording:
 
     @property
     def start(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.header.timestamp, dt.UTC)
+        return self.header.start
 
     @property
     def duration_s(self) -> float:

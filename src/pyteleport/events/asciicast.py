@@ -7,7 +7,9 @@ The header's ``teleport`` object carries who, where and when; players ignore it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
@@ -20,13 +22,16 @@ INPUT = "i"
 RESIZE = "r"
 MARKER = "m"
 EVENT_CODES = (OUTPUT, INPUT, RESIZE, MARKER)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
 class Header:
     width: int
     height: int
-    timestamp: int  # unix seconds of the session's start
+    # Unix seconds of the session's start: to the millisecond in the recordings made now (see
+    # timestamp_of), whole seconds in asciicast files and in chunked recordings made before.
+    timestamp: float
     session_id: str = ""
     cluster: str = ""
     user: str = ""
@@ -37,6 +42,19 @@ class Header:
     command: str = ""
     term: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def start(self) -> dt.datetime:
+        """The session's start, to the millisecond (exactly ``timestamp`` when it is whole
+        seconds or milliseconds: no float rounding shows)."""
+        return _EPOCH + dt.timedelta(milliseconds=round(self.timestamp * 1000))
+
+
+def timestamp_of(start: dt.datetime) -> float:
+    """``start`` in Unix seconds to the millisecond, rounded down as ``format_time`` (and so
+    the audit log) shows it: a reader that takes the whole seconds (``int``) has what the
+    header held before it kept milliseconds."""
+    return ((start - _EPOCH) // dt.timedelta(milliseconds=1)) / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +79,8 @@ def encode_header(header: Header) -> str:
         "version": 2,
         "width": header.width,
         "height": header.height,
-        "timestamp": header.timestamp,
+        # Whole seconds: asciicast v2 makes the header's timestamp an integer.
+        "timestamp": math.floor(header.timestamp),
     }
     if header.command:
         doc["command"] = header.command

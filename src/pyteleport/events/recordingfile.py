@@ -7,6 +7,7 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -80,7 +81,7 @@ def meta_to_header(data: bytes) -> Header:
         return Header(
             width=int(doc.get("width", 80)),
             height=int(doc.get("height", 24)),
-            timestamp=int(doc.get("timestamp", 0)),
+            timestamp=_meta_timestamp(doc.get("timestamp", 0)),
             session_id=str(doc.get("sid", "")),
             cluster=str(doc.get("cluster", "")),
             user=str(doc.get("user", "")),
@@ -94,6 +95,16 @@ def meta_to_header(data: bytes) -> Header:
         )
     except (TypeError, ValueError, OverflowError) as exc:
         raise BadParameterError(f"a recording's meta frame is malformed: {exc}") from exc
+
+
+def _meta_timestamp(value: Any) -> float:
+    """Milliseconds as a fraction (recordings made now) stay; anything else is read as before
+    milliseconds were kept: whole seconds, an int."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"timestamp {value}")
+        return value
+    return int(value)
 
 
 def marker_frame_text(data: bytes) -> str:

@@ -129,7 +129,7 @@ def info_from_header(header: Header, duration_s: float) -> RecordingInfo:
         login=header.login,
         participants=participants,
         server_hostname=header.server_hostname,
-        timestamp=dt.datetime.fromtimestamp(header.timestamp, dt.UTC),
+        timestamp=header.start,
         duration_s=duration_s,
         command=header.command,
         server_labels=labels,
@@ -360,7 +360,7 @@ async def complete_pending_uploads(
                 "user": header.user,
                 "login": header.login,
                 "server_hostname": header.server_hostname,
-                "session_start": format_time(dt.datetime.fromtimestamp(header.timestamp, dt.UTC)),
+                "session_start": format_time(header.start),
                 # Not the usual path: these were found at start, after a crash.
                 "recovered": True,
             },

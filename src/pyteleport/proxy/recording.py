@@ -24,7 +24,7 @@ from pyteleport.clock import Clock
 from pyteleport.crypto.checkpoint import Checkpoint
 from pyteleport.errors import RecordingError
 from pyteleport.events import codes
-from pyteleport.events.asciicast import Header
+from pyteleport.events.asciicast import Header, timestamp_of
 from pyteleport.events.audit import Emitter
 from pyteleport.events.filetransfer import FileTransfer, ScpTap, SftpTap
 from pyteleport.events.recorder import SessionRecorder
@@ -209,7 +209,7 @@ class RecordedSession:
             header = Header(
                 width=width or 80,
                 height=height or 24,
-                timestamp=int(self._start.timestamp()),
+                timestamp=timestamp_of(self._start),
                 session_id=self.session_id,
                 cluster=self._settings.cluster,
                 user=self._target.user,
