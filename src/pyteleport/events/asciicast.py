@@ -50,6 +50,17 @@ class Header:
         return _EPOCH + dt.timedelta(milliseconds=round(self.timestamp * 1000))
 
 
+_LAST_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
+
+
+def checked_timestamp(value: float) -> float:
+    """A header's timestamp as read from outside: a number of seconds that is a date (so
+    ``Header.start`` is one); ValueError otherwise."""
+    if not 0 <= value <= _LAST_TIMESTAMP:  # NaN fails too
+        raise ValueError(f"timestamp {value} is no date between 1970 and 9999")
+    return value
+
+
 def timestamp_of(start: dt.datetime) -> float:
     """``start`` in Unix seconds to the millisecond, rounded down as ``format_time`` (and so
     the audit log) shows it: a reader that takes the whole seconds (``int``) has what the
@@ -123,7 +134,7 @@ def _header(
     return Header(
         width=int(doc.get("width", 80)),
         height=int(doc.get("height", 24)),
-        timestamp=int(doc.get("timestamp", 0)),
+        timestamp=checked_timestamp(int(doc.get("timestamp", 0))),
         session_id=str(teleport.get("sid", "")),
         cluster=str(teleport.get("cluster", "")),
         user=str(teleport.get("user", "")),

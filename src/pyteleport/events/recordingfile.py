@@ -7,7 +7,6 @@ from __future__ import annotations
 import codecs
 import io
 import json
-import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, BinaryIO
 
 from pyteleport.errors import BadParameterError
 from pyteleport.events import asciicast, chunks
-from pyteleport.events.asciicast import Header
+from pyteleport.events.asciicast import Header, checked_timestamp
 
 CHUNKED_SUFFIX = ".rec"
 ASCIICAST_SUFFIX = ".cast"
@@ -100,11 +99,7 @@ def meta_to_header(data: bytes) -> Header:
 def _meta_timestamp(value: Any) -> float:
     """Milliseconds as a fraction (recordings made now) stay; anything else is read as before
     milliseconds were kept: whole seconds, an int."""
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"timestamp {value}")
-        return value
-    return int(value)
+    return checked_timestamp(value if isinstance(value, float) else int(value))
 
 
 def marker_frame_text(data: bytes) -> str:
