@@ -110,3 +110,46 @@ def test_the_end_of_a_long_recording_is_read_without_walking_it(
     _, duration_s = recordingfile._chunked_info(CountingFile(data))
     assert duration_s == 3600.0 and walked == []
     assert sum(read) <= 2 * 64 * 1024 < len(data)
+
+
+def damage_of(data: bytes) -> recordingfile.Damage | None:
+    return recordingfile.read_recording(data)[2]
+
+
+def test_a_recording_read_to_its_final_chunk_has_no_damage() -> None:
+    assert damage_of(build([(1_000, b"a"), (2_000, b"b")], flush_each=True)) is None
+
+
+def test_a_recording_without_its_final_chunk_ends_early() -> None:
+    damage = damage_of(build([(1_000, b"a")], flush_each=True, last=False))
+    assert damage == recordingfile.Damage("the session's final chunk is missing", ends_early=True)
+
+
+def test_a_torn_last_chunk_ends_early_where_it_starts() -> None:
+    data = build([(1_000, b"a"), (2_000, b"b")], flush_each=True)
+    whole = build([(1_000, b"a")], flush_each=True, last=False)
+    damage = damage_of(data[: len(whole) + 10])
+    expected = f"chunk 2 (at byte {len(whole)}) is cut short"
+    assert damage == recordingfile.Damage(expected, ends_early=True)
+
+
+def test_a_flipped_byte_is_damage_named_as_verify_names_it() -> None:
+    noise = os.urandom(40)  # stored as it is: zstd would not shrink it
+    data = bytearray(build([(1_000, noise), (2_000, b"b")], flush_each=True))
+    at = data.index(noise)
+    data[at] ^= 0x01
+    damage = damage_of(bytes(data))
+    assert damage is not None and not damage.ends_early
+    assert damage.problem.startswith("chunk 1 (at byte ")
+    assert damage.problem.endswith(": hash mismatch")
+
+
+def test_a_torn_chunk_after_the_final_one_is_damage_not_an_early_end() -> None:
+    data = build([(1_000, b"a")], flush_each=True)
+    damage = damage_of(data + data[:20])
+    assert damage is not None and not damage.ends_early
+
+
+def test_an_asciicast_recording_reports_no_damage() -> None:
+    cast = b'{"version": 2, "width": 80, "height": 24}\n[0.5, "o", "hi"]\n[1, "o", "to'
+    assert damage_of(cast) is None

@@ -8,6 +8,7 @@ with :func:`register_tsh` and :func:`register_tctl`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -127,10 +128,10 @@ def play(target: str, speed: str, fmt: str, skip_idle_time: bool, at: str) -> No
     speed_x = playback.parse_speed(speed)
     start_s = _parse_offset(at)
     recording = playback.load_recording(_read_target(target))
+    warning = playback.damage_warning(recording, "shown")
     if start_s and fmt != "pty":
-        recording = playback.Recording(
-            header=recording.header,
-            frames=tuple(f for f in recording.frames if f.time_s >= start_s),
+        recording = dataclasses.replace(
+            recording, frames=tuple(f for f in recording.frames if f.time_s >= start_s)
         )
     if fmt == "text":
         _write_stdout(playback.render_text(recording))
@@ -139,6 +140,19 @@ def play(target: str, speed: str, fmt: str, skip_idle_time: bool, at: str) -> No
     else:
         idle_cap_s = playback.IDLE_CAP_S if skip_idle_time else None
         run_async(play_pty(recording, speed=speed_x, idle_cap_s=idle_cap_s, start_s=start_s))
+    _end_with_damage_warning(recording, warning)
+
+
+def _end_with_damage_warning(recording: playback.Recording, warning: str) -> None:
+    """After what precedes the damage was shown or exported: one line on stderr, and exit
+    status 1 when a chunk was changed, removed or added. A recording that only ends early (a
+    torn last chunk, no final chunk: what a proxy that stops mid-session leaves) exits 0: it
+    holds all that was written, and a retry can never get more."""
+    if not warning:
+        return
+    click.echo(warning, err=True)
+    if recording.damage is not None and not recording.damage.ends_early:
+        raise SystemExit(1)
 
 
 def _parse_offset(text: str) -> float:
@@ -177,16 +191,17 @@ def export(target: str, fmt: str, out: str) -> None:
     if out in ("", "-"):
         for part in parts:
             _write_stdout(part)
-        return
-    try:
-        # A new file is the owner's alone (0600), as the recording in the store is: it holds
-        # whatever the session showed.
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "w", encoding="utf-8", errors="backslashreplace") as file:
-            for part in parts:
-                file.write(part)
-    except OSError as exc:
-        raise BadParameterError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    else:
+        try:
+            # A new file is the owner's alone (0600), as the recording in the store is: it
+            # holds whatever the session showed.
+            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with open(fd, "w", encoding="utf-8", errors="backslashreplace") as file:
+                for part in parts:
+                    file.write(part)
+        except OSError as exc:
+            raise BadParameterError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    _end_with_damage_warning(recording, playback.damage_warning(recording, "exported"))
 
 
 _LS_FORMAT = click.option(

@@ -18,7 +18,7 @@ from typing import Any
 from pyteleport.errors import BadParameterError
 from pyteleport.events import codes
 from pyteleport.events.asciicast import INPUT, MARKER, OUTPUT, RESIZE, Frame, Header
-from pyteleport.events.recordingfile import decode_recording
+from pyteleport.events.recordingfile import Damage, read_recording
 from pyteleport.model.timefmt import format_time
 
 FORMATS = ("pty", "json", "text")
@@ -33,6 +33,7 @@ RESET_TERMINAL = "\x1bc"
 class Recording:
     header: Header
     frames: tuple[Frame, ...]
+    damage: Damage | None = None  # why the frames stop before the session's end
 
     @property
     def start(self) -> dt.datetime:
@@ -44,8 +45,25 @@ class Recording:
 
 
 def load_recording(data: bytes) -> Recording:
-    header, frames = decode_recording(data)
-    return Recording(header=header, frames=tuple(frames))
+    header, frames, damage = read_recording(data)
+    return Recording(header=header, frames=tuple(frames), damage=damage)
+
+
+def damage_warning(recording: Recording, done: str) -> str:
+    """The line that tells a user what of a damaged recording they got (``done``: "shown",
+    "exported") and how to learn more; "" for a recording read to its session's end."""
+    damage = recording.damage
+    if damage is None:
+        return ""
+    sid = recording.header.session_id
+    if damage.ends_early:
+        what = f"ends early: {damage.problem} (its proxy stopped mid-session, or the file was cut)"
+    else:
+        what = f"is damaged at {damage.problem}"
+    return (
+        f"WARNING: recording {sid} {what}; {done} up to {recording.duration_s:.1f}s; "
+        f"run 'tctl recordings verify {sid}' for details"
+    )
 
 
 def parse_speed(value: str) -> float:
@@ -72,7 +90,10 @@ def render_text(recording: Recording) -> str:
 
 def render_json(recording: Recording) -> Iterator[str]:
     """One JSON object a line, shaped like the session's audit events: session.start, then a
-    ``print`` (output), ``input``, ``resize`` or ``marker`` per frame, then session.end."""
+    ``print`` (output), ``input``, ``resize`` or ``marker`` per frame, then session.end. A
+    damaged recording, or one that ends early, has no session.end: the recording does not say
+    when or how the session ended, and a session.end at its last readable frame would claim a
+    clean end at a wrong time."""
     header = recording.header
     start = recording.start
     common: dict[str, Any] = {
@@ -109,6 +130,8 @@ def render_json(recording: Recording) -> Iterator[str]:
         elif frame.code == MARKER:
             yield event("marker", index, frame.time_s, label=frame.data)
         index += 1
+    if recording.damage is not None:
+        return
     yield event(
         codes.SESSION_END,
         index,

@@ -387,6 +387,16 @@ class ChainReport:
     def head(self) -> bytes:
         return self.chunks[-1].hash if self.chunks else ZERO_HASH
 
+    @property
+    def end_byte(self) -> int:
+        """Where the chunks that link end in the file: where reading stopped, if it did."""
+        return sum(chunk.size for chunk in self.chunks)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the chain links from the first chunk to the session's final one."""
+        return not self.problem and bool(self.chunks) and self.chunks[-1].last
+
 
 def read_chain(data: bytes, session_id: str | None = None) -> ChainReport:
     """Every chunk that links to the one before, from the start. A cut-short last chunk is

@@ -9,6 +9,7 @@ import io
 import json
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -144,14 +145,46 @@ def asciicast_frames(frames: Iterable[chunks.Frame]) -> tuple[Header, list[ascii
     return header, out
 
 
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """Why a chunked recording's frames stop before its session's end, as its chain reader
+    found: a reader shows the frames before it and says so."""
+
+    problem: str  # "chunk 1 (at byte 264): hash mismatch", as tctl recordings verify names it
+    # Only the end is gone (a torn last chunk, or no final chunk): what a proxy that stops
+    # mid-session leaves. Otherwise a chunk was changed, removed or added.
+    ends_early: bool
+
+
+def chain_damage(report: chunks.ChainReport) -> Damage | None:
+    """What keeps ``report``'s chain from reaching the session's final chunk (None: nothing)."""
+    if report.complete:
+        return None
+    if report.torn_tail and not (report.chunks and report.chunks[-1].last):
+        where = f"chunk {len(report.chunks)} (at byte {report.end_byte})"
+        return Damage(f"{where} is cut short", ends_early=True)
+    if report.problem:
+        return Damage(report.problem, ends_early=False)
+    return Damage("the session's final chunk is missing", ends_early=True)
+
+
+def read_recording(data: bytes) -> tuple[Header, list[asciicast.Frame], Damage | None]:
+    """Header and frames of a whole recording of either form, and what stopped the reading
+    early. A chunked recording is read as far as its chain links; an asciicast one (which has
+    no chain) is read whole, a torn last line left out, and never reports damage."""
+    if chunks.looks_like_chunks(data):
+        report = chunks.read_chain(data)
+        header, frames = asciicast_frames(chunks.frames_of(report.chunks))
+        return header, frames, chain_damage(report)
+    header, cast_frames = asciicast.decode_bytes(data)
+    return header, list(cast_frames), None
+
+
 def decode_recording(data: bytes) -> tuple[Header, list[asciicast.Frame]]:
     """Header and frames of a whole recording of either form. A chunked recording is read as
     far as its chain links (``tctl recordings verify`` names any break)."""
-    if chunks.looks_like_chunks(data):
-        report = chunks.read_chain(data)
-        return asciicast_frames(chunks.frames_of(report.chunks))
-    header, frames = asciicast.decode_bytes(data)
-    return header, list(frames)
+    header, frames, _ = read_recording(data)
+    return header, frames
 
 
 def read_header_and_duration(path: Path) -> tuple[Header, float]:
