@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
-from pyteleport.client.export import export
+import pyte
+
+from pyteleport.client.export import FEED_CHARS, ScrollbackScreen, export
 from pyteleport.client.playback import Recording
 from pyteleport.events import asciicast
 from pyteleport.events.asciicast import Frame, Header
@@ -38,3 +40,55 @@ def test_json_export_is_one_event_a_line() -> None:
     rec = recording(Frame(0.0, "o", "hi"))
     events = [json.loads(line) for line in "".join(export(rec, "json")).splitlines()]
     assert [e["event"] for e in events] == ["session.start", "print", "session.end"]
+
+
+def numbered_lines(count: int) -> str:
+    return "".join(f"{n}\n" for n in range(1, count + 1))
+
+
+def test_text_export_keeps_every_line_that_scrolled_off_in_bounded_pieces() -> None:
+    # One frame far longer than any history: every line comes out, in order, and the export
+    # is written a piece at a time, no piece holding more lines than FEED_CHARS characters make.
+    count = 250_000
+    parts = list(export(recording(Frame(0.0, "o", numbered_lines(count))), "text"))
+    assert "".join(parts).splitlines() == [str(n) for n in range(1, count + 1)]
+    assert len(parts) > count // FEED_CHARS
+    assert max(part.count("\n") for part in parts) <= FEED_CHARS
+
+
+def test_text_export_holds_no_history_itself() -> None:
+    screen = ScrollbackScreen(20, 3)
+    pyte.Stream(screen).feed("\r\n".join(str(n) for n in range(1, 11)))
+    assert not isinstance(screen, pyte.HistoryScreen)
+    assert screen.take_scrolled() == [str(n) for n in range(1, 8)]
+    assert screen.scrolled == []
+    assert [row.rstrip() for row in screen.display] == ["8", "9", "10"]
+
+
+def test_text_export_keeps_what_scrolled_off_before_the_screen_was_cleared() -> None:
+    # clear(1) sends ESC [3J, which erases a terminal's scrollback (and pyte's history): the
+    # lines had been seen, and the transcript keeps them.
+    rec = recording(
+        Frame(0.0, "o", "one\r\ntwo\r\nthree\r\nfour\r\n$ clear\r\n"),
+        Frame(0.1, "o", "\x1b[H\x1b[2J\x1b[3J$ "),
+    )
+    assert "".join(export(rec, "text")).splitlines() == ["one", "two", "three", "$"]
+
+
+def test_text_export_keeps_the_rows_cut_off_when_the_window_shrinks() -> None:
+    # pyte drops the top rows of a screen that loses lines; a terminal keeps them above.
+    rec = recording(Frame(0.0, "o", "a\r\nb\r\nc"), Frame(0.1, "r", "20x1"))
+    assert "".join(export(rec, "text")).splitlines() == ["a", "b", "c"]
+
+
+def test_text_export_of_a_full_screen_program_is_what_it_drew() -> None:
+    # vim-like: the alternate screen, a scrolling region above a status line, a scroll within
+    # it (the region's top line leaves, as a terminal's scrollback would have it), then quit.
+    rec = recording(
+        Frame(0.0, "o", "$ vim\r\n\x1b[?1049h\x1b[H\x1b[2J\x1b[1;2r"),
+        Frame(0.1, "o", "line 1\r\nline 2\x1b[3;1H-- INSERT --\x1b[2;1H\n\rline 3"),
+        Frame(0.2, "o", "\x1b[r\x1b[H\x1b[2J\x1b[?1049l$ "),
+    )
+    lines = "".join(export(rec, "text")).splitlines()
+    # pyte has no alternate screen: vim's clear erased "$ vim" from the one screen there is.
+    assert lines == ["line 1", "$"]

@@ -13,10 +13,12 @@ import datetime as dt
 import json
 import os
 import re
+import secrets
 import select
+import shutil
 import sys
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -193,15 +195,34 @@ def export(target: str, fmt: str, out: str) -> None:
             _write_stdout(part)
     else:
         try:
-            # A new file is the owner's alone (0600), as the recording in the store is: it
-            # holds whatever the session showed.
-            fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with open(fd, "w", encoding="utf-8", errors="backslashreplace") as file:
-                for part in parts:
-                    file.write(part)
+            _write_file(out, parts)
         except OSError as exc:
             raise BadParameterError(f"cannot write {out}: {exc.strerror or exc}") from exc
     _end_with_damage_warning(recording, playback.damage_warning(recording, "exported"))
+
+
+def _write_file(out: str, parts: Iterable[str]) -> None:
+    """Writes an export as it is produced, to a file beside ``out`` renamed over it at the end:
+    an export that fails half-way leaves a file that was there as it was. A device or a pipe
+    (``-o /dev/stdout``) is written in place."""
+    target = Path(os.path.realpath(out))
+    if target.exists() and not target.is_file():
+        with open(target, "w", encoding="utf-8", errors="backslashreplace") as file:
+            file.writelines(parts)
+        return
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    # A new file is the owner's alone (0600), as the recording in the store is: it holds
+    # whatever the session showed. An existing file keeps its mode.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as file:
+            file.writelines(parts)
+        if target.exists():
+            shutil.copymode(target, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 _LS_FORMAT = click.option(

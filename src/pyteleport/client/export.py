@@ -1,17 +1,21 @@
 """``recordings export``: a recording as asciicast v2 (which asciinema plays), as a text
-transcript of the screen as a person saw it, or as JSON lines of its frames."""
+transcript of the screen as a person saw it, or as JSON lines of its frames. Each export is a
+stream of parts, produced as the recording is read, so a large one is never one string."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import pyte
+from pyte.screens import Char, Margins
 
 from pyteleport.client.playback import Recording, render_json
 from pyteleport.events.asciicast import OUTPUT, RESIZE, encode_frame, encode_header
 
 FORMATS = ("asciicast", "text", "json")
-HISTORY_LINES = 100_000
+# The text export feeds a frame's output to the screen this many characters at a time and
+# writes out what scrolled off after each piece: no more lines than this are held at once.
+FEED_CHARS = 64 * 1024
 
 
 def export(recording: Recording, fmt: str) -> Iterator[str]:
@@ -19,7 +23,7 @@ def export(recording: Recording, fmt: str) -> Iterator[str]:
         return export_asciicast(recording)
     if fmt == "json":
         return (line + "\n" for line in render_json(recording))
-    return iter([export_text(recording)])
+    return export_text(recording)
 
 
 def export_asciicast(recording: Recording) -> Iterator[str]:
@@ -28,25 +32,83 @@ def export_asciicast(recording: Recording) -> Iterator[str]:
         yield encode_frame(frame)
 
 
-def export_text(recording: Recording) -> str:
-    """The output replayed on a terminal emulator: the lines that scrolled off the top, then the
-    final screen, with trailing spaces and blank lines dropped. Escape sequences (colours, cursor
-    moves, full-screen programs) become what they drew, not codes."""
+class ScrollbackScreen(pyte.Screen):
+    """A terminal screen that hands over each line leaving it at the top (scrolled off, or cut
+    by a resize to fewer lines) in :attr:`scrolled`, as text, for the caller to take with
+    :meth:`take_scrolled`: a terminal's scrollback with no cap, kept by the caller rather than
+    held here (pyte's ``HistoryScreen`` keeps a capped history and drops the oldest lines)."""
+
+    def __init__(self, columns: int, lines: int) -> None:
+        super().__init__(columns, lines)
+        self.scrolled: list[str] = []
+
+    def index(self) -> None:
+        # The line that leaves is the top of the scrolling region, as in HistoryScreen.index:
+        # a full-screen program scrolling within margins (vim, less) hands over what it scrolls.
+        top, bottom = self.margins or Margins(0, self.lines - 1)
+        if self.cursor.y == bottom:
+            self.scrolled.append(_row_text(self.buffer[top], self.columns))
+        super().index()
+
+    def resize(self, lines: int | None = None, columns: int | None = None) -> None:
+        # pyte cuts rows off the top when the screen loses lines (a terminal keeps them above):
+        # the rows whose line is no longer on the screen afterwards are the ones cut, in order.
+        rows = [self.buffer[y] for y in range(self.lines) if y in self.buffer]
+        old_columns = self.columns
+        super().resize(lines, columns)
+        kept = {id(line) for line in self.buffer.values()}
+        self.scrolled += [_row_text(row, old_columns) for row in rows if id(row) not in kept]
+
+    def take_scrolled(self) -> list[str]:
+        lines, self.scrolled = self.scrolled, []
+        return lines
+
+
+def export_text(recording: Recording) -> Iterator[str]:
+    """The output replayed on a terminal emulator: every line that scrolled off the top, in
+    order, then the final screen, with trailing spaces and blank lines dropped. Escape sequences
+    (colours, cursor moves, full-screen programs) become what they drew, not codes.
+
+    Yields the transcript a piece at a time: at most the lines of :data:`FEED_CHARS` characters
+    of output are held, whatever the length of the recording."""
     header = recording.header
-    screen = pyte.HistoryScreen(header.width or 80, header.height or 24, history=HISTORY_LINES)
+    screen = ScrollbackScreen(header.width or 80, header.height or 24)
     screen.set_mode(pyte.modes.LNM)  # a lone \n also returns the carriage, as ssh's -T streams do
     stream = pyte.Stream(screen)
+    transcript = _Transcript()
     for frame in recording.frames:
         if frame.code == OUTPUT:
-            stream.feed(frame.data)
+            for start in range(0, len(frame.data), FEED_CHARS):
+                stream.feed(frame.data[start : start + FEED_CHARS])
+                if screen.scrolled:
+                    yield transcript.lines(screen.take_scrolled())
         elif frame.code == RESIZE:
             width, _, height = frame.data.partition("x")
             if width.isdigit() and height.isdigit() and int(width) and int(height):
                 screen.resize(int(height), int(width))
-    lines = [
-        "".join(line[x].data for x in range(screen.columns)).rstrip() for line in screen.history.top
-    ]
-    lines += [row.rstrip() for row in screen.display]
-    while lines and not lines[-1]:
-        lines.pop()
-    return "\n".join(lines) + "\n" if lines else ""
+                if screen.scrolled:
+                    yield transcript.lines(screen.take_scrolled())
+    # Not screen.display, which fails on a wide character's right half drawn over alone.
+    yield transcript.lines(_row_text(screen.buffer[y], screen.columns) for y in range(screen.lines))
+
+
+def _row_text(line: Mapping[int, Char], columns: int) -> str:
+    return "".join(line[x].data for x in range(columns)).rstrip()
+
+
+class _Transcript:
+    """Lines → text, holding back blank lines until a line with text follows: blank lines at
+    the end are dropped, and only their count is held."""
+
+    def __init__(self) -> None:
+        self._blank = 0
+
+    def lines(self, lines: Iterable[str]) -> str:
+        parts = []
+        for line in lines:
+            if not line:
+                self._blank += 1
+                continue
+            parts.append("\n" * self._blank + line + "\n")
+            self._blank = 0
+        return "".join(parts)

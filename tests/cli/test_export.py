@@ -1,0 +1,60 @@
+"""``tsh recordings export FILE``: the text transcript of a long session, written to ``-o``."""
+
+from __future__ import annotations
+
+import resource
+import signal
+import subprocess
+from pathlib import Path
+
+from tests.cli.test_play import ROOT, TSH, write_recording
+
+
+def numbered_output(count: int) -> list[tuple[float, str]]:
+    return [
+        (0.0, "".join(f"{n}\r\n" for n in range(start, min(start + 1000, count + 1))))
+        for start in range(1, count + 1, 1000)
+    ]
+
+
+def test_text_export_writes_every_line_of_a_long_session(tmp_path: Path) -> None:
+    recording = write_recording(tmp_path / "s.cast", numbered_output(30_000))
+    out = tmp_path / "s.txt"
+    out.write_text("an older export\n")
+    out.chmod(0o640)
+    result = subprocess.run(
+        [*TSH, "recordings", "export", str(recording), "--format=text", "-o", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().splitlines() == [str(n) for n in range(1, 30_001)]
+    assert out.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.cast", "s.txt"]
+
+
+def limit_file_size() -> None:
+    # A file-size limit makes a write past 64 KiB fail with EFBIG (SIGXFSZ ignored), half-way
+    # through the export: the disk filling up, reproducibly.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+def test_an_export_that_fails_half_way_leaves_the_file_that_was_there(tmp_path: Path) -> None:
+    recording = write_recording(tmp_path / "s.cast", numbered_output(30_000))
+    out = tmp_path / "s.txt"
+    out.write_text("an older export\n")
+    result = subprocess.run(
+        [*TSH, "recordings", "export", str(recording), "--format=text", "-o", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"ERROR: cannot write {out}: File too large"), result.stderr
+    assert out.read_text() == "an older export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.cast", "s.txt"]
