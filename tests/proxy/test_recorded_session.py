@@ -135,3 +135,57 @@ async def test_the_recording_starts_to_the_millisecond_when_the_audit_log_says(
     assert format_time(info.timestamp) == end["session_start"] == "2026-12-02T08:14:15.710Z"
     stop = info.timestamp + dt.timedelta(seconds=info.duration_s)
     assert format_time(stop) == "2026-12-02T08:14:21.519Z"
+
+
+class Audit:
+    async def emit(self, event: str, fields: Mapping[str, Any], *, success: bool = True) -> None:
+        pass
+
+
+async def found_while_running(index: Any, text: str, timeout_s: float = 10) -> list[str]:
+    """The lines holding ``text`` once the index has them (polled, at most ``timeout_s``)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        hits = [h.line for h in (await index.search(text)).hits]
+        if hits or asyncio.get_running_loop().time() > deadline:
+            return hits
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", ["exec", "shell"])
+async def test_what_a_quiet_session_showed_is_searchable_while_it_runs(
+    tmp_path: Path, kind: str
+) -> None:
+    """The index is written by a timer, not on the next packet: an exec's command and the
+    last lines of a session that then goes quiet are there before it ends (a proxy killed
+    then leaves them searchable)."""
+    from pyteleport.backend.memory import MemoryBackend
+    from pyteleport.events.textindex import RecordingIndex
+
+    index = RecordingIndex(MemoryBackend())
+    settings = RecordingSettings(
+        mode="proxy",
+        cluster="example.test",
+        server_id="proxy1",
+        streaming_dir=tmp_path / "streaming",
+        store=FileRecordingStore(tmp_path / "records"),
+        audit=Audit(),
+        clock=SystemClock(),
+        index=index,
+    )
+    target = ForwardTarget(
+        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
+    )
+    if kind == "exec":
+        request = SessionRequest(kind="exec", command="echo quiet-marker; sleep 30")
+    else:
+        request = SessionRequest(kind="shell", term_type="xterm", term_size=(80, 24, 0, 0))
+    session = RecordedSession(settings, target, "root", RoleSet(roles=(), traits={}), request)
+    await session.started(request)
+    if kind == "shell":
+        session.output(b"$ echo quiet-marker\r\nquiet-marker\r\n$ ", False)
+    try:
+        hits = await found_while_running(index, "quiet-marker")
+        assert hits and all("quiet-marker" in line for line in hits), hits
+    finally:
+        await session.ended(SessionExit(status=0))

@@ -111,6 +111,7 @@ class RecordedSession:
         self._text: SessionTextIndex | None = None
         self._text_flushed_s = self._start_s
         self._text_flush: asyncio.Task[None] | None = None
+        self._text_timer: asyncio.TimerHandle | None = None
         self._shipper: asyncio.Task[None] | None = None
         self._ship_error = ""  # -sync modes: the store took no part; the next call ends it
         self._index = 0
@@ -162,14 +163,24 @@ class RecordedSession:
         return int((self._settings.clock.monotonic() - self._start_s) * 1000)
 
     def _maybe_flush_text(self) -> None:
-        """Write the indexed lines once a second (not per packet), one write at a time."""
+        """Write the indexed lines once a second (not per packet), one write at a time, and
+        by a timer, not on the next packet: the lines of a session that goes quiet (an exec's
+        command, a prompt left waiting) reach the index while it runs, so a proxy killed then
+        leaves them searchable."""
         text = self._text
-        now_s = self._settings.clock.monotonic()
-        if text is None or not text.pending or now_s - self._text_flushed_s < 1.0:
+        if text is None or not text.pending or self._text_timer is not None:
             return
+        since_s = self._settings.clock.monotonic() - self._text_flushed_s
+        self._text_timer = asyncio.get_running_loop().call_later(
+            max(0.0, 1.0 - since_s), self._flush_text_due
+        )
+
+    def _flush_text_due(self) -> None:
+        self._text_timer = None
         if self._text_flush is not None and not self._text_flush.done():
+            self._text_flush.add_done_callback(lambda _: self._maybe_flush_text())
             return
-        self._text_flushed_s = now_s
+        self._text_flushed_s = self._settings.clock.monotonic()
         self._text_flush = asyncio.get_running_loop().create_task(self._flush_text(final=False))
 
     async def _flush_text(self, final: bool) -> None:
@@ -234,6 +245,7 @@ class RecordedSession:
                 checkpoint=self._checkpoint if self._settings.signer is not None else None,
             )
             self._start_text_index(request)
+            self._maybe_flush_text()  # an exec's command, in the index within a second
             if self._settings.store.live_parts and self._recorder is not None:
                 self._shipper = asyncio.get_running_loop().create_task(
                     self._ship(self._recorder.path)
@@ -303,6 +315,9 @@ class RecordedSession:
         self._settings.metrics.session_ended(self._interactive, self._tx, self._rx)
         if self._sftp is not None:
             self._sftp.finish()
+        if self._text_timer is not None:
+            self._text_timer.cancel()  # the final flush below takes what it was for
+            self._text_timer = None
         if self._text_flush is not None:
             await asyncio.wait([self._text_flush], timeout=5)
         await self._flush_text(final=True)
