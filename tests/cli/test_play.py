@@ -75,6 +75,12 @@ def test_without_a_terminal_the_recording_just_plays(tmp_path: Path) -> None:
         (["/no/such/file.cast"], "ERROR: /no/such/file.cast: no such recording file"),
         (["FILE", "--speed", "fast"], 'ERROR: invalid --speed "fast"'),
         (["FILE", "--format", "yaml"], "ERROR: Invalid value for '--format'"),
+        (
+            ["FILE", "--speed", "1e-300"],
+            'ERROR: invalid --speed "1e-300": use 0.5x, 1x, 2x, 4x, 8x or a number from 0.01 to 1000\n',
+        ),
+        (["FILE", "--at", "1m"], 'ERROR: --at "1m" is past the end of the recording (1.0s long)\n'),
+        (["FILE", "--at", "2", "--format=text"], 'ERROR: --at "2" is past the end'),
     ],
 )
 def test_mistakes_are_one_line(recording: Path, args: list[str], message: str) -> None:

@@ -130,6 +130,10 @@ def play(target: str, speed: str, fmt: str, skip_idle_time: bool, at: str) -> No
     speed_x = playback.parse_speed(speed)
     start_s = _parse_offset(at)
     recording = playback.load_recording(_read_target(target))
+    if start_s > recording.duration_s:
+        raise BadParameterError(
+            f'--at "{at}" is past the end of the recording ({recording.duration_s:.1f}s long)'
+        )
     warning = playback.damage_warning(recording, "shown")
     if start_s and fmt != "pty":
         recording = dataclasses.replace(

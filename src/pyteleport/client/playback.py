@@ -66,6 +66,11 @@ def damage_warning(recording: Recording, done: str) -> str:
     )
 
 
+# A second of the session takes at most 100 s to play (a slower speed is a player that stops).
+MIN_SPEED = 0.01
+MAX_SPEED = 1000.0
+
+
 def parse_speed(value: str) -> float:
     """``0.5x``, ``1x`` ... ``8x``, or a plain positive number."""
     text = value.strip().lower().removesuffix("x")
@@ -73,9 +78,10 @@ def parse_speed(value: str) -> float:
         speed = float(text)
     except ValueError:
         speed = 0.0
-    if not 0 < speed <= 1000:  # also refuses nan and inf
+    if not MIN_SPEED <= speed <= MAX_SPEED:  # also refuses nan and inf
         raise BadParameterError(
-            f'invalid --speed "{value}": use 0.5x, 1x, 2x, 4x, 8x or a positive number'
+            f'invalid --speed "{value}": use 0.5x, 1x, 2x, 4x, 8x or a number from '
+            f"{MIN_SPEED:g} to {MAX_SPEED:g}"
         )
     return speed
 
