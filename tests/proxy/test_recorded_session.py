@@ -189,3 +189,44 @@ async def test_what_a_quiet_session_showed_is_searchable_while_it_runs(
         assert hits and all("quiet-marker" in line for line in hits), hits
     finally:
         await session.ended(SessionExit(status=0))
+
+
+@pytest.mark.parametrize(
+    ("result", "label"),
+    [
+        (SessionExit(status=3), "exit status 3"),
+        (
+            SessionExit(status=None, signal="TERM", core_dumped=True),
+            "exit signal TERM (core dumped)",
+        ),
+        (SessionExit(status=None), None),  # the connection dropped: nothing to say
+    ],
+)
+async def test_a_recording_ends_with_how_the_session_ended(
+    tmp_path: Path, result: SessionExit, label: str | None
+) -> None:
+    from pyteleport.events.recordingfile import decode_recording
+
+    store = FileRecordingStore(tmp_path / "records")
+    settings = RecordingSettings(
+        mode="proxy",
+        cluster="example.test",
+        server_id="proxy1",
+        streaming_dir=tmp_path / "streaming",
+        store=store,
+        audit=Audit(),
+        clock=SystemClock(),
+    )
+    target = ForwardTarget(
+        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
+    )
+    request = SessionRequest(kind="exec", command="exit 3")
+    session = RecordedSession(settings, target, "root", RoleSet(roles=(), traits={}), request)
+    await session.started(request)
+    session.output(b"bye\n", False)
+    await session.ended(result)
+    _, frames = decode_recording(await store.read(session.session_id))
+    frames = list(frames)
+    assert frames[0].data == "bye\n"
+    markers = [f.data for f in frames if f.code == "m"]
+    assert markers == ([label] if label else [])

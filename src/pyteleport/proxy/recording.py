@@ -323,6 +323,8 @@ class RecordedSession:
         await self._flush_text(final=True)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
+        if self._recorder is not None and (label := exit_label(result)):
+            self._recorder.marker(label)  # how it ended, in the recording itself
         stop = self._settings.clock.now()
         audit = self._settings.audit
         # Emitted together, so the audit log writes them in one transaction.
@@ -447,6 +449,16 @@ class RecordedSession:
                 path,
                 {k: v for k, v in self._fields().items() if k not in ("ei", "sid")},
             )
+
+
+def exit_label(result: SessionExit) -> str:
+    """The marker a recording ends with: ``exit status 3``, ``exit signal TERM (core
+    dumped)``; "" when the session ended without either (the connection dropped)."""
+    if result.signal:
+        return f"exit signal {result.signal}" + (" (core dumped)" if result.core_dumped else "")
+    if result.status is not None:
+        return f"exit status {result.status}"
+    return ""
 
 
 async def audit_forward(
