@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from pyteleport.events.catalog import CatalogedStore
+from pyteleport.events.store import FileRecordingStore
 from pyteleport.model.role import role_from_dict
 from pyteleport.model.user import User
 from tests.auth import apiserver
@@ -212,6 +213,9 @@ async def test_reindex_lists_a_recording_put_into_the_store_by_hand(
     assert isinstance(api.store, CatalogedStore)
     copied = await make_recording(tmp_path / "local", "copied", start=dt.datetime.now(dt.UTC))
     await api.store.store.upload("copied", copied)  # the store alone, as a copy by hand
+    assert isinstance(api.store.store, FileRecordingStore)
+    # A file no listing shows: the operator hears of it, its name's escapes made harmless.
+    (api.store.store.directory / "junk\x1b[2J.rec").write_bytes(b"PTRC\x02")
     api.login_profile(tmp_path / "home", "auditor")
     _, out, _ = await run(tmp_path / "home", "tsh", "recordings", "ls")
     assert "copied" not in out
@@ -223,6 +227,10 @@ async def test_reindex_lists_a_recording_put_into_the_store_by_hand(
         0,
         "1 recording(s) listed anew, 0 no longer listed (not in the store)\n",
     ), err
+    assert err.startswith(
+        "WARNING: junk\\x1b[2J.rec in the recording store is no readable recording: "
+    ), err
+    assert err.count("\n") == 1 and "\x1b" not in err
     _, out, _ = await run(tmp_path / "home", "tsh", "recordings", "ls")
     assert sids(out) == ["copied"]
 

@@ -89,6 +89,15 @@ class RecordingStoreConformance:
     async def test_a_new_store_lists_nothing(self, store: RecordingStore) -> None:
         assert await store.list() == []
 
+    async def test_a_scan_finds_what_the_listing_lists_and_nothing_unreadable(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        for sid in ("s1", "s2"):
+            await store.upload(sid, await make_recording(tmp_path / sid, sid))
+        scan = await store.scan()
+        assert sorted(i.session_id for i in scan.recordings) == ["s1", "s2"]
+        assert scan.unreadable == []
+
     async def test_a_working_store_passes_its_check(self, store: RecordingStore) -> None:
         await store.check()
 

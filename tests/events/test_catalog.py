@@ -383,8 +383,12 @@ async def test_reconcile_lists_what_the_store_holds_and_nothing_else(tmp_path: P
     # By hand: one recording copied into the store, one removed from it.
     await store.store.upload("copied", await make_recording(tmp_path / "c", "copied", start=at(5)))
     (tmp_path / "records" / "gone.rec").unlink()
-    added, removed = await store.catalog.reconcile(store.store)
-    assert (added, removed) == (["copied"], ["gone"])
+    (tmp_path / "records" / "junk.rec").write_bytes(b"garbage\n")  # no recording at all
+    done = await store.catalog.reconcile(store.store)
+    assert (done.added, done.removed) == (["copied"], ["gone"])
+    [(name, why)] = done.unreadable
+    assert name == "junk.rec" and "not a recording" in why, why
     assert [i.session_id for i in (await store.catalog.list()).recordings] == ["copied", "kept"]
-    assert await store.catalog.reconcile(store.store) == ([], [])  # nothing left to do
+    done = await store.catalog.reconcile(store.store)
+    assert (done.added, done.removed) == ([], [])  # nothing left to do
     assert await store.catalog.filled(store.store)

@@ -288,3 +288,18 @@ async def test_a_recording_that_is_only_parts_is_listed_without_being_downloaded
     [info] = await store.list()
     assert (info.session_id, info.user, info.duration_s) == ("big", "joe", pytest.approx(3.0))
     assert sum(fetched) <= 256 * 1024 + 1024 * 1024 < len(data) // 30
+
+
+async def test_an_object_that_is_no_recording_is_named_by_a_scan(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    store = new_store(s3)
+    await store.upload("s1", await make_recording(tmp_path, "s1"))
+    s3_client(s3).put_object(
+        Bucket=store.location.bucket, Key="cluster/records/junk.json", Body=b"[1, 2]"
+    )
+    scan = await store.scan()
+    assert [i.session_id for i in scan.recordings] == ["s1"]
+    [(name, why)] = scan.unreadable
+    assert name == "cluster/records/junk.json" and "corrupt" in why, why
+    assert [i.session_id for i in await store.list()] == ["s1"]

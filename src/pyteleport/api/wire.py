@@ -324,9 +324,15 @@ class SearchResponse(Strict):
     truncated: bool = False  # more lines matched
 
 
+class UnreadableRecording(Strict):
+    name: str  # the file or object in the store
+    reason: str
+
+
 class ReindexResponse(Strict):
     added: list[str]  # sessions catalogued anew, or again with a changed entry
     removed: list[str]  # sessions whose recording is not in the store
+    unreadable: list[UnreadableRecording] = []  # in the store, but no recording to list
 
 
 class RecordingsResponse(Strict):

@@ -15,7 +15,7 @@ from pyteleport.auth import backup
 from pyteleport.auth.requests import still_granting
 from pyteleport.auth.server import AuthServer
 from pyteleport.errors import AccessDeniedError, NotFoundError
-from pyteleport.events.catalog import CatalogedStore, CatalogPage
+from pyteleport.events.catalog import CatalogedStore, CatalogPage, Reconciled
 from pyteleport.events.store import RecordingInfo
 from pyteleport.events.textindex import IndexedSession, SearchResults
 from pyteleport.model.accessrequest import PENDING, AccessRequest
@@ -386,9 +386,9 @@ class AuthorizedAuth:
             participant="" if everyone else self.identity.username,
         )
 
-    async def reindex_recordings(self) -> tuple[list[str], list[str]]:
+    async def reindex_recordings(self) -> Reconciled:
         """The catalog made to list what the store holds: the session ids catalogued anew (or
-        again) and those whose entry went."""
+        again), those whose entry went, and what in the store is no readable recording."""
         await self._check("session", "update")
         store = self._recordings()
         return await store.catalog.reconcile(store.store)

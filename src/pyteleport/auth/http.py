@@ -330,8 +330,12 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
 
     @router.post("/recordings/reindex")
     async def reindex_recordings(auth: Caller) -> wire.ReindexResponse:
-        added, removed = await auth.reindex_recordings()
-        return wire.ReindexResponse(added=added, removed=removed)
+        done = await auth.reindex_recordings()
+        return wire.ReindexResponse(
+            added=done.added,
+            removed=done.removed,
+            unreadable=[wire.UnreadableRecording(name=n, reason=r) for n, r in done.unreadable],
+        )
 
     @router.get("/recording-search")
     async def search_recordings(

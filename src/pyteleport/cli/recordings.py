@@ -494,6 +494,28 @@ def tctl_recordings_reindex(conn: AuthConnection) -> None:
         f"{len(answer.added)} recording(s) listed anew, {len(answer.removed)} no longer "
         "listed (not in the store)"
     )
+    # What the store holds that no listing shows: a file put there by hand, or damaged so
+    # that not even its first chunk reads (the auth service's log has them too).
+    for item in answer.unreadable[:UNREADABLE_SHOWN]:
+        click.echo(
+            f"WARNING: {_printable(item.name)} in the recording store is no readable "
+            f"recording: {_printable(item.reason)}",
+            err=True,
+        )
+    if len(answer.unreadable) > UNREADABLE_SHOWN:
+        click.echo(
+            f"WARNING: and {len(answer.unreadable) - UNREADABLE_SHOWN} more unreadable "
+            "file(s): the auth service's log names each",
+            err=True,
+        )
+
+
+UNREADABLE_SHOWN = 20
+
+
+def _printable(text: str) -> str:
+    """``text`` with what a terminal would act on (escapes, newlines) shown as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:500])
 
 
 @tctl_recordings.command("verify")

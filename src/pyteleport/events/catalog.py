@@ -18,7 +18,6 @@ participant (what a user who sees only their own sessions reads),
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import dataclasses
 import datetime as dt
@@ -45,6 +44,7 @@ from pyteleport.events.recordingfile import header_and_duration_of
 from pyteleport.events.store import (
     RecordingInfo,
     RecordingStore,
+    StoreScan,
     info_from_doc,
     info_from_header,
     info_to_doc,
@@ -83,6 +83,15 @@ def check_cursor(cursor: str) -> str:
     if not _CURSOR.fullmatch(cursor):
         raise BadParameterError(f'invalid recordings cursor "{cursor[:80]}"')
     return cursor
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """What :meth:`RecordingCatalog.reconcile` did."""
+
+    added: list[str]  # sessions catalogued anew, or again with a changed entry
+    removed: list[str]  # sessions whose recording is not in the store
+    unreadable: list[tuple[str, str]]  # (name in the store, why): no recording to list
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,13 +206,12 @@ class RecordingCatalog:
                 return
             start = page[-1].key + "\x01"
 
-    async def reconcile(
-        self, store: RecordingStore
-    ) -> tuple[builtins.list[str], builtins.list[str]]:
+    async def reconcile(self, store: RecordingStore) -> Reconciled:
         """Make the catalog list what ``store`` holds (``tctl recordings reindex``): the
-        sessions catalogued anew or again (missing, or their entry out of date) and those whose
-        entry went (their recording is not in the store). The catalog is read before the store,
-        so a recording stored meanwhile is not taken for one that is gone."""
+        sessions catalogued anew or again (missing, or their entry out of date), those whose
+        entry went (their recording is not in the store), and what the store holds that is no
+        readable recording. The catalog is read before the store, so a recording stored
+        meanwhile is not taken for one that is gone."""
         catalogued: dict[str, RecordingInfo] = {}
         after = ""
         while True:
@@ -212,7 +220,8 @@ class RecordingCatalog:
             if not page.next:
                 break
             after = page.next
-        held = await store.list()
+        scan = await store.scan()
+        held = scan.recordings
         added = []
         for info in held:
             if catalogued.get(info.session_id) != info:
@@ -222,7 +231,7 @@ class RecordingCatalog:
         for session_id in removed:
             await self.remove(session_id)
         await self._backend.put(Item(key=_marker(store), value=store.name.encode()))
-        return added, removed
+        return Reconciled(added, removed, scan.unreadable)
 
     async def filled(self, store: RecordingStore) -> bool:
         """True once what ``store`` held before the catalog is catalogued."""
@@ -389,6 +398,10 @@ class CatalogedStore:
             if not page.next:
                 return recordings
             after = page.next
+
+    async def scan(self) -> StoreScan:
+        """The store itself read (what the catalog lists comes from :meth:`list`)."""
+        return await self.store.scan()
 
     async def delete(self, session_id: str) -> None:
         try:

@@ -32,6 +32,7 @@ from pyteleport.events.s3multipart import PARALLEL_PARTS, ListedPart, MultipartU
 from pyteleport.events.store import (
     CHUNK_BYTES,
     RecordingInfo,
+    StoreScan,
     info_from_doc,
     info_to_doc,
     read_info,
@@ -243,6 +244,9 @@ class S3RecordingStore:
         return doc
 
     async def list(self) -> builtins.list[RecordingInfo]:
+        return (await self.scan()).recordings
+
+    async def scan(self) -> StoreScan:
         """One listing of the prefix, then the listing entry of each recording not read
         before (entries are kept by their ETag: a finished recording's does not change), at
         most LISTING_READS at a time: a store of 20,000 recordings costs 20 requests a listing
@@ -263,11 +267,13 @@ class S3RecordingStore:
 
         finished, unfinished = await self._call(keys, "listing recordings")
         out = []
+        unreadable: builtins.list[tuple[str, str]] = []
         for session_id in sorted(unfinished - set(finished)):
             try:
                 out.append(await self._parts_info(session_id))
             except (NotFoundError, RecordingError, BadParameterError) as exc:
                 log.warning("skipping unreadable recording %s: %s", session_id, exc)
+                unreadable.append((self._key(f"{session_id}/parts/"), str(exc)))
         known = {
             sid: entry
             for sid, entry in self._listed.items()
@@ -283,6 +289,7 @@ class S3RecordingStore:
                     return  # removed meanwhile
                 except (RecordingError, ValueError, KeyError, TypeError) as exc:
                     log.warning("skipping unreadable recording %s: %s", session_id, exc)
+                    unreadable.append((self._key(f"{session_id}.json"), str(exc)))
                     return
             known[session_id] = (etag, info)
 
@@ -292,7 +299,7 @@ class S3RecordingStore:
         self._listed = known  # entries of recordings no longer listed are let go
         out += [info for _, info in known.values()]
         out.sort(key=lambda info: (info.timestamp, info.session_id), reverse=True)
-        return out
+        return StoreScan(out, sorted(unreadable))
 
     async def _parts_info(self, session_id: str) -> RecordingInfo:
         """The listing entry of a recording that is only parts, from its first 256 KiB (the

@@ -13,7 +13,6 @@ in ``tests/events/store_conformance.py``.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import datetime as dt
 import errno
 import logging
@@ -57,6 +56,12 @@ class RecordingInfo:
     server_labels: Mapping[str, str] = field(default_factory=dict)  # the node's, when registered
 
 
+@dataclass(frozen=True, slots=True)
+class StoreScan:
+    recordings: list[RecordingInfo]  # newest first
+    unreadable: list[tuple[str, str]]  # (its name in the store, why it is no recording)
+
+
 class RecordingStore(Protocol):
     @property
     def live_parts(self) -> bool:
@@ -94,6 +99,11 @@ class RecordingStore(Protocol):
 
     async def list(self) -> list[RecordingInfo]:
         """Every recording, newest first."""
+        ...
+
+    async def scan(self) -> StoreScan:
+        """What :meth:`list` lists, and what the store holds that is no readable recording
+        (``tctl recordings reindex`` names them: a listing leaves them out)."""
         ...
 
     async def delete(self, session_id: str) -> None:
@@ -268,12 +278,15 @@ class FileRecordingStore:
         return True
 
     async def list(self) -> list[RecordingInfo]:
-        return await asyncio.to_thread(self._list)
+        return (await self.scan()).recordings
 
-    def _list(self) -> builtins.list[RecordingInfo]:
+    async def scan(self) -> StoreScan:
+        return await asyncio.to_thread(self._scan)
+
+    def _scan(self) -> StoreScan:
         if not self.directory.is_dir():
-            return []
-        out = []
+            return StoreScan([], [])
+        out, unreadable = [], []
         for path in self.directory.iterdir():
             if path.name.startswith(".") or path.suffix not in SUFFIXES:
                 continue
@@ -281,8 +294,9 @@ class FileRecordingStore:
                 out.append(read_info(path))
             except (OSError, BadParameterError) as exc:
                 log.warning("skipping unreadable recording %s: %s", path, exc)
+                unreadable.append((path.name, str(exc)))
         out.sort(key=lambda info: (info.timestamp, info.session_id), reverse=True)
-        return out
+        return StoreScan(out, sorted(unreadable))
 
     async def delete(self, session_id: str) -> None:
         path = self._path(session_id)
