@@ -200,6 +200,10 @@ async def test_what_a_quiet_session_showed_is_searchable_while_it_runs(
             "exit signal TERM (core dumped)",
         ),
         (SessionExit(status=None), None),  # the connection dropped: nothing to say
+        (
+            SessionExit(status=255, message="ended by the proxy: a limit"),
+            "ended by the proxy: a limit",
+        ),
     ],
 )
 async def test_a_recording_ends_with_how_the_session_ended(
@@ -230,3 +234,44 @@ async def test_a_recording_ends_with_how_the_session_ended(
     assert frames[0].data == "bye\n"
     markers = [f.data for f in frames if f.code == "m"]
     assert markers == ([label] if label else [])
+
+
+class RecordingAudit:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def emit(self, event: str, fields: Mapping[str, Any], *, success: bool = True) -> None:
+        self.events.append(event)
+
+
+async def test_a_strict_session_whose_recording_failed_still_ends_audited(
+    tmp_path: Path,
+) -> None:
+    """proxy-sync: the disk fills mid-session, the session is ended for it; its end is still
+    audited and its recording file closed (the end's marker is not written to a failed one)."""
+    import errno
+
+    audit = RecordingAudit()
+    settings = RecordingSettings(
+        mode="proxy-sync",
+        cluster="example.test",
+        server_id="proxy1",
+        streaming_dir=tmp_path / "streaming",
+        store=FileRecordingStore(tmp_path / "records"),
+        audit=audit,
+        clock=SystemClock(),
+    )
+    target = ForwardTarget(
+        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
+    )
+    request = SessionRequest(kind="exec", command="cat /dev/zero")
+    session = RecordedSession(settings, target, "root", RoleSet(roles=(), traits={}), request)
+    await session.started(request)
+    recorder = session._recorder
+    assert recorder is not None
+    recorder._fail(OSError(errno.ENOSPC, "No space left on device"))  # the fault injected
+    with pytest.raises(ConnectionProblemError, match="No space left on device"):
+        session.output(b"x" * 100, False)
+    await session.ended(SessionExit(status=255, message="cannot record the session"))
+    assert "session.end" in audit.events and "exec" in audit.events
+    assert recorder._closed

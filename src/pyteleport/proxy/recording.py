@@ -112,6 +112,8 @@ class RecordedSession:
         self._text_flushed_s = self._start_s
         self._text_flush: asyncio.Task[None] | None = None
         self._text_timer: asyncio.TimerHandle | None = None
+        self._text_flush_again = False  # a flush is due once the one in flight is done
+        self._closing = False
         self._shipper: asyncio.Task[None] | None = None
         self._ship_error = ""  # -sync modes: the store took no part; the next call ends it
         self._index = 0
@@ -165,10 +167,11 @@ class RecordedSession:
     def _maybe_flush_text(self) -> None:
         """Write the indexed lines once a second (not per packet), one write at a time, and
         by a timer, not on the next packet: the lines of a session that goes quiet (an exec's
-        command, a prompt left waiting) reach the index while it runs, so a proxy killed then
-        leaves them searchable."""
+        command, the last lines of output) reach the index while it runs, so a proxy killed
+        then leaves them searchable. (A line without its newline yet waits for it, or for the
+        end.)"""
         text = self._text
-        if text is None or not text.pending or self._text_timer is not None:
+        if self._closing or text is None or not text.pending or self._text_timer is not None:
             return
         since_s = self._settings.clock.monotonic() - self._text_flushed_s
         self._text_timer = asyncio.get_running_loop().call_later(
@@ -177,11 +180,21 @@ class RecordedSession:
 
     def _flush_text_due(self) -> None:
         self._text_timer = None
+        if self._closing:
+            return
         if self._text_flush is not None and not self._text_flush.done():
-            self._text_flush.add_done_callback(lambda _: self._maybe_flush_text())
+            # One write at a time: the next when this one is done (one callback, however
+            # long the write takes).
+            if not self._text_flush_again:
+                self._text_flush_again = True
+                self._text_flush.add_done_callback(self._flush_text_after)
             return
         self._text_flushed_s = self._settings.clock.monotonic()
         self._text_flush = asyncio.get_running_loop().create_task(self._flush_text(final=False))
+
+    def _flush_text_after(self, _: asyncio.Task[None]) -> None:
+        self._text_flush_again = False
+        self._maybe_flush_text()
 
     async def _flush_text(self, final: bool) -> None:
         if self._text is None:
@@ -305,6 +318,17 @@ class RecordedSession:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _mark_end(self, result: SessionExit) -> None:
+        """How the session ended, in the recording itself (at the time it ended). Never in
+        the way of the session's end: a recorder that failed has said so already."""
+        label = exit_label(result)
+        if self._recorder is None or self._recorder.failed or not label:
+            return
+        try:
+            self._recorder.marker(label)
+        except RecordingError as exc:
+            log.warning("session %s: cannot record how it ended: %s", self.session_id, exc)
+
     async def ended(self, result: SessionExit) -> None:
         try:
             await self._ended(result)
@@ -312,19 +336,19 @@ class RecordedSession:
             self._settings.ending.done(self)
 
     async def _ended(self, result: SessionExit) -> None:
+        self._closing = True  # no timer flush from here on: the final one below takes it all
+        self._mark_end(result)
         self._settings.metrics.session_ended(self._interactive, self._tx, self._rx)
         if self._sftp is not None:
             self._sftp.finish()
         if self._text_timer is not None:
-            self._text_timer.cancel()  # the final flush below takes what it was for
+            self._text_timer.cancel()
             self._text_timer = None
         if self._text_flush is not None:
             await asyncio.wait([self._text_flush], timeout=5)
         await self._flush_text(final=True)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
-        if self._recorder is not None and (label := exit_label(result)):
-            self._recorder.marker(label)  # how it ended, in the recording itself
         stop = self._settings.clock.now()
         audit = self._settings.audit
         # Emitted together, so the audit log writes them in one transaction.
@@ -453,7 +477,10 @@ class RecordedSession:
 
 def exit_label(result: SessionExit) -> str:
     """The marker a recording ends with: ``exit status 3``, ``exit signal TERM (core
-    dumped)``; "" when the session ended without either (the connection dropped)."""
+    dumped)``, or why the proxy ended it (the target could not be reached, a limit ran out);
+    "" when the session ended without any of them (the client went)."""
+    if result.message and result.status == 255:
+        return result.message
     if result.signal:
         return f"exit signal {result.signal}" + (" (core dumped)" if result.core_dumped else "")
     if result.status is not None:
