@@ -176,3 +176,6 @@ def test_an_export_file_is_the_owners_alone_and_dash_is_stdout(
     result = tsh("recordings", "export", str(recording), "--format=text", "-o", "-")
     assert result.returncode == 0 and "a.txt  é" in result.stdout, result.stderr
     assert not (ROOT / "-").exists()
+    # A path that is a pipe (here /dev/stdout, captured) is written in place.
+    result = tsh("recordings", "export", str(recording), "--format=text", "-o", "/dev/stdout")
+    assert result.returncode == 0 and "a.txt  é" in result.stdout, result.stderr

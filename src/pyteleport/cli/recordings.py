@@ -16,6 +16,7 @@ import re
 import secrets
 import select
 import shutil
+import stat
 import sys
 import uuid
 from collections.abc import Callable, Coroutine, Iterable
@@ -42,6 +43,7 @@ from pyteleport.crypto import sshkeys
 from pyteleport.errors import BadParameterError, NotFoundError
 from pyteleport.events import chunks, codes
 from pyteleport.events.recordingfile import header_and_duration_of
+from pyteleport.events.sanitize import clean_text
 from pyteleport.model.duration import format_duration, parse_duration
 from pyteleport.model.node import parse_label_selector
 from pyteleport.model.timefmt import parse_time
@@ -209,11 +211,15 @@ def _write_file(out: str, parts: Iterable[str]) -> None:
     """Writes an export as it is produced, to a file beside ``out`` renamed over it at the end:
     an export that fails half-way leaves a file that was there as it was. A device or a pipe
     (``-o /dev/stdout``) is written in place."""
-    target = Path(os.path.realpath(out))
-    if target.exists() and not target.is_file():
-        with open(target, "w", encoding="utf-8", errors="backslashreplace") as file:
+    try:
+        kind = os.stat(out).st_mode  # through links: /dev/stdout to a pipe is a pipe
+    except FileNotFoundError:
+        kind = stat.S_IFREG
+    if not stat.S_ISREG(kind):
+        with open(out, "w", encoding="utf-8", errors="backslashreplace") as file:
             file.writelines(parts)
         return
+    target = Path(os.path.realpath(out))
     tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     # A new file is the owner's alone (0600), as the recording in the store is: it holds
     # whatever the session showed. An existing file keeps its mode.
@@ -498,8 +504,8 @@ def tctl_recordings_reindex(conn: AuthConnection) -> None:
     # that not even its first chunk reads (the auth service's log has them too).
     for item in answer.unreadable[:UNREADABLE_SHOWN]:
         click.echo(
-            f"WARNING: {_printable(item.name)} in the recording store is no readable "
-            f"recording: {_printable(item.reason)}",
+            f"WARNING: {clean_text(item.name, 500)} in the recording store is no readable "
+            f"recording: {clean_text(item.reason, 500)}",
             err=True,
         )
     if len(answer.unreadable) > UNREADABLE_SHOWN:
@@ -511,11 +517,6 @@ def tctl_recordings_reindex(conn: AuthConnection) -> None:
 
 
 UNREADABLE_SHOWN = 20
-
-
-def _printable(text: str) -> str:
-    """``text`` with what a terminal would act on (escapes, newlines) shown as escapes."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:500])
 
 
 @tctl_recordings.command("verify")

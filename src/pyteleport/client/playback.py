@@ -19,6 +19,7 @@ from pyteleport.errors import BadParameterError
 from pyteleport.events import codes
 from pyteleport.events.asciicast import INPUT, MARKER, OUTPUT, RESIZE, Frame, Header
 from pyteleport.events.recordingfile import Damage, read_recording
+from pyteleport.events.sanitize import clean_text
 from pyteleport.model.timefmt import format_time
 
 FORMATS = ("pty", "json", "text")
@@ -55,7 +56,7 @@ def damage_warning(recording: Recording, done: str) -> str:
     damage = recording.damage
     if damage is None:
         return ""
-    sid = recording.header.session_id
+    sid = clean_text(recording.header.session_id, 100)  # from the file: no escapes to a terminal
     if damage.ends_early:
         what = f"ends early: {damage.problem} (its proxy stopped mid-session, or the file was cut)"
     else:

@@ -271,7 +271,9 @@ class S3RecordingStore:
         for session_id in sorted(unfinished - set(finished)):
             try:
                 out.append(await self._parts_info(session_id))
-            except (NotFoundError, RecordingError, BadParameterError) as exc:
+            except NotFoundError:
+                continue  # stored whole (or removed) since the listing
+            except (RecordingError, BadParameterError) as exc:
                 log.warning("skipping unreadable recording %s: %s", session_id, exc)
                 unreadable.append((self._key(f"{session_id}/parts/"), str(exc)))
         known = {

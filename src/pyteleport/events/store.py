@@ -124,6 +124,12 @@ class RecordingStore(Protocol):
         ...
 
 
+def _utf8(text: str) -> str:
+    """A file name as text any reader takes: bytes that are no UTF-8 (kept by Python as
+    surrogates) shown as escapes, ``\\xff``."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
 def info_from_header(header: Header, duration_s: float) -> RecordingInfo:
     raw = header.extra.get("participants")
     if isinstance(raw, list) and raw:
@@ -294,7 +300,7 @@ class FileRecordingStore:
                 out.append(read_info(path))
             except (OSError, BadParameterError) as exc:
                 log.warning("skipping unreadable recording %s: %s", path, exc)
-                unreadable.append((path.name, str(exc)))
+                unreadable.append((_utf8(path.name), _utf8(str(exc))))
         out.sort(key=lambda info: (info.timestamp, info.session_id), reverse=True)
         return StoreScan(out, sorted(unreadable))
 
