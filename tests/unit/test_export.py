@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pyte
+import pytest
 
 from pyteleport.client.export import FEED_CHARS, ScrollbackScreen, export
 from pyteleport.client.playback import Recording
@@ -79,6 +80,24 @@ def test_text_export_keeps_the_rows_cut_off_when_the_window_shrinks() -> None:
     # pyte drops the top rows of a screen that loses lines; a terminal keeps them above.
     rec = recording(Frame(0.0, "o", "a\r\nb\r\nc"), Frame(0.1, "r", "20x1"))
     assert "".join(export(rec, "text")).splitlines() == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("lines", [1, 5, 20, 23])
+def test_a_shrunk_window_keeps_every_line_once_and_in_order(lines: int) -> None:
+    # A full 24-line screen whose last row was never written, then fewer lines, then more
+    # output: each line exactly once, in order (pyte's own resize showed a row twice).
+    header = Header(width=80, height=24, timestamp=1767225600, session_id="s1")
+    before = [f"line{n}" for n in range(100)] + ["", "gap"]
+    after = [f"after{n}" for n in range(30)]
+    rec = Recording(
+        header=header,
+        frames=(
+            Frame(0.0, "o", "".join(f"{line}\n" for line in before)),
+            Frame(1.0, "r", f"80x{lines}"),
+            Frame(2.0, "o", "".join(f"{line}\n" for line in after)),
+        ),
+    )
+    assert "".join(export(rec, "text")).splitlines() == before + after
 
 
 def test_text_export_of_a_full_screen_program_is_what_it_drew() -> None:

@@ -51,13 +51,21 @@ class ScrollbackScreen(pyte.Screen):
         super().index()
 
     def resize(self, lines: int | None = None, columns: int | None = None) -> None:
-        # pyte cuts rows off the top when the screen loses lines (a terminal keeps them above):
-        # the rows whose line is no longer on the screen afterwards are the ones cut, in order.
-        rows = [self.buffer[y] for y in range(self.lines) if y in self.buffer]
-        old_columns = self.columns
-        super().resize(lines, columns)
-        kept = {id(line) for line in self.buffer.values()}
-        self.scrolled += [_row_text(row, old_columns) for row in rows if id(row) not in kept]
+        # A screen that loses lines loses them at the top, which a terminal keeps above as
+        # scrollback: handed over in order here, blank ones too, and the rest moved up with the
+        # cursor. Done here rather than by pyte, whose delete_lines leaves a row in place when
+        # the row below it was never written (a line shown twice, or out of order).
+        cut = self.lines - (lines or self.lines)
+        if cut > 0:
+            self.scrolled += [_row_text(self.buffer[y], self.columns) for y in range(cut)]
+            rows = {y - cut: row for y, row in self.buffer.items() if cut <= y < self.lines}
+            self.buffer.clear()
+            self.buffer.update(rows)
+            self.cursor.y = max(0, self.cursor.y - cut)
+            self.lines -= cut
+            self.dirty.update(range(self.lines))
+            self.set_margins()
+        super().resize(lines, columns)  # the columns, if they changed
 
     def take_scrolled(self) -> list[str]:
         lines, self.scrolled = self.scrolled, []
