@@ -6,6 +6,7 @@ import resource
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from tests.cli.test_play import ROOT, TSH, write_recording
 
@@ -17,18 +18,23 @@ def numbered_output(count: int) -> list[tuple[float, str]]:
     ]
 
 
-def test_text_export_writes_every_line_of_a_long_session(tmp_path: Path) -> None:
-    recording = write_recording(tmp_path / "s.cast", numbered_output(30_000))
-    out = tmp_path / "s.txt"
-    out.write_text("an older export\n")
-    out.chmod(0o640)
-    result = subprocess.run(
+def export_text(recording: Path, out: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [*TSH, "recordings", "export", str(recording), "--format=text", "-o", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
+        **kw,
     )
+
+
+def test_text_export_writes_every_line_of_a_long_session(tmp_path: Path) -> None:
+    recording = write_recording(tmp_path / "s.cast", numbered_output(30_000))
+    out = tmp_path / "s.txt"
+    out.write_text("an older export\n")
+    out.chmod(0o640)
+    result = export_text(recording, out)
     assert result.returncode == 0, result.stderr
     assert out.read_text().splitlines() == [str(n) for n in range(1, 30_001)]
     assert out.stat().st_mode & 0o777 == 0o640
@@ -46,14 +52,7 @@ def test_an_export_that_fails_half_way_leaves_the_file_that_was_there(tmp_path: 
     recording = write_recording(tmp_path / "s.cast", numbered_output(30_000))
     out = tmp_path / "s.txt"
     out.write_text("an older export\n")
-    result = subprocess.run(
-        [*TSH, "recordings", "export", str(recording), "--format=text", "-o", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=limit_file_size,
-    )
+    result = export_text(recording, out, preexec_fn=limit_file_size)
     assert result.returncode == 1
     assert result.stderr.startswith(f"ERROR: cannot write {out}: File too large"), result.stderr
     assert out.read_text() == "an older export\n"

@@ -5,20 +5,52 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pyteleport.clock import FakeClock, SystemClock
+from pyteleport.backend.memory import MemoryBackend
+from pyteleport.clock import Clock, FakeClock, SystemClock
 from pyteleport.errors import ConnectionProblemError
+from pyteleport.events.recordingfile import decode_recording
 from pyteleport.events.store import FileRecordingStore
+from pyteleport.events.textindex import RecordingIndex
 from pyteleport.model.timefmt import format_time
 from pyteleport.policy.access import RoleSet
 from pyteleport.proxy.forwarder import ForwardTarget
 from pyteleport.proxy.recording import RecordedSession, RecordingSettings
 from pyteleport.ssh.relay import SessionExit, SessionRequest
+
+TARGET = ForwardTarget(
+    user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
+)
+
+
+def settings_for(
+    tmp_path: Path,
+    audit: Any,
+    *,
+    mode: str = "proxy",
+    clock: Clock | None = None,
+    index: RecordingIndex | None = None,
+) -> RecordingSettings:
+    return RecordingSettings(
+        mode=mode,
+        cluster="example.test",
+        server_id="proxy1",
+        streaming_dir=tmp_path / "streaming",
+        store=FileRecordingStore(tmp_path / "records"),
+        audit=audit,
+        clock=clock or SystemClock(),
+        index=index,
+    )
+
+
+def new_session(settings: RecordingSettings, request: SessionRequest) -> RecordedSession:
+    return RecordedSession(settings, TARGET, "root", RoleSet(roles=(), traits={}), request)
 
 
 class AuditWithoutEnd:
@@ -37,21 +69,10 @@ async def test_a_failed_audit_write_at_the_end_still_closes_and_stores_the_recor
     tmp_path: Path,
 ) -> None:
     audit = AuditWithoutEnd()
-    store = FileRecordingStore(tmp_path / "records")
-    settings = RecordingSettings(
-        mode="proxy",
-        cluster="example.test",
-        server_id="proxy1",
-        streaming_dir=tmp_path / "streaming",
-        store=store,
-        audit=audit,
-        clock=SystemClock(),
-    )
-    target = ForwardTarget(
-        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
-    )
+    settings = settings_for(tmp_path, audit)
+    store = settings.store
     request = SessionRequest(kind="shell", term_type="xterm", term_size=(80, 24, 0, 0))
-    session = RecordedSession(settings, target, "root", RoleSet(roles=(), traits={}), request)
+    session = new_session(settings, request)
     await session.started(request)
     session.output(b"recorded before the end", False)
     with pytest.raises(ConnectionProblemError, match="audit log is unreachable"):
@@ -75,20 +96,9 @@ class SlowAudit:
 
 async def test_shutdown_can_wait_for_sessions_still_ending(tmp_path: Path) -> None:
     audit = SlowAudit()
-    settings = RecordingSettings(
-        mode="proxy",
-        cluster="example.test",
-        server_id="proxy1",
-        streaming_dir=tmp_path / "streaming",
-        store=FileRecordingStore(tmp_path / "records"),
-        audit=audit,
-        clock=SystemClock(),
-    )
-    target = ForwardTarget(
-        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
-    )
+    settings = settings_for(tmp_path, audit)
     request = SessionRequest(kind="exec", command="true")
-    session = RecordedSession(settings, target, "root", RoleSet(roles=(), traits={}), request)
+    session = new_session(settings, request)
     await session.started(request)
     assert not await settings.ending.wait(0.01)  # started, not ended: shutdown would wait
     ending = asyncio.create_task(session.ended(SessionExit(status=0)))
@@ -111,21 +121,10 @@ async def test_the_recording_starts_to_the_millisecond_when_the_audit_log_says(
 ) -> None:
     audit = AuditFields()
     clock = FakeClock(dt.datetime(2026, 12, 2, 8, 14, 15, 710_400, tzinfo=dt.UTC))
-    store = FileRecordingStore(tmp_path / "records")
-    settings = RecordingSettings(
-        mode="proxy",
-        cluster="example.test",
-        server_id="proxy1",
-        streaming_dir=tmp_path / "streaming",
-        store=store,
-        audit=audit,
-        clock=clock,
-    )
-    target = ForwardTarget(
-        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
-    )
+    settings = settings_for(tmp_path, audit, clock=clock)
+    store = settings.store
     request = SessionRequest(kind="exec", command="true")
-    session = RecordedSession(settings, target, "root", RoleSet(roles=(), traits={}), request)
+    session = new_session(settings, request)
     await session.started(request)
     clock.advance(dt.timedelta(seconds=5.809))
     session.output(b"done\n", False)
@@ -159,28 +158,13 @@ async def test_what_a_quiet_session_showed_is_searchable_while_it_runs(
     """The index is written by a timer, not on the next packet: an exec's command and the
     last lines of a session that then goes quiet are there before it ends (a proxy killed
     then leaves them searchable)."""
-    from pyteleport.backend.memory import MemoryBackend
-    from pyteleport.events.textindex import RecordingIndex
-
     index = RecordingIndex(MemoryBackend())
-    settings = RecordingSettings(
-        mode="proxy",
-        cluster="example.test",
-        server_id="proxy1",
-        streaming_dir=tmp_path / "streaming",
-        store=FileRecordingStore(tmp_path / "records"),
-        audit=Audit(),
-        clock=SystemClock(),
-        index=index,
-    )
-    target = ForwardTarget(
-        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
-    )
+    settings = settings_for(tmp_path, Audit(), index=index)
     if kind == "exec":
         request = SessionRequest(kind="exec", command="echo quiet-marker; sleep 30")
     else:
         request = SessionRequest(kind="shell", term_type="xterm", term_size=(80, 24, 0, 0))
-    session = RecordedSession(settings, target, "root", RoleSet(roles=(), traits={}), request)
+    session = new_session(settings, request)
     await session.started(request)
     if kind == "shell":
         session.output(b"$ echo quiet-marker\r\nquiet-marker\r\n$ ", False)
@@ -209,23 +193,11 @@ async def test_what_a_quiet_session_showed_is_searchable_while_it_runs(
 async def test_a_recording_ends_with_how_the_session_ended(
     tmp_path: Path, result: SessionExit, label: str | None
 ) -> None:
-    from pyteleport.events.recordingfile import decode_recording
 
-    store = FileRecordingStore(tmp_path / "records")
-    settings = RecordingSettings(
-        mode="proxy",
-        cluster="example.test",
-        server_id="proxy1",
-        streaming_dir=tmp_path / "streaming",
-        store=store,
-        audit=Audit(),
-        clock=SystemClock(),
-    )
-    target = ForwardTarget(
-        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
-    )
+    settings = settings_for(tmp_path, Audit())
+    store = settings.store
     request = SessionRequest(kind="exec", command="exit 3")
-    session = RecordedSession(settings, target, "root", RoleSet(roles=(), traits={}), request)
+    session = new_session(settings, request)
     await session.started(request)
     session.output(b"bye\n", False)
     await session.ended(result)
@@ -249,23 +221,11 @@ async def test_a_strict_session_whose_recording_failed_still_ends_audited(
 ) -> None:
     """proxy-sync: the disk fills mid-session, the session is ended for it; its end is still
     audited and its recording file closed (the end's marker is not written to a failed one)."""
-    import errno
 
     audit = RecordingAudit()
-    settings = RecordingSettings(
-        mode="proxy-sync",
-        cluster="example.test",
-        server_id="proxy1",
-        streaming_dir=tmp_path / "streaming",
-        store=FileRecordingStore(tmp_path / "records"),
-        audit=audit,
-        clock=SystemClock(),
-    )
-    target = ForwardTarget(
-        user="joe", host="db1", port=22, remote_addr="127.0.0.1:1", local_addr="127.0.0.1:2"
-    )
+    settings = settings_for(tmp_path, audit, mode="proxy-sync")
     request = SessionRequest(kind="exec", command="cat /dev/zero")
-    session = RecordedSession(settings, target, "root", RoleSet(roles=(), traits={}), request)
+    session = new_session(settings, request)
     await session.started(request)
     recorder = session._recorder
     assert recorder is not None
