@@ -299,8 +299,9 @@ class FileRecordingStore:
             try:
                 out.append(read_info(path))
             except (OSError, BadParameterError) as exc:
-                log.warning("skipping unreadable recording %s: %s", path, exc)
-                unreadable.append((_utf8(path.name), _utf8(str(exc))))
+                why = _utf8(str(exc))
+                log.warning("skipping unreadable recording %s: %s", _utf8(str(path)), why)
+                unreadable.append((_utf8(path.name), why))
         out.sort(key=lambda info: (info.timestamp, info.session_id), reverse=True)
         return StoreScan(out, sorted(unreadable))
 
