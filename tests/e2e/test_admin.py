@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -48,6 +50,37 @@ def test_roles_create_get_update_rm(cluster: Cluster, tmp_path: Path) -> None:
     assert (res.code, res.out.strip()) == (0, 'role "dev" has been deleted')
     res = cluster.tctl("get", "role/dev")
     assert res.code == 1 and res.err.strip() == 'ERROR: role "dev" is not found'
+
+
+def test_a_large_listing_reaches_a_slow_non_blocking_pipe_whole(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # A pipe whose writing end its maker left non-blocking (some shells and CI runners do)
+    # takes at most its 64 KiB a write: what it could not take yet must still arrive, under
+    # PYTHONUNBUFFERED=1 too (the rest was dropped without a word, or the command failed).
+    path = tmp_path / "roles.yaml"
+    logins = ", ".join(f"login{n:03}" for n in range(100))  # each role near 2 KB
+    role = DEV_ROLE.replace("ubuntu,", f"{logins},")
+    path.write_text("---\n".join(role.replace("name: dev", f"name: dev{n:03}") for n in range(50)))
+    res = cluster.tctl("create", str(path))
+    assert res.code == 0 and res.out.count("has been created") == 50, res.text
+    for unbuffered in ("", "1"):
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        with subprocess.Popen(
+            [str(BIN / "tctl"), "-c", str(cluster.config_path), "get", "roles"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": unbuffered},
+        ) as proc:
+            os.close(write_end)
+            with os.fdopen(read_end, "rb") as reader:
+                out = reader.read()
+            assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
+        assert len(out) > 64 * 1024
+        names = {d["metadata"]["name"] for d in yaml.safe_load_all(out)}
+        assert {f"dev{n:03}" for n in range(50)} <= names
 
 
 def test_bad_role_file_is_refused_naming_the_field(cluster: Cluster, tmp_path: Path) -> None:

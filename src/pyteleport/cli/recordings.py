@@ -14,7 +14,6 @@ import json
 import os
 import re
 import secrets
-import select
 import shutil
 import stat
 import sys
@@ -83,29 +82,12 @@ _PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def _write_stdout(text: str) -> None:
-    """Write all of ``text`` to stdout, whatever kind of file stdout is.
-
-    Bytes, not click.echo: a recording holds any character and the locale may not. Straight to
-    the file descriptor, in a loop: a stdout left non-blocking by the program that made the pipe
-    takes only what the pipe has room for (64 KiB) per write, and Python's own writers then
-    either drop the rest without a word (unbuffered, PYTHONUNBUFFERED=1) or fail.
-    """
-    data = text.encode("utf-8", "replace")
+    """Write all of ``text`` to stdout as UTF-8 bytes, not through click.echo: a recording holds
+    any character and the locale may not. (A stdout left non-blocking is written in full, as
+    every command's is: see runner.invoke.)"""
     sys.stdout.flush()
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # not a file (captured): no such limit
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except BlockingIOError:
-            select.select([], [fd], [])  # until the reader makes room
-            continue
-        view = view[written:]
+    sys.stdout.buffer.write(text.encode("utf-8", "replace"))
+    sys.stdout.buffer.flush()
 
 
 @click.command("play")

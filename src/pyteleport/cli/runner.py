@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import getpass
+import io
 import os
+import select
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -37,8 +39,59 @@ def fail(message: str) -> None:
     raise click.ClickException(message)
 
 
+class _PatientWriter(io.RawIOBase):
+    """A file descriptor written in full: a write that would block waits until it would not."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        total = len(view)
+        while view:
+            try:
+                written = os.write(self._fd, view)
+            except BlockingIOError:
+                select.select([], [self._fd], [])  # until the reader makes room
+                continue
+            view = view[written:]
+        return total
+
+
+def _patient_stdio() -> None:
+    """Make stdout and stderr write all they are given, even when the program that made them
+    left them non-blocking (some shells and CI runners do): a pipe then takes only what it has
+    room for (64 KiB) per write, and Python's own writers drop the rest without a word
+    (PYTHONUNBUFFERED=1) or fail with BlockingIOError. Nothing changes for a blocking file."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        try:
+            fd = stream.fileno()
+            if os.get_blocking(fd):
+                continue
+        except (AttributeError, OSError, ValueError):  # not a file (captured): no such limit
+            continue
+        stream.flush()
+        patient = io.TextIOWrapper(
+            io.BufferedWriter(_PatientWriter(fd)),
+            encoding=stream.encoding,
+            errors=stream.errors,
+            line_buffering=stream.line_buffering,
+            write_through=name == "stderr",
+        )
+        setattr(sys, name, patient)
+
+
 def invoke(group: click.Command, argv: Sequence[str] | None, prog: str) -> int:
     """Run a click command; TeleportError and click errors become ``ERROR: <line>``."""
+    _patient_stdio()
     try:
         group.main(
             args=list(argv) if argv is not None else None, prog_name=prog, standalone_mode=False
