@@ -189,6 +189,9 @@ async def test_ls_reads_a_start_to_the_millisecond(api: AuthAPI, tmp_path: Path)
         (["--last", "1000000d"], "the time range reaches before the first day a computer keeps"),
         (["--to-utc", "0001-01-01T00:00:00Z"], "the time range reaches before the first day"),
         (["--last", "999999999999h"], 'invalid --last "999999999999h": use a duration such'),
+        (["--from-utc="], "Invalid value for '--from-utc': is empty"),  # not "no flag"
+        (["--to-utc", " "], "Invalid value for '--to-utc': is empty"),
+        (["--last="], "Invalid value for '--last': is empty"),
     ],
 )
 async def test_ls_refuses_a_bad_range_in_one_line(
@@ -286,6 +289,19 @@ async def test_a_bad_argument_is_one_line_before_any_request(
     code, out, err = await run(tmp_path / "empty-home", *args)
     assert (code, out) == (1, "")
     assert err.startswith(f"ERROR: {message}") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["tsh", "recordings", "search", "x", "--since="], ["tsh", "play", "s1", "--at="]],
+)
+async def test_a_flag_given_as_nothing_is_refused_not_ignored(
+    tmp_path: Path, args: list[str]
+) -> None:
+    code, out, err = await run(tmp_path / "empty-home", *args)
+    assert (code, out) == (2, "")
+    flag = args[-1].rstrip("=")
+    assert err.startswith(f"ERROR: Invalid value for '{flag}': is empty: give a value"), err
 
 
 async def test_a_user_without_the_session_rule_is_told_so(api: AuthAPI, tmp_path: Path) -> None:

@@ -90,6 +90,15 @@ def _write_stdout(text: str) -> None:
     sys.stdout.buffer.flush()
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    """A flag given as nothing (``--since=``) is an error, not the same as no flag."""
+    if value is None:
+        return ""
+    if not value.strip():
+        raise click.BadParameter("is empty: give a value or leave the flag out")
+    return value
+
+
 @click.command("play")
 @click.argument("target", metavar="ID|FILE")
 @click.option("--speed", default="1x", show_default=True, help="0.5x, 1x, 2x, 4x, 8x or a number.")
@@ -107,7 +116,11 @@ def _write_stdout(text: str) -> None:
     help=f"Shorten every pause to at most {playback.IDLE_CAP_S:g}s.",
 )
 @click.option(
-    "--at", "at", default="", help="Start at this time, e.g. 1m30s (as recordings search shows)."
+    "--at",
+    "at",
+    default=None,
+    callback=_not_empty,
+    help="Start at this time, e.g. 1m30s (as recordings search shows).",
 )
 def play(target: str, speed: str, fmt: str, skip_idle_time: bool, at: str) -> None:
     """Replay a recorded session: space pauses, arrows seek 5s, Ctrl-C quits."""
@@ -245,19 +258,24 @@ def _ls_options(fn: Any) -> Any:
             click.option(
                 "--from-utc",
                 "from_utc",
-                default="",
+                default=None,
+                callback=_not_empty,
                 help="Start of the time range: 2006-01-02 or an RFC 3339 time. "
                 "Default: 24 hours before its end.",
             ),
             click.option(
                 "--to-utc",
                 "to_utc",
-                default="",
+                default=None,
+                callback=_not_empty,
                 help="End of the time range: 2006-01-02 (the whole day) or an RFC 3339 time. "
                 "Default: now.",
             ),
             click.option(
-                "--last", default="", help="The sessions of this long ago until now, e.g. 5h30m."
+                "--last",
+                default=None,
+                callback=_not_empty,
+                help="The sessions of this long ago until now, e.g. 5h30m.",
             ),
             click.option(
                 "--limit",
@@ -401,7 +419,12 @@ def _search_options(fn: Any) -> Any:
             click.argument("text"),
             click.option("--user", default="", help="Only sessions of this user."),
             click.option("--node", default="", help="Only sessions on this node."),
-            click.option("--since", default="", help="Only sessions started since, e.g. 24h."),
+            click.option(
+                "--since",
+                default=None,
+                callback=_not_empty,
+                help="Only sessions started since, e.g. 24h.",
+            ),
             click.option("--format", "fmt", type=click.Choice(listing.FORMATS), default="text"),
         )
     ):
