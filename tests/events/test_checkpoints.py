@@ -35,6 +35,11 @@ def signer_cert(extensions: dict[str, str] | None = None, ca: Any = CA) -> bytes
 CERT = signer_cert()
 
 
+def audited(fields: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's fields as the audit log returns them: with the time it was written."""
+    return {**fields, "time": "2026-12-02T10:00:00.000Z"}
+
+
 def session(
     texts: list[bytes], every: int = 2, cert: bytes = CERT
 ) -> tuple[bytes, list[int], list[dict[str, Any]]]:
@@ -48,7 +53,7 @@ def session(
         parts.append(builder.flush(last=last))
         if last or (n + 1) % every == 0:
             point = Checkpoint(SID, n, builder.head, builder.head_offset_us, last)
-            events.append(checkpoint.sign(KEY, cert, point))
+            events.append(audited(checkpoint.sign(KEY, cert, point)))
     starts = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
     return b"".join(parts), starts, events
 

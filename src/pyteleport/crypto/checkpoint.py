@@ -75,17 +75,28 @@ def verify(fields: dict[str, Any], host_ca: bytes) -> tuple[Checkpoint | None, s
         signer = str(fields["signer"]).encode()
     except (KeyError, TypeError, ValueError, binascii.Error):
         return None, "a malformed checkpoint event"
+    # One certificate, read once: the same bytes give the CA, the extension, the validity and
+    # the key that checks the signature (two parsers reading a text of several certificates
+    # could each take another).
+    words = signer.split()
+    if len(words) < 2 or signer.count(b"\n") or not signer.isascii():
+        return None, "a checkpoint signed by no valid certificate"
+    line = words[0] + b" " + words[1]
     try:
-        cert = sshcert.load_certificate(signer)
-        info = sshcert.parse_certificate(signer)
+        cert = sshcert.load_certificate(line)
+        info = sshcert.parse_certificate(line)
     except (ValueError, asyncssh.KeyImportError):
+        return None, "a checkpoint signed by no valid certificate"
+    if info.algorithm != words[0].decode():
         return None, "a checkpoint signed by no valid certificate"
     if info.signature_key != host_ca:
         return None, "a checkpoint signed by a key the cluster's host CA did not certify"
     if SIGNER_EXTENSION not in info.extensions:
         return None, "a checkpoint signed by a host key that may not sign recordings"
     seconds = _event_time(fields)
-    if seconds is not None and not info.valid_after <= seconds < info.valid_before:
+    if seconds is None:
+        return None, "a checkpoint event with no time (its certificate's validity is unknown)"
+    if not info.valid_after <= seconds < info.valid_before:
         return None, "a checkpoint signed with a certificate that was not valid then"
     if not cert.key.verify(checkpoint.payload(), signature):
         return None, "bad signature"

@@ -1,0 +1,348 @@
+"""Review of the trust guarantees of recordings: an attacker who can rewrite the recording store
+(not the audit log, not the CA keys, not the proxy's signing key) against ``tctl recordings
+verify`` and ``tsh play``, end to end through the auth API on a loopback listener.
+
+Each test here FAILS on the code it was written against: it states what verify/play should say.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import os
+import resource
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyteleport.clock import FakeClock
+from pyteleport.crypto.checkpoint import Checkpoint
+from pyteleport.events import asciicast, chunks, codes
+from pyteleport.events.asciicast import Header
+from pyteleport.events.chunks import ChunkBuilder, Frame, FrameKind
+from pyteleport.events.recorder import SessionRecorder
+from pyteleport.model.role import role_from_dict
+from pyteleport.model.user import User
+from pyteleport.proxy.checkpoints import CheckpointSigner
+from tests.auth import apiserver
+from tests.auth.apiserver import AuthAPI, serve_auth_api
+from tests.cli.test_recordings_remote import ROOT
+
+LINES = [f"line {n}\r\n".encode() for n in range(6)]
+
+
+async def record(
+    api: AuthAPI, tmp: Path, sid: str, lines: list[bytes], *, final: bool = True
+) -> bytes:
+    """A session recorded as the proxy records it: a chunk per line 30 s apart, a signed
+    checkpoint every 60 s and at the end, each written to the audit log. Stored and listed
+    when ``final``; else left as a proxy killed mid-session leaves it (no final chunk)."""
+    signer = CheckpointSigner(api.server.sign_recording_signer, "proxy1")
+    start = api.server.clock.now()
+    clock = FakeClock(start)
+    header = Header(
+        width=80,
+        height=24,
+        timestamp=asciicast.timestamp_of(start),
+        session_id=sid,
+        user="joe",
+        login="root",
+        server_hostname="web1",
+    )
+    emitted: list[Any] = []
+
+    def hook(chunk: int, head: bytes, offset_us: int, last: bool) -> None:
+        fields = signer.sign(Checkpoint(sid, chunk, head, offset_us, last))
+        emitted.append(api.server.audit.emit(codes.SESSION_CHECKPOINT, fields))
+
+    recorder = SessionRecorder.create(tmp / sid, header, clock=clock, checkpoint=hook)
+    for line in lines:
+        recorder.output(line)
+        clock.advance(dt.timedelta(seconds=30))
+    if final:
+        path = await recorder.aclose()
+    else:
+        recorder._flush(sync=True)  # what reached the disk before the proxy was killed
+        path = recorder.path
+    for emit in emitted:
+        await emit
+    await api.store.upload(sid, path)
+    return path.read_bytes()
+
+
+def store_path(api: AuthAPI, sid: str, suffix: str = ".rec") -> Path:
+    return api.root / "records" / f"{sid}{suffix}"
+
+
+def rechain(sid: str, frames: list[list[Frame]], *, last: bool) -> bytes:
+    """A whole new chain, hashed as the format says: no key is needed for that."""
+    builder = ChunkBuilder(sid)
+    out = b""
+    for n, group in enumerate(frames):
+        for frame in group:
+            builder.add(frame)
+        out += builder.flush(last=last and n == len(frames) - 1)
+    return out
+
+
+async def run(
+    home: Path, prog: str, *args: str, memory_bytes: int | None = None
+) -> tuple[int, str, str]:
+    def limit() -> None:
+        if memory_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / prog),
+        *args,
+        cwd=ROOT,
+        env={**os.environ, "TELEPORT_HOME": str(home)},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=limit,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[AuthAPI]:
+    async with serve_auth_api(tmp_path / "auth") as api:
+        api.login_profile(tmp_path / "home", "auditor")
+        yield api
+
+
+async def verify_lines(tmp_path: Path, *args: str, **kw: Any) -> tuple[int, dict[str, str], str]:
+    code, out, err = await run(tmp_path / "home", "tctl", "recordings", "verify", *args, **kw)
+    lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    return code, lines, err
+
+
+async def test_baseline_an_untouched_recording_verifies(api: AuthAPI, tmp_path: Path) -> None:
+    """Not an attack: the harness records as the proxy does, and verify passes it."""
+    sid = str(uuid.uuid4())
+    await record(api, tmp_path / "spool", sid, LINES)
+    code, lines, err = await verify_lines(tmp_path, sid)
+    assert (code, lines[sid]) == (0, "intact (7 chunks, 3 signed checkpoint(s))"), err
+
+
+# -- 1. a recording that inflates to gigabytes kills verify --all (and play, export) ---------------
+
+
+def inflating_chain(sid: str, count: int) -> bytes:
+    """A valid chain (hashes and all, no key needed) of ``count`` chunks of 4 MiB of frames
+    each: every chunk is within the format's limits, and takes about 200 bytes of the file."""
+    meta = json.dumps({"sid": sid, "user": "joe", "timestamp": 1796199255.71}).encode()
+    data, prev = chunks.encode_chunk(sid, 0, [Frame(0, FrameKind.META, meta)], chunks.ZERO_HASH)
+    raw = chunks.encode_frames([Frame(1, FrameKind.OUTPUT, bytes(chunks.MAX_RAW_LEN - 8))], 1)
+    body = chunks.zstandard.ZstdCompressor(level=3).compress(raw)
+    out = [data]
+    for seq in range(1, count + 1):
+        flags = chunks.FLAG_LAST if seq == count else 0
+        header = chunks._PREFIX.pack(
+            chunks.MAGIC, 2, flags, chunks.session_uuid(sid).bytes
+        ) + b"".join(chunks._varint(n) for n in (seq, 1, 1, len(raw), len(body)))
+        prev = hashlib.sha256(prev + header + body).digest()
+        out.append(header + body + prev)
+    return b"".join(out)
+
+
+async def test_verify_all_bounds_its_memory_and_still_reports_every_recording(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    """An attacker replaces one recording with ~100 KB that holds 2 GB of frames. verify reads
+    the whole chain into memory before it compares anything, so ``verify --all`` dies (here:
+    MemoryError under a 1 GiB limit; on a host without one, the OOM killer) and reports
+    nothing, not even the other recordings it had checked. It should check a chunk at a time
+    (it needs only each chunk's hash) and report every recording."""
+    good, bad = sorted(str(uuid.uuid4()) for _ in range(2))
+    await record(api, tmp_path / "spool", good, LINES)
+    await record(api, tmp_path / "spool", bad, LINES)
+    bomb = inflating_chain(bad, 500)
+    assert len(bomb) < 150_000
+    store_path(api, bad).write_bytes(bomb)
+    code, lines, err = await verify_lines(tmp_path, "--all", memory_bytes=1 << 30)
+    assert "MemoryError" not in err
+    assert code == 1 and lines.get(good, "").startswith("intact (7 chunks"), (lines, err)
+    assert bad in lines and not lines[bad].startswith("intact")
+
+
+async def test_play_of_a_recording_that_inflates_to_gigabytes_is_bounded(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    """The same file through ``tsh play FILE --format=text``: a 100 KB file takes 2 GB of frames
+    held at once (and as much again as text). It should play a chunk at a time, or refuse the
+    recording as too large, not die with MemoryError."""
+    path = tmp_path / "inflating.rec"
+    path.write_bytes(inflating_chain(str(uuid.uuid4()), 500))
+    _, _, err = await run(
+        tmp_path / "home", "tsh", "play", str(path), "--format=text", memory_bytes=1 << 30
+    )
+    assert "MemoryError" not in err, err
+
+
+# -- 2. verify looks for checkpoints from the start the (attacker's) recording names -------------
+
+
+async def forged_with_a_later_start(api: AuthAPI, tmp_path: Path, *, last: bool) -> str:
+    sid = str(uuid.uuid4())
+    original = await record(api, tmp_path / "spool", sid, LINES)
+    meta = json.loads(chunks.read_chain(original).chunks[0].frames[0].data)
+    meta["timestamp"] += 86400  # a day later: past the session's checkpoints + 5 minutes
+    frames = [[Frame(0, FrameKind.META, json.dumps(meta).encode())]] + [
+        [Frame(n * 30_000_000, FrameKind.OUTPUT, b"nothing to see\r\n")] for n in range(6)
+    ]
+    store_path(api, sid).write_bytes(rechain(sid, frames, last=last))
+    return sid
+
+
+async def test_a_forgery_that_moves_its_start_is_named_a_rewrite(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    """A re-chained forgery (new content, new hashes: no key needed) whose meta frame says the
+    session started a day later. verify searches the audit log for checkpoints only from that
+    claimed start - 5 min, finds none of the session's own, and says "no signed checkpoint
+    covers the recording (the proxy stopped before the session ended, or the audit log lost
+    it)": what a recording made before checkpoints existed also says. The audit log holds the
+    session's signed checkpoints: verify should find them (search by session id, not from a
+    time the recording itself claims) and say the recording was rewritten."""
+    sid = await forged_with_a_later_start(api, tmp_path, last=True)
+    code, lines, err = await verify_lines(tmp_path, sid)
+    assert code == 1, err
+    assert "the recording was rewritten" in lines[sid], lines[sid]
+
+
+async def test_a_forgery_that_moves_its_start_and_drops_its_end_is_not_a_crash(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    """The same forgery without the final-chunk flag: verify says "truncated after chunk 6 at
+    150.0s: the chain is intact but the session's final chunk is missing", exactly what an
+    honest proxy crash leaves, and ``tsh play`` shows the forged content with exit 0 and only
+    the "ends early" note."""
+    sid = await forged_with_a_later_start(api, tmp_path, last=False)
+    code, lines, err = await verify_lines(tmp_path, sid)
+    assert code == 1, err
+    assert "the chain is intact" not in lines[sid], lines[sid]
+    assert "the recording was rewritten" in lines[sid], lines[sid]
+
+
+# -- 3. unsigned chunks are called "intact" when the final chunk is missing -----------------------
+
+
+async def test_chunks_appended_to_an_unfinished_recording_are_named_unsigned(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    """A session whose proxy was killed (no final chunk, no final checkpoint; checkpoints of
+    chunks 2 and 4 in the audit log). The attacker appends 20 chunks of invented output, hashed
+    onto the chain (no key needed), reaching 10,000 s. verify's verdict only moves: "truncated
+    after chunk 26 at 10000.0s: the chain is intact but the session's final chunk is missing"
+    - nothing says that chunks 5-26 are vouched for by no checkpoint, and ``tsh play`` shows
+    them with exit 0. It should name the chunks no checkpoint covers, as it does ("no signed
+    checkpoint covers chunks ...") when the final chunk is there."""
+    sid = str(uuid.uuid4())
+    data = await record(api, tmp_path / "spool", sid, LINES, final=False)
+    report = chunks.read_chain(data)
+    assert not report.problem and not report.chunks[-1].last and len(report.chunks) == 7
+    code, lines, _ = await verify_lines(tmp_path, sid)
+    honest = lines[sid]
+    assert honest.startswith("truncated after chunk 6 at 150.0s")
+    builder = ChunkBuilder(sid)
+    builder.head, builder.sequence = report.head, len(report.chunks)
+    extra = b""
+    for n in range(20):
+        builder.add(Frame(10_000_000_000 + n, FrameKind.OUTPUT, b"invented\r\n"))
+        extra += builder.flush()
+    store_path(api, sid).write_bytes(data + extra)
+    code, lines, err = await verify_lines(tmp_path, sid)
+    assert code == 1, err
+    assert "chunks 5-26" in lines[sid], lines[sid]
+
+
+# -- 4. play and export trust whatever chain the store hands them --------------------------------
+
+
+async def test_play_warns_when_the_recording_is_another_sessions(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    """The attacker copies session A's recording over session B's. ``tctl recordings verify B``
+    catches it (B's checkpoints do not match), but ``tsh play B`` shows A's session with exit 0
+    and not a word, though every chunk names session A. It should at least warn that the
+    recording is not B's (and, better, check B's signed checkpoints as verify does)."""
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    data_a = await record(api, tmp_path / "spool", a, [b"A's output\r\n"] * 3)
+    await record(api, tmp_path / "spool", b, [b"B's output\r\n"] * 3)
+    store_path(api, b).write_bytes(data_a)
+    code, lines, _ = await verify_lines(tmp_path, b)
+    assert code == 1 and "the recording was rewritten" in lines[b]
+    code, out, err = await run(tmp_path / "home", "tsh", "play", b, "--format=text")
+    assert "A's output" in out
+    assert err != "" or code != 0, "tsh play showed another session's recording silently"
+
+
+async def test_an_asciicast_put_in_place_of_a_signed_recording_is_not_called_old(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    """The attacker replaces ``<sid>.rec`` of a session recorded (and signed) just now with an
+    asciicast file of invented content. verify says "not verifiable: an asciicast recording,
+    made before recordings were chained" (the audit log holds this session's signed
+    checkpoints: it was not), and ``tsh play`` shows the invented content with exit 0 and no
+    warning. verify should say that the signed recording was replaced; play should warn."""
+    sid = str(uuid.uuid4())
+    await record(api, tmp_path / "spool", sid, LINES)
+    header = Header(width=80, height=24, timestamp=1796199255, session_id=sid, user="joe")
+    cast = asciicast.encode_header(header) + "\n" + '[1.0, "o", "invented\\r\\n"]\n'
+    store_path(api, sid).unlink()
+    store_path(api, sid, ".cast").write_text(cast)
+    code, lines, err = await verify_lines(tmp_path, sid)
+    assert code == 1, err
+    played = await run(tmp_path / "home", "tsh", "play", sid, "--format=text")
+    assert "invented" in played[1]
+    problems = []
+    if "made before recordings were chained" in lines[sid]:
+        problems.append(f"verify: {lines[sid]}")
+    if played[0] == 0 and played[2] == "":
+        problems.append("tsh play showed the substituted recording, exit 0, no warning")
+    assert not problems, problems
+
+
+# -- 5. verify --all checks what the catalog lists; reindex lists by the file's own meta ---------
+
+
+async def test_verify_all_after_reindex_still_checks_a_recording_replaced_by_a_copy(
+    api: AuthAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attacker copies A's recording over B's file. ``verify --all`` catches it - until
+    an admin runs ``tctl recordings reindex``: reindex lists each file by the session id its
+    meta frame names, so B's file is listed as A, B is "no longer listed (not in the store)",
+    and ``verify --all`` then says "A: intact" and exits 0, while ``tsh play B`` shows A's
+    session. B's file is still in the store: verify --all should still check it (and reindex
+    should not list a file under another session's id)."""
+    a, b = sorted(str(uuid.uuid4()) for _ in range(2))
+    data_a = await record(api, tmp_path / "spool", a, [b"A's output\r\n"] * 3)
+    await record(api, tmp_path / "spool", b, [b"B's output\r\n"] * 3)
+    store_path(api, b).write_bytes(data_a)
+    code, lines, _ = await verify_lines(tmp_path, "--all")
+    assert code == 1 and "rewritten" in lines[b]
+    # An operator (a role with an update rule on sessions, as reindex needs) reindexes.
+    rule = {"resources": ["session"], "verbs": ["update"]}
+    role = {"kind": "role", "version": "v7", "metadata": {"name": "operator"}}
+    await api.server.roles.create(role_from_dict({**role, "spec": {"allow": {"rules": [rule]}}}))
+    await api.server.users.create(User(name="operator", roles=("operator",)))
+    monkeypatch.setitem(apiserver.USERS, "operator", ("operator",))
+    api.login_profile(tmp_path / "operator", "operator")
+    code, out, err = await run(tmp_path / "operator", "tctl", "recordings", "reindex")
+    assert (code, out) == (
+        0,
+        "0 recording(s) listed anew, 1 no longer listed (not in the store)\n",
+    ), err
+    assert err == ""  # no word of a file that reads as no recording
+    code, lines, err = await verify_lines(tmp_path, "--all")
+    assert b in lines and code == 1, (code, lines, err)
