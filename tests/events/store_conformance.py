@@ -96,7 +96,22 @@ class RecordingStoreConformance:
             await store.upload(sid, await make_recording(tmp_path / sid, sid))
         scan = await store.scan()
         assert sorted(i.session_id for i in scan.recordings) == ["s1", "s2"]
-        assert scan.unreadable == []
+        assert scan.unreadable == [] and scan.misnamed == []
+
+    async def test_a_recording_stored_under_another_sessions_name_is_listed_as_named(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        # Session s1's recording stored as s2 (a file put in place of s2's): listed as s2,
+        # where verify fails it and play warns, not as a second s1; the scan names it.
+        first = await make_recording(tmp_path / "s1", "s1")
+        await store.upload("s1", first)
+        await store.upload("s2", first)
+        for _ in range(2):  # and again, when the store knows its entries already
+            scan = await store.scan()
+            assert sorted(i.session_id for i in scan.recordings) == ["s1", "s2"]
+            [(name, why)] = scan.misnamed
+            assert "s2" in name and why == "holds the recording of session s1"
+        assert [i.session_id for i in await store.list()].count("s1") == 1
 
     async def test_a_working_store_passes_its_check(self, store: RecordingStore) -> None:
         await store.check()

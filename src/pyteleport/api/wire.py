@@ -333,6 +333,8 @@ class ReindexResponse(Strict):
     added: list[str]  # sessions catalogued anew, or again with a changed entry
     removed: list[str]  # sessions whose recording is not in the store
     unreadable: list[UnreadableRecording] = []  # in the store, but no recording to list
+    # Listed as named, but holding another session's recording (reason: whose).
+    misnamed: list[UnreadableRecording] = []
 
 
 class RecordingsResponse(Strict):

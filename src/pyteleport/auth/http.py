@@ -335,6 +335,7 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
             added=done.added,
             removed=done.removed,
             unreadable=[wire.UnreadableRecording(name=n, reason=r) for n, r in done.unreadable],
+            misnamed=[wire.UnreadableRecording(name=n, reason=r) for n, r in done.misnamed],
         )
 
     @router.get("/recording-search")

@@ -52,18 +52,34 @@ def _looks_like_path(target: str) -> bool:
     return os.sep in target or target.endswith((".cast", ".rec")) or target.startswith(".")
 
 
-def _read_target(target: str) -> bytes:
+def _read_target(target: str) -> tuple[bytes, str | None]:
+    """The bytes of a recording file, or of a session's recording (and its session ID)."""
     path = Path(target)
     if path.is_file():
         try:
-            return path.read_bytes()
+            return path.read_bytes(), None
         except OSError as exc:
             raise BadParameterError(f"cannot read {target}: {exc.strerror or exc}") from exc
     if _looks_like_path(target):
         raise BadParameterError(f"{target}: no such recording file")
     sid = _session_id(target, or_file=True)
     data: bytes = with_profile_client(lambda client: client.get_recording(sid))
-    return data
+    return data, sid
+
+
+def _load(target: str) -> tuple[playback.Recording, str]:
+    """The recording ``target`` names, and a warning line if the store holds another
+    session's recording under its session ID (a file put in its place)."""
+    data, sid = _read_target(target)
+    recording = playback.load_recording(data)
+    named = recording.header.session_id
+    if sid is None or not named or chunks.session_uuid(named) == chunks.session_uuid(sid):
+        return recording, ""
+    return recording, (
+        f"WARNING: the recording stored for session {sid} is the recording of session "
+        f"{clean_text(named, 100)}: it was put in its place; run 'tctl recordings verify "
+        f"{sid}' for details"
+    )
 
 
 def _session_id(text: str, or_file: bool = False) -> str:
@@ -99,6 +115,21 @@ def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) ->
     return value
 
 
+def _write_stdout_parts(parts: Iterable[str], batch_chars: int = 64 * 1024) -> None:
+    """:func:`_write_stdout` of each part as it is made, a few together (a write per JSON line
+    would be a system call per line)."""
+    pending: list[str] = []
+    size = 0
+    for part in parts:
+        pending.append(part)
+        size += len(part)
+        if size >= batch_chars:
+            _write_stdout("".join(pending))
+            pending, size = [], 0
+    if pending:
+        _write_stdout("".join(pending))
+
+
 @click.command("play")
 @click.argument("target", metavar="ID|FILE")
 @click.option("--speed", default="1x", show_default=True, help="0.5x, 1x, 2x, 4x, 8x or a number.")
@@ -126,7 +157,7 @@ def play(target: str, speed: str, fmt: str, skip_idle_time: bool, at: str) -> No
     """Replay a recorded session: space pauses, arrows seek 5s, Ctrl-C quits."""
     speed_x = playback.parse_speed(speed)
     start_s = _parse_offset(at)
-    recording = playback.load_recording(_read_target(target))
+    recording, foreign = _load(target)
     if start_s > recording.duration_s:
         raise BadParameterError(
             f'--at "{at}" is past the end of the recording ({recording.duration_s:.1f}s long)'
@@ -134,27 +165,28 @@ def play(target: str, speed: str, fmt: str, skip_idle_time: bool, at: str) -> No
     warning = playback.damage_warning(recording, "shown")
     if start_s and fmt != "pty":
         recording = dataclasses.replace(
-            recording, frames=tuple(f for f in recording.frames if f.time_s >= start_s)
+            recording, frames=playback.FramesFrom(recording.frames, start_s)
         )
     if fmt == "text":
-        _write_stdout(playback.render_text(recording))
+        _write_stdout_parts(playback.text_pieces(recording))
     elif fmt == "json":
-        _write_stdout("".join(line + "\n" for line in playback.render_json(recording)))
+        _write_stdout_parts(line + "\n" for line in playback.render_json(recording))
     else:
         idle_cap_s = playback.IDLE_CAP_S if skip_idle_time else None
         run_async(play_pty(recording, speed=speed_x, idle_cap_s=idle_cap_s, start_s=start_s))
-    _end_with_damage_warning(recording, warning)
+    _end_with_damage_warning(recording, warning, foreign)
 
 
-def _end_with_damage_warning(recording: playback.Recording, warning: str) -> None:
+def _end_with_damage_warning(recording: playback.Recording, warning: str, foreign: str) -> None:
     """After what precedes the damage was shown or exported: one line on stderr, and exit
-    status 1 when a chunk was changed, removed or added. A recording that only ends early (a
-    torn last chunk, no final chunk: what a proxy that stops mid-session leaves) exits 0: it
-    holds all that was written, and a retry can never get more."""
-    if not warning:
-        return
-    click.echo(warning, err=True)
-    if recording.damage is not None and not recording.damage.ends_early:
+    status 1 when a chunk was changed, removed or added, or the recording is another
+    session's (``foreign``). A recording that only ends early (a torn last chunk, no final
+    chunk: what a proxy that stops mid-session leaves) exits 0: it holds all that was
+    written, and a retry can never get more."""
+    for line in (foreign, warning):
+        if line:
+            click.echo(line, err=True)
+    if foreign or (recording.damage is not None and not recording.damage.ends_early):
         raise SystemExit(1)
 
 
@@ -189,17 +221,16 @@ def _parse_offset(text: str) -> float:
 )
 def export(target: str, fmt: str, out: str) -> None:
     """Export a recording (a session ID or a recording file)."""
-    recording = playback.load_recording(_read_target(target))
+    recording, foreign = _load(target)
     parts = exporting.export(recording, fmt)
     if out in ("", "-"):
-        for part in parts:
-            _write_stdout(part)
+        _write_stdout_parts(parts)
     else:
         try:
             _write_file(out, parts)
         except OSError as exc:
             raise BadParameterError(f"cannot write {out}: {exc.strerror or exc}") from exc
-    _end_with_damage_warning(recording, playback.damage_warning(recording, "exported"))
+    _end_with_damage_warning(recording, playback.damage_warning(recording, "exported"), foreign)
 
 
 def _write_file(out: str, parts: Iterable[str]) -> None:
@@ -519,6 +550,21 @@ def tctl_recordings_reindex(conn: AuthConnection) -> None:
             "file(s): the auth service's log names each",
             err=True,
         )
+    # A recording put in place of another session's: listed under the name it is stored as,
+    # where 'verify' fails it.
+    for item in answer.misnamed[:UNREADABLE_SHOWN]:
+        click.echo(
+            f"WARNING: {clean_text(item.name, 500)} in the recording store "
+            f"{clean_text(item.reason, 500)}, not of the session it is named for: it was put "
+            "in its place; 'tctl recordings verify' names what is wrong",
+            err=True,
+        )
+    if len(answer.misnamed) > UNREADABLE_SHOWN:
+        click.echo(
+            f"WARNING: and {len(answer.misnamed) - UNREADABLE_SHOWN} more file(s) holding "
+            "another session's recording",
+            err=True,
+        )
 
 
 UNREADABLE_SHOWN = 20
@@ -554,17 +600,7 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
                 # are still checked.
                 out.append((sid, chunks.Verdict(False, _MISSING)))
                 continue
-            # The checkpoints are looked for from the start the recording names: one that
-            # claims a later start misses them, and fails as unsigned.
-            start = _recorded_start(data)
-            since = (start - dt.timedelta(minutes=5)) if start else dt.datetime(2000, 1, 1)
-            params = {
-                "type": codes.SESSION_CHECKPOINT,
-                "sid": sid,
-                "since": since.isoformat(),
-                "limit": 10000,
-            }
-            events = (await client.search_events(params)).events
+            events = await _checkpoint_events(client, sid, data)
             out.append((sid, verify_recording(data, events, host_ca)))
         return out
 
@@ -579,6 +615,46 @@ _MISSING = (
     "missing: listed, but the recording store does not have it (if it was removed on purpose, "
     "'tctl recordings reindex' lists it no longer)"
 )
+
+
+_EVENTS_PAGE = 10_000
+_EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+async def _checkpoint_events(client: AuthClient, sid: str, data: bytes) -> list[dict[str, Any]]:
+    """The signed checkpoints the audit log holds for session ``sid``. They are looked for from
+    a little before the start the recording names (the audit log is read by time), and, if
+    none is there, in the whole log: a recording rewritten to claim a later start must not
+    hide its session's checkpoints."""
+    start = _recorded_start(data)
+    if start is not None:
+        events = await _events_since(client, sid, start - dt.timedelta(minutes=5))
+        if events:
+            return events
+    return await _events_since(client, sid, _EARLIEST)
+
+
+async def _events_since(client: AuthClient, sid: str, since: dt.datetime) -> list[dict[str, Any]]:
+    """Every checkpoint event of ``sid`` from ``since`` on, a page at a time (a session of a
+    week has about 10,000)."""
+    found: dict[str, dict[str, Any]] = {}
+    while True:
+        params = {
+            "type": codes.SESSION_CHECKPOINT,
+            "sid": sid,
+            "since": since.isoformat(),
+            "limit": _EVENTS_PAGE,
+        }
+        page = (await client.search_events(params)).events
+        fresh = [e for e in page if str(e.get("uid", id(e))) not in found]
+        for event in fresh:
+            found[str(event.get("uid", id(event)))] = event
+        if len(page) < _EVENTS_PAGE or not fresh:
+            return list(found.values())
+        try:
+            since = parse_time(str(page[-1]["time"]))  # the next page: from the last one's time
+        except (KeyError, BadParameterError):
+            return list(found.values())
 
 
 def _recorded_start(data: bytes) -> dt.datetime | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from pyteleport.errors import BadParameterError
 from pyteleport.events import codes
 from pyteleport.events.asciicast import INPUT, MARKER, OUTPUT, RESIZE, Frame, Header
-from pyteleport.events.recordingfile import Damage, read_recording
+from pyteleport.events.recordingfile import Damage, open_recording
 from pyteleport.events.sanitize import clean_text
 from pyteleport.model.timefmt import format_time
 
@@ -33,8 +33,11 @@ RESET_TERMINAL = "\x1bc"
 @dataclass(frozen=True, slots=True)
 class Recording:
     header: Header
-    frames: tuple[Frame, ...]
+    # Walked again each time they are needed: a tuple, or a recording file's frames, read anew
+    # a chunk at a time (recordingfile.StoredFrames).
+    frames: Iterable[Frame]
     damage: Damage | None = None  # why the frames stop before the session's end
+    length_s: float | None = None  # the time of the last frame, when known without a walk
 
     @property
     def start(self) -> dt.datetime:
@@ -42,12 +45,29 @@ class Recording:
 
     @property
     def duration_s(self) -> float:
-        return self.frames[-1].time_s if self.frames else 0.0
+        if self.length_s is not None:
+            return self.length_s
+        last = 0.0
+        for frame in self.frames:
+            last = frame.time_s
+        return last
 
 
 def load_recording(data: bytes) -> Recording:
-    header, frames, damage = read_recording(data)
-    return Recording(header=header, frames=tuple(frames), damage=damage)
+    """A recording file held as stored; its frames are read from it a chunk at a time."""
+    header, frames, length_s, damage = open_recording(data)
+    return Recording(header=header, frames=frames, damage=damage, length_s=length_s)
+
+
+class FramesFrom:
+    """The frames of ``frames`` from ``start_s`` on, walked again each time, as they are."""
+
+    def __init__(self, frames: Iterable[Frame], start_s: float) -> None:
+        self._frames = frames
+        self._start_s = start_s
+
+    def __iter__(self) -> Iterator[Frame]:
+        return (f for f in self._frames if f.time_s >= self._start_s)
 
 
 def damage_warning(recording: Recording, done: str) -> str:
@@ -92,7 +112,22 @@ def parse_speed(value: str) -> float:
 
 def render_text(recording: Recording) -> str:
     """The output stream as the terminal received it."""
-    return "".join(f.data for f in recording.frames if f.code == OUTPUT)
+    return "".join(text_pieces(recording))
+
+
+def text_pieces(recording: Recording, piece_chars: int = 64 * 1024) -> Iterator[str]:
+    """:func:`render_text` in pieces of about ``piece_chars`` characters, as it is read."""
+    pending: list[str] = []
+    size = 0
+    for frame in recording.frames:
+        if frame.code == OUTPUT:
+            pending.append(frame.data)
+            size += len(frame.data)
+            if size >= piece_chars:
+                yield "".join(pending)
+                pending, size = [], 0
+    if pending:
+        yield "".join(pending)
 
 
 def render_json(recording: Recording) -> Iterator[str]:
@@ -186,10 +221,9 @@ def parse_keys(data: bytes) -> list[Command]:
     return out
 
 
-def idle_capped_times(frames: Sequence[Frame], idle_cap_s: float | None) -> list[float]:
-    """Each frame's time on the replay's timeline: the recorded times, with every gap longer
-    than ``idle_cap_s`` shortened to it (``None``: unchanged)."""
-    out: list[float] = []
+def _timeline(frames: Iterable[Frame], idle_cap_s: float | None) -> Iterator[tuple[Frame, float]]:
+    """Each frame with its time on the replay's timeline: the recorded times, with every gap
+    longer than ``idle_cap_s`` shortened to it (``None``: unchanged)."""
     previous_recorded = previous = 0.0
     for frame in frames:
         gap = max(0.0, frame.time_s - previous_recorded)
@@ -197,13 +231,19 @@ def idle_capped_times(frames: Sequence[Frame], idle_cap_s: float | None) -> list
             gap = min(gap, idle_cap_s)
         previous_recorded = frame.time_s
         previous += gap
-        out.append(previous)
-    return out
+        yield frame, previous
+
+
+def idle_capped_times(frames: Iterable[Frame], idle_cap_s: float | None) -> list[float]:
+    """Each frame's time on the replay's timeline (see :func:`_timeline`)."""
+    return [time for _, time in _timeline(frames, idle_cap_s)]
 
 
 class Player:
     """Replays output frames in real time through ``write``; ``commands`` (None: no keyboard)
-    pause, seek and quit. Time is the loop's monotonic clock, scaled by ``speed``."""
+    pause, seek and quit. Time is the loop's monotonic clock, scaled by ``speed``. The frames
+    are walked as they play (seeking back walks them again from the start), so a recording is
+    never held whole."""
 
     def __init__(
         self,
@@ -215,46 +255,52 @@ class Player:
         start_s: float = 0.0,
     ) -> None:
         self._frames = recording.frames
-        self._times = idle_capped_times(recording.frames, idle_cap_s)
+        self._idle_cap_s = idle_cap_s
         self._write = write
         self._speed = speed
         self.position_s = 0.0  # on the replay's timeline, not the wall clock
         self.paused = False
-        self._next = 0  # index of the first frame not yet written
-        # --at: the screen as it was at that time, drawn at once; real time from there.
-        self._start_at = (
-            next(
-                (t for f, t in zip(self._frames, self._times, strict=True) if f.time_s >= start_s),
-                self._times[-1] if self._times else 0.0,
-            )
-            if start_s > 0
-            else 0.0
-        )
+        # One walk first: where the replay ends, and where --at starts it (the screen as it was
+        # at that time is drawn at once; real time from there).
+        self._end_s = 0.0
+        self._start_at = 0.0 if start_s <= 0 else None
+        for frame, time in _timeline(self._frames, idle_cap_s):
+            self._end_s = time
+            if self._start_at is None and frame.time_s >= start_s:
+                self._start_at = time
+        if self._start_at is None:
+            self._start_at = self._end_s
+        self._rewind()
+
+    def _rewind(self) -> None:
+        self._walk = _timeline(self._frames, self._idle_cap_s)
+        self._pending = next(self._walk, None)  # the first frame not yet written
 
     @property
     def finished(self) -> bool:
-        return self._next >= len(self._frames)
+        return self._pending is None
 
     async def run(self, commands: asyncio.Queue[Command] | None = None) -> None:
         loop = asyncio.get_running_loop()
         if self._start_at:
             self._play_until(self._start_at)
-        while not self.finished or self.paused:
+        while self._pending is not None or self.paused:
             command: Command
-            if self.paused:
+            if self.paused or self._pending is None:
                 assert commands is not None  # pausing takes a keyboard
                 command = await commands.get()
             else:
-                delay_s = (self._times[self._next] - self.position_s) / self._speed
+                due_s = self._pending[1]
+                delay_s = (due_s - self.position_s) / self._speed
                 started = loop.time()
                 received = await _next_command(commands, delay_s)
                 if received is None:
-                    self._play_until(self._times[self._next])
+                    self._play_until(due_s)
                     continue
                 command = received
                 # The key came mid-gap: the replay moved on by the time it waited.
                 waited = (loop.time() - started) * self._speed
-                self.position_s = min(self.position_s + waited, self._times[self._next])
+                self.position_s = min(self.position_s + waited, due_s)
             if command is Command.QUIT:
                 return
             self.handle(command)
@@ -263,25 +309,24 @@ class Player:
         if command is Command.PAUSE:
             self.paused = not self.paused
         elif command is Command.FORWARD:
-            end = self._times[-1] if self._times else 0.0
-            self._play_until(min(self.position_s + SEEK_STEP_S, end))
+            self._play_until(min(self.position_s + SEEK_STEP_S, self._end_s))
         elif command is Command.BACK:
             target = max(0.0, self.position_s - SEEK_STEP_S)
             self._write(RESET_TERMINAL)
-            self._next = 0
+            self._rewind()
             self._play_until(target)
 
     def _play_until(self, position_s: float) -> None:
         """Write at once every output frame up to ``position_s``."""
-        chunks = []
-        while self._next < len(self._frames) and self._times[self._next] <= position_s:
-            frame = self._frames[self._next]
+        pieces = []
+        while self._pending is not None and self._pending[1] <= position_s:
+            frame = self._pending[0]
             if frame.code == OUTPUT:
-                chunks.append(frame.data)
-            self._next += 1
+                pieces.append(frame.data)
+            self._pending = next(self._walk, None)
         self.position_s = position_s
-        if chunks:
-            self._write("".join(chunks))
+        if pieces:
+            self._write("".join(pieces))
 
 
 async def _next_command(

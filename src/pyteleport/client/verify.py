@@ -9,17 +9,14 @@ from typing import Any
 from pyteleport.crypto import checkpoint
 from pyteleport.events import chunks
 from pyteleport.events.chunks import Verdict
+from pyteleport.events.recorder import CHECKPOINT_INTERVAL_S
 
 
 def verify_recording(data: bytes, events: Sequence[dict[str, Any]], host_ca: bytes) -> Verdict:
     """Intact only if the chain links from the first chunk to the final one, every checkpoint
     event of the session carries a good signature, each names a chunk the recording has with
-    exactly the signed hash, and the final checkpoint covers the final chunk."""
-    if not chunks.looks_like_chunks(data):
-        return chunks.verify(data)
-    report = chunks.read_chain(data)
-    if report.problem and not report.torn_tail:
-        return Verdict(False, report.problem)  # changed, missing or foreign chunks
+    exactly the signed hash, and the final checkpoint covers the final chunk. The recording is
+    read a chunk at a time: what it inflates to is never held."""
     points: list[checkpoint.Checkpoint] = []
     for event in events:
         point, problem = checkpoint.verify(event, host_ca)
@@ -27,31 +24,79 @@ def verify_recording(data: bytes, events: Sequence[dict[str, Any]], host_ca: byt
             return Verdict(False, f"bad or missing signature: {problem}")
         points.append(point)
     points.sort(key=lambda p: p.chunk)
-    have = len(report.chunks)
+    if not chunks.looks_like_chunks(data):
+        verdict = chunks.verify(data)
+        if points and verdict.text.startswith("not verifiable"):
+            # An asciicast file where the proxy signed a chunked recording: put in its place.
+            return Verdict(
+                False,
+                f"replaced: the store holds an asciicast file, but the audit log holds "
+                f"{len(points)} signed checkpoint(s) of this session's chunked recording",
+            )
+        return verdict
+    signed = {p.chunk for p in points}
+    hashes: dict[int, bytes] = {}
+    last_signed = points[-1].chunk if points else -1
+    walk = chunks.ChainWalk(data)
+    for number, chunk in enumerate(walk):
+        if number in signed:
+            hashes[number] = chunk.hash
+    if walk.problem and not walk.torn_tail:
+        return Verdict(False, walk.problem)  # changed, missing or foreign chunks
+    have = walk.count
     for number, point in enumerate(points, 1):
         if point.chunk >= have:
             return Verdict(
                 False,
                 f"truncated after checkpoint {number} at {point.offset_us / 1e6:.1f}s: it signed "
                 f"chunk {point.chunk}, the recording has {have} readable chunk(s)"
-                + (f" ({report.problem})" if report.problem else ""),
+                + (f" ({walk.problem})" if walk.problem else ""),
             )
-        if report.chunks[point.chunk].hash != point.head:
+        if hashes[point.chunk] != point.head:
             return Verdict(
                 False,
                 f"chunk {point.chunk}: hash mismatch (it differs from signed checkpoint "
                 f"{number}: the recording was rewritten)",
             )
-    chain = chunks.verify(data)
+    # What no checkpoint vouches for.
+    unsigned = f"chunks {last_signed + 1}-{have - 1}" if last_signed >= 0 else "the recording"
+    chain = chunks.chain_verdict(walk)
     if not chain.ok:
+        if last_signed < have - 1 and chain.text.startswith("truncated after chunk"):
+            return Verdict(False, f"{chain.text}; {_unsigned_tail(points, walk, unsigned)}")
         return chain
     final = next((p for p in points if p.final), None)
     if final is None or final.chunk != have - 1:
-        signed = points[-1].chunk if points else -1
         return Verdict(
             False,
-            "bad or missing signature: no signed checkpoint covers "
-            + (f"chunks {signed + 1}-{have - 1}" if signed >= 0 else "the recording")
-            + " (the proxy stopped before the session ended, or the audit log lost it)",
+            f"bad or missing signature: no signed checkpoint covers {unsigned}"
+            " (the proxy stopped before the session ended, or the audit log lost it)",
         )
     return Verdict(True, f"intact ({have} chunks, {len(points)} signed checkpoint(s))")
+
+
+# A running proxy signs the chain head when a chunk closes at least this long after its last
+# checkpoint (CHECKPOINT_INTERVAL_S), a chunk closes within a second of its first frame, and a
+# busy event loop may be late by a few seconds more.
+_UNSIGNED_SLACK_S = 10.0
+
+
+def _unsigned_tail(
+    points: Sequence[checkpoint.Checkpoint], walk: chunks.ChainWalk, unsigned: str
+) -> str:
+    """What to say of the chunks after the last checkpoint of a recording with no final chunk:
+    the last minute of a proxy that stopped mid-session, or more than a running proxy leaves
+    unsigned (chunks added to the recording, or checkpoints the audit log lost)."""
+    since_s = points[-1].offset_us / 1e6 if points else 0.0
+    end_s = (walk.last_offset_us or 0) / 1e6
+    if end_s - since_s <= CHECKPOINT_INTERVAL_S + _UNSIGNED_SLACK_S:
+        return (
+            f"no signed checkpoint covers {unsigned} (what a proxy that stopped mid-session "
+            "had not signed yet)"
+        )
+    return (
+        f"no signed checkpoint covers {unsigned}, which reach {end_s - since_s:.1f}s past "
+        f"the last one: more than a running proxy leaves unsigned "
+        f"({CHECKPOINT_INTERVAL_S:g}s), so they were added to the recording, or the audit log "
+        "lost checkpoints"
+    )

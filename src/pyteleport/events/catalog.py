@@ -27,7 +27,7 @@ import logging
 import re
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyteleport.backend import Backend, Item, prefix_end
@@ -92,6 +92,8 @@ class Reconciled:
     added: list[str]  # sessions catalogued anew, or again with a changed entry
     removed: list[str]  # sessions whose recording is not in the store
     unreadable: list[tuple[str, str]]  # (name in the store, why): no recording to list
+    # (name in the store, what it holds): another session's recording, listed as named
+    misnamed: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +233,7 @@ class RecordingCatalog:
         for session_id in removed:
             await self.remove(session_id)
         await self._backend.put(Item(key=_marker(store), value=store.name.encode()))
-        return Reconciled(added, removed, scan.unreadable)
+        return Reconciled(added, removed, scan.unreadable, scan.misnamed)
 
     async def filled(self, store: RecordingStore) -> bool:
         """True once what ``store`` held before the catalog is catalogued."""

@@ -397,61 +397,107 @@ class ChainReport:
         """Whether the chain links from the first chunk to the session's final one."""
         return not self.problem and bool(self.chunks) and self.chunks[-1].last
 
+    @property
+    def count(self) -> int:
+        return len(self.chunks)
+
+    @property
+    def last(self) -> bool:
+        """Whether the last chunk that linked is the session's final one."""
+        return bool(self.chunks) and self.chunks[-1].last
+
+
+class ChainWalk:
+    """The chunks of a recording held in memory, read one at a time as they are iterated, each
+    checked to link to the one before: whatever the recording holds, no more than one chunk's
+    frames (at most :data:`MAX_RAW_LEN` bytes) are held by the walk. Once the iteration ends,
+    ``problem`` says why it stopped early ("" when the chain is whole), ``torn_tail`` whether a
+    cut-short last chunk stopped it, and ``count``, ``head``, ``last``, ``end_byte`` and
+    ``last_offset_us`` describe the chunks that linked."""
+
+    def __init__(self, data: bytes, session_id: str | None = None) -> None:
+        self._data = data
+        self._session_id = session_id
+        self.problem = ""
+        self.torn_tail = False
+        self.count = 0
+        self.head = ZERO_HASH
+        self.last = False  # the last chunk that linked is the session's final one
+        self.end_byte = 0  # where the chunks that link end in the file
+        self.last_offset_us: int | None = None  # of the last frame read (None: no frame)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the chain links from the first chunk to the session's final one."""
+        return not self.problem and self.count > 0 and self.last
+
+    def __iter__(self) -> Iterator[Chunk]:
+        data = self._data
+        pos = 0
+        prev = ZERO_HASH
+        decompressor = zstandard.ZstdDecompressor()
+        expected_sid = str(session_uuid(self._session_id)) if self._session_id else None
+        while pos < len(data):
+            number = self.count
+            where = f"chunk {number} (at byte {pos})"
+            try:
+                head = read_header(data, pos)
+                if pos + head.size > len(data):
+                    raise FormatError("a chunk is cut short")
+            except FormatError as exc:
+                self.torn_tail = "cut short" in str(exc)
+                self.problem = f"{where}: {exc}"
+                return
+            expected_sid = expected_sid or head.session_id
+            try:
+                chunk = decode_chunk(data, pos, prev_hash=prev, decompressor=decompressor)
+            except FormatError as exc:
+                # A version 2 hash covers the previous hash, so a removed chunk fails it too:
+                # the header's sequence tells that case apart. Any other change is a hash
+                # mismatch, wherever the changed byte is.
+                if head.sequence > number and head.session_id == expected_sid:
+                    self.problem = (
+                        f"chunk {number}: missing chunk (found sequence {head.sequence}, "
+                        f"expected {number})"
+                    )
+                elif head.session_id != expected_sid and str(exc) == "hash mismatch":
+                    self.problem = (
+                        f"{where}: hash mismatch (the chunk names session {head.session_id})"
+                    )
+                else:
+                    self.problem = f"{where}: {exc}"
+                return
+            if chunk.session_id != expected_sid:
+                self.problem = f"chunk {number}: belongs to session {chunk.session_id}"
+                return
+            if chunk.sequence != number:
+                what = "missing chunk" if chunk.sequence > number else "repeated chunk"
+                self.problem = (
+                    f"chunk {number}: {what} (found sequence {chunk.sequence}, expected {number})"
+                )
+                return
+            if chunk.prev_hash != prev:
+                self.problem = f"chunk {number}: hash mismatch (does not link to the chunk before)"
+                return
+            if self.last:
+                self.problem = f"chunk {number}: follows the session's final chunk"
+                return
+            self.count += 1
+            self.head = prev = chunk.hash
+            self.last = chunk.last
+            self.end_byte = pos = pos + chunk.size
+            if chunk.frames:
+                self.last_offset_us = chunk.frames[-1].offset_us
+            yield chunk
+
 
 def read_chain(data: bytes, session_id: str | None = None) -> ChainReport:
-    """Every chunk that links to the one before, from the start. A cut-short last chunk is
-    left out (``torn_tail``); any other break stops the chain with ``problem`` naming it."""
-    chunks: list[Chunk] = []
-    pos = 0
-    prev = ZERO_HASH
-    decompressor = zstandard.ZstdDecompressor()
-    expected_sid = str(session_uuid(session_id)) if session_id else None
-    while pos < len(data):
-        where = f"chunk {len(chunks)} (at byte {pos})"
-        try:
-            head = read_header(data, pos)
-            if pos + head.size > len(data):
-                raise FormatError("a chunk is cut short")
-        except FormatError as exc:
-            cut = "cut short" in str(exc)
-            return ChainReport(tuple(chunks), f"{where}: {exc}", torn_tail=cut)
-        expected_sid = expected_sid or head.session_id
-        try:
-            chunk = decode_chunk(data, pos, prev_hash=prev, decompressor=decompressor)
-        except FormatError as exc:
-            # A version 2 hash covers the previous hash, so a removed chunk fails it too: the
-            # header's sequence tells that case apart. Any other change is a hash mismatch,
-            # wherever the changed byte is.
-            if head.sequence > len(chunks) and head.session_id == expected_sid:
-                problem = (
-                    f"chunk {len(chunks)}: missing chunk (found sequence {head.sequence}, "
-                    f"expected {len(chunks)})"
-                )
-            elif head.session_id != expected_sid and str(exc) == "hash mismatch":
-                problem = f"{where}: hash mismatch (the chunk names session {head.session_id})"
-            else:
-                problem = f"{where}: {exc}"
-            return ChainReport(tuple(chunks), problem)
-        if chunk.session_id != expected_sid:
-            problem = f"chunk {len(chunks)}: belongs to session {chunk.session_id}"
-            return ChainReport(tuple(chunks), problem)
-        if chunk.sequence != len(chunks):
-            what = "missing chunk" if chunk.sequence > len(chunks) else "repeated chunk"
-            problem = (
-                f"chunk {len(chunks)}: {what} (found sequence {chunk.sequence}, "
-                f"expected {len(chunks)})"
-            )
-            return ChainReport(tuple(chunks), problem)
-        if chunk.prev_hash != prev:
-            problem = f"chunk {len(chunks)}: hash mismatch (does not link to the chunk before)"
-            return ChainReport(tuple(chunks), problem)
-        if chunks and chunks[-1].last:
-            problem = f"chunk {len(chunks)}: follows the session's final chunk"
-            return ChainReport(tuple(chunks), problem)
-        chunks.append(chunk)
-        prev = chunk.hash
-        pos += chunk.size
-    return ChainReport(tuple(chunks))
+    """Every chunk that links to the one before, from the start, held at once (a
+    :class:`ChainWalk` holds one at a time). A cut-short last chunk is left out
+    (``torn_tail``); any other break stops the chain with ``problem`` naming it."""
+    walk = ChainWalk(data, session_id)
+    found = tuple(walk)
+    return ChainReport(found, walk.problem, walk.torn_tail)
 
 
 def frames_of(chunks: Iterable[Chunk]) -> Iterator[Frame]:
@@ -471,7 +517,8 @@ class Verdict:
 
 
 def verify(data: bytes) -> Verdict:
-    """The hash chain of a whole recording file, checked from the first chunk to the last."""
+    """The hash chain of a whole recording file, checked from the first chunk to the last, a
+    chunk at a time."""
     if not looks_like_chunks(data):
         try:
             asciicast.decode_header(data.split(b"\n", 1)[0].decode("utf-8", "replace"))
@@ -480,31 +527,31 @@ def verify(data: bytes) -> Verdict:
         return Verdict(
             False, "not verifiable: an asciicast recording, made before recordings were chained"
         )
-    report = read_chain(data)
-    count = len(report.chunks)
-    if report.problem:
-        if report.torn_tail:
+    walk = ChainWalk(data)
+    for _ in walk:
+        pass
+    return chain_verdict(walk)
+
+
+def chain_verdict(walk: ChainWalk) -> Verdict:
+    """What a finished walk of a chain found, as ``tctl recordings verify`` says it."""
+    count = walk.count
+    if walk.problem:
+        if walk.torn_tail:
             if not count:
-                return Verdict(False, f"truncated in its first chunk: {report.problem}")
-            return Verdict(False, f"truncated after chunk {count - 1}: {report.problem}")
-        return Verdict(False, report.problem)
-    if not report.chunks:
+                return Verdict(False, f"truncated in its first chunk: {walk.problem}")
+            return Verdict(False, f"truncated after chunk {count - 1}: {walk.problem}")
+        return Verdict(False, walk.problem)
+    if not count:
         return Verdict(False, "truncated in its first chunk: the file holds no whole chunk")
-    if not report.chunks[-1].last:
-        end_s = _last_offset_s(report.chunks)
+    if not walk.last:
+        end_s = (walk.last_offset_us or 0) / 1_000_000
         return Verdict(
             False,
             f"truncated after chunk {count - 1} at {end_s:.1f}s: the chain is intact but the "
             "session's final chunk is missing",
         )
     return Verdict(True, f"intact ({count} chunks)")
-
-
-def _last_offset_s(chunks: tuple[Chunk, ...]) -> float:
-    for chunk in reversed(chunks):
-        if chunk.frames:
-            return chunk.frames[-1].offset_us / 1_000_000
-    return 0.0
 
 
 _local = threading.local()

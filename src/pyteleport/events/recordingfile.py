@@ -8,7 +8,7 @@ import codecs
 import io
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -111,11 +111,10 @@ def marker_frame_text(data: bytes) -> str:
     return str(doc.get("label", "")) if isinstance(doc, dict) else str(doc)
 
 
-def asciicast_frames(frames: Iterable[chunks.Frame]) -> tuple[Header, list[asciicast.Frame]]:
-    """Chunk frames as asciicast frames: bytes become text per stream (a character split
-    across two frames is joined; invalid UTF-8 becomes U+FFFD)."""
-    header: Header | None = None
-    out: list[asciicast.Frame] = []
+def cast_frames(frames: Iterable[chunks.Frame]) -> Iterator[asciicast.Frame]:
+    """Chunk frames as asciicast frames, one at a time: bytes become text per stream (a
+    character split across two frames is joined; invalid UTF-8 becomes U+FFFD). Meta frames
+    are left out."""
     decoders = {
         kind: codecs.getincrementaldecoder("utf-8")(errors="replace")
         for kind in (chunks.FrameKind.OUTPUT, chunks.FrameKind.INPUT)
@@ -125,8 +124,6 @@ def asciicast_frames(frames: Iterable[chunks.Frame]) -> tuple[Header, list[ascii
         time_s = frame.offset_us / 1_000_000
         last_s = time_s
         if frame.kind == chunks.FrameKind.META:
-            if header is None:
-                header = meta_to_header(frame.data)
             continue
         if frame.kind in decoders:
             text = decoders[frame.kind].decode(frame.data)
@@ -135,14 +132,23 @@ def asciicast_frames(frames: Iterable[chunks.Frame]) -> tuple[Header, list[ascii
         else:
             text = frame.data.decode("utf-8", "replace")
         if text:
-            out.append(asciicast.Frame(time_s=time_s, code=_CODES[frame.kind], data=text))
+            yield asciicast.Frame(time_s=time_s, code=_CODES[frame.kind], data=text)
     for kind, decoder in decoders.items():
         tail = decoder.decode(b"", final=True)
         if tail:
-            out.append(asciicast.Frame(time_s=last_s, code=_CODES[kind], data=tail))
-    if header is None:
-        raise BadParameterError("the recording has no meta frame (it is empty or damaged)")
-    return header, out
+            yield asciicast.Frame(time_s=last_s, code=_CODES[kind], data=tail)
+
+
+def asciicast_frames(frames: Iterable[chunks.Frame]) -> tuple[Header, list[asciicast.Frame]]:
+    """Chunk frames as a header (the first meta frame's) and asciicast frames, all at once."""
+    frames = list(frames)
+    meta = next((f for f in frames if f.kind == chunks.FrameKind.META), None)
+    if meta is None:
+        raise BadParameterError(_NO_META)
+    return meta_to_header(meta.data), list(cast_frames(frames))
+
+
+_NO_META = "the recording has no meta frame (it is empty or damaged)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,28 +162,70 @@ class Damage:
     ends_early: bool
 
 
-def chain_damage(report: chunks.ChainReport) -> Damage | None:
-    """What keeps ``report``'s chain from reaching the session's final chunk (None: nothing)."""
+def chain_damage(report: chunks.ChainReport | chunks.ChainWalk) -> Damage | None:
+    """What keeps a chain from reaching the session's final chunk (None: nothing)."""
     if report.complete:
         return None
-    if report.torn_tail and not (report.chunks and report.chunks[-1].last):
-        where = f"chunk {len(report.chunks)} (at byte {report.end_byte})"
+    if report.torn_tail and not (report.count and report.last):
+        where = f"chunk {report.count} (at byte {report.end_byte})"
         return Damage(f"{where} is cut short", ends_early=True)
     if report.problem:
         return Damage(report.problem, ends_early=False)
     return Damage("the session's final chunk is missing", ends_early=True)
 
 
+class StoredFrames:
+    """The frames of a recording file of either form held in memory as stored, as asciicast
+    frames, read anew at each walk. A chunked recording is read a chunk at a time, as far as
+    its chain links: what it inflates to (1 GiB of output can be stored in 1 MiB) is never
+    held at once. After a whole walk, ``header`` is the recording's and ``damage`` says what
+    stopped the walk early (an asciicast recording, which has no chain, never reports any)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.header: Header | None = None
+        self.damage: Damage | None = None
+
+    def __iter__(self) -> Iterator[asciicast.Frame]:
+        if not chunks.looks_like_chunks(self._data):
+            header, frames = asciicast.decode_bytes(self._data)
+            self.header = header
+            yield from frames
+            return
+        walk = chunks.ChainWalk(self._data)
+        yield from cast_frames(self._with_header(chunks.frames_of(walk)))
+        if self.header is None:
+            raise BadParameterError(_NO_META)
+        self.damage = chain_damage(walk)
+
+    def _with_header(self, frames: Iterable[chunks.Frame]) -> Iterator[chunks.Frame]:
+        for frame in frames:
+            if frame.kind == chunks.FrameKind.META and self.header is None:
+                self.header = meta_to_header(frame.data)
+            yield frame
+
+
+def open_recording(data: bytes) -> tuple[Header, StoredFrames, float, Damage | None]:
+    """A recording's header, its frames (walked again each time they are iterated), the time
+    of its last frame and what stopped the reading early, from one walk that holds no more
+    than a chunk at a time."""
+    frames = StoredFrames(data)
+    last_s = 0.0
+    for frame in frames:
+        last_s = frame.time_s
+    assert frames.header is not None  # a whole walk found it, or raised
+    return frames.header, frames, last_s, frames.damage
+
+
 def read_recording(data: bytes) -> tuple[Header, list[asciicast.Frame], Damage | None]:
-    """Header and frames of a whole recording of either form, and what stopped the reading
-    early. A chunked recording is read as far as its chain links; an asciicast one (which has
-    no chain) is read whole, a torn last line left out, and never reports damage."""
-    if chunks.looks_like_chunks(data):
-        report = chunks.read_chain(data)
-        header, frames = asciicast_frames(chunks.frames_of(report.chunks))
-        return header, frames, chain_damage(report)
-    header, cast_frames = asciicast.decode_bytes(data)
-    return header, list(cast_frames), None
+    """Header and frames of a whole recording of either form, all at once, and what stopped
+    the reading early. A chunked recording is read as far as its chain links; an asciicast
+    one (which has no chain) is read whole, a torn last line left out, and never reports
+    damage."""
+    frames = StoredFrames(data)
+    found = list(frames)
+    assert frames.header is not None
+    return frames.header, found, frames.damage
 
 
 def decode_recording(data: bytes) -> tuple[Header, list[asciicast.Frame]]:

@@ -33,6 +33,7 @@ from pyteleport.events.store import (
     CHUNK_BYTES,
     RecordingInfo,
     StoreScan,
+    as_stored,
     info_from_doc,
     info_to_doc,
     read_info,
@@ -268,9 +269,16 @@ class S3RecordingStore:
         finished, unfinished = await self._call(keys, "listing recordings")
         out = []
         unreadable: builtins.list[tuple[str, str]] = []
+        misnamed: builtins.list[tuple[str, str]] = []
         for session_id in sorted(unfinished - set(finished)):
             try:
-                out.append(await self._parts_info(session_id))
+                info = as_stored(
+                    await self._parts_info(session_id),
+                    session_id,
+                    self._key(f"{session_id}/parts/"),
+                    misnamed,
+                )
+                out.append(info)
             except NotFoundError:
                 continue  # stored whole (or removed) since the listing
             except (RecordingError, BadParameterError) as exc:
@@ -299,9 +307,12 @@ class S3RecordingStore:
             *(read(sid, etag) for sid, etag in finished.items() if sid not in known)
         )
         self._listed = known  # entries of recordings no longer listed are let go
-        out += [info for _, info in known.values()]
+        out += [
+            as_stored(info, sid, self._key(f"{sid}.rec"), misnamed)
+            for sid, (_, info) in known.items()
+        ]
         out.sort(key=lambda info: (info.timestamp, info.session_id), reverse=True)
-        return StoreScan(out, sorted(unreadable))
+        return StoreScan(out, sorted(unreadable), sorted(misnamed))
 
     async def _parts_info(self, session_id: str) -> RecordingInfo:
         """The listing entry of a recording that is only parts, from its first 256 KiB (the

@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ from pyteleport.errors import (
 from pyteleport.events import codes
 from pyteleport.events.asciicast import Header
 from pyteleport.events.audit import Emitter
+from pyteleport.events.chunks import session_uuid
 from pyteleport.events.recorder import recording_file_name
 from pyteleport.events.recordingfile import SUFFIXES, read_header, read_header_and_duration
 from pyteleport.model.timefmt import format_time, parse_time
@@ -60,6 +61,22 @@ class RecordingInfo:
 class StoreScan:
     recordings: list[RecordingInfo]  # newest first
     unreadable: list[tuple[str, str]]  # (its name in the store, why it is no recording)
+    # (its name in the store, what it holds): another session's recording, listed as named
+    misnamed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def as_stored(
+    info: RecordingInfo, session_id: str, name: str, misnamed: list[tuple[str, str]]
+) -> RecordingInfo:
+    """The listing entry of a recording stored as ``session_id``: a session is known by the
+    name its recording is stored under, so one that holds another session's recording (a
+    file put in its place) is listed under that name (where verify fails it and play warns),
+    not under the other session's, and noted in ``misnamed``."""
+    named = info.session_id
+    if not named or session_uuid(named) == session_uuid(session_id):
+        return info if named == session_id or not named else replace(info, session_id=session_id)
+    misnamed.append((name, f"holds the recording of session {named}"))
+    return replace(info, session_id=session_id)
 
 
 class RecordingStore(Protocol):
@@ -292,18 +309,23 @@ class FileRecordingStore:
     def _scan(self) -> StoreScan:
         if not self.directory.is_dir():
             return StoreScan([], [])
-        out, unreadable = [], []
+        out: list[RecordingInfo] = []
+        unreadable: list[tuple[str, str]] = []
+        misnamed: list[tuple[str, str]] = []
         for path in self.directory.iterdir():
             if path.name.startswith(".") or path.suffix not in SUFFIXES:
                 continue
             try:
-                out.append(read_info(path))
+                recording_file_name(path.stem)  # a name no session has: no session to list
+                info = read_info(path)
             except (OSError, BadParameterError) as exc:
                 why = _utf8(str(exc))
                 log.warning("skipping unreadable recording %s: %s", _utf8(str(path)), why)
                 unreadable.append((_utf8(path.name), why))
+                continue
+            out.append(as_stored(info, _utf8(path.stem), _utf8(path.name), misnamed))
         out.sort(key=lambda info: (info.timestamp, info.session_id), reverse=True)
-        return StoreScan(out, sorted(unreadable))
+        return StoreScan(out, sorted(unreadable), sorted(misnamed))
 
     async def delete(self, session_id: str) -> None:
         path = self._path(session_id)
