@@ -342,6 +342,11 @@ class CatalogedStore:
     def live_parts(self) -> bool:
         return self.store.live_parts
 
+    def running(self, session_id: str) -> bool:
+        """Whether ``session_id`` is a session still running here, whose parts this store
+        takes (its catalog entry's duration is only as recent as its last part)."""
+        return session_id in self._live
+
     @property
     def bytes_sent(self) -> int:
         return self.store.bytes_sent

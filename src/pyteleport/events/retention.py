@@ -47,7 +47,9 @@ class RecordingRetention:
         # catalog reads those alone, however many recordings the store holds.
         async for info in self._store.catalog.started_before(cutoff):
             ended = info.timestamp + dt.timedelta(seconds=info.duration_s)
-            if ended >= cutoff:
+            # A session still running has not ended, however long ago its last part was sent
+            # (a quiet shell sends none).
+            if ended >= cutoff or self._store.running(info.session_id):
                 kept.add(info.session_id)
                 continue
             try:

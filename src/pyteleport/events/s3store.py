@@ -106,6 +106,12 @@ class S3RecordingStore:
             raise RecordingError(
                 f"{what} in {self.location.uri}: {exc}: check the bucket and the AWS credentials"
             ) from exc
+        except botocore.exceptions.NoCredentialsError as exc:
+            raise RecordingError(
+                f"{what} in {self.location.uri}: no AWS credentials found: set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) in teleport's "
+                "environment, or give its host an instance role"
+            ) from exc
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
             raise RecordingError(
                 f"{what}: cannot reach {self.location.endpoint or 'S3'}: {exc}"
