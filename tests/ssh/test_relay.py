@@ -16,6 +16,9 @@ class Observer:
     def __init__(self) -> None:
         self.results: list[SessionExit] = []
 
+    def bind_abort(self, abort: Any) -> None:
+        pass
+
     async def started(self, request: SessionRequest) -> None:
         pass
 

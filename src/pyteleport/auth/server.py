@@ -6,6 +6,7 @@ before the answer goes back.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
@@ -55,6 +56,7 @@ from pyteleport.storage.users import UserStore
 log = logging.getLogger("pyteleport.auth")
 MAX_INVITE_TTL = dt.timedelta(hours=48)
 MAX_HOST_CERT_TTL = dt.timedelta(days=3650)
+FILL_AT_START_S = 10.0  # the start catalogues the store's older recordings for this long
 
 
 class AuthServer:
@@ -134,15 +136,19 @@ class AuthServer:
         await server._init_cluster()
         if server.recordings is not None:
             try:
-                await server.recordings.catalog.fill(server.recordings.store)
-            except (TeleportError, OSError) as exc:
+                # Not longer than this: a store that does not answer does not hold up the
+                # start (the retry catalogues in the background).
+                await asyncio.wait_for(
+                    server.recordings.catalog.fill(server.recordings.store), FILL_AT_START_S
+                )
+            except (TeleportError, OSError, TimeoutError) as exc:
                 # Recordings stored from now on are listed; the older ones once a retry
                 # (every minute, by the process) catalogues them.
                 log.warning(
                     "could not list the recordings of %s (they are not listed until they are "
                     "catalogued, tried again every minute): %s",
                     server.recordings.name,
-                    exc,
+                    exc or "it did not answer in time",
                 )
         try:
             await server.recording_index.upgrade()

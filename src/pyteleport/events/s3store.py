@@ -76,9 +76,12 @@ class S3RecordingStore:
         self._listed: dict[str, tuple[str, RecordingInfo]] = {}
         config = botocore.config.Config(
             s3={"addressing_style": "path" if location.endpoint else "auto"},
-            retries={"max_attempts": 3, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=60,
+            # A store that takes connections and never answers (a black-holed network) costs
+            # a call about a minute, not four: the start, a shutdown and a session's end do
+            # not wait on it longer than that.
+            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
         )
         self._client: Any = boto3.client(
             "s3",

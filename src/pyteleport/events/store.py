@@ -3,8 +3,10 @@
 A recorder writes ``<sid>.rec`` (docs/recording-format.md; ``<sid>.cast`` before) into a
 streaming directory as the session runs; at the end the
 file is uploaded to a :class:`RecordingStore` and the local copy removed. A process that died
-mid-session leaves its files behind; :func:`complete_pending_uploads` sends them at the next
-start, so a crash loses at most the last second of a session, never the recording.
+mid-session leaves its files behind, and a store that cannot be reached when a session ends
+leaves its file in the spool: :class:`SpoolUploader` sends both as soon as the store takes them
+(from the next start, for the first), so a crash loses at most the last second of a session,
+never the recording.
 
 ``FileRecordingStore`` (``<data_dir>/records/``) is the default; every store passes the suite
 in ``tests/events/store_conformance.py``.
@@ -373,45 +375,140 @@ def _not_found(session_id: str) -> NotFoundError:
     return NotFoundError(f'recording for session "{session_id}" is not found')
 
 
-async def complete_pending_uploads(
-    streaming_dir: Path, store: RecordingStore, emitter: Emitter, cluster: str
-) -> list[str]:
-    """Upload every recording a dead process left in ``streaming_dir``; the session ids sent.
+SPOOL_RETRY_S = 30.0  # how often the spool's recordings are offered to the store again
 
-    Call it before any new session starts recording there: a live file would be taken too.
-    A file that cannot be uploaded stays for the next start, with a warning."""
-    paths = await asyncio.to_thread(
-        lambda: sorted(p for p in streaming_dir.glob("*") if p.suffix in SUFFIXES)
-    )
-    done: list[str] = []
-    for path in paths:
-        if path.name.startswith("."):
-            continue
-        try:
-            header = await asyncio.to_thread(_read_header, path)
-            url = await store.upload(header.session_id, path)
-        except (OSError, TeleportError) as exc:
-            log.warning("recording %s left by an earlier run is not uploaded: %s", path, exc)
-            continue
-        await emitter.emit(
-            codes.SESSION_UPLOAD,
-            {
-                "ei": codes.SESSION_UPLOAD_INDEX,
-                "sid": header.session_id,
-                "url": url,
-                "cluster_name": cluster,
+
+class SpoolUploader:
+    """Recordings in the spool that the store has not taken yet: a session's whose store could
+    not be reached when it ended (:meth:`add`), and those a process that died left
+    (:meth:`add_left_over`). :meth:`run` offers each to the store now and again every
+    ``retry_s`` until it takes them; each stored one is audited (``session.upload``) and then
+    removed from the spool. A store that comes back gets them within ``retry_s``, with no
+    restart."""
+
+    def __init__(
+        self,
+        store: RecordingStore,
+        emitter: Emitter,
+        cluster: str,
+        retry_s: float = SPOOL_RETRY_S,
+    ) -> None:
+        self._store = store
+        self._emitter = emitter
+        self._cluster = cluster
+        self._retry_s = retry_s
+        # path -> (session id, the session.upload event's fields)
+        self._pending: dict[Path, tuple[str, dict[str, Any]]] = {}
+        self._failing = ""  # the store's last error, logged once until it changes
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def retry_s(self) -> float:
+        return self._retry_s
+
+    def add(self, session_id: str, path: Path, fields: dict[str, Any]) -> None:
+        """A finished recording the store did not take: offered again at the next round."""
+        self._pending[path] = (session_id, fields)
+
+    def add_left_over(self, streaming_dir: Path) -> int:
+        """Take every recording a dead process left in ``streaming_dir``; how many. Call it
+        before any new session starts recording there: a live file would be taken too. A file
+        that names no session is left where it is, with a warning."""
+        if not streaming_dir.is_dir():
+            return 0
+        found = 0
+        for path in sorted(p for p in streaming_dir.glob("*") if p.suffix in SUFFIXES):
+            if path.name.startswith("."):
+                continue
+            try:
+                header = _read_header(path)
+            except (OSError, TeleportError) as exc:
+                log.warning("recording %s left by an earlier run is not uploaded: %s", path, exc)
+                continue
+            fields = {
+                "cluster_name": self._cluster,
                 "user": header.user,
                 "login": header.login,
                 "server_hostname": header.server_hostname,
                 "session_start": format_time(header.start),
                 # Not the usual path: these were found at start, after a crash.
                 "recovered": True,
-            },
-        )
-        # Removed only once the upload is recorded: a crash in between re-uploads it (harmless).
-        await asyncio.to_thread(path.unlink, True)
-        done.append(header.session_id)
-    return done
+            }
+            self.add(header.session_id, path, fields)
+            found += 1
+        return found
+
+    async def send(self) -> list[str]:
+        """Offer the pending recordings to the store once each; the session ids it took. Two
+        failures in a row end the round (the store is down: the rest would fail the same way,
+        each after its timeout); one that failed goes to the back of the queue, so a file the
+        store refuses never holds up the others."""
+        done: list[str] = []
+        failures = 0
+        for path, (session_id, fields) in list(self._pending.items()):
+            try:
+                url = await self._store.upload(session_id, path)
+            except NotFoundError:
+                del self._pending[path]  # the file is gone: nothing left to send
+                continue
+            except (OSError, TeleportError) as exc:
+                self._pending[path] = self._pending.pop(path)  # to the back
+                if str(exc) != self._failing:
+                    self._failing = str(exc)
+                    log.warning(
+                        "%d recording(s) wait in %s for the recording store, tried again "
+                        "every %gs: %s",
+                        len(self._pending),
+                        path.parent,
+                        self._retry_s,
+                        exc,
+                    )
+                failures += 1
+                if failures >= 2:
+                    break
+                continue
+            failures = 0
+            await self._emitter.emit(
+                codes.SESSION_UPLOAD,
+                {
+                    **fields,
+                    "ei": codes.SESSION_UPLOAD_INDEX,
+                    "sid": session_id,
+                    "url": url,
+                    "time_uploaded": format_time(dt.datetime.now(dt.UTC)),
+                },
+            )
+            # Removed only once the upload is recorded: a crash in between re-uploads it.
+            await asyncio.to_thread(path.unlink, True)
+            del self._pending[path]
+            done.append(session_id)
+        if done:
+            self._failing = ""
+            log.info("stored %d recording(s) from the spool", len(done))
+        return done
+
+    async def run(self) -> None:
+        """:meth:`send` now and every ``retry_s`` until cancelled."""
+        while True:
+            if self._pending:
+                try:
+                    await self.send()
+                except Exception as exc:  # a round that failed is tried again, never the end
+                    log.warning("could not send the spool's recordings: %s", exc)
+            await asyncio.sleep(self._retry_s)
+
+
+async def complete_pending_uploads(
+    streaming_dir: Path, store: RecordingStore, emitter: Emitter, cluster: str
+) -> list[str]:
+    """Upload every recording a dead process left in ``streaming_dir`` once; the session ids
+    sent (a file that cannot be uploaded stays, with a warning)."""
+    uploader = SpoolUploader(store, emitter, cluster)
+    await asyncio.to_thread(uploader.add_left_over, streaming_dir)
+    return await uploader.send()
 
 
 def _read_header(path: Path) -> Header:

@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from pyteleport.events.asciicast import Header, timestamp_of
 from pyteleport.events.audit import Emitter
 from pyteleport.events.filetransfer import FileTransfer, ScpTap, SftpTap
 from pyteleport.events.recorder import SessionRecorder
-from pyteleport.events.store import RecordingStore
+from pyteleport.events.store import RecordingStore, SpoolUploader
 from pyteleport.events.textindex import IndexedSession, RecordingIndex, SessionTextIndex
 from pyteleport.model.timefmt import format_time
 from pyteleport.policy.access import RoleSet
@@ -86,6 +87,8 @@ class RecordingSettings:
     signer: CheckpointSigner | None = None  # signs checkpoints of each recording's chain
     index: RecordingIndex | None = None  # the search index of what sessions showed
     metrics: Metrics = NO_METRICS
+    # Sends a recording the store did not take at the session's end once it does.
+    spool: SpoolUploader | None = None
 
 
 class RecordedSession:
@@ -116,6 +119,7 @@ class RecordedSession:
         self._closing = False
         self._shipper: asyncio.Task[None] | None = None
         self._ship_error = ""  # -sync modes: the store took no part; the next call ends it
+        self._abort: Callable[[str], None] | None = None  # ends the session (the relay's)
         self._index = 0
         self._tx = 0
         self._rx = 0
@@ -224,6 +228,9 @@ class RecordedSession:
         )
         if request.kind == "exec" and not ScpTap.is_scp(request.command):
             self._text.line(0, "input", request.command)
+
+    def bind_abort(self, abort: Callable[[str], None]) -> None:
+        self._abort = abort
 
     async def started(self, request: SessionRequest) -> None:
         self._request = request
@@ -445,6 +452,8 @@ class RecordedSession:
                             f"cannot record session {self.session_id}: the recording store "
                             f"took no part of it: {exc}"
                         )
+                        if self._abort is not None:  # now, not at its next packet
+                            self._abort(self._ship_error)
                         return
                     log.warning(
                         "session %s: cannot send its recording yet: %s", self.session_id, exc
@@ -530,12 +539,22 @@ async def upload(
     path: Path,
     fields: dict[str, Any] | None = None,
 ) -> None:
-    """Move a finished recording to the store; on failure it stays for the next start."""
+    """Move a finished recording to the store; on failure it stays in the spool, sent again
+    until the store takes it (the spool uploader's), or at the next start."""
     try:
         url = await settings.store.upload(session_id, path)
     except Exception as exc:
         settings.metrics.upload_failed()
-        log.warning("could not upload recording %s, kept at %s: %s", session_id, path, exc)
+        later = (
+            f"sent again every {settings.spool.retry_s:g}s until the store takes it"
+            if settings.spool is not None
+            else "sent at the next start"
+        )
+        log.warning(
+            "could not store recording %s, kept at %s (%s): %s", session_id, path, later, exc
+        )
+        if settings.spool is not None:
+            settings.spool.add(session_id, path, {**(fields or {}), "sid": session_id})
         return
     await asyncio.to_thread(path.unlink, True)
     await settings.audit.emit(

@@ -10,6 +10,7 @@ upload, then close the backend, so nothing writes to a closed store.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import gc
@@ -19,6 +20,7 @@ import resource
 import signal
 import stat
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ from pyteleport.crypto import tlsca
 from pyteleport.errors import BadParameterError
 from pyteleport.events.audit import AuditLog
 from pyteleport.events.retention import RecordingRetention
-from pyteleport.events.store import FileRecordingStore, RecordingStore, complete_pending_uploads
+from pyteleport.events.store import FileRecordingStore, RecordingStore, SpoolUploader
 from pyteleport.model.identity import BUILTIN_ADMIN, Identity
 from pyteleport.proxy.checkpoints import CheckpointSigner
 from pyteleport.proxy.recording import (
@@ -96,6 +98,10 @@ class TeleportProcess:
         self._retention: asyncio.Task[None] | None = None  # the recordings retention sweeper
         # Catalogues the store's older recordings when the start could not (store unreachable).
         self._catalog_fill: asyncio.Task[None] | None = None
+        # Sends the spool's recordings (an earlier run's, or those the store did not take when
+        # their session ended) once the store takes them.
+        self.spool: SpoolUploader | None = None
+        self._spool_task: asyncio.Task[None] | None = None
         self.ssh_proxy: ProxySSHService | None = None
         self.auth_port = 0
         self.web_port = 0
@@ -148,7 +154,7 @@ class TeleportProcess:
                 await self._restore(self._bootstrap)
             if self.metrics is not None:
                 self.auth.metrics = self.metrics
-            await self._finish_uploads()
+            self._start_spool()
             stored = self.auth.recordings
             if stored is not None and not await stored.catalog.filled(stored.store):
                 self._catalog_fill = asyncio.get_running_loop().create_task(
@@ -350,14 +356,17 @@ class TeleportProcess:
     def streaming_dir(self) -> Path:
         return self.data_dir / "log" / "upload" / "streaming"
 
-    async def _finish_uploads(self) -> None:
+    def _start_spool(self) -> None:
+        """What an earlier run left in the spool is sent in the background (a store that does
+        not answer does not hold up the start), with each recording the store does not take
+        when its session ends, until it takes them. Taken before any session starts recording
+        there: a live file would be taken too."""
         assert self.auth is not None and self.auth.recordings is not None
-        if self.streaming_dir.is_dir():
-            done = await complete_pending_uploads(
-                self.streaming_dir, self.auth.recordings, self.auth.audit, self.auth.cluster_name
-            )
-            if done:
-                log.info("uploaded %d recording(s) left by an earlier run", len(done))
+        self.spool = SpoolUploader(self.auth.recordings, self.auth.audit, self.auth.cluster_name)
+        left = self.spool.add_left_over(self.streaming_dir)
+        if left:
+            log.info("%d recording(s) left in the spool by an earlier run are being stored", left)
+        self._spool_task = asyncio.get_running_loop().create_task(self.spool.run())
 
     async def _start_ssh_proxy(self) -> None:
         assert self.auth is not None and self.auth.recordings is not None
@@ -376,6 +385,7 @@ class TeleportProcess:
             signer=CheckpointSigner(self.auth.sign_recording_signer, cfg.teleport.nodename),
             index=self.auth.recording_index,
             metrics=self.metrics or NO_METRICS,
+            spool=self.spool,
         )
         self._ending = recording.ending
         service = ProxySSHService(
@@ -428,6 +438,11 @@ class TeleportProcess:
             # recording: the backend stays open for them.
             await self._ending.wait(SHUTDOWN_TIMEOUT_S)
             self._ending = None
+        if self._spool_task is not None:  # what it has not sent stays for the next start
+            self._spool_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._spool_task
+            self._spool_task = None
         for server in reversed(self._servers):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.aclose(), SHUTDOWN_TIMEOUT_S)
@@ -440,6 +455,9 @@ class TeleportProcess:
 async def run_until_signal(process: TeleportProcess, ready_message: str = "") -> None:
     """Start, print what to do next, wait for SIGINT/SIGTERM, shut down in order."""
     loop = asyncio.get_running_loop()
+    # The worker threads' pool, to let go of at the end (_leave_stuck_calls).
+    executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="worker")
+    loop.set_default_executor(executor)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -466,6 +484,37 @@ async def run_until_signal(process: TeleportProcess, ready_message: str = "") ->
         await process.aclose()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    await _leave_stuck_calls(executor)
+
+
+# A shutdown waits this long for worker threads still in a call (to a recording store that
+# does not answer, each up to about a minute), then leaves them.
+STUCK_CALLS_WAIT_S = 5.0
+
+
+async def _leave_stuck_calls(executor: concurrent.futures.ThreadPoolExecutor) -> None:
+    """Once everything is closed, the worker threads are let go; one still waiting on a call
+    that will never be answered would hold the process for minutes after SIGTERM (a service
+    manager then kills it), so after STUCK_CALLS_WAIT_S the process exits without it: its
+    work is done, and whatever the call was for stays in the spool for the next start."""
+    finished = threading.Event()
+
+    def shut_down() -> None:
+        executor.shutdown(wait=True)
+        finished.set()
+
+    threading.Thread(target=shut_down, name="executor-shutdown", daemon=True).start()
+    for _ in range(int(STUCK_CALLS_WAIT_S / 0.05)):
+        if finished.is_set():
+            return
+        await asyncio.sleep(0.05)
+    log.warning(
+        "a call to the recording store did not return by the end of the shutdown: not waited for"
+    )
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # Full collections at most once every this many collections of the middle generation (CPython's

@@ -53,6 +53,11 @@ class SessionExit:
 class SessionObserver(Protocol):
     """Receives what a relayed session carries (the recorder and the audit log behind it)."""
 
+    def bind_abort(self, abort: Callable[[str], None]) -> None:
+        """Take the callable that ends the session with a message on the client's stderr (a
+        recording that fails between the session's packets)."""
+        ...
+
     async def started(self, request: SessionRequest) -> None: ...
 
     def output(self, data: bytes, stderr: bool) -> None: ...
@@ -167,6 +172,7 @@ class InnerSession(asyncssh.SSHServerSession[bytes]):
         assert self._chan is not None
         try:
             self._observer = self._observe(self._request)
+            self._observer.bind_abort(self.abort)
             await self._observer.started(self._request)
             chan, _session = await self._open_target(lambda: TargetSession(self), self._request)
         except asyncio.CancelledError as exc:
