@@ -40,6 +40,12 @@ from pyteleport.events.store import (
 )
 
 log = logging.getLogger("pyteleport.events")
+
+
+class StoreUnreachableError(RecordingError):
+    """The store could not be reached at all (no answer, no connection)."""
+
+
 T = TypeVar("T")
 LISTING_READS = 8  # listing entries read at once by a listing
 # What a listing reads of a recording that is only parts: its start and its end.
@@ -116,7 +122,7 @@ class S3RecordingStore:
                 "environment, or give its host an instance role"
             ) from exc
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
-            raise RecordingError(
+            raise StoreUnreachableError(
                 f"{what}: cannot reach {self.location.endpoint or 'S3'}: {exc}"
             ) from exc
 
@@ -139,6 +145,8 @@ class S3RecordingStore:
         bucket = self.location.bucket
         try:
             reused = await self._upload_from_parts(session_id, path, key)
+        except StoreUnreachableError:
+            raise  # sending it whole would fail the same way
         except Exception as exc:
             log.warning(
                 "recording %s: cannot reuse its parts, sending it whole: %s", session_id, exc

@@ -436,6 +436,7 @@ class RecordedSession:
         """Send the recording file's new bytes to the store every SHIP_INTERVAL_S. A store that
         cannot be reached is retried; the spool keeps everything until the final upload."""
         offset = 0
+        failing = False  # said once in the log until a part goes through again
         while True:
             await asyncio.sleep(SHIP_INTERVAL_S)
             while True:
@@ -455,10 +456,19 @@ class RecordedSession:
                         if self._abort is not None:  # now, not at its next packet
                             self._abort(self._ship_error)
                         return
-                    log.warning(
-                        "session %s: cannot send its recording yet: %s", self.session_id, exc
-                    )
+                    if not failing:  # not every 2 s for each of a thousand sessions
+                        failing = True
+                        log.warning(
+                            "session %s: cannot send its recording yet (tried again every "
+                            "%gs; the spool keeps it): %s",
+                            self.session_id,
+                            SHIP_INTERVAL_S,
+                            exc,
+                        )
                     break
+                if failing:
+                    failing = False
+                    log.info("session %s: its recording is sent again", self.session_id)
                 offset += len(data)
 
     async def _finish_recording(self) -> None:
