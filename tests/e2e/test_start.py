@@ -68,6 +68,21 @@ def test_corrupt_backend_is_refused_and_left_alone(tmp_path: Path) -> None:
     assert db.read_bytes() == b"this is not a database" * 100
 
 
+def test_a_recording_spool_that_cannot_take_files_is_refused_in_one_line(tmp_path: Path) -> None:
+    cluster = Cluster(root=tmp_path)
+    cluster.write_config()
+    spool = cluster.data_dir / "log" / "upload" / "streaming"
+    spool.parent.mkdir(parents=True)
+    spool.write_text("not a directory")
+    res = run([str(BIN / "teleport"), "start", "-c", str(cluster.config_path)], timeout=30)
+    assert res.code == 1, res.text
+    assert res.err.strip().splitlines()[-1] == (
+        f"ERROR: the recording spool {spool} cannot take recordings: Not a directory: make it "
+        "writable by teleport (it is under data_dir)"
+    ), res.err
+    assert spool.read_text() == "not a directory"
+
+
 def test_data_dir_of_another_cluster_is_refused(tmp_path: Path) -> None:
     cluster = Cluster(root=tmp_path)
     cluster.start()

@@ -356,12 +356,30 @@ class TeleportProcess:
     def streaming_dir(self) -> Path:
         return self.data_dir / "log" / "upload" / "streaming"
 
+    def _spool_dir(self) -> Path:
+        """The recording spool, made (0700) and checked to take files: one that cannot is an
+        error of the start, not of every session's."""
+        path = self.streaming_dir
+        try:
+            ensure_private_dir(path)
+            probe = path / f".probe-{os.getpid()}"
+            probe.touch(mode=0o600)
+            probe.unlink()
+        except OSError as exc:
+            raise BadParameterError(
+                f"the recording spool {path} cannot take recordings: {exc.strerror or exc}: "
+                "make it writable by teleport (it is under data_dir)"
+            ) from exc
+        return path
+
     def _start_spool(self) -> None:
         """What an earlier run left in the spool is sent in the background (a store that does
         not answer does not hold up the start), with each recording the store does not take
         when its session ends, until it takes them. Taken before any session starts recording
         there: a live file would be taken too."""
         assert self.auth is not None and self.auth.recordings is not None
+        if self.config.proxy_service.enabled:
+            self._spool_dir()  # one that cannot take recordings fails the start, here
         self.spool = SpoolUploader(self.auth.recordings, self.auth.audit, self.auth.cluster_name)
         left = self.spool.add_left_over(self.streaming_dir)
         if left:
@@ -378,7 +396,7 @@ class TeleportProcess:
             mode=cfg.auth_service.session_recording,
             cluster=self.auth.cluster_name,
             server_id=cfg.teleport.nodename,
-            streaming_dir=ensure_private_dir(self.streaming_dir),
+            streaming_dir=self._spool_dir(),
             store=self.auth.recordings,
             audit=self.auth.audit,
             clock=self.clock,
