@@ -110,7 +110,10 @@ class RecordingStoreConformance:
             scan = await store.scan()
             assert sorted(i.session_id for i in scan.recordings) == ["s1", "s2"]
             [(name, why)] = scan.misnamed
-            assert "s2" in name and why == "holds the recording of session s1"
+            assert "s2" in name and why == (
+                "holds the recording of session s1, not its own: it was put in its place; "
+                "'tctl recordings verify s2' names what is wrong"
+            )
         assert [i.session_id for i in await store.list()].count("s1") == 1
 
     async def test_a_working_store_passes_its_check(self, store: RecordingStore) -> None:

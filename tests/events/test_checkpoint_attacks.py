@@ -69,8 +69,9 @@ def test_a_signer_field_holding_two_certificates_is_refused() -> None:
     data, head = forged_recording(sid)
     signer = f"x {genuine.split()[1]}\n{attacker_cert.decode()}".encode()
     event = checkpoint.sign(attacker_key, signer, Checkpoint(sid, 0, head, 5, True))
+    event["time"] = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")  # as audited
     verdict = verify_recording(data, [event], HOST_CA)
-    assert not verdict.ok, verdict.text
+    assert not verdict.ok and "certificate" in verdict.text, verdict.text
     # (What the audit log hands tctl today: the newline escaped, and the forgery refused.)
     assert not verify_recording(data, [clean_value(event)], HOST_CA).ok
 

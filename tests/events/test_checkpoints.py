@@ -91,6 +91,19 @@ def test_truncation_after_a_checkpoint_is_caught_even_without_the_tail() -> None
     assert unfinished.text.startswith("truncated after chunk 3 at 3.0s: the chain is intact")
 
 
+def test_chunks_after_the_last_checkpoint_of_an_unfinished_recording_are_named() -> None:
+    # A proxy that stopped mid-session: its last chunks were not signed yet, within the minute
+    # a running proxy leaves unsigned.
+    data, starts, events = session(TEXTS)
+    verdict = verify_recording(data[: starts[5]], events[:2], HOST_CA)  # chunk 4 unsigned
+    assert not verdict.ok
+    assert verdict.text == (
+        "truncated after chunk 4 at 4.0s: the chain is intact but the session's final chunk is "
+        "missing; no signed checkpoint covers chunk 4 (what a proxy that stopped mid-session "
+        "had not signed yet)"
+    )
+
+
 def test_a_rechained_forgery_made_without_the_key_is_caught() -> None:
     _, _, events = session(TEXTS)
     forged, _, _ = session([b"nothing to see\r\n"] * 6)  # a valid chain, new content

@@ -57,3 +57,5 @@ async def test_every_checkpoint_of_a_session_is_read_across_pages(
     assert 10 <= log.requests <= 20
     every = await recordings._events_since(log, "", START)  # type: ignore[arg-type]
     assert len(every) == 102
+    kept = await recordings._events_since(log, "", START, keep={"b"})  # type: ignore[arg-type]
+    assert sorted(e["chunk"] for e in kept) == list(range(7))

@@ -67,15 +67,15 @@ def _read_target(target: str) -> tuple[bytes, str | None]:
     return data, sid
 
 
-def _load(target: str) -> tuple[playback.Recording, str]:
-    """The recording ``target`` names, and a warning line if the store holds another
-    session's recording under its session ID (a file put in its place)."""
+def _load(target: str) -> tuple[playback.Recording, str, str]:
+    """The recording ``target`` names, the session ID asked for ("" for a file), and a warning
+    line if the store holds another session's recording under that ID (put in its place)."""
     data, sid = _read_target(target)
     recording = playback.load_recording(data)
     named = recording.header.session_id
     if sid is None or not named or chunks.session_uuid(named) == chunks.session_uuid(sid):
-        return recording, ""
-    return recording, (
+        return recording, sid or "", ""
+    return recording, sid, (
         f"WARNING: the recording stored for session {sid} is the recording of session "
         f"{clean_text(named, 100)}: it was put in its place; run 'tctl recordings verify "
         f"{sid}' for details"
@@ -157,12 +157,12 @@ def play(target: str, speed: str, fmt: str, skip_idle_time: bool, at: str) -> No
     """Replay a recorded session: space pauses, arrows seek 5s, Ctrl-C quits."""
     speed_x = playback.parse_speed(speed)
     start_s = _parse_offset(at)
-    recording, foreign = _load(target)
+    recording, sid, foreign = _load(target)
     if start_s > recording.duration_s:
         raise BadParameterError(
             f'--at "{at}" is past the end of the recording ({recording.duration_s:.1f}s long)'
         )
-    warning = playback.damage_warning(recording, "shown")
+    warning = playback.damage_warning(recording, "shown", sid)
     if start_s and fmt != "pty":
         recording = dataclasses.replace(
             recording, frames=playback.FramesFrom(recording.frames, start_s)
@@ -221,7 +221,7 @@ def _parse_offset(text: str) -> float:
 )
 def export(target: str, fmt: str, out: str) -> None:
     """Export a recording (a session ID or a recording file)."""
-    recording, foreign = _load(target)
+    recording, sid, foreign = _load(target)
     parts = exporting.export(recording, fmt)
     if out in ("", "-"):
         _write_stdout_parts(parts)
@@ -230,7 +230,9 @@ def export(target: str, fmt: str, out: str) -> None:
             _write_file(out, parts)
         except OSError as exc:
             raise BadParameterError(f"cannot write {out}: {exc.strerror or exc}") from exc
-    _end_with_damage_warning(recording, playback.damage_warning(recording, "exported"), foreign)
+    _end_with_damage_warning(
+        recording, playback.damage_warning(recording, "exported", sid), foreign
+    )
 
 
 def _write_file(out: str, parts: Iterable[str]) -> None:
@@ -555,8 +557,7 @@ def tctl_recordings_reindex(conn: AuthConnection) -> None:
     for item in answer.misnamed[:UNREADABLE_SHOWN]:
         click.echo(
             f"WARNING: {clean_text(item.name, 500)} in the recording store "
-            f"{clean_text(item.reason, 500)}, not of the session it is named for: it was put "
-            "in its place; 'tctl recordings verify' names what is wrong",
+            f"{clean_text(item.reason, 500)}",
             err=True,
         )
     if len(answer.misnamed) > UNREADABLE_SHOWN:
@@ -583,16 +584,20 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
     single = _session_id(session_id) if session_id else ""
 
     async def check(client: AuthClient) -> list[tuple[str, chunks.Verdict]]:
+        first = _EARLIEST
         if every:
             found = await listing.list_recordings(client, limit=sys.maxsize)
             ids = sorted(r.session_id for r in found.recordings)
+            if found.recordings:
+                first = min(r.timestamp for r in found.recordings) - dt.timedelta(minutes=5)
         else:
             ids = [single]
         host_ca = _host_ca_key(await client.export_authorities("host"))
-        # --all: every checkpoint in one read of the audit log, not one read per recording.
+        # --all: the listed sessions' checkpoints in one read of the audit log from the first
+        # listed start, not one read per recording (nor every checkpoint there ever was).
         signed: dict[str, list[dict[str, Any]]] = {}
         if every:
-            for event in await _events_since(client, "", _EARLIEST):
+            for event in await _events_since(client, "", first, keep=set(ids)):
                 signed.setdefault(str(event.get("sid", "")), []).append(event)
         out = []
         for sid in ids:
@@ -605,9 +610,11 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
                 # are still checked.
                 out.append((sid, chunks.Verdict(False, _MISSING)))
                 continue
-            if every:
-                events = signed.get(sid, [])
-            else:
+            events = signed.get(sid, [])
+            if not events and (not every or chunks.looks_like_chunks(data)):
+                # None found from the listed start: looked for from the recording's own
+                # start, then in the whole log (a chunked recording is signed; an asciicast
+                # one of --all, made before chains, is not looked for again).
                 events = await _checkpoint_events(client, sid, data)
             out.append((sid, verify_recording(data, events, host_ca)))
         return out
@@ -642,10 +649,15 @@ async def _checkpoint_events(client: AuthClient, sid: str, data: bytes) -> list[
     return await _events_since(client, sid, _EARLIEST)
 
 
-async def _events_since(client: AuthClient, sid: str, since: dt.datetime) -> list[dict[str, Any]]:
-    """Every checkpoint event of ``sid`` (every session's: "") from ``since`` on, a page at a
-    time (a session of a week has about 10,000)."""
-    found: dict[str, dict[str, Any]] = {}
+async def _events_since(
+    client: AuthClient, sid: str, since: dt.datetime, keep: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every checkpoint event of ``sid`` (every session's: "", only those of ``keep`` if
+    given) from ``since`` on, a page at a time (a session of a week has about 10,000)."""
+    found: list[dict[str, Any]] = []
+    # The events of the last page's last time: the next page starts at that time, and
+    # begins with them again.
+    boundary: set[str] = set()
     while True:
         params: dict[str, Any] = {
             "type": codes.SESSION_CHECKPOINT,
@@ -655,15 +667,16 @@ async def _events_since(client: AuthClient, sid: str, since: dt.datetime) -> lis
         if sid:
             params["sid"] = sid
         page = (await client.search_events(params)).events
-        fresh = [e for e in page if str(e.get("uid", id(e))) not in found]
-        for event in fresh:
-            found[str(event.get("uid", id(event)))] = event
+        fresh = [e for e in page if str(e.get("uid", id(e))) not in boundary]
+        found += [e for e in fresh if keep is None or str(e.get("sid", "")) in keep]
         if len(page) < _EVENTS_PAGE or not fresh:
-            return list(found.values())
+            return found
+        last = str(page[-1].get("time", ""))
         try:
-            since = parse_time(str(page[-1]["time"]))  # the next page: from the last one's time
-        except (KeyError, BadParameterError):
-            return list(found.values())
+            since = parse_time(last)  # the next page: from the last one's time
+        except BadParameterError:
+            return found
+        boundary = {str(e.get("uid", id(e))) for e in page if str(e.get("time", "")) == last}
 
 
 def _recorded_start(data: bytes) -> dt.datetime | None:

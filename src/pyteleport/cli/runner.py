@@ -52,6 +52,9 @@ class _PatientWriter(io.RawIOBase):
     def fileno(self) -> int:
         return self._fd
 
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
     def write(self, data: Any) -> int:
         view = memoryview(data).cast("B")
         total = len(view)
@@ -66,16 +69,16 @@ class _PatientWriter(io.RawIOBase):
 
 
 def _patient_stdio() -> None:
-    """Make stdout and stderr write all they are given, even when the program that made them
-    left them non-blocking (some shells and CI runners do): a pipe then takes only what it has
-    room for (64 KiB) per write, and Python's own writers drop the rest without a word
-    (PYTHONUNBUFFERED=1) or fail with BlockingIOError. Nothing changes for a blocking file."""
+    """Make stdout and stderr write all they are given, even when their file is non-blocking:
+    left so by the program that made the pipe (some shells and CI runners), or made so while
+    the command runs (a terminal's stdin, stdout and stderr share one open file, which an event
+    loop reading keys from stdin makes non-blocking). A non-blocking file takes only what it has
+    room for per write (64 KiB for a pipe), and Python's own writers drop the rest without a word
+    (PYTHONUNBUFFERED=1) or fail with BlockingIOError. A blocking file is written as before."""
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         try:
             fd = stream.fileno()
-            if os.get_blocking(fd):
-                continue
         except (AttributeError, OSError, ValueError):  # not a file (captured): no such limit
             continue
         stream.flush()

@@ -70,13 +70,15 @@ class FramesFrom:
         return (f for f in self._frames if f.time_s >= self._start_s)
 
 
-def damage_warning(recording: Recording, done: str) -> str:
+def damage_warning(recording: Recording, done: str, session_id: str = "") -> str:
     """The line that tells a user what of a damaged recording they got (``done``: "shown",
-    "exported") and how to learn more; "" for a recording read to its session's end."""
+    "exported") and how to learn more; "" for a recording read to its session's end.
+    ``session_id``: the one the user asked for (else the recording's own)."""
     damage = recording.damage
     if damage is None:
         return ""
-    sid = clean_text(recording.header.session_id, 100)  # from the file: no escapes to a terminal
+    # From the file: no escapes to a terminal.
+    sid = session_id or clean_text(recording.header.session_id, 100)
     if damage.ends_early:
         what = f"ends early: {damage.problem} (its proxy stopped mid-session, or the file was cut)"
     else:

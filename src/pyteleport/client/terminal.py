@@ -26,11 +26,15 @@ def raw_input(fd: int) -> Iterator[None]:
     mode[0] &= ~(termios.IXON | termios.ICRNL)  # iflag: Ctrl-S/Ctrl-Q and CR are keys too
     mode[6][termios.VMIN] = 1
     mode[6][termios.VTIME] = 0
+    # The event loop that reads the keys makes the terminal non-blocking (for stdout and stderr
+    # too: one open file): the shell gets it back as it was.
+    blocking = os.get_blocking(fd)
     termios.tcsetattr(fd, termios.TCSANOW, mode)
     try:
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        os.set_blocking(fd, blocking)
 
 
 async def play_pty(

@@ -59,7 +59,12 @@ def verify_recording(data: bytes, events: Sequence[dict[str, Any]], host_ca: byt
                 f"{number}: the recording was rewritten)",
             )
     # What no checkpoint vouches for.
-    unsigned = f"chunks {last_signed + 1}-{have - 1}" if last_signed >= 0 else "the recording"
+    if last_signed < 0:
+        unsigned = "the recording"
+    elif last_signed + 1 == have - 1:
+        unsigned = f"chunk {have - 1}"
+    else:
+        unsigned = f"chunks {last_signed + 1}-{have - 1}"
     chain = chunks.chain_verdict(walk)
     if not chain.ok:
         if last_signed < have - 1 and chain.text.startswith("truncated after chunk"):

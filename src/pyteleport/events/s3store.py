@@ -34,6 +34,7 @@ from pyteleport.events.store import (
     RecordingInfo,
     StoreScan,
     as_stored,
+    check_stored_name,
     info_from_doc,
     info_to_doc,
     read_info,
@@ -289,6 +290,7 @@ class S3RecordingStore:
         misnamed: builtins.list[tuple[str, str]] = []
         for session_id in sorted(unfinished - set(finished)):
             try:
+                check_stored_name(session_id)
                 info = as_stored(
                     await self._parts_info(session_id),
                     session_id,
@@ -311,10 +313,11 @@ class S3RecordingStore:
         async def read(session_id: str, etag: str) -> None:
             async with reads:
                 try:
+                    check_stored_name(session_id)
                     info = info_from_doc(await self._doc(session_id))
                 except NotFoundError:
                     return  # removed meanwhile
-                except (RecordingError, ValueError, KeyError, TypeError) as exc:
+                except (RecordingError, BadParameterError, ValueError, KeyError, TypeError) as exc:
                     log.warning("skipping unreadable recording %s: %s", session_id, exc)
                     unreadable.append((self._key(f"{session_id}.json"), str(exc)))
                     return

@@ -20,6 +20,7 @@ import errno
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -67,6 +68,20 @@ class StoreScan:
     misnamed: list[tuple[str, str]] = field(default_factory=list)
 
 
+def check_stored_name(session_id: str) -> None:
+    """BadParameterError if ``session_id``, a name in the store, is a UUID written otherwise
+    than session IDs are (lower case, with hyphens): no session is stored under it, and a
+    second entry for the session it spells would only shadow the real one."""
+    try:
+        canonical = str(uuid.UUID(session_id))
+    except ValueError:
+        return  # a plain name (tests, hand-made recordings)
+    if canonical != session_id:
+        raise BadParameterError(
+            f"named as no session is: a session ID is a UUID in lower case ({canonical})"
+        )
+
+
 def as_stored(
     info: RecordingInfo, session_id: str, name: str, misnamed: list[tuple[str, str]]
 ) -> RecordingInfo:
@@ -75,9 +90,18 @@ def as_stored(
     file put in its place) is listed under that name (where verify fails it and play warns),
     not under the other session's, and noted in ``misnamed``."""
     named = info.session_id
-    if not named or session_uuid(named) == session_uuid(session_id):
-        return info if named == session_id or not named else replace(info, session_id=session_id)
-    misnamed.append((name, f"holds the recording of session {named}"))
+    if named == session_id:
+        return info
+    if named and session_uuid(named) == session_uuid(session_id):
+        return replace(info, session_id=session_id)  # the same session, written otherwise
+    what = f"the recording of session {named}" if named else "a recording that names no session"
+    misnamed.append(
+        (
+            name,
+            f"holds {what}, not its own: it was put in its place; 'tctl recordings verify "
+            f"{session_id}' names what is wrong",
+        )
+    )
     return replace(info, session_id=session_id)
 
 
@@ -314,11 +338,19 @@ class FileRecordingStore:
         out: list[RecordingInfo] = []
         unreadable: list[tuple[str, str]] = []
         misnamed: list[tuple[str, str]] = []
+        names = {p.name for p in self.directory.iterdir()}
         for path in self.directory.iterdir():
             if path.name.startswith(".") or path.suffix not in SUFFIXES:
                 continue
             try:
                 recording_file_name(path.stem)  # a name no session has: no session to list
+                check_stored_name(path.stem)
+                read_first = next(n for n in (path.stem + x for x in SUFFIXES) if n in names)
+                if read_first != path.name:
+                    raise BadParameterError(
+                        f"a second recording file of session {path.stem}: {read_first} is the "
+                        "one listed and played"
+                    )
                 info = read_info(path)
             except (OSError, BadParameterError) as exc:
                 why = _utf8(str(exc))
