@@ -13,12 +13,10 @@ import pytest
 from pyteleport.events import asciicast, chunks
 from pyteleport.events.asciicast import Header
 from pyteleport.events.chunks import Frame, FrameKind
-from pyteleport.model.role import role_from_dict
-from pyteleport.model.user import User
-from tests.auth import apiserver
 from tests.auth.apiserver import AuthAPI
 from tests.cli.test_verify_attacks import (
     LINES,
+    operator,
     rechain,
     record,
     run,
@@ -26,16 +24,6 @@ from tests.cli.test_verify_attacks import (
     verify_lines,
 )
 from tests.cli.test_verify_attacks import api as api
-
-
-async def operator(api: AuthAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    rule = {"resources": ["session"], "verbs": ["update"]}
-    role = {"kind": "role", "version": "v7", "metadata": {"name": "operator"}}
-    await api.server.roles.create(role_from_dict({**role, "spec": {"allow": {"rules": [rule]}}}))
-    await api.server.users.create(User(name="operator", roles=("operator",)))
-    monkeypatch.setitem(apiserver.USERS, "operator", ("operator",))
-    api.login_profile(tmp_path / "operator", "operator")
-    return tmp_path / "operator"
 
 
 def forged(sid: str, original: bytes, user: str) -> bytes:

@@ -123,6 +123,17 @@ async def verify_lines(tmp_path: Path, *args: str, **kw: Any) -> tuple[int, dict
     return code, lines, err
 
 
+async def operator(api: AuthAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The home of a logged-in user with an update rule on sessions, as reindex needs."""
+    rule = {"resources": ["session"], "verbs": ["update"]}
+    role = {"kind": "role", "version": "v7", "metadata": {"name": "operator"}}
+    await api.server.roles.create(role_from_dict({**role, "spec": {"allow": {"rules": [rule]}}}))
+    await api.server.users.create(User(name="operator", roles=("operator",)))
+    monkeypatch.setitem(apiserver.USERS, "operator", ("operator",))
+    api.login_profile(tmp_path / "operator", "operator")
+    return tmp_path / "operator"
+
+
 async def test_baseline_an_untouched_recording_verifies(api: AuthAPI, tmp_path: Path) -> None:
     """Not an attack: the harness records as the proxy does, and verify passes it."""
     sid = str(uuid.uuid4())
@@ -361,13 +372,8 @@ async def test_verify_all_after_reindex_still_checks_a_recording_replaced_by_a_c
     code, lines, _ = await verify_lines(tmp_path, "--all")
     assert code == 1 and "rewritten" in lines[b]
     # An operator (a role with an update rule on sessions, as reindex needs) reindexes.
-    rule = {"resources": ["session"], "verbs": ["update"]}
-    role = {"kind": "role", "version": "v7", "metadata": {"name": "operator"}}
-    await api.server.roles.create(role_from_dict({**role, "spec": {"allow": {"rules": [rule]}}}))
-    await api.server.users.create(User(name="operator", roles=("operator",)))
-    monkeypatch.setitem(apiserver.USERS, "operator", ("operator",))
-    api.login_profile(tmp_path / "operator", "operator")
-    code, out, err = await run(tmp_path / "operator", "tctl", "recordings", "reindex")
+    home = await operator(api, tmp_path, monkeypatch)
+    code, out, err = await run(home, "tctl", "recordings", "reindex")
     assert code == 0, err
     assert out.startswith("1 recording(s) listed anew, 0 no longer listed"), out
     assert err == (

@@ -75,10 +75,14 @@ def _load(target: str) -> tuple[playback.Recording, str, str]:
     named = recording.header.session_id
     if sid is None or not named or chunks.session_uuid(named) == chunks.session_uuid(sid):
         return recording, sid or "", ""
-    return recording, sid, (
-        f"WARNING: the recording stored for session {sid} is the recording of session "
-        f"{clean_text(named, 100)}: it was put in its place; run 'tctl recordings verify "
-        f"{sid}' for details"
+    return (
+        recording,
+        sid,
+        (
+            f"WARNING: the recording stored for session {sid} is the recording of session "
+            f"{clean_text(named, 100)}: it was put in its place; run 'tctl recordings verify "
+            f"{sid}' for details"
+        ),
     )
 
 
@@ -540,30 +544,24 @@ def tctl_recordings_reindex(conn: AuthConnection) -> None:
     )
     # What the store holds that no listing shows: a file put there by hand, or damaged so
     # that not even its first chunk reads (the auth service's log has them too).
-    for item in answer.unreadable[:UNREADABLE_SHOWN]:
-        click.echo(
-            f"WARNING: {clean_text(item.name, 500)} in the recording store is no readable "
-            f"recording: {clean_text(item.reason, 500)}",
-            err=True,
-        )
-    if len(answer.unreadable) > UNREADABLE_SHOWN:
-        click.echo(
-            f"WARNING: and {len(answer.unreadable) - UNREADABLE_SHOWN} more unreadable "
-            "file(s): the auth service's log names each",
-            err=True,
-        )
+    _warn_each(answer.unreadable, "is no readable recording: ", "unreadable file(s)")
     # A recording put in place of another session's: listed under the name it is stored as,
     # where 'verify' fails it.
-    for item in answer.misnamed[:UNREADABLE_SHOWN]:
+    _warn_each(answer.misnamed, "", "file(s) holding another session's recording")
+
+
+def _warn_each(items: list[wire.UnreadableRecording], what: str, more: str) -> None:
+    """A WARNING line on stderr for each of the first UNREADABLE_SHOWN items, then a count."""
+    for item in items[:UNREADABLE_SHOWN]:
         click.echo(
-            f"WARNING: {clean_text(item.name, 500)} in the recording store "
+            f"WARNING: {clean_text(item.name, 500)} in the recording store {what}"
             f"{clean_text(item.reason, 500)}",
             err=True,
         )
-    if len(answer.misnamed) > UNREADABLE_SHOWN:
+    if len(items) > UNREADABLE_SHOWN:
         click.echo(
-            f"WARNING: and {len(answer.misnamed) - UNREADABLE_SHOWN} more file(s) holding "
-            "another session's recording",
+            f"WARNING: and {len(items) - UNREADABLE_SHOWN} more {more}: the auth service's "
+            "log names each",
             err=True,
         )
 
