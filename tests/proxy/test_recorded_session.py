@@ -4,6 +4,7 @@ and the audit failure is what the caller hears."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import errno
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pyteleport.api.metrics import NoMetrics
 from pyteleport.backend.memory import MemoryBackend
 from pyteleport.clock import Clock, FakeClock, SystemClock
 from pyteleport.errors import ConnectionProblemError
@@ -51,6 +53,15 @@ def settings_for(
 
 def new_session(settings: RecordingSettings, request: SessionRequest) -> RecordedSession:
     return RecordedSession(settings, TARGET, "root", RoleSet(roles=(), traits={}), request)
+
+
+class CountingMetrics(NoMetrics):
+    """Counts the recordings that failed."""
+
+    recording_failures = 0
+
+    def recording_failed(self) -> None:
+        self.recording_failures += 1
 
 
 class AuditWithoutEnd:
@@ -223,7 +234,10 @@ async def test_a_strict_session_whose_recording_failed_still_ends_audited(
     audited and its recording file closed (the end's marker is not written to a failed one)."""
 
     audit = RecordingAudit()
-    settings = settings_for(tmp_path, audit, mode="proxy-sync")
+    metrics = CountingMetrics()
+    settings = dataclasses.replace(
+        settings_for(tmp_path, audit, mode="proxy-sync"), metrics=metrics
+    )
     request = SessionRequest(kind="exec", command="cat /dev/zero")
     session = new_session(settings, request)
     await session.started(request)
@@ -235,3 +249,4 @@ async def test_a_strict_session_whose_recording_failed_still_ends_audited(
     await session.ended(SessionExit(status=255, message="cannot record the session"))
     assert "session.end" in audit.events and "exec" in audit.events
     assert recorder._closed
+    assert metrics.recording_failures == 1  # /metrics: pyteleport_recording_failures_total

@@ -26,8 +26,14 @@ class Metrics(Protocol):
     def upload_failed(self) -> None:
         """A recording (or part of one) the store did not take; it stays in the spool."""
 
+    def recording_failed(self) -> None:
+        """A session's recording could not be written to the spool (a full or read-only
+        disk): the session went on unrecorded, or was ended in the strict modes."""
 
-class _NoMetrics:
+
+class NoMetrics:
+    """Counts nothing (a test counts what it looks at by overriding that)."""
+
     def session_started(self, interactive: bool) -> None:
         pass
 
@@ -46,5 +52,8 @@ class _NoMetrics:
     def upload_failed(self) -> None:
         pass
 
+    def recording_failed(self) -> None:
+        pass
 
-NO_METRICS: Metrics = _NoMetrics()
+
+NO_METRICS: Metrics = NoMetrics()

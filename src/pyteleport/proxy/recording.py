@@ -484,6 +484,7 @@ class RecordedSession:
         if self._tasks:  # the final checkpoint's event
             await asyncio.wait(list(self._tasks), timeout=5)
         if recorder.failed:
+            self._settings.metrics.recording_failed()
             log.warning("session %s was not fully recorded: %s", self.session_id, path)
         if path.exists():
             await upload(

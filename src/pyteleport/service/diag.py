@@ -92,6 +92,11 @@ class ProcessMetrics:
             "Recordings or parts of them the store did not take (kept in the spool)",
             registry=r,
         )
+        self.recording_failures = Counter(
+            "pyteleport_recording_failures",
+            "Sessions whose recording the spool could not take (a full or read-only disk)",
+            registry=r,
+        )
         self.backend_requests = Counter(
             "backend_requests",
             "Backend requests, by kind and result",
@@ -155,6 +160,9 @@ class ProcessMetrics:
 
     def upload_failed(self) -> None:
         self.upload_failures.inc()
+
+    def recording_failed(self) -> None:
+        self.recording_failures.inc()
 
     # -- observers of the backend and the audit log -------------------------------------------
 
