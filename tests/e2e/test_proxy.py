@@ -1074,7 +1074,12 @@ def test_tctl_recordings_verify_finds_a_changed_byte_and_a_missing_file(guide: G
         "purpose, 'tctl recordings reindex' lists it no longer)"
     )
     res = guide.cluster.tctl("recordings", "verify", gone.stem)
-    assert (res.code, res.err) == (1, f'ERROR: recording for session "{gone.stem}" is not found\n')
+    assert (res.code, res.err) == (
+        1,
+        f'ERROR: recording for session "{gone.stem}" is not found: the session was not recorded '
+        "(session_recording: off), its recording has not reached the recording store yet, or "
+        "it was removed\n",
+    )
     res = guide.cluster.tctl("recordings", "verify", path.stem, "--all")
     assert res.code == 2 and res.err.startswith("ERROR: give a session ID or --all, not both\n")
 
@@ -1185,6 +1190,10 @@ def test_off_mode_audits_the_session_without_recording_it(tmp_path: Path, client
         assert command["command"] == "echo not-recorded; exit 2" and command["exitCode"] == "2"
         assert guide.events("session.upload") == []
         assert list(cluster.data_dir.rglob("*.rec")) == []
+        checked = cluster.tctl("recordings", "verify", end["sid"])
+        assert checked.code == 1 and "the session was not recorded (session_recording: off)" in (
+            checked.err
+        ), checked.text
     finally:
         assert cluster.stop() == 0
 

@@ -63,8 +63,19 @@ def _read_target(target: str) -> tuple[bytes, str | None]:
     if _looks_like_path(target):
         raise BadParameterError(f"{target}: no such recording file")
     sid = _session_id(target, or_file=True)
-    data: bytes = with_profile_client(lambda client: client.get_recording(sid))
+    try:
+        data: bytes = with_profile_client(lambda client: client.get_recording(sid))
+    except NotFoundError as exc:
+        raise _not_found(exc) from None
     return data, sid
+
+
+def _not_found(exc: NotFoundError) -> NotFoundError:
+    """A recording the store does not have, with what that can mean."""
+    return NotFoundError(
+        f"{exc}: the session was not recorded (session_recording: off), its recording has not "
+        "reached the recording store yet, or it was removed"
+    )
 
 
 def _load(target: str) -> tuple[playback.Recording, str, str]:
@@ -601,9 +612,9 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
         for sid in ids:
             try:
                 data = await client.get_recording(sid)
-            except NotFoundError:
+            except NotFoundError as exc:
                 if not every:
-                    raise
+                    raise _not_found(exc) from None
                 # Listed, but gone from the store: a finding like the others, and the rest
                 # are still checked.
                 out.append((sid, chunks.Verdict(False, _MISSING)))
