@@ -339,6 +339,10 @@ async def test_strict_raises_from_the_call_that_hit_the_failure(tmp_path: Path) 
     with pytest.raises(RecordingError, match=r"cannot record session s1: No space left") as err:
         recorder.output(b"this write fails")
     assert isinstance(err.value, ConnectionProblemError)
+    # What the user is told names no path of the proxy's (its log does).
+    assert str(err.value) == (
+        "cannot record session s1: No space left on device (the proxy's spool)"
+    )
     assert recorder.failed
     with pytest.raises(RecordingError):
         recorder.output(b"and so does every later call")

@@ -338,11 +338,13 @@ class SessionRecorder:
             self._timer.cancel()
             self._timer = None
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        message = f"cannot record session {self.session_id}: {reason}: {self.path}"
+        # The user hears the reason; the proxy's own paths stay in its log.
+        message = f"cannot record session {self.session_id}: {reason} (the proxy's spool)"
         if self.strict:
             self._error, self._error_cause = message, exc
+            log.warning("%s: %s; the session is ended", message, self.path)
         else:
-            log.warning("%s; the session goes on unrecorded", message)
+            log.warning("%s: %s; the session goes on unrecorded", message, self.path)
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
