@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ from pyteleport.client.profile import ProfileStore
 from pyteleport.events import asciicast
 from pyteleport.events.recordingfile import decode_recording
 from pyteleport.ssh.requests import ask_recording_proxy
-from tests.e2e.guide import Guide, add_role, host_ca_line, make_guide, start_sshd
+from tests.e2e.guide import Guide, add_role, host_ca_line, make_guide, recorded_output, start_sshd
 from tests.e2e.harness import Client, Cluster, Result, free_port, require_binary, run
 
 
@@ -1178,6 +1179,28 @@ def test_with_s3_a_killed_proxys_session_is_in_s3_already_and_whole_after_the_re
             assert cluster.stop() == 0
     finally:
         s3.stop()
+
+
+def test_a_file_uri_stores_recordings_in_that_directory(tmp_path: Path, client: Client) -> None:
+    # audit_sessions_uri: file:///path, as Teleport takes it: a directory (local or mounted).
+    elsewhere = tmp_path / "mounted recordings"
+    cluster = proxy_cluster(tmp_path, audit_sessions_uri=elsewhere.as_uri())
+    try:
+        guide = make_guide(tmp_path, cluster, client)
+        assert guide.ssh("echo kept-elsewhere").code == 0
+        guide.sshd.stop()
+        [end] = guide.wait_events("session.end")
+        deadline = time.monotonic() + 20
+        while not list(elsewhere.glob("*.rec")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [path] = list(elsewhere.glob("*.rec"))
+        assert path.stem == end["sid"] and "kept-elsewhere" in recorded_output(path)
+        assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o700
+        assert not list((cluster.data_dir / "records").glob("*.rec"))
+        listed = cluster.tctl("recordings", "ls", "--format=json")
+        assert [r["sid"] for r in json.loads(listed.out)] == [end["sid"]], listed.text
+    finally:
+        assert cluster.stop() == 0
 
 
 def test_off_mode_audits_the_session_without_recording_it(tmp_path: Path, client: Client) -> None:

@@ -10,7 +10,7 @@ import logging
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import boto3
@@ -19,7 +19,7 @@ import pytest
 from bench.lab import S3_CREDENTIALS, S3Server
 
 from pyteleport.errors import BadParameterError, RecordingError
-from pyteleport.events.s3location import S3Location, parse_sessions_uri
+from pyteleport.events.s3location import S3Location, parse_file_uri, parse_sessions_uri
 from pyteleport.events.s3multipart import Segment, StoredPart, plan_segments
 from pyteleport.events.s3store import S3RecordingStore
 from pyteleport.events.store import RecordingStore
@@ -98,6 +98,15 @@ def test_the_uri_is_read_as_teleport_writes_it() -> None:
     ):
         with pytest.raises(BadParameterError, match=message):
             parse_sessions_uri(bad)
+
+
+def test_a_file_uri_names_a_directory() -> None:
+    assert parse_file_uri("file:///var/lib/rec%20ords") == PurePosixPath("/var/lib/rec ords")
+    assert parse_file_uri("file://localhost/srv/rec") == PurePosixPath("/srv/rec")
+    assert parse_file_uri("s3://b/p") is None
+    for bad in ("file://host/srv", "file:///", "file:relative", "file:///srv?x=1"):
+        with pytest.raises(BadParameterError, match="expected file:///absolute/path"):
+            parse_file_uri(bad)
 
 
 async def test_a_session_whose_proxy_died_is_its_parts(s3: S3Server, tmp_path: Path) -> None:

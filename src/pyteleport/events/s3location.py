@@ -5,7 +5,8 @@ Parsed without boto3, so checking a config file does not load it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from pathlib import PurePosixPath
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pyteleport.errors import BadParameterError
 
@@ -26,11 +27,26 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
 
+def parse_file_uri(uri: str, key: str = "audit_sessions_uri") -> PurePosixPath | None:
+    """The directory of a ``file:///path`` recordings URI (as Teleport takes it: a local or
+    mounted directory); None for any other scheme."""
+    parts = urlsplit(uri)
+    if parts.scheme != "file":
+        return None
+    if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+        raise BadParameterError(f'{key}: expected file:///absolute/path, got "{uri}"')
+    path = PurePosixPath(unquote(parts.path))
+    if not path.is_absolute() or path == PurePosixPath("/"):
+        raise BadParameterError(f'{key}: expected file:///absolute/path, got "{uri}"')
+    return path
+
+
 def parse_sessions_uri(uri: str, key: str = "audit_sessions_uri") -> S3Location:
     parts = urlsplit(uri)
     if parts.scheme != "s3" or not parts.netloc:
         raise BadParameterError(
-            f'{key}: expected s3://bucket/prefix?region=...&endpoint=..., got "{uri}"'
+            f"{key}: expected s3://bucket/prefix?region=...&endpoint=... or "
+            f'file:///absolute/path, got "{uri}"'
         )
     query = parse_qs(parts.query)
     known = {"region", "endpoint", "insecure", "disablesse"}

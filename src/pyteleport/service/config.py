@@ -300,9 +300,10 @@ def _diag_addr(r: _Reader) -> str:
 def _storage(r: _Reader) -> StorageConfig:
     uri = r.string("audit_sessions_uri", "")
     if uri:
-        from pyteleport.events.s3location import parse_sessions_uri
+        from pyteleport.events.s3location import parse_file_uri, parse_sessions_uri
 
-        parse_sessions_uri(uri, r.key("audit_sessions_uri"))
+        if parse_file_uri(uri, r.key("audit_sessions_uri")) is None:
+            parse_sessions_uri(uri, r.key("audit_sessions_uri"))
     return StorageConfig(type=r.choice("type", "sqlite", STORAGE_TYPES), audit_sessions_uri=uri)
 
 

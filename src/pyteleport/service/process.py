@@ -203,9 +203,13 @@ class TeleportProcess:
     def _recording_store(self) -> RecordingStore:
         uri = self.config.teleport.storage.audit_sessions_uri
         if uri:
+            from pyteleport.events.s3location import parse_file_uri, parse_sessions_uri
+
+            directory = parse_file_uri(uri)
+            if directory is not None:  # file:///path: a directory of this host's (or mounted)
+                return FileRecordingStore(Path(directory))
             # Imported only here: boto3 takes a moment to import, and most clusters keep
             # their recordings on disk.
-            from pyteleport.events.s3location import parse_sessions_uri
             from pyteleport.events.s3store import S3RecordingStore
 
             return S3RecordingStore(parse_sessions_uri(uri))
