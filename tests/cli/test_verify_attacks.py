@@ -142,7 +142,7 @@ async def test_baseline_an_untouched_recording_verifies(api: AuthAPI, tmp_path: 
     assert (code, lines[sid]) == (0, "intact (7 chunks, 3 signed checkpoint(s))"), err
 
 
-# -- 1. a recording that inflates to gigabytes kills verify --all (and play, export) ---------------
+# -- a recording that inflates to gigabytes: read a chunk at a time ------------------------------
 
 
 def inflating_chain(sid: str, count: int) -> bytes:
@@ -166,11 +166,9 @@ def inflating_chain(sid: str, count: int) -> bytes:
 async def test_verify_all_bounds_its_memory_and_still_reports_every_recording(
     api: AuthAPI, tmp_path: Path
 ) -> None:
-    """An attacker replaces one recording with ~100 KB that holds 2 GB of frames. verify reads
-    the whole chain into memory before it compares anything, so ``verify --all`` dies (here:
-    MemoryError under a 1 GiB limit; on a host without one, the OOM killer) and reports
-    nothing, not even the other recordings it had checked. It should check a chunk at a time
-    (it needs only each chunk's hash) and report every recording."""
+    """An attacker replaces one recording with ~100 KB that holds 2 GB of frames. Under a 1 GiB
+    memory limit ``verify --all`` still checks every recording (a chunk at a time: it needs
+    only each chunk's hash) and names the replaced one."""
     good, bad = sorted(str(uuid.uuid4()) for _ in range(2))
     await record(api, tmp_path / "spool", good, LINES)
     await record(api, tmp_path / "spool", bad, LINES)
@@ -216,7 +214,7 @@ async def test_play_of_a_recording_that_inflates_to_gigabytes_is_bounded(tmp_pat
     assert (received, nonzero) == (count * (chunks.MAX_RAW_LEN - 8), 0)
 
 
-# -- 2. verify looks for checkpoints from the start the (attacker's) recording names -------------
+# -- a forgery that claims a later start does not hide its session's checkpoints -----------------
 
 
 async def forged_with_a_later_start(api: AuthAPI, tmp_path: Path, *, last: bool) -> str:
@@ -235,12 +233,10 @@ async def test_a_forgery_that_moves_its_start_is_named_a_rewrite(
     api: AuthAPI, tmp_path: Path
 ) -> None:
     """A re-chained forgery (new content, new hashes: no key needed) whose meta frame says the
-    session started a day later. verify searches the audit log for checkpoints only from that
-    claimed start - 5 min, finds none of the session's own, and says "no signed checkpoint
-    covers the recording (the proxy stopped before the session ended, or the audit log lost
-    it)": what a recording made before checkpoints existed also says. The audit log holds the
-    session's signed checkpoints: verify should find them (search by session id, not from a
-    time the recording itself claims) and say the recording was rewritten."""
+    session started a day later. None of the session's checkpoints is found from that claimed
+    start, so verify looks in the whole audit log, finds them, and says the recording was
+    rewritten (not "no signed checkpoint covers the recording", what a recording made before
+    checkpoints existed says)."""
     sid = await forged_with_a_later_start(api, tmp_path, last=True)
     code, lines, err = await verify_lines(tmp_path, sid)
     assert code == 1, err
@@ -250,10 +246,8 @@ async def test_a_forgery_that_moves_its_start_is_named_a_rewrite(
 async def test_a_forgery_that_moves_its_start_and_drops_its_end_is_not_a_crash(
     api: AuthAPI, tmp_path: Path
 ) -> None:
-    """The same forgery without the final-chunk flag: verify says "truncated after chunk 6 at
-    150.0s: the chain is intact but the session's final chunk is missing", exactly what an
-    honest proxy crash leaves, and ``tsh play`` shows the forged content with exit 0 and only
-    the "ends early" note."""
+    """The same forgery without the final-chunk flag is named a rewrite too, not "the chain is
+    intact but the session's final chunk is missing" (what an honest proxy crash leaves)."""
     sid = await forged_with_a_later_start(api, tmp_path, last=False)
     code, lines, err = await verify_lines(tmp_path, sid)
     assert code == 1, err
@@ -261,7 +255,7 @@ async def test_a_forgery_that_moves_its_start_and_drops_its_end_is_not_a_crash(
     assert "the recording was rewritten" in lines[sid], lines[sid]
 
 
-# -- 3. unsigned chunks are called "intact" when the final chunk is missing -----------------------
+# -- chunks no checkpoint covers are named --------------------------------------------------------
 
 
 async def test_chunks_appended_to_an_unfinished_recording_are_named_unsigned(
@@ -301,7 +295,7 @@ async def test_chunks_appended_to_an_unfinished_recording_are_named_unsigned(
     assert "so they were added to the recording, or the audit log lost checkpoints" in lines[sid]
 
 
-# -- 4. play and export trust whatever chain the store hands them --------------------------------
+# -- another session's recording, or an asciicast one, in a session's place ----------------------
 
 
 async def test_play_warns_when_the_recording_is_another_sessions(
@@ -355,7 +349,7 @@ async def test_an_asciicast_put_in_place_of_a_signed_recording_is_not_called_old
     assert code == 1 and lines[old].startswith("not verifiable: an asciicast recording"), err
 
 
-# -- 5. verify --all checks what the catalog lists; reindex lists by the file's own meta ---------
+# -- reindex lists a recording under the name it is stored as ------------------------------------
 
 
 async def test_verify_all_after_reindex_still_checks_a_recording_replaced_by_a_copy(

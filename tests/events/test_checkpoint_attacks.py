@@ -72,7 +72,7 @@ def test_a_signer_field_holding_two_certificates_is_refused() -> None:
     event["time"] = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")  # as audited
     verdict = verify_recording(data, [event], HOST_CA)
     assert not verdict.ok and "certificate" in verdict.text, verdict.text
-    # (What the audit log hands tctl today: the newline escaped, and the forgery refused.)
+    # (What the audit log hands tctl: the newline escaped, and the forgery refused too.)
     assert not verify_recording(data, [clean_value(event)], HOST_CA).ok
 
 

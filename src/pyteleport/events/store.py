@@ -537,7 +537,8 @@ async def complete_pending_uploads(
     streaming_dir: Path, store: RecordingStore, emitter: Emitter, cluster: str
 ) -> list[str]:
     """Upload every recording a dead process left in ``streaming_dir`` once; the session ids
-    sent (a file that cannot be uploaded stays, with a warning)."""
+    sent (a file that cannot be uploaded stays, with a warning). One round of a
+    :class:`SpoolUploader`, for a caller that does not keep one running (the process does)."""
     uploader = SpoolUploader(store, emitter, cluster)
     await asyncio.to_thread(uploader.add_left_over, streaming_dir)
     return await uploader.send()
