@@ -911,6 +911,26 @@ def test_a_lock_ends_a_live_interactive_session_and_refuses_new_ones(guide: Guid
     assert guide.ssh("echo after-unlock").out == "after-unlock\n"
 
 
+def test_a_lock_that_meets_a_connection_being_set_up_refuses_it_with_its_message(
+    guide: Guide,
+) -> None:
+    """The proxy's lock watch ends a locked user's connections every second. One that meets a
+    connection still in its inner handshake (held here for 3 s by a ProxyCommand that passes
+    the user's bytes on late) leaves it the time to reach admission, which says why: the
+    connection is not cut with nothing on the user's terminal."""
+    res = guide.cluster.tctl("lock", "--user=joe", "--message=Held at setup", "--ttl=1h")
+    assert res.code == 0, res.text
+    argv = guide.ssh_argv("echo must-not-run")
+    [at] = [i for i, arg in enumerate(argv) if arg.startswith("ProxyCommand ")]
+    held = argv[at].removeprefix("ProxyCommand ")
+    argv[at] = f'ProxyCommand sh -c "(sleep 3; exec cat) | {held}"'
+    res = run(argv, env=guide.client.env(), timeout=60)
+    assert res.code == 255 and "must-not-run" not in res.out, res.text
+    assert 'lock targeting User:"joe" is in force: Held at setup' in res.err, res.err
+    # Said by the refused channel, not by a disconnect that races the client's writes.
+    assert "Received disconnect" not in res.err and "Broken pipe" not in res.err, res.err
+
+
 def test_a_lock_on_a_login_or_node_refuses_the_session(guide: Guide) -> None:
     res = guide.cluster.tctl("lock", "--node=127.0.0.1", "--message=maintenance")
     assert res.code == 0, res.text

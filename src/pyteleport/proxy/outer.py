@@ -85,6 +85,13 @@ class OuterSession(asyncssh.SSHServerSession[bytes]):
             if lock is not None:
                 self.end(lock.describe())
 
+    @property
+    def settling(self) -> bool:
+        """True while the target is being admitted and dialled: nothing carries a message yet."""
+        if self._link is not None:
+            return self._link.settling
+        return self._pipe is None and self._task is not None and not self._task.done()
+
     def end(self, message: str) -> None:
         if self._link is not None:
             self._link.end(message)
@@ -271,6 +278,12 @@ class ForwarderLink:
 
         self._task = asyncio.get_running_loop().create_task(serve())
 
+    @property
+    def settling(self) -> bool:
+        """True until a session of the inner connection is admitted (its handshake may still
+        be under way): until then only that admission can tell the user why it is refused."""
+        return self.forwarding is None or not self.forwarding.serving
+
     def end(self, message: str) -> None:
         if self.forwarding is not None:
             self.forwarding.end(message)
@@ -324,6 +337,10 @@ class JumpSession(asyncssh.SSHTCPSession[bytes]):
     def apply_locks(self, locks: list[Lock]) -> None:
         if self._link is not None and self._link.forwarding is not None:
             self._link.forwarding.apply_locks(locks)
+
+    @property
+    def settling(self) -> bool:
+        return self._link is None or self._link.settling
 
     def end(self, message: str) -> None:
         if self._link is not None:

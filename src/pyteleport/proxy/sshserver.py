@@ -45,6 +45,11 @@ log = logging.getLogger("pyteleport.proxy")
 # without a recording, as Teleport does. In node and node-sync the subsystem is a byte pipe.
 FORWARDER_MODES = ("proxy", "proxy-sync", "off")
 END_GRACE_S = 1.0
+# How long a connection that is ended before a session of it runs is kept: its channels are
+# still being set up (the target dialled, the inner SSH handshake under way) or not yet asked
+# for, and their admission refuses them with the reason on the user's terminal. A disconnect
+# right away races the client's own writes, and it may see "Broken pipe" instead.
+SETTLE_GRACE_S = 10.0
 LOCK_POLL_S = 1.0
 
 
@@ -254,6 +259,7 @@ class OuterServer(asyncssh.SSHServer):
         self.sessions: weakref.WeakSet[OuterSession | JumpSession] = weakref.WeakSet()
         self.conn: asyncssh.SSHServerConnection | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        self._ending: asyncio.TimerHandle | None = None
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         coalesce_writes(conn)
@@ -288,6 +294,8 @@ class OuterServer(asyncssh.SSHServer):
             self.check.refusal = self.refused
         if self._expiry is not None:
             self._expiry.cancel()
+        if self._ending is not None:
+            self._ending.cancel()
         if (self.check.accepted is None or self.refused) and self.check.refusal:
             fields = {
                 "user": self.check.accepted.key_id if self.check.accepted else "",
@@ -339,8 +347,9 @@ class OuterServer(asyncssh.SSHServer):
         try:
             roles = await self.roles()
         except TeleportError as exc:
-            assert self.conn is not None
-            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, exc.message)
+            # A locked or deleted user: each channel's admission says why, then the connection
+            # ends.
+            self.end(exc.message)
             return
         if any(r.options.disconnect_expired_cert for r in roles.roles):
             loop = asyncio.get_running_loop()
@@ -364,14 +373,22 @@ class OuterServer(asyncssh.SSHServer):
     def end(self, message: str) -> None:
         """End every session of this connection with ``message`` on the user's terminal, then
         the connection itself (certificate expiry, a lock on the user)."""
-        log.info("ending the connection of %s: %s", self.username, message)
-        for session in list(self.sessions):
+        sessions = list(self.sessions)
+        for session in sessions:
             session.end(message)
         conn = self.conn
-        if conn is not None:
-            # Give the message a moment to reach the client before the disconnect.
-            asyncio.get_running_loop().call_later(
-                END_GRACE_S, conn.disconnect, asyncssh.DISC_BY_APPLICATION, message
+        # The lock watch comes back every second: the sessions opened since are ended too, the
+        # disconnect is set once.
+        if conn is not None and self._ending is None:
+            log.info("ending the connection of %s: %s", self.username, message)
+            # Give the message a moment to reach the client before the disconnect; a connection
+            # with no session running yet gets the time to reach admission (SETTLE_GRACE_S).
+            live = sessions and not any(s.settling for s in sessions)
+            self._ending = asyncio.get_running_loop().call_later(
+                END_GRACE_S if live else SETTLE_GRACE_S,
+                conn.disconnect,
+                asyncssh.DISC_BY_APPLICATION,
+                message,
             )
 
     async def roles(self) -> RoleSet:
