@@ -1223,6 +1223,53 @@ def test_a_file_uri_stores_recordings_in_that_directory(tmp_path: Path, client: 
         assert cluster.stop() == 0
 
 
+def test_a_file_uri_store_holds_a_running_session_and_a_killed_proxys_whole_after_restart(
+    tmp_path: Path, client: Client
+) -> None:
+    # A directory given as file:///path (another disk, a mount) takes the session as it runs,
+    # as S3 does: a proxy host that never comes back loses only its last seconds.
+    elsewhere = tmp_path / "mounted"
+    cluster = proxy_cluster(tmp_path, audit_sessions_uri=elsewhere.as_uri())
+    guide = make_guide(tmp_path, cluster, client)
+    session = subprocess.Popen(
+        guide.ssh_argv("echo before-the-crash; sleep 3; echo after-3s; sleep 60"),
+        env=client.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        seen = ""
+        while time.monotonic() < deadline and "after-3s" not in seen:
+            time.sleep(0.5)
+            for part in elsewhere.glob("*.rec.part"):
+                _, frames = decode_recording(part.read_bytes())
+                seen = "".join(f.data for f in frames)
+        assert "before-the-crash" in seen and "after-3s" in seen, seen
+        [part] = list(elsewhere.glob("*.rec.part"))
+        sid = part.name.removesuffix(".rec.part")
+        running = json.loads(cluster.tctl("recordings", "ls", "--format=json").out)
+        assert [r["sid"] for r in running] == [sid]
+        assert cluster.proc is not None
+        cluster.proc.kill()
+        cluster.proc.wait(timeout=10)
+        cluster.proc = None
+    finally:
+        session.kill()
+        session.wait(timeout=10)
+        guide.sshd.stop()
+    cluster.start()
+    try:
+        [upload] = guide.wait_events("session.upload")
+        assert upload["recovered"] is True and upload["sid"] == sid
+        stored = elsewhere / f"{sid}.rec"
+        assert upload["url"] == stored.resolve().as_uri()
+        assert "after-3s" in recorded_output(stored)
+        assert sorted(p.name for p in elsewhere.iterdir()) == [f"{sid}.rec"]
+    finally:
+        assert cluster.stop() == 0
+
+
 def test_off_mode_audits_the_session_without_recording_it(tmp_path: Path, client: Client) -> None:
     cluster = proxy_cluster(tmp_path, session_recording="off")
     try:

@@ -64,6 +64,45 @@ async def make_recording(
     return await recorder.aclose()
 
 
+class LivePartsConformance:
+    """What a store that takes a running session's parts (``live_parts``) must also do: hold
+    the session as it stood at its last part, for a proxy host that never comes back."""
+
+    async def test_the_store_takes_parts(self, store: RecordingStore) -> None:
+        assert store.live_parts
+
+    async def test_a_session_whose_proxy_died_is_its_parts(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        path = await make_recording(tmp_path, "lost", duration_s=4.0, body=b"before the end\r\n")
+        data = path.read_bytes()
+        cut = len(data) // 2
+        await store.append_part("lost", 0, data[:cut])
+        await store.append_part("lost", cut, data[cut:])
+        [info] = await store.list()
+        assert (info.session_id, info.user, info.duration_s) == ("lost", "joe", 4.0)
+        assert await store.read("lost") == data
+        assert b"".join([piece async for piece in store.chunks("lost")]) == data
+        assert (await store.scan()).unreadable == []
+        await store.delete("lost")
+        assert await store.list() == []
+        with pytest.raises(NotFoundError):
+            await store.read("lost")
+
+    async def test_a_running_session_reads_as_far_as_it_was_sent(
+        self, store: RecordingStore, tmp_path: Path
+    ) -> None:
+        path = await make_recording(tmp_path, "live", body=os.urandom(3000))
+        data = path.read_bytes()
+        await store.append_part("live", 0, data[:1000])
+        assert await store.read("live") == data[:1000]
+        assert (await store.info("live")).session_id == "live"
+        # A part sent again (its first try was not answered) changes nothing.
+        await store.append_part("live", 0, data[:1000])
+        await store.append_part("live", 1000, data[1000:])
+        assert await store.read("live") == data
+
+
 class RecordingStoreConformance:
     async def test_parts_sent_while_it_ran_are_replaced_by_the_upload(
         self, store: RecordingStore, tmp_path: Path

@@ -10,20 +10,77 @@ from pathlib import Path
 import pytest
 
 from pyteleport.clock import FakeClock
-from pyteleport.errors import ConnectionProblemError
+from pyteleport.errors import ConnectionProblemError, RecordingError
 from pyteleport.events.asciicast import Frame, Header, encode_frame, encode_header
 from pyteleport.events.chunks import ChunkBuilder, FrameKind, read_chain
 from pyteleport.events.chunks import Frame as ChunkFrame
 from pyteleport.events.recorder import SessionRecorder
 from pyteleport.events.recordingfile import decode_recording
 from pyteleport.events.store import FileRecordingStore, RecordingStore
-from tests.events.store_conformance import RecordingStoreConformance, make_recording
+from tests.events.store_conformance import (
+    LivePartsConformance,
+    RecordingStoreConformance,
+    make_recording,
+)
 
 
 class TestFileRecordingStore(RecordingStoreConformance):
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[RecordingStore]:
         yield FileRecordingStore(tmp_path / "records")
+
+
+class TestLiveFileRecordingStore(RecordingStoreConformance, LivePartsConformance):
+    """A directory given as file:///path takes a running session's parts as they come."""
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[RecordingStore]:
+        yield FileRecordingStore(tmp_path / "mounted", live_parts=True)
+
+
+async def test_a_running_sessions_part_file_is_private_and_gone_once_it_is_stored(
+    tmp_path: Path,
+) -> None:
+    store = FileRecordingStore(tmp_path / "mounted", live_parts=True)
+    path = await make_recording(tmp_path / "local", "s1", body=os.urandom(3000))
+    data = path.read_bytes()
+    await store.append_part("s1", 0, data[:2000])
+    part = tmp_path / "mounted" / "s1.rec.part"
+    assert part.read_bytes() == data[:2000] and store.bytes_sent == 2000
+    assert stat.S_IMODE(part.stat().st_mode) == 0o600
+    await store.upload("s1", path)
+    assert sorted(p.name for p in (tmp_path / "mounted").iterdir()) == ["s1.rec"]
+    assert await store.read("s1") == data
+
+
+async def test_the_default_directory_takes_no_parts(tmp_path: Path) -> None:
+    # On the spool's disk a copy as the session runs would keep nothing more.
+    store = FileRecordingStore(tmp_path / "records")
+    await store.append_part("s1", 0, b"anything")
+    assert not store.live_parts and not (tmp_path / "records").exists()
+
+
+async def test_a_part_file_left_beside_its_whole_recording_is_not_listed_twice(
+    tmp_path: Path,
+) -> None:
+    # A crash between storing the recording and removing its part file.
+    store = FileRecordingStore(tmp_path / "mounted", live_parts=True)
+    path = await make_recording(tmp_path / "local", "s1")
+    await store.upload("s1", path)
+    (tmp_path / "mounted" / "s1.rec.part").write_bytes(path.read_bytes()[:100])
+    scan = await store.scan()
+    assert [i.session_id for i in scan.recordings] == ["s1"] and scan.unreadable == []
+    assert await store.read("s1") == path.read_bytes()
+    await store.delete("s1")
+    assert list((tmp_path / "mounted").iterdir()) == []
+
+
+async def test_a_part_the_directory_cannot_take_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "mounted").mkdir(mode=0o700)
+    (tmp_path / "mounted" / "s1.rec.part").mkdir()  # not a file: no part goes there
+    store = FileRecordingStore(tmp_path / "mounted", live_parts=True)
+    with pytest.raises(RecordingError, match=r"cannot store part of a recording in .*mounted: "):
+        await store.append_part("s1", 0, b"x")
 
 
 async def test_files_are_private_and_the_url_names_the_file(tmp_path: Path) -> None:

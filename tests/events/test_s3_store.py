@@ -23,7 +23,11 @@ from pyteleport.events.s3location import S3Location, parse_file_uri, parse_sessi
 from pyteleport.events.s3multipart import Segment, StoredPart, plan_segments
 from pyteleport.events.s3store import S3RecordingStore
 from pyteleport.events.store import RecordingStore
-from tests.events.store_conformance import RecordingStoreConformance, make_recording
+from tests.events.store_conformance import (
+    LivePartsConformance,
+    RecordingStoreConformance,
+    make_recording,
+)
 
 _buckets = itertools.count()
 
@@ -50,7 +54,7 @@ def new_store(s3: S3Server) -> S3RecordingStore:
     )
 
 
-class TestS3RecordingStore(RecordingStoreConformance):
+class TestS3RecordingStore(RecordingStoreConformance, LivePartsConformance):
     @pytest.fixture
     async def store(self, s3: S3Server) -> AsyncIterator[RecordingStore]:
         yield new_store(s3)
@@ -107,21 +111,6 @@ def test_a_file_uri_names_a_directory() -> None:
     for bad in ("file://host/srv", "file:///", "file:relative", "file:///srv?x=1"):
         with pytest.raises(BadParameterError, match="expected file:///absolute/path"):
             parse_file_uri(bad)
-
-
-async def test_a_session_whose_proxy_died_is_its_parts(s3: S3Server, tmp_path: Path) -> None:
-    store = new_store(s3)
-    path = await make_recording(tmp_path, "lost", duration_s=4.0, body=b"before the end\r\n")
-    data = path.read_bytes()
-    cut = len(data) // 2
-    await store.append_part("lost", 0, data[:cut])
-    await store.append_part("lost", cut, data[cut:])
-    [info] = await store.list()
-    assert (info.session_id, info.user) == ("lost", "joe")
-    assert await store.read("lost") == data
-    assert b"".join([piece async for piece in store.chunks("lost")]) == data
-    await store.delete("lost")
-    assert await store.list() == []
 
 
 MiB = 1024 * 1024

@@ -233,16 +233,24 @@ def read_info(path: Path) -> RecordingInfo:
     return info_from_header(header, duration_s)
 
 
+PART_SUFFIX = ".part"  # ``<sid>.rec.part``: what a running session sent so far
+
+
 class FileRecordingStore:
     """Recordings as files in one directory (0700), each ``<sid>.rec`` (0600), or
-    ``<sid>.cast`` if it was recorded before the chunked format."""
+    ``<sid>.cast`` if it was recorded before the chunked format.
 
-    live_parts = False  # the spool is on the same disk: nothing to send before the end
-    bytes_sent = 0  # nor over the network at all
+    With ``live_parts`` (a directory given as ``file:///path``: another disk, a mount) a
+    running session's bytes are written to ``<sid>.rec.part`` as they come, so a proxy host
+    that dies for good loses only the last seconds, and the session is listed and plays while
+    it runs, as with S3; the upload replaces the part file. The default directory under
+    ``data_dir`` is on the spool's disk, where a copy as it runs would keep nothing more."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, live_parts: bool = False) -> None:
         self.directory = directory
         self.name = str(directory)
+        self.live_parts = live_parts
+        self.bytes_sent = 0  # bytes of running sessions written here (live_parts)
 
     async def check(self) -> None:
         def writable() -> bool:
@@ -259,22 +267,54 @@ class FileRecordingStore:
             raise ConnectionProblemError(f"recording directory {self.directory} is not writable")
 
     async def append_part(self, session_id: str, offset: int, data: bytes) -> None:
-        recording_file_name(session_id)  # the same refusal of a bad id as every other call
+        path = self._part_path(session_id)  # the same refusal of a bad id as every other call
+        if not self.live_parts:
+            return
+        await asyncio.to_thread(self._write_part, path, offset, data)
+        self.bytes_sent += len(data)
+
+    def _write_part(self, path: Path, offset: int, data: bytes) -> None:
+        """``data`` at ``offset`` of the part file, on disk when this returns (a retried part
+        writes the same bytes again; the first one starts the file anew)."""
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if offset == 0 else 0)
+            fd = os.open(path, flags, 0o600)
+            try:
+                os.pwrite(fd, data, offset)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise RecordingError(
+                f"cannot store part of a recording in {self.directory}: {exc.strerror or exc}"
+            ) from exc
+
+    def _part_path(self, session_id: str) -> Path:
+        return self.directory / (recording_file_name(session_id) + PART_SUFFIX)
 
     def _path(self, session_id: str) -> Path:
-        """The file of ``session_id``, of whichever form is there (chunked if none is)."""
+        """The file of ``session_id``, of whichever form is there (chunked if none is; the
+        part file of a session that has not been stored whole)."""
         paths = [self.directory / recording_file_name(session_id, s) for s in SUFFIXES]
+        paths.append(self._part_path(session_id))
         return next((p for p in paths if p.exists()), paths[0])
 
     async def upload(self, session_id: str, path: Path) -> str:
         suffix = path.suffix if path.suffix in SUFFIXES else SUFFIXES[0]
         target = self.directory / recording_file_name(session_id, suffix)
-        await asyncio.to_thread(self._copy, path, target)
+        self.bytes_sent += await asyncio.to_thread(self._copy, path, target)
+        part = self._part_path(session_id)
+        try:  # what it sent while it ran is in the recording now
+            await asyncio.to_thread(part.unlink, missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot remove %s: %s", part, exc.strerror or exc)
         return target.resolve().as_uri()
 
-    def _copy(self, source: Path, target: Path) -> None:
+    def _copy(self, source: Path, target: Path) -> int:
         """Put the file in place under a temporary name, fsync, rename, fsync the directory: a
         reader (or a crash) sees the old recording or the whole new one, never half of it.
+        The bytes copied (none for a link).
 
         On the same filesystem (the default: both under ``data_dir``) the temporary name is a
         hard link to the finished file, so storing a recording costs no copy whatever its size;
@@ -284,7 +324,8 @@ class FileRecordingStore:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp.unlink(missing_ok=True)
             if target.exists() and os.path.samefile(source, target):
-                return  # a retry after a crash: linked in place already
+                return 0  # a retry after a crash: linked in place already
+            copied = 0
             if not self._link(source, tmp):
                 with source.open("rb") as src:
                     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -292,12 +333,14 @@ class FileRecordingStore:
                         shutil.copyfileobj(src, dst, 1024 * 1024)
                         dst.flush()
                         os.fsync(dst.fileno())
+                        copied = dst.tell()
             os.replace(tmp, target)
             dir_fd = os.open(self.directory, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+            return copied
         except FileNotFoundError as exc:
             tmp.unlink(missing_ok=True)
             if not source.exists():
@@ -340,15 +383,24 @@ class FileRecordingStore:
         misnamed: list[tuple[str, str]] = []
         names = {p.name for p in self.directory.iterdir()}
         for path in self.directory.iterdir():
-            if path.name.startswith(".") or path.suffix not in SUFFIXES:
+            if path.name.startswith("."):
+                continue
+            # A part file is a session that was not stored whole (running, or its proxy never
+            # came back): listed like S3's parts, unless the whole recording is there too.
+            unfinished = path.name.endswith(SUFFIXES[0] + PART_SUFFIX)
+            stem = path.name.removesuffix(PART_SUFFIX) if unfinished else path.name
+            stem, suffix = os.path.splitext(stem)
+            if suffix not in SUFFIXES:
                 continue
             try:
-                recording_file_name(path.stem)  # a name no session has: no session to list
-                check_stored_name(path.stem)
-                read_first = next(n for n in (path.stem + x for x in SUFFIXES) if n in names)
-                if read_first != path.name:
+                recording_file_name(stem)  # a name no session has: no session to list
+                check_stored_name(stem)
+                whole = [n for n in (stem + x for x in SUFFIXES) if n in names]
+                if unfinished and whole:
+                    continue
+                if whole and whole[0] != path.name:
                     raise BadParameterError(
-                        f"a second recording file of session {path.stem}: {read_first} is the "
+                        f"a second recording file of session {stem}: {whole[0]} is the "
                         "one listed and played"
                     )
                 info = read_info(path)
@@ -357,7 +409,7 @@ class FileRecordingStore:
                 log.warning("skipping unreadable recording %s: %s", _utf8(str(path)), why)
                 unreadable.append((_utf8(path.name), why))
                 continue
-            out.append(as_stored(info, _utf8(path.stem), _utf8(path.name), misnamed))
+            out.append(as_stored(info, _utf8(stem), _utf8(path.name), misnamed))
         out.sort(key=lambda info: (info.timestamp, info.session_id), reverse=True)
         return StoreScan(out, sorted(unreadable), sorted(misnamed))
 
@@ -365,6 +417,8 @@ class FileRecordingStore:
         path = self._path(session_id)
         try:
             await asyncio.to_thread(path.unlink)
+            if path != (part := self._part_path(session_id)):
+                await asyncio.to_thread(part.unlink, missing_ok=True)
         except FileNotFoundError:
             raise _not_found(session_id) from None
         except OSError as exc:

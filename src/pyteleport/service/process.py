@@ -207,7 +207,7 @@ class TeleportProcess:
 
             directory = parse_file_uri(uri)
             if directory is not None:  # file:///path: a directory of this host's (or mounted)
-                return FileRecordingStore(Path(directory))
+                return FileRecordingStore(Path(directory), live_parts=True)
             # Imported only here: boto3 takes a moment to import, and most clusters keep
             # their recordings on disk.
             from pyteleport.events.s3store import S3RecordingStore
