@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pexpect
 import pytest
+import yaml
 
 from pyteleport.events.asciicast import Frame, Header, encode_frame, encode_header
 
@@ -62,6 +63,27 @@ def test_json_prints_one_event_a_line(recording: Path) -> None:
     assert events[2]["data"] == "a.txt  é\r\n"
 
 
+def test_yaml_prints_the_same_events_as_documents(recording: Path) -> None:
+    # Teleport's tsh play -f yaml: the events the JSON format prints, one YAML document each.
+    as_json = tsh("play", str(recording), "--format=json")
+    result = tsh("play", "-f", "yaml", str(recording))
+    assert result.returncode == 0, result.stderr
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert documents == [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert documents[2]["data"] == "a.txt  é\r\n" and result.stdout.count("---\n") == 4
+
+
+def test_a_shell_recorded_with_a_terminal_exports_as_interactive(tmp_path: Path) -> None:
+    # session.end's "interactive" says what the audit log's does: whether there was a terminal.
+    header = Header(width=80, height=24, timestamp=1767225600, session_id="s1", term="xterm")
+    with_term = tmp_path / "t.cast"
+    with_term.write_text(encode_header(header) + encode_frame(Frame(0.5, "o", "$ ")))
+    without = write_recording(tmp_path / "n.cast", [(0.5, "$ ")])  # ssh -T: a shell, no terminal
+    for path, interactive in ((with_term, True), (without, False)):
+        result = tsh("play", "--format=json", str(path))
+        assert json.loads(result.stdout.splitlines()[-1])["interactive"] is interactive
+
+
 def test_without_a_terminal_the_recording_just_plays(tmp_path: Path) -> None:
     path = write_recording(tmp_path / "s.cast", [(0.0, "one "), (3600.0, "two")])
     result = tsh("play", str(path), "--speed", "8x", "--skip-idle-time")
@@ -74,7 +96,7 @@ def test_without_a_terminal_the_recording_just_plays(tmp_path: Path) -> None:
     [
         (["/no/such/file.cast"], "ERROR: /no/such/file.cast: no such recording file"),
         (["FILE", "--speed", "fast"], 'ERROR: invalid --speed "fast"'),
-        (["FILE", "--format", "yaml"], "ERROR: Invalid value for '--format'"),
+        (["FILE", "--format", "xml"], "ERROR: Invalid value for '--format' / '-f'"),
         (
             ["FILE", "--speed", "1e-300"],
             'ERROR: invalid --speed "1e-300": use 0.5x, 1x, 2x, 4x, 8x or a number from 0.01 to 1000\n',
@@ -117,13 +139,13 @@ def test_space_pauses_and_resumes(tmp_path: Path) -> None:
 def test_arrows_seek_and_ctrl_c_quits(tmp_path: Path) -> None:
     path = write_recording(
         tmp_path / "s.cast",
-        [(0.0, "first-frame "), (8.0, "middle-frame "), (3600.0, "never-shown")],
+        [(0.0, "first-frame "), (15.0, "middle-frame "), (3600.0, "never-shown")],
     )
     child = spawn("play", str(path))
     child.expect_exact("first-frame")
-    child.send(RIGHT + RIGHT)  # to 10 s: the middle frame is shown at once, not at 8 s
+    child.send(RIGHT + RIGHT)  # to 20 s: the middle frame is shown at once, not at 15 s
     child.expect_exact("middle-frame", timeout=5)
-    child.send(LEFT)  # back to 5 s: a reset screen, then the output up to there again
+    child.send(LEFT)  # back to 10 s: a reset screen, then the output up to there again
     child.expect_exact("\x1bcfirst-frame", timeout=5)
     child.send(CTRL_C)
     child.expect_exact(pexpect.EOF)

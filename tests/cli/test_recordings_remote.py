@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pyteleport.events.catalog import CatalogedStore
 from pyteleport.events.store import FileRecordingStore
@@ -67,6 +68,12 @@ async def test_ls_as_json(api: AuthAPI, tmp_path: Path) -> None:
     assert code == 0, err
     [doc] = json.loads(out)
     assert (doc["sid"], doc["server_hostname"], doc["participants"]) == ("s1", "web1", ["joe"])
+    # -f yaml, as Teleport's: the same entries.
+    code, out, err = await run(
+        tmp_path / "home", "tsh", "recordings", "ls", "-f", "yaml", "--from-utc=2026-01-01"
+    )
+    assert code == 0, err
+    assert yaml.safe_load(out) == [doc]
 
 
 def sids(out: str) -> list[str]:

@@ -213,24 +213,24 @@ async def test_pause_holds_the_replay_until_resumed() -> None:
 
 
 def test_seek_forward_writes_the_skipped_output_at_once() -> None:
-    frames = (Frame(0.0, "o", "a"), Frame(3.0, "o", "b"), Frame(6.0, "o", "c"))
+    frames = (Frame(0.0, "o", "a"), Frame(7.0, "o", "b"), Frame(14.0, "o", "c"))
     p, written = player(frames)
-    p.handle(Command.FORWARD)
+    p.handle(Command.FORWARD)  # 10 s, as Teleport's player
     assert written == ["ab"]
-    assert p.position_s == 5.0
+    assert p.position_s == 10.0
     p.handle(Command.FORWARD)  # not past the end
     assert written == ["ab", "c"]
-    assert p.position_s == 6.0 and p.finished
+    assert p.position_s == 14.0 and p.finished
 
 
 def test_seek_back_replays_from_the_start_on_a_clean_screen() -> None:
-    frames = (Frame(0.0, "o", "a"), Frame(3.0, "o", "b"), Frame(6.0, "o", "c"))
+    frames = (Frame(0.0, "o", "a"), Frame(7.0, "o", "b"), Frame(14.0, "o", "c"))
     p, written = player(frames)
     p.handle(Command.FORWARD)
     p.handle(Command.FORWARD)
     written.clear()
-    p.handle(Command.BACK)  # from 6s to 1s
+    p.handle(Command.BACK)  # from 14s to 4s
     assert written == [RESET_TERMINAL, "a"]
-    assert p.position_s == 1.0 and not p.finished
+    assert p.position_s == 4.0 and not p.finished
     p.handle(Command.BACK)  # not before the start
     assert p.position_s == 0.0

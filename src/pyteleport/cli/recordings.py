@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from pyteleport.api import wire
 from pyteleport.api.client import AuthClient
@@ -150,11 +151,12 @@ def _write_stdout_parts(parts: Iterable[str], batch_chars: int = 64 * 1024) -> N
 @click.option("--speed", default="1x", show_default=True, help="0.5x, 1x, 2x, 4x, 8x or a number.")
 @click.option(
     "--format",
+    "-f",
     "fmt",
     type=click.Choice(playback.FORMATS),
     default="pty",
     show_default=True,
-    help="pty: replay in real time; text: the output at once; json: the events.",
+    help="pty: replay in real time; text: the output at once; json, yaml: the events.",
 )
 @click.option(
     "--skip-idle-time",
@@ -169,7 +171,7 @@ def _write_stdout_parts(parts: Iterable[str], batch_chars: int = 64 * 1024) -> N
     help="Start at this time, e.g. 1m30s (as recordings search shows).",
 )
 def play(target: str, speed: str, fmt: str, skip_idle_time: bool, at: str) -> None:
-    """Replay a recorded session: space pauses, arrows seek 5s, Ctrl-C quits."""
+    """Replay a recorded session: space pauses, arrows seek 10s, Ctrl-C quits."""
     speed_x = playback.parse_speed(speed)
     start_s = _parse_offset(at)
     recording, sid, foreign = _load(target)
@@ -186,6 +188,8 @@ def play(target: str, speed: str, fmt: str, skip_idle_time: bool, at: str) -> No
         _write_stdout_parts(playback.text_pieces(recording))
     elif fmt == "json":
         _write_stdout_parts(line + "\n" for line in playback.render_json(recording))
+    elif fmt == "yaml":
+        _write_stdout_parts(playback.render_yaml(recording))
     else:
         idle_cap_s = playback.IDLE_CAP_S if skip_idle_time else None
         run_async(play_pty(recording, speed=speed_x, idle_cap_s=idle_cap_s, start_s=start_s))
@@ -280,6 +284,7 @@ def _write_file(out: str, parts: Iterable[str]) -> None:
 
 _LS_FORMAT = click.option(
     "--format",
+    "-f",
     "fmt",
     type=click.Choice(listing.FORMATS),
     default="text",
@@ -473,7 +478,9 @@ def _search_options(fn: Any) -> Any:
                 callback=_not_empty,
                 help="Only sessions started since, e.g. 24h.",
             ),
-            click.option("--format", "fmt", type=click.Choice(listing.FORMATS), default="text"),
+            click.option(
+                "--format", "-f", "fmt", type=click.Choice(listing.FORMATS), default="text"
+            ),
         )
     ):
         fn = option(fn)
@@ -506,6 +513,9 @@ def _search(
     answer: wire.SearchResponse = call(lambda c: c.search_recordings(params))
     if fmt == "json":
         click.echo(json.dumps([h.model_dump() for h in answer.hits], indent=2))
+        return
+    if fmt == "yaml":
+        click.echo(yaml.safe_dump([h.model_dump() for h in answer.hits], sort_keys=False).rstrip())
         return
     rows = [
         [

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+import yaml
+
 from pyteleport.errors import BadParameterError
 from pyteleport.events import codes
 from pyteleport.events.asciicast import INPUT, MARKER, OUTPUT, RESIZE, Frame, Header
@@ -22,8 +24,8 @@ from pyteleport.events.recordingfile import Damage, open_recording
 from pyteleport.events.sanitize import clean_text
 from pyteleport.model.timefmt import format_time
 
-FORMATS = ("pty", "json", "text")
-SEEK_STEP_S = 5.0
+FORMATS = ("pty", "json", "yaml", "text")
+SEEK_STEP_S = 10.0  # as Teleport's player
 IDLE_CAP_S = 1.0  # --skip-idle-time: no pause in the replay lasts longer than this
 # RIS, a full terminal reset: seeking back replays from the start onto a clean screen, whatever
 # modes (alternate screen, colours) the session had switched on by then.
@@ -133,7 +135,20 @@ def text_pieces(recording: Recording, piece_chars: int = 64 * 1024) -> Iterator[
 
 
 def render_json(recording: Recording) -> Iterator[str]:
-    """One JSON object a line, shaped like the session's audit events: session.start, then a
+    """One JSON object a line (:func:`events_of`)."""
+    return (json.dumps(doc, ensure_ascii=False) for doc in events_of(recording))
+
+
+def render_yaml(recording: Recording) -> Iterator[str]:
+    """One YAML document an event (:func:`events_of`), ``---`` between them."""
+    for index, doc in enumerate(events_of(recording)):
+        yield ("---\n" if index else "") + yaml.safe_dump(
+            doc, sort_keys=False, allow_unicode=True, width=1_000_000
+        )
+
+
+def events_of(recording: Recording) -> Iterator[dict[str, Any]]:
+    """The recording as events shaped like the session's audit events: session.start, then a
     ``print`` (output), ``input``, ``resize`` or ``marker`` per frame, then session.end. A
     damaged recording, or one that ends early, has no session.end: the recording does not say
     when or how the session ended, and a session.end at its last readable frame would claim a
@@ -147,7 +162,7 @@ def render_json(recording: Recording) -> Iterator[str]:
         "server_hostname": header.server_hostname,
     }
 
-    def event(name: str, index: int, time_s: float, **fields: Any) -> str:
+    def event(name: str, index: int, time_s: float, **fields: Any) -> dict[str, Any]:
         doc: dict[str, Any] = {"event": name}
         code = codes.code_for(name)
         if code:
@@ -159,7 +174,7 @@ def render_json(recording: Recording) -> Iterator[str]:
             **common,
             **fields,
         }
-        return json.dumps(doc, ensure_ascii=False)
+        return doc
 
     size = f"{header.width}:{header.height}"
     yield event(codes.SESSION_START, 0, 0.0, size=size, command=header.command)
@@ -183,7 +198,7 @@ def render_json(recording: Recording) -> Iterator[str]:
         session_start=format_time(start),
         session_stop=format_time(start + dt.timedelta(seconds=recording.duration_s)),
         participants=list(header.extra.get("participants") or [header.user]),
-        interactive=header.kind == "ssh",
+        interactive=bool(header.term),  # as the audit log's session.end: it had a terminal
     )
 
 

@@ -13,13 +13,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from pyteleport.api import wire
 from pyteleport.api.client import AuthClient
 from pyteleport.errors import BadParameterError
 from pyteleport.events.store import RecordingInfo, info_to_doc
 from pyteleport.model.timefmt import format_time, parse_time
 
-FORMATS = ("text", "json")
+FORMATS = ("text", "json", "yaml")
 PAGE = 1000  # recordings asked for at a time (the most the API answers)
 _HEADERS = ("ID", "Type", "Participants", "Hostname", "Timestamp")
 
@@ -126,8 +128,10 @@ def info_to_dict(info: RecordingInfo) -> dict[str, Any]:
 def format_recordings(infos: Sequence[RecordingInfo], fmt: str = "text") -> str:
     if fmt == "json":
         return json.dumps([info_to_dict(i) for i in infos], indent=4)
+    if fmt == "yaml":
+        return yaml.safe_dump([info_to_dict(i) for i in infos], sort_keys=False).rstrip()
     if fmt != "text":
-        raise BadParameterError(f'unsupported format "{fmt}", expected one of: text, json')
+        raise BadParameterError(f'unsupported format "{fmt}", expected one of: text, json, yaml')
     rows = [
         (
             i.session_id,

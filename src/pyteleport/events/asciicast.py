@@ -38,7 +38,7 @@ class Header:
     login: str = ""
     server_hostname: str = ""
     server_addr: str = ""
-    kind: str = "ssh"  # "ssh" (interactive) or "exec"
+    kind: str = "ssh"  # "ssh" (a shell), "exec" or "subsystem"
     command: str = ""
     term: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
