@@ -59,3 +59,16 @@ async def test_every_checkpoint_of_a_session_is_read_across_pages(
     assert len(every) == 102
     kept = await recordings._events_since(log, "", START, keep={"b"})  # type: ignore[arg-type]
     assert sorted(e["chunk"] for e in kept) == list(range(7))
+
+
+async def test_many_checkpoints_of_one_proxy_hold_its_certificate_once() -> None:
+    # verify --all holds every listed session's checkpoints: the signer certificate (most of
+    # an event) is kept once per proxy, and the event's other fields not at all.
+    certificate = "ssh-ed25519-cert-v01@openssh.com " + "A" * 600
+    many = events(2000, "a")
+    for event in many:
+        event |= {"signer": "".join(certificate), "addr.remote": "x" * 100, "hash": "00"}
+    found = await recordings._events_since(FakeAuditLog(many), "", START)  # type: ignore[arg-type]
+    assert len(found) == 2000 and len({id(e["signer"]) for e in found}) == 1
+    assert found[0]["signer"] == certificate and "addr.remote" not in found[0]
+    assert set(found[0]) == {"sid", "chunk", "time", "hash", "signer"}

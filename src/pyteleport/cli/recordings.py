@@ -677,6 +677,9 @@ async def _events_since(
     # The events of the last page's last time: the next page starts at that time, and
     # begins with them again.
     boundary: set[str] = set()
+    # A proxy signs every checkpoint with one certificate: kept once, not once an event (it
+    # is most of an event, and --all may hold a month of them).
+    signers: dict[str, str] = {}
     while True:
         params: dict[str, Any] = {
             "type": codes.SESSION_CHECKPOINT,
@@ -687,7 +690,11 @@ async def _events_since(
             params["sid"] = sid
         page = (await client.search_events(params)).events
         fresh = [e for e in page if str(e.get("uid", id(e))) not in boundary]
-        found += [e for e in fresh if keep is None or str(e.get("sid", "")) in keep]
+        found += [
+            _checkpoint_fields(e, signers)
+            for e in fresh
+            if keep is None or str(e.get("sid", "")) in keep
+        ]
         if len(page) < _EVENTS_PAGE or not fresh:
             return found
         last = str(page[-1].get("time", ""))
@@ -696,6 +703,19 @@ async def _events_since(
         except BadParameterError:
             return found
         boundary = {str(e.get("uid", id(e))) for e in page if str(e.get("time", "")) == last}
+
+
+_CHECKPOINT_FIELDS = ("sid", "chunk", "hash", "offset_us", "final", "signature", "time")
+
+
+def _checkpoint_fields(event: dict[str, Any], signers: dict[str, str]) -> dict[str, Any]:
+    """What verifying reads of a checkpoint event, its signer shared with the events that
+    have the same."""
+    doc = {k: event[k] for k in _CHECKPOINT_FIELDS if k in event}
+    signer = event.get("signer")
+    if signer is not None:
+        doc["signer"] = signers.setdefault(signer, signer) if isinstance(signer, str) else signer
+    return doc
 
 
 def _recorded_start(data: bytes) -> dt.datetime | None:
