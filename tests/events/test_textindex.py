@@ -35,6 +35,15 @@ START = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
         ([b"\x1b[3", b"1mred\x1b[0m\r\n"], ["red"]),  # an escape split across packets
         ([b"caf\xc3", b"\xa9\r\n"], ["café"]),
         ([b"\x1b]0;title\x07prompt$ \r\n", b"\r\n"], ["prompt$"]),
+        # A full-screen program draws its rows by moving the cursor: each row is a line, and
+        # a move along the row keeps words apart.
+        (
+            [b"\x1b[?1049h\x1b[H\x1b[2Jfirst row\x1b[2;1Hsecond\x1b[5Crow", b"\x1b[24;1H:wq\r\n"],
+            ["first row", "second row", ":wq"],
+        ),
+        ([b"  PID USER\x1b[K\x1b[3B 42 root\x1b[1 q\r\n"], ["  PID USER", " 42 root"]),
+        # A line longer than MAX_LINE goes on in the next, as the terminal wraps it.
+        ([b"x" * 1500 + b" needle\r\n"], ["x" * 1000, "x" * 500 + " needle"]),
     ],
 )
 def test_output_becomes_the_lines_the_screen_showed(packets: list[bytes], lines: list[str]) -> None:

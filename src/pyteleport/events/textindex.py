@@ -56,6 +56,12 @@ _ESCAPES = re.compile(
 )
 
 
+# CSI finals that take the cursor to another row (CUP, HVP, VPA, CUU, CUD, CNL, CPL) or clear
+# the screen (ED), and those that move it along its row (CUF, CHA, CHT).
+_ROW_MOVES = frozenset("HfdABEFJ")
+_COLUMN_MOVES = frozenset("CGI")
+
+
 class LineAssembler:
     """One stream's bytes → complete lines of text. ``typed`` reads it as keystrokes (Enter is
     a carriage return); otherwise as a terminal's output."""
@@ -73,8 +79,32 @@ class LineAssembler:
         cut = text.rfind("\x1b")
         if cut != -1 and len(text) - cut < 64 and not _ESCAPES.match(text, cut):
             text, self._pending = text[:cut], text[cut:]
-        text = _ESCAPES.sub("", text)
-        lines = []
+        lines: list[str] = []
+        at = 0
+        for escape in _ESCAPES.finditer(text):
+            self._chars(text[at : escape.start()], lines)
+            at = escape.end()
+            self._escape(escape.group(), lines)
+        self._chars(text[at:], lines)
+        return [line for line in lines if line.strip()]
+
+    def _escape(self, sequence: str, lines: list[str]) -> None:
+        """A full-screen program (vim, top, less) draws its rows by moving the cursor, not
+        with line feeds: a move to another row ends the line, one along the row is a space,
+        so each row is a line of its own and words do not run together."""
+        if self._typed or not sequence.startswith("\x1b["):
+            return
+        if any(" " <= c <= "/" for c in sequence[2:-1]):  # intermediates: another function
+            return
+        final = sequence[-1]
+        if final in _ROW_MOVES:
+            self._return = False
+            if self._line:
+                lines.append(self._take())
+        elif final in _COLUMN_MOVES and self._line and self._line[-1] != " ":
+            self._line.append(" ")
+
+    def _chars(self, text: str, lines: list[str]) -> None:
         for char in text:
             if self._return:
                 # Output: a carriage return not followed by a line feed took the cursor back
@@ -91,9 +121,10 @@ class LineAssembler:
                     self._line.pop()
             elif char == "\x15" and self._typed:  # Ctrl-U
                 self._line.clear()
-            elif (char == "\t" or char >= " ") and len(self._line) < MAX_LINE:
+            elif char == "\t" or char >= " ":
+                if len(self._line) >= MAX_LINE:  # as a terminal wraps it: no text is lost
+                    lines.append(self._take())
                 self._line.append(char)
-        return [line for line in lines if line.strip()]
 
     def flush(self) -> list[str]:
         line = self._take()
