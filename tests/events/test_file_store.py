@@ -75,6 +75,17 @@ async def test_a_part_file_left_beside_its_whole_recording_is_not_listed_twice(
     assert list((tmp_path / "mounted").iterdir()) == []
 
 
+async def test_a_link_put_in_place_of_a_part_file_is_not_followed(tmp_path: Path) -> None:
+    (tmp_path / "mounted").mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "mounted" / "s1.rec.part").symlink_to(victim)
+    store = FileRecordingStore(tmp_path / "mounted", live_parts=True)
+    with pytest.raises(RecordingError, match="cannot store part of a recording"):
+        await store.append_part("s1", 0, b"overwritten")
+    assert victim.read_text() == "keep"
+
+
 async def test_a_part_the_directory_cannot_take_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "mounted").mkdir(mode=0o700)
     (tmp_path / "mounted" / "s1.rec.part").mkdir()  # not a file: no part goes there

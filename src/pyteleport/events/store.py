@@ -275,10 +275,12 @@ class FileRecordingStore:
 
     def _write_part(self, path: Path, offset: int, data: bytes) -> None:
         """``data`` at ``offset`` of the part file, on disk when this returns (a retried part
-        writes the same bytes again; the first one starts the file anew)."""
+        writes the same bytes again). A symbolic link put in its place is not followed: the
+        directory may be a mount others write to."""
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if offset == 0 else 0)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+            flags |= os.O_TRUNC if offset == 0 else 0  # the first part starts it anew
             fd = os.open(path, flags, 0o600)
             try:
                 os.pwrite(fd, data, offset)
