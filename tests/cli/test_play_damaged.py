@@ -146,8 +146,8 @@ def test_a_recording_cut_short_plays_what_was_written_and_notes_it(truncated: Pa
     that will ever be read of it, so the exit status stays 0, with a note on stderr."""
     at = truncated.stat().st_size - 20
     note = (
-        f"WARNING: recording {SID} ends early: chunk 3 (at byte {at}) is cut short (its proxy "
-        f"stopped mid-session, or the file was cut); shown up to 2.0s; run 'tctl recordings "
+        f"WARNING: recording {SID} ends early: chunk 3 (at byte {at}) is cut short (the session "
+        "is still running, its proxy stopped mid-session, or the file was cut); shown up to 2.0s; run 'tctl recordings "
         f"verify {SID}' for details\n"
     )
     text = tsh("play", str(truncated), "--format=text")

@@ -1250,6 +1250,10 @@ def test_a_file_uri_store_holds_a_running_session_and_a_killed_proxys_whole_afte
         sid = part.name.removesuffix(".rec.part")
         running = json.loads(cluster.tctl("recordings", "ls", "--format=json").out)
         assert [r["sid"] for r in running] == [sid]
+        # It plays while it runs, up to what was sent: it only ends early.
+        played = client.tsh("play", sid, "--format=text")
+        assert played.code == 0 and "after-3s" in played.out, played.text
+        assert f"WARNING: recording {sid} ends early" in played.err, played.text
         assert cluster.proc is not None
         cluster.proc.kill()
         cluster.proc.wait(timeout=10)

@@ -82,7 +82,10 @@ def damage_warning(recording: Recording, done: str, session_id: str = "") -> str
     # From the file: no escapes to a terminal.
     sid = session_id or clean_text(recording.header.session_id, 100)
     if damage.ends_early:
-        what = f"ends early: {damage.problem} (its proxy stopped mid-session, or the file was cut)"
+        what = (
+            f"ends early: {damage.problem} (the session is still running, its proxy stopped "
+            "mid-session, or the file was cut)"
+        )
     else:
         what = f"is damaged at {damage.problem}"
     return (
