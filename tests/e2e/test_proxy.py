@@ -374,6 +374,12 @@ def test_node_mode_pipes_to_the_target_without_recording(tmp_path: Path, client:
         # The pipe has ended (its event is written): no recording anywhere in the data dir,
         # neither stored nor still streaming.
         assert list(cluster.data_dir.rglob("*.rec")) == []
+        # The start said so, and what to set to record.
+        assert (
+            "session_recording is node (the default): sessions through this proxy are not "
+            "recorded" in cluster.log_path.read_text()
+        )
+        assert "set auth_service.session_recording: proxy" in cluster.log_path.read_text()
     finally:
         assert cluster.stop() == 0
 

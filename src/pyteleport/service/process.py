@@ -443,6 +443,13 @@ class TeleportProcess:
             _join(host, self.ssh_port),
             cfg.auth_service.session_recording,
         )
+        if cfg.auth_service.session_recording in ("node", "node-sync"):
+            log.warning(
+                "session_recording is %s (the default): sessions through this proxy are not "
+                "recorded, as this mode records at a node service this version does not have; "
+                "set auth_service.session_recording: proxy to record them",
+                cfg.auth_service.session_recording,
+            )
 
     async def aclose(self) -> None:
         for task in (self._retention, self._catalog_fill):
