@@ -73,6 +73,20 @@ def test_yaml_prints_the_same_events_as_documents(recording: Path) -> None:
     assert documents[2]["data"] == "a.txt  é\r\n" and result.stdout.count("---\n") == 4
 
 
+def test_yaml_keeps_every_character_the_session_printed(tmp_path: Path) -> None:
+    # Output is any valid UTF-8 the program wrote: the YAML export must load back to the same
+    # text as the JSON one. U+0085 (NEL, bytes C2 85) and U+2028 are line breaks to YAML: written
+    # raw in a single-quoted scalar they are folded into spaces when the document is read.
+    printed = ["nel:\u0085:end\r\n", "ends-with-nel\u0085", "ls:\u2028:ps:\u2029\r\n"]
+    path = write_recording(tmp_path / "s.cast", [(0.1 * i, d) for i, d in enumerate(printed)])
+    as_json = tsh("play", "--format=json", str(path))
+    result = tsh("play", "-f", "yaml", str(path))
+    assert result.returncode == 0, result.stderr
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert documents == [json.loads(line) for line in as_json.stdout.split("\n") if line]
+    assert [d["data"] for d in documents if d["event"] == "print"] == printed
+
+
 def test_a_shell_recorded_with_a_terminal_exports_as_interactive(tmp_path: Path) -> None:
     # session.end's "interactive" says what the audit log's does: whether there was a terminal.
     header = Header(width=80, height=24, timestamp=1767225600, session_id="s1", term="xterm")

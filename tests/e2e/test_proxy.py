@@ -937,6 +937,69 @@ def test_a_lock_that_meets_a_connection_being_set_up_refuses_it_with_its_message
     assert "Received disconnect" not in res.err and "Broken pipe" not in res.err, res.err
 
 
+def test_a_lock_cuts_a_live_port_forward_within_seconds(guide: Guide) -> None:
+    """ssh -N -L: no session runs on the connection, only a forwarded TCP connection. A lock on
+    the user must stop the bytes flowing through it as soon as it stops a shell (the lock watch
+    runs every second, the disconnect follows a second later), not after the 10 s a connection
+    still being set up is given to reach admission."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while not stop.is_set():
+                try:
+                    conn.sendall(b"tick\n")
+                except OSError:
+                    return
+                time.sleep(0.1)
+
+    threading.Thread(target=serve, daemon=True).start()
+    local = free_port()
+    argv = guide.ssh_argv("-N", "-L", f"{local}:127.0.0.1:{server.getsockname()[1]}")
+    argv.remove("-T")
+    proc = subprocess.Popen(argv, env=guide.client.env(), stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        tunnel = None
+        while time.monotonic() < deadline and tunnel is None:
+            try:
+                tunnel = socket.create_connection(("127.0.0.1", local), timeout=5)
+                assert tunnel.recv(5) == b"tick\n"
+            except OSError:
+                tunnel = None
+                time.sleep(0.2)
+        assert tunnel is not None, "ssh -L never forwarded"
+        res = guide.cluster.tctl("lock", "--user=joe", "--message=Tunnel abuse", "--ttl=1h")
+        assert res.code == 0, res.text
+        locked_at = time.monotonic()
+        last_tick = locked_at
+        tunnel.settimeout(1)
+        while time.monotonic() - locked_at < 20:
+            try:
+                data = tunnel.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            last_tick = time.monotonic()
+        flowed_s = last_tick - locked_at
+        assert flowed_s < 5, f"the forwarded connection carried data {flowed_s:.1f}s after the lock"
+        proc.wait(timeout=10)
+        assert time.monotonic() - locked_at < 6
+    finally:
+        stop.set()
+        proc.kill()
+        proc.wait(timeout=10)
+        server.close()
+
+
 def test_a_lock_on_a_login_or_node_refuses_the_session(guide: Guide) -> None:
     res = guide.cluster.tctl("lock", "--node=127.0.0.1", "--message=maintenance")
     assert res.code == 0, res.text
@@ -1277,6 +1340,48 @@ def test_a_file_uri_store_holds_a_running_session_and_a_killed_proxys_whole_afte
         assert "after-3s" in recorded_output(stored)
         assert sorted(p.name for p in elsewhere.iterdir()) == [f"{sid}.rec"]
     finally:
+        assert cluster.stop() == 0
+
+
+def test_verify_all_does_not_fail_a_session_that_is_still_running_in_a_file_store(
+    tmp_path: Path, client: Client
+) -> None:
+    # A file:///path store now lists a running session (its .rec.part). A nightly
+    # 'tctl recordings verify --all' must not report tampering (exit 1) because someone is
+    # logged in: a session still running has not been signed to its end yet, and that is no
+    # damage. The finished recordings around it are checked as usual.
+    elsewhere = tmp_path / "mounted"
+    cluster = proxy_cluster(tmp_path, audit_sessions_uri=elsewhere.as_uri())
+    guide = make_guide(tmp_path, cluster, client)
+    try:
+        assert guide.ssh("echo finished").code == 0
+        session = subprocess.Popen(
+            guide.ssh_argv("echo running; sleep 60"),
+            env=client.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not list(elsewhere.glob("*.rec.part")):
+                time.sleep(0.5)
+            [part] = list(elsewhere.glob("*.rec.part"))
+            running = part.name.removesuffix(".rec.part")
+            listed = json.loads(cluster.tctl("recordings", "ls", "--format=json").out)
+            assert len(listed) == 2
+            res = cluster.tctl("recordings", "verify", "--all")
+            assert res.code == 0, res.text
+            lines = dict(line.split(": ", 1) for line in res.out.splitlines())
+            assert lines[running].startswith("running: intact so far ("), res.out
+            [finished] = set(lines) - {running}
+            assert lines[finished].startswith("intact ("), res.out
+            one = cluster.tctl("recordings", "verify", running)
+            assert one.code == 0 and one.out.startswith(f"{running}: running: "), one.text
+        finally:
+            session.kill()
+            session.wait(timeout=10)
+    finally:
+        guide.sshd.stop()
         assert cluster.stop() == 0
 
 

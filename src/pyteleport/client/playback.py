@@ -145,9 +145,8 @@ def render_json(recording: Recording) -> Iterator[str]:
 def render_yaml(recording: Recording) -> Iterator[str]:
     """One YAML document an event (:func:`events_of`), ``---`` between them."""
     for index, doc in enumerate(events_of(recording)):
-        yield ("---\n" if index else "") + yaml.safe_dump(
-            doc, sort_keys=False, allow_unicode=True, width=1_000_000
-        )
+        # Characters beyond ASCII are escaped: raw, a reader folds some (U+0085 into a space).
+        yield ("---\n" if index else "") + yaml.safe_dump(doc, sort_keys=False, width=1_000_000)
 
 
 def events_of(recording: Recording) -> Iterator[dict[str, Any]]:

@@ -12,11 +12,16 @@ from pyteleport.events.chunks import Verdict
 from pyteleport.events.recorder import CHECKPOINT_INTERVAL_S
 
 
-def verify_recording(data: bytes, events: Sequence[dict[str, Any]], host_ca: bytes) -> Verdict:
+def verify_recording(
+    data: bytes, events: Sequence[dict[str, Any]], host_ca: bytes, running: bool = False
+) -> Verdict:
     """Intact only if the chain links from the first chunk to the final one, every checkpoint
     event of the session carries a good signature, each names a chunk the recording has with
     exactly the signed hash, and the final checkpoint covers the final chunk. The recording is
-    read a chunk at a time: what it inflates to is never held."""
+    read a chunk at a time: what it inflates to is never held.
+
+    ``running``: the session may still be running (its listing entry is fresh), so a chain
+    intact so far, with no more unsigned than a running proxy leaves, is no finding yet."""
     points: list[checkpoint.Checkpoint] = []
     for event in events:
         point, problem = checkpoint.verify(event, host_ca)
@@ -67,7 +72,15 @@ def verify_recording(data: bytes, events: Sequence[dict[str, Any]], host_ca: byt
         unsigned = f"chunks {last_signed + 1}-{have - 1}"
     chain = chunks.chain_verdict(walk)
     if not chain.ok:
-        if last_signed < have - 1 and chain.text.startswith("truncated after chunk"):
+        unfinished = chain.text.startswith("truncated after chunk")
+        if unfinished and running and _within_unsigned_bound(points, walk):
+            signed_text = f"{len(points)} signed checkpoint(s)"
+            return Verdict(
+                True,
+                f"running: intact so far ({have} chunks, {signed_text}); the session has "
+                "not ended, or its proxy stopped minutes ago: verify it again later",
+            )
+        if last_signed < have - 1 and unfinished:
             return Verdict(False, f"{chain.text}; {_unsigned_tail(points, walk, unsigned)}")
         return chain
     final = next((p for p in points if p.final), None)
@@ -86,6 +99,14 @@ def verify_recording(data: bytes, events: Sequence[dict[str, Any]], host_ca: byt
 _UNSIGNED_SLACK_S = 10.0
 
 
+def _within_unsigned_bound(points: Sequence[checkpoint.Checkpoint], walk: chunks.ChainWalk) -> bool:
+    """Whether the chunks after the last checkpoint span no more than a running proxy leaves
+    unsigned."""
+    since_s = points[-1].offset_us / 1e6 if points else 0.0
+    end_s = (walk.last_offset_us or 0) / 1e6
+    return end_s - since_s <= CHECKPOINT_INTERVAL_S + _UNSIGNED_SLACK_S
+
+
 def _unsigned_tail(
     points: Sequence[checkpoint.Checkpoint], walk: chunks.ChainWalk, unsigned: str
 ) -> str:
@@ -94,7 +115,7 @@ def _unsigned_tail(
     unsigned (chunks added to the recording, or checkpoints the audit log lost)."""
     since_s = points[-1].offset_us / 1e6 if points else 0.0
     end_s = (walk.last_offset_us or 0) / 1e6
-    if end_s - since_s <= CHECKPOINT_INTERVAL_S + _UNSIGNED_SLACK_S:
+    if _within_unsigned_bound(points, walk):
         return (
             f"no signed checkpoint covers {unsigned} (what a proxy that stopped mid-session "
             "had not signed yet)"

@@ -49,7 +49,7 @@ CHUNK_BYTES = 256 * 1024  # a recording is sent in pieces of this size
 @dataclass(frozen=True, slots=True)
 class RecordingInfo:
     session_id: str
-    kind: str  # "ssh" (interactive) or "exec"
+    kind: str  # "ssh" (a shell), "exec" or "subsystem"
     user: str
     login: str
     participants: tuple[str, ...]

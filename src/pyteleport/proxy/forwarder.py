@@ -380,11 +380,6 @@ class ForwardingServer(asyncssh.SSHServer):
         if lock is not None:
             self.end(lock.describe())
 
-    @property
-    def serving(self) -> bool:
-        """Whether a session of this connection was admitted (one can carry a message)."""
-        return bool(self._sessions)
-
     def end(self, message: str) -> None:
         """End every session of this connection with ``message`` on the user's stderr."""
         for session in list(self._sessions):

@@ -280,9 +280,9 @@ class ForwarderLink:
 
     @property
     def settling(self) -> bool:
-        """True until a session of the inner connection is admitted (its handshake may still
-        be under way): until then only that admission can tell the user why it is refused."""
-        return self.forwarding is None or not self.forwarding.serving
+        """True while the inner connection's handshake is under way: until its channels reach
+        admission, only that admission can tell the user why it is refused."""
+        return not self._task.done()
 
     def end(self, message: str) -> None:
         if self.forwarding is not None:

@@ -260,6 +260,7 @@ class OuterServer(asyncssh.SSHServer):
         self.conn: asyncssh.SSHServerConnection | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._ending: asyncio.TimerHandle | None = None
+        self._opened = False  # a channel was asked for (a session, a jump, a pipe)
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         coalesce_writes(conn)
@@ -382,10 +383,12 @@ class OuterServer(asyncssh.SSHServer):
         if conn is not None and self._ending is None:
             log.info("ending the connection of %s: %s", self.username, message)
             # Give the message a moment to reach the client before the disconnect; a connection
-            # with no session running yet gets the time to reach admission (SETTLE_GRACE_S).
-            live = sessions and not any(s.settling for s in sessions)
+            # that has opened no channel yet, or whose channel is still being set up, gets the
+            # time to reach admission (SETTLE_GRACE_S). Any other channel (a port forward, a
+            # pipe) is cut after END_GRACE_S.
+            settling = not self._opened or any(s.settling for s in sessions)
             self._ending = asyncio.get_running_loop().call_later(
-                END_GRACE_S if live else SETTLE_GRACE_S,
+                SETTLE_GRACE_S if settling else END_GRACE_S,
                 conn.disconnect,
                 asyncssh.DISC_BY_APPLICATION,
                 message,
@@ -438,6 +441,7 @@ class OuterServer(asyncssh.SSHServer):
         self.service.keep(task)
 
     def session_requested(self) -> Any:
+        self._opened = True
         session = OuterSession(self)
         self.sessions.add(session)
         return session
@@ -445,6 +449,7 @@ class OuterServer(asyncssh.SSHServer):
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
     ) -> Any:
+        self._opened = True
         if not self.service.forwards:
             # node/off modes: a byte pipe, like the proxy subsystem, admitted and audited
             # like it.
