@@ -53,6 +53,21 @@ async def test_a_running_sessions_part_file_is_private_and_gone_once_it_is_store
     assert await store.read("s1") == data
 
 
+async def test_a_late_part_leaves_no_part_file_beside_the_stored_recording(
+    tmp_path: Path,
+) -> None:
+    # A part write still under way when the session is stored goes nowhere: it does not make
+    # a new part file of zeros and its bytes next to the whole recording.
+    store = FileRecordingStore(tmp_path / "mounted", live_parts=True)
+    path = await make_recording(tmp_path / "local", "s1", body=os.urandom(3000))
+    data = path.read_bytes()
+    await store.append_part("s1", 0, data[:1000])
+    await store.upload("s1", path)
+    with pytest.raises(RecordingError, match="No such file or directory"):
+        await store.append_part("s1", 1000, data[1000:2000])
+    assert sorted(p.name for p in (tmp_path / "mounted").iterdir()) == ["s1.rec"]
+
+
 async def test_the_default_directory_takes_no_parts(tmp_path: Path) -> None:
     # On the spool's disk a copy as the session runs would keep nothing more.
     store = FileRecordingStore(tmp_path / "records")

@@ -42,8 +42,16 @@ START = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
             ["first row", "second row", ":wq"],
         ),
         ([b"  PID USER\x1b[K\x1b[3B 42 root\x1b[1 q\r\n"], ["  PID USER", " 42 root"]),
-        # A line longer than MAX_LINE goes on in the next, as the terminal wraps it.
+        # A line longer than MAX_LINE goes on in the next, as the terminal wraps it; at a
+        # space near its end if there is one, so no word is cut in two.
         ([b"x" * 1500 + b" needle\r\n"], ["x" * 1000, "x" * 500 + " needle"]),
+        ([b"x" * 990 + b" needle in the wrap\r\n"], ["x" * 990 + " needle", "in the wrap"]),
+        # A window title cut across packets is no text, however long.
+        ([b"\x1b]0;" + b"t" * 200, b"itle\x07$ ls\r\n"], ["$ ls"]),
+        # Back to the first column: what follows overwrites, as after a carriage return.
+        ([b"10%\x1b[1G100%\r\n"], ["100%"]),
+        # Clearing below the cursor (a prompt redrawn) does not move it: the line goes on.
+        ([b"user@host % \x1b[Jls -l\r\n"], ["user@host % ls -l"]),
     ],
 )
 def test_output_becomes_the_lines_the_screen_showed(packets: list[bytes], lines: list[str]) -> None:

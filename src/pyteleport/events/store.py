@@ -279,8 +279,11 @@ class FileRecordingStore:
         directory may be a mount others write to."""
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-            flags |= os.O_TRUNC if offset == 0 else 0  # the first part starts it anew
+            flags = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+            # The first part makes the file; a later one goes only into a file that is there,
+            # so a write still under way when the session is stored (its part file removed)
+            # cannot leave a new one behind.
+            flags |= (os.O_CREAT | os.O_TRUNC) if offset == 0 else 0
             fd = os.open(path, flags, 0o600)
             try:
                 os.pwrite(fd, data, offset)

@@ -56,10 +56,13 @@ _ESCAPES = re.compile(
 )
 
 
-# CSI finals that take the cursor to another row (CUP, HVP, VPA, CUU, CUD, CNL, CPL) or clear
-# the screen (ED), and those that move it along its row (CUF, CHA, CHT).
-_ROW_MOVES = frozenset("HfdABEFJ")
+# CSI finals that take the cursor to another row (CUP, HVP, VPA, CUU, CUD, CNL, CPL), and those
+# that move it along its row (CUF, CHA, CHT).
+_ROW_MOVES = frozenset("HfdABEF")
 _COLUMN_MOVES = frozenset("CGI")
+_MOVES = re.compile(r"\x1b\[[0-?]*[HfdABEFCGI]")
+MAX_PENDING = 4096  # an escape sequence kept for the next packet, at most
+WRAP_BACK = 100  # a full line is wrapped at a space within its last this many characters
 
 
 class LineAssembler:
@@ -77,9 +80,12 @@ class LineAssembler:
         text = self._pending + self._decoder.decode(data)
         self._pending = ""
         cut = text.rfind("\x1b")
-        if cut != -1 and len(text) - cut < 64 and not _ESCAPES.match(text, cut):
+        if cut != -1 and self._unfinished(text, cut):
             text, self._pending = text[:cut], text[cut:]
         lines: list[str] = []
+        if not _MOVES.search(text):  # the usual case (colours, a shell): the escapes just go
+            self._chars(_ESCAPES.sub("", text), lines)
+            return [line for line in lines if line.strip()]
         at = 0
         for escape in _ESCAPES.finditer(text):
             self._chars(text[at : escape.start()], lines)
@@ -87,6 +93,22 @@ class LineAssembler:
             self._escape(escape.group(), lines)
         self._chars(text[at:], lines)
         return [line for line in lines if line.strip()]
+
+    @staticmethod
+    def _unfinished(text: str, cut: int) -> bool:
+        """Whether the escape sequence at ``cut``, the last in ``text``, may go on in the next
+        packet: kept for it, so its end is not taken for text. A string sequence (a window
+        title) is kept until its terminator, up to MAX_PENDING characters."""
+        left = len(text) - cut
+        if left >= MAX_PENDING:
+            return False
+        match = _ESCAPES.match(text, cut)
+        if match is None:
+            return left < 64
+        if text[cut + 1 : cut + 2] in ("]", "P", "X", "^", "_"):
+            ended = text.endswith(("\x07", "\x1b\\"))
+            return match.end() == len(text) and not ended
+        return False
 
     def _escape(self, sequence: str, lines: list[str]) -> None:
         """A full-screen program (vim, top, less) draws its rows by moving the cursor, not
@@ -101,6 +123,8 @@ class LineAssembler:
             self._return = False
             if self._line:
                 lines.append(self._take())
+        elif final == "G" and sequence[2:-1] in ("", "1"):
+            self._return = True  # to the first column: what follows overwrites, as after \r
         elif final in _COLUMN_MOVES and self._line and self._line[-1] != " ":
             self._line.append(" ")
 
@@ -123,8 +147,27 @@ class LineAssembler:
                 self._line.clear()
             elif char == "\t" or char >= " ":
                 if len(self._line) >= MAX_LINE:  # as a terminal wraps it: no text is lost
-                    lines.append(self._take())
+                    self._wrap(lines)
                 self._line.append(char)
+
+    def _wrap(self, lines: list[str]) -> None:
+        """A full line goes on in the next: at its last space if one is near the end, so a
+        word is not cut in two (a search for it would find neither half)."""
+        space = max(
+            (
+                i
+                for i in range(len(self._line) - 1, MAX_LINE - WRAP_BACK, -1)
+                if self._line[i] == " "
+            ),
+            default=-1,
+        )
+        if space <= 0:
+            lines.append(self._take())
+            return
+        rest = self._line[space + 1 :]
+        del self._line[space:]
+        lines.append(self._take())
+        self._line.extend(rest)
 
     def flush(self) -> list[str]:
         line = self._take()
