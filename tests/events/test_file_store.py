@@ -101,6 +101,27 @@ async def test_a_link_put_in_place_of_a_part_file_is_not_followed(tmp_path: Path
     assert victim.read_text() == "keep"
 
 
+async def test_a_link_put_in_place_of_a_recording_is_not_served(tmp_path: Path) -> None:
+    # In a directory others can write to, a link named as a session's recording must not make
+    # the proxy serve the file it points at (its keys, say) to whoever may play that session.
+    store = FileRecordingStore(tmp_path / "mounted", live_parts=True)
+    await store.upload("real", await make_recording(tmp_path / "local", "real"))
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"PRIVATE KEY")
+    for name in ("s1.rec", "s2.rec.part"):
+        (tmp_path / "mounted" / name).symlink_to(secret)
+    for sid in ("s1", "s2"):
+        with pytest.raises(RecordingError, match="is a symbolic link: not read as a recording"):
+            await store.read(sid)
+        with pytest.raises(RecordingError, match="is a symbolic link"):
+            [piece async for piece in store.chunks(sid)]
+        with pytest.raises(RecordingError, match="is a symbolic link"):
+            await store.info(sid)
+    scan = await store.scan()
+    assert [i.session_id for i in scan.recordings] == ["real"]
+    assert sorted(name for name, _ in scan.unreadable) == ["s1.rec", "s2.rec.part"]
+
+
 async def test_a_part_the_directory_cannot_take_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "mounted").mkdir(mode=0o700)
     (tmp_path / "mounted" / "s1.rec.part").mkdir()  # not a file: no part goes there

@@ -20,11 +20,12 @@ import errno
 import logging
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from pyteleport.errors import (
     BadParameterError,
@@ -408,8 +409,8 @@ class FileRecordingStore:
                         f"a second recording file of session {stem}: {whole[0]} is the "
                         "one listed and played"
                     )
-                info = read_info(path)
-            except (OSError, BadParameterError) as exc:
+                info = _read_stored_info(path)
+            except (OSError, BadParameterError, RecordingError) as exc:
                 why = _utf8(str(exc))
                 log.warning("skipping unreadable recording %s: %s", _utf8(str(path)), why)
                 unreadable.append((_utf8(path.name), why))
@@ -431,8 +432,13 @@ class FileRecordingStore:
 
     async def read(self, session_id: str) -> bytes:
         path = self._path(session_id)
+
+        def read_all() -> bytes:
+            with _open_stored(path) as file:
+                return file.read()
+
         try:
-            return await asyncio.to_thread(path.read_bytes)
+            return await asyncio.to_thread(read_all)
         except FileNotFoundError:
             raise _not_found(session_id) from None
         except OSError as exc:
@@ -441,7 +447,7 @@ class FileRecordingStore:
     async def info(self, session_id: str) -> RecordingInfo:
         path = self._path(session_id)
         try:
-            return await asyncio.to_thread(read_info, path)
+            return await asyncio.to_thread(_read_stored_info, path)
         except FileNotFoundError:
             raise _not_found(session_id) from None
         except OSError as exc:
@@ -450,7 +456,7 @@ class FileRecordingStore:
     async def chunks(self, session_id: str) -> AsyncIterator[bytes]:
         path = self._path(session_id)
         try:
-            file = await asyncio.to_thread(path.open, "rb")
+            file = await asyncio.to_thread(_open_stored, path)
         except FileNotFoundError:
             raise _not_found(session_id) from None
         except OSError as exc:
@@ -460,6 +466,28 @@ class FileRecordingStore:
                 yield chunk
         finally:
             file.close()
+
+
+def _open_stored(path: Path) -> BinaryIO:
+    """A stored recording, opened for reading only if it is a file of its own: a symbolic link
+    put in its place (the directory may be a mount others write to) would have a recording
+    fetched from the proxy serve whatever file it points at."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RecordingError(f"{path} is a symbolic link: not read as a recording") from exc
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RecordingError(f"{path} is not a regular file: not read as a recording")
+    return os.fdopen(fd, "rb")
+
+
+def _read_stored_info(path: Path) -> RecordingInfo:
+    if path.is_symlink():
+        raise RecordingError(f"{path} is a symbolic link: not read as a recording")
+    return read_info(path)
 
 
 def _not_found(session_id: str) -> NotFoundError:
