@@ -350,3 +350,33 @@ async def test_search_says_when_only_the_newest_matches_are_shown(
         "(the newest 1000 matching lines; more matched: search for longer text, or narrow with "
         "--user or --node)"
     )
+
+
+async def test_search_says_which_sessions_were_indexed_in_part(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    # A burst of more lines in a second than the index takes: a search that finds nothing
+    # there says that the session's recording has more than its index.
+    import datetime as dt
+
+    from pyteleport.events.textindex import IndexedSession, SessionTextIndex
+
+    start = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    sid = "1f0c2a5e-7d3b-4c1a-9e2f-000000000001"
+    text = SessionTextIndex(
+        api.server.recording_index, IndexedSession(sid, "joe", "root", "web1", start, ("joe",))
+    )
+    text.output(b"".join(b"line %d\r\n" % n for n in range(1500)) + b"the needle\r\n", 0)
+    await text.flush(1000, final=True)
+    api.login_profile(tmp_path / "home", "auditor")
+    for args in ([], ["--format=json"]):
+        code, out, err = await run(
+            tmp_path / "home", "tsh", "recordings", "search", "needle", *args
+        )
+        assert code == 0, err
+        assert err.strip() == (
+            f"(the index holds only part of the output of session(s) {sid}: more than 1,000 "
+            "lines in a second, or 100,000 in all; the recording has everything: tsh play ID "
+            "--format text)"
+        )
+    assert json.loads(out) == []

@@ -118,10 +118,35 @@ async def test_a_flood_of_lines_is_bounded_per_batch_and_per_session(
     assert text.indexed == 2500 and text.full
     text.output(b"needle\r\n", 5000)  # no longer read
     await text.flush(5000, final=True)
-    assert (await index.search("needle")).hits == []
+    missed = await index.search("needle")
+    # Not found, and the answer says the session's index holds only part of its output.
+    assert missed.hits == [] and missed.partial == ["s1"]
     # each batch took the first 1,000 lines; the third only 500 before the session was full
     assert len((await index.search("line 999")).hits) == 2
     assert len((await index.search("line 499")).hits) == 3
+
+
+async def test_a_session_cut_only_when_its_index_was_full_is_partial_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pyteleport.events import textindex
+
+    monkeypatch.setattr(textindex, "MAX_SESSION_LINES", 3)
+    index = RecordingIndex(MemoryBackend())
+    whole = SessionTextIndex(index, session("whole", "bob"))
+    whole.output(b"a\r\nb\r\nc\r\n", 0)  # exactly what the index takes
+    await whole.flush(10, final=True)
+    cut = SessionTextIndex(index, session("cut", "alice"))
+    cut.output(b"a\r\nb\r\nc\r\n", 0)
+    await cut.flush(10)  # a batch boundary right at the bound: nothing dropped yet
+    cut.output(b"needle\r\n", 20)  # after it: not read
+    await cut.flush(30, final=True)
+    found = await index.search("needle")
+    assert found.hits == [] and found.partial == ["cut"]
+    # Only sessions the search takes in: another user's, or one the caller may not see, not.
+    assert (await index.search("needle", user="bob")).partial == []
+    hidden = await index.search("needle", visible=lambda s: s.session_id != "cut")
+    assert hidden.partial == []
 
 
 async def test_many_sessions_indexing_at_once_share_one_write() -> None:

@@ -322,6 +322,7 @@ class SearchHit(Strict):
 class SearchResponse(Strict):
     hits: list[SearchHit]  # the newest that matched, oldest of them first
     truncated: bool = False  # more lines matched
+    partial: list[str] = []  # sessions searched whose index holds only part of their output
 
 
 class UnreadableRecording(Strict):

@@ -353,6 +353,7 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
         results = await auth.search_recordings(q, user, node, start, max(1, min(limit, 1000)))
         return wire.SearchResponse(
             truncated=results.truncated,
+            partial=results.partial[:100],
             hits=[
                 wire.SearchHit(
                     sid=h.session.session_id,

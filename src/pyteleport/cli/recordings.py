@@ -514,9 +514,11 @@ def _search(
     answer: wire.SearchResponse = call(lambda c: c.search_recordings(params))
     if fmt == "json":
         click.echo(json.dumps([h.model_dump() for h in answer.hits], indent=2))
+        _say_partial(answer.partial)
         return
     if fmt == "yaml":
         click.echo(yaml.safe_dump([h.model_dump() for h in answer.hits], sort_keys=False).rstrip())
+        _say_partial(answer.partial)
         return
     rows = [
         [
@@ -530,12 +532,27 @@ def _search(
         for h in answer.hits
     ]
     click.echo(table(["Session", "User", "Login", "Node", "At", "Line"], rows))
+    _say_partial(answer.partial)
     if answer.truncated:
         click.echo(
             f"(the newest {len(answer.hits)} matching lines; more matched: search for longer "
             "text, or narrow with --user or --node)",
             err=True,
         )
+
+
+def _say_partial(sessions: list[str]) -> None:
+    """On stderr: the sessions searched whose index holds only part of their output."""
+    if not sessions:
+        return
+    shown = ", ".join(clean_text(sid, 100) for sid in sessions[:5])
+    more = f" and {len(sessions) - 5} more" if len(sessions) > 5 else ""
+    click.echo(
+        f"(the index holds only part of the output of session(s) {shown}{more}: more than "
+        "1,000 lines in a second, or 100,000 in all; the recording has everything: "
+        "tsh play ID --format text)",
+        err=True,
+    )
 
 
 @tsh_recordings.command("search")

@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyteleport.backend import Backend, Item, prefix_end
@@ -203,6 +203,9 @@ class SearchHit:
 class SearchResults:
     hits: list[SearchHit]
     truncated: bool  # more lines matched than were asked for: these are the newest
+    # Sessions searched whose index holds only part of their output (a second of more than
+    # MAX_BATCH_LINES lines, or past MAX_SESSION_LINES): their recordings have the rest.
+    partial: list[str] = field(default_factory=list)
 
 
 class RecordingIndex:
@@ -228,20 +231,23 @@ class RecordingIndex:
         lines: Sequence[tuple[int, str, str]],
         *,
         record_start: bool | None = None,
+        partial: bool = False,
     ) -> None:
         """``lines``: (offset in ms, "input" or "output", text). ``record_start`` (by default
-        with batch 0) writes the session's start for :meth:`delete` in the same transaction."""
-        value = json.dumps(
-            {
-                "sid": session.session_id,
-                "user": session.user,
-                "login": session.login,
-                "node": session.node,
-                "start": format_time(session.start),
-                "participants": list(session.participants),
-                "lines": [list(line) for line in lines],
-            }
-        ).encode()
+        with batch 0) writes the session's start for :meth:`delete` in the same transaction.
+        ``partial``: the bounds left some of the session's lines out, so far."""
+        doc: dict[str, Any] = {
+            "sid": session.session_id,
+            "user": session.user,
+            "login": session.login,
+            "node": session.node,
+            "start": format_time(session.start),
+            "participants": list(session.participants),
+            "lines": [list(line) for line in lines],
+        }
+        if partial:
+            doc["partial"] = True
+        value = json.dumps(doc).encode()
         items = [Item(key=_batch_key(session.start, session.session_id, batch), value=value)]
         if batch == 0 if record_start is None else record_start:
             items.append(_session_item(session.session_id, session.start))
@@ -364,6 +370,7 @@ class RecordingIndex:
         )
         newest: list[tuple[tuple[str, str, int, int], SearchHit]] = []  # a min-heap
         found = 0
+        partial: dict[str, None] = {}  # sessions indexed in part, in the order met
         end = prefix_end(PREFIX)
         floor = PREFIX if since is None else f"{PREFIX}{_micros(since):017d}"
         oldest = await self._backend.get_range(floor, end, limit=1)
@@ -380,6 +387,10 @@ class RecordingIndex:
                 page = await self._backend.get_range(start, top, limit=SEARCH_PAGE)
                 for item in page:
                     raw = item.value
+                    if _PARTIAL in raw:
+                        partial.update(
+                            dict.fromkeys(_partial_session(raw, user, node, since, visible))
+                        )
                     if (
                         plain is not None
                         and plain not in raw.lower()
@@ -404,7 +415,9 @@ class RecordingIndex:
                 break
             top, span_us = bottom, span_us * 2
             window_start = max(0, window_start - span_us)
-        return SearchResults([hit for _, hit in sorted(newest)], truncated=found > limit)
+        return SearchResults(
+            [hit for _, hit in sorted(newest)], truncated=found > limit, partial=list(partial)
+        )
 
 
 def _micros(when: dt.datetime) -> int:
@@ -419,14 +432,25 @@ def _session_item(session_id: str, start: dt.datetime) -> Item:
     return Item(key=check_key(f"{SESSIONS}{session_id}"), value=b"%017d" % _micros(start))
 
 
-def _matches(
-    raw: bytes,
-    needle: str,
-    user: str,
-    node: str,
-    since: dt.datetime | None,
-    visible: Any,
-) -> Iterable[SearchHit]:
+_PARTIAL = b'"partial": true'
+
+
+def _partial_session(
+    raw: bytes, user: str, node: str, since: dt.datetime | None, visible: Any
+) -> list[str]:
+    """The session of a batch marked partial, if the search takes it in: [sid] or []."""
+    try:
+        marked = json.loads(raw).get("partial") is True
+    except (ValueError, AttributeError):
+        return []
+    taken = _batch_of(raw, user, node, since, visible) if marked else None
+    return [taken[0].session_id] if taken is not None else []
+
+
+def _batch_of(
+    raw: bytes, user: str, node: str, since: dt.datetime | None, visible: Any
+) -> tuple[IndexedSession, list[tuple[int, str, str]]] | None:
+    """A batch's session and lines, if the search takes that session in."""
     try:
         doc = json.loads(raw)
         session = IndexedSession(
@@ -439,13 +463,28 @@ def _matches(
         )
         lines = [(int(o), str(k), str(t)) for o, k, t in doc["lines"]]
     except (ValueError, KeyError, TypeError):
-        return []
+        return None
     if (user and session.user != user) or (node and session.node != node):
-        return []
+        return None
     if since is not None and session.start < since:
-        return []
+        return None
     if visible is not None and not visible(session):
+        return None
+    return session, lines
+
+
+def _matches(
+    raw: bytes,
+    needle: str,
+    user: str,
+    node: str,
+    since: dt.datetime | None,
+    visible: Any,
+) -> Iterable[SearchHit]:
+    taken = _batch_of(raw, user, node, since, visible)
+    if taken is None:
         return []
+    session, lines = taken
     return [
         SearchHit(session, offset, kind, line)
         for offset, kind, line in lines
@@ -472,18 +511,29 @@ class SessionTextIndex:
         self._start_written = False
         self.indexed = 0  # lines taken so far
         self.dropped = 0  # lines left out by the bounds
+        self._overflow = False  # output came after MAX_SESSION_LINES
+        self._partial_written = False  # a batch that says the index holds part of it
 
     @property
     def full(self) -> bool:
         return self.indexed >= MAX_SESSION_LINES
 
+    @property
+    def partial(self) -> bool:
+        """Whether the bounds left some of the session's lines out."""
+        return bool(self.dropped) or self._overflow
+
     def output(self, data: bytes, offset_ms: int) -> None:
         if not self.full:
             self._take(offset_ms, "output", self._output.feed(data))
+        elif data.strip():
+            self._overflow = True
 
     def input(self, data: bytes, offset_ms: int) -> None:
         if not self.full:
             self._take(offset_ms, "input", self._input.feed(data))
+        elif data.strip():
+            self._overflow = True
 
     def line(self, offset_ms: int, kind: str, text: str) -> None:
         """A line known whole, such as an exec's command."""
@@ -505,11 +555,21 @@ class SessionTextIndex:
         if final:
             self._take(offset_ms, "output", self._output.flush())
             self._take(offset_ms, "input", self._input.flush())
-        if not self._lines:
+        # A session whose lines the bounds cut says so in a batch, an empty one if need be, so
+        # a search can tell that its recording has more than its index.
+        flag = self.partial and not self._partial_written
+        if not self._lines and not (final and flag):
             return
         lines, self._lines = self._lines, []
         batch, self._batch = self._batch, self._batch + 1
         # The session's start goes with every batch until one is written: without it, the
         # session's lines could not be removed with its recording.
-        await self._index.add(self.session, batch, lines, record_start=not self._start_written)
+        await self._index.add(
+            self.session,
+            batch,
+            lines,
+            record_start=not self._start_written,
+            partial=self.partial,
+        )
         self._start_written = True
+        self._partial_written = self._partial_written or self.partial
