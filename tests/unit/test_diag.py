@@ -5,6 +5,8 @@ methods and paths get the JSON error shape, never a server error."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -105,3 +107,38 @@ async def test_the_bytes_sent_to_the_store_are_the_stores_count(
         text = (await c.get("/metrics")).text
     assert "# TYPE pyteleport_recording_upload_bytes_total counter" in text
     assert "\npyteleport_recording_upload_bytes_total 5.24288e+06\n" in text
+
+
+async def test_readiness_says_when_the_recording_spool_cannot_take_recordings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pyteleport.service import diag
+
+    clock = FakeClock(dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+    spool = tmp_path / "streaming"
+    spool.mkdir()
+    readiness = Readiness(MemoryBackend(clock), None, "proxy1", clock, spool)
+    readiness.started = True
+    app = diag_app(ProcessMetrics(), readiness)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://d") as c:
+        assert (await c.get("/readyz")).status_code == 200
+        assert list(spool.iterdir()) == []  # the probe leaves nothing
+        # A disk nearly full: sessions would soon go unrecorded (or be refused, strict).
+        monkeypatch.setattr(diag, "SPOOL_MIN_FREE", 1 << 62)
+        readiness._last = None
+        low = await c.get("/readyz")
+        assert low.status_code == 503
+        assert low.json()["reason"].startswith(f"recording spool: {spool} has ")
+        assert low.json()["reason"].endswith(
+            " KiB free: sessions are recorded there first; free space on its disk"
+        )
+        monkeypatch.undo()
+        # No longer a directory that takes files (a disk remounted read-only fails alike).
+        spool.rmdir()
+        spool.write_text("")
+        readiness._last = None
+        broken = await c.get("/readyz")
+        assert broken.status_code == 503
+        assert broken.json()["reason"] == (
+            f"recording spool: {spool}/.readyz-{os.getpid()}: Not a directory"
+        )

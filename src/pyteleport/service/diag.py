@@ -3,8 +3,9 @@
 them. It shows no secret and takes no input beyond the path; bind it to loopback or a private
 interface all the same, as its numbers describe the cluster's use.
 
-``/readyz`` answers 400 while the process starts, 503 while the backend cannot take a write or
-the recording store cannot be reached (the reason in one line), 200 otherwise. Each answer
+``/readyz`` answers 400 while the process starts, 503 while the backend cannot take a write, the
+recording store cannot be reached or the recording spool cannot take a file or has less than
+16 MiB free (the reason in one line), 200 otherwise. Each answer
 reflects a probe at most ``PROBE_EVERY_S`` old; concurrent requests share one probe, so a
 client polling it in a loop costs the backend one small write a second at most.
 """
@@ -201,15 +202,39 @@ def _count_files(directory: Path) -> int:
         return 0
 
 
+SPOOL_MIN_FREE = 16 * 1024 * 1024  # below this, the spool is about to refuse recordings
+
+
+def check_spool(path: Path) -> None:
+    """Raise OSError (one line) unless the recording spool takes a file now and has room."""
+    probe = path / f".readyz-{os.getpid()}"
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    probe.unlink()
+    free = os.statvfs(path)
+    left = free.f_bavail * free.f_frsize
+    if left < SPOOL_MIN_FREE:
+        raise OSError(
+            f"{path} has {left // 1024} KiB free: sessions are recorded there first; free "
+            "space on its disk"
+        )
+
+
 class Readiness:
-    """Whether the process can do its work now: the backend takes a write and the recording
-    store answers."""
+    """Whether the process can do its work now: the backend takes a write, the recording
+    store answers and the recording spool takes files."""
 
     def __init__(
-        self, backend: Backend, store: RecordingStore | None, name: str, clock: Clock
+        self,
+        backend: Backend,
+        store: RecordingStore | None,
+        name: str,
+        clock: Clock,
+        spool: Path | None = None,
     ) -> None:
         self._backend = backend
         self._store = store
+        self._spool = spool
         self._key = f"/diag/readiness/{name}"
         self._clock = clock
         self.started = False
@@ -231,9 +256,11 @@ class Readiness:
         problems = []
         expires = self._clock.now() + dt.timedelta(minutes=1)
         item = Item(key=self._key, value=b"ok", expires=expires)
+        spool = self._spool
         for what, probe in (
             ("backend", self._backend.put(item)),
             ("recording store", self._store.check() if self._store is not None else None),
+            ("recording spool", asyncio.to_thread(check_spool, spool) if spool else None),
         ):
             if probe is None:
                 continue
@@ -241,6 +268,9 @@ class Readiness:
                 await asyncio.wait_for(probe, PROBE_TIMEOUT_S)
             except TimeoutError:
                 problems.append(f"{what}: no answer in {PROBE_TIMEOUT_S:g}s")
+            except OSError as exc:
+                where = f" {exc.filename}:" if exc.filename else ""
+                problems.append(f"{what}:{where} {exc.strerror or exc}")
             except Exception as exc:
                 first = (str(exc).splitlines() or [type(exc).__name__])[0]
                 problems.append(f"{what}: {first}")

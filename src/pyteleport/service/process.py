@@ -193,7 +193,9 @@ class TeleportProcess:
     async def _start_diag(self, store: RecordingStore) -> None:
         assert self.backend is not None and self.metrics is not None
         host, port = parse_addr(self.config.teleport.diag_addr, DEFAULT_DIAG_PORT)
-        self._readiness = Readiness(self.backend, store, self.config.teleport.nodename, self.clock)
+        self._readiness = Readiness(
+            self.backend, store, self.config.teleport.nodename, self.clock, self.streaming_dir
+        )
         server = HttpsServer(diag_app(self.metrics, self._readiness), host, port, None)
         await server.start()
         self._servers.append(server)
