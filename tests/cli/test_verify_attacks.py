@@ -35,13 +35,20 @@ LINES = [f"line {n}\r\n".encode() for n in range(6)]
 
 
 async def record(
-    api: AuthAPI, tmp: Path, sid: str, lines: list[bytes], *, final: bool = True
+    api: AuthAPI,
+    tmp: Path,
+    sid: str,
+    lines: list[bytes],
+    *,
+    final: bool = True,
+    ago: dt.timedelta = dt.timedelta(0),
 ) -> bytes:
     """A session recorded as the proxy records it: a chunk per line 30 s apart, a signed
     checkpoint every 60 s and at the end, each written to the audit log. Stored and listed
-    when ``final``; else left as a proxy killed mid-session leaves it (no final chunk)."""
+    when ``final``; else left as a proxy killed mid-session leaves it (no final chunk).
+    ``ago``: how long before now it started."""
     signer = CheckpointSigner(api.server.sign_recording_signer, "proxy1")
-    start = api.server.clock.now()
+    start = api.server.clock.now() - ago
     clock = FakeClock(start)
     header = Header(
         width=80,
@@ -267,7 +274,8 @@ async def test_chunks_appended_to_an_unfinished_recording_are_named_unsigned(
     names them as covered by no checkpoint, reaching further than a running proxy leaves
     unsigned."""
     sid = str(uuid.uuid4())
-    data = await record(api, tmp_path / "spool", sid, LINES, final=False)
+    hour = dt.timedelta(hours=1)
+    data = await record(api, tmp_path / "spool", sid, LINES, final=False, ago=hour)
     report = chunks.read_chain(data)
     assert not report.problem and not report.chunks[-1].last and len(report.chunks) == 7
     code, lines, _ = await verify_lines(tmp_path, sid)
@@ -293,6 +301,30 @@ async def test_chunks_appended_to_an_unfinished_recording_are_named_unsigned(
         in (lines[sid])
     )
     assert "so they were added to the recording, or the audit log lost checkpoints" in lines[sid]
+
+
+async def test_a_session_that_may_be_running_is_no_finding_but_chunks_added_to_it_are(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    """Started just now, no final chunk, no session.end in the audit log: it may still be
+    running, so verify says so and exits 0. Chunks appended to it are named all the same: a
+    running proxy leaves no more than a minute unsigned."""
+    sid = str(uuid.uuid4())
+    data = await record(api, tmp_path / "spool", sid, LINES, final=False)
+    code, lines, err = await verify_lines(tmp_path, sid)
+    assert code == 0, err
+    assert lines[sid] == (
+        "running: intact so far (7 chunks, 3 signed checkpoint(s)); the session has not "
+        "ended, or its proxy stopped minutes ago: verify it again later"
+    )
+    report = chunks.read_chain(data)
+    builder = ChunkBuilder(sid)
+    builder.head, builder.sequence = report.head, len(report.chunks)
+    builder.add(Frame(10_000_000_000, FrameKind.OUTPUT, b"invented\r\n"))
+    store_path(api, sid).write_bytes(data + builder.flush())
+    code, lines, err = await verify_lines(tmp_path, sid)
+    assert code == 1, err
+    assert "which reach 9850.0s past the last one" in lines[sid], lines[sid]
 
 
 # -- another session's recording, or an asciicast one, in a session's place ----------------------

@@ -88,4 +88,4 @@ def test_json_round_trips_through_the_wire_shape() -> None:
 
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(BadParameterError, match="unsupported format"):
-        format_recordings(INFOS, "yaml")
+        format_recordings(INFOS, "xml")
