@@ -306,16 +306,20 @@ async def test_chunks_appended_to_an_unfinished_recording_are_named_unsigned(
 async def test_a_session_that_may_be_running_is_no_finding_but_chunks_added_to_it_are(
     api: AuthAPI, tmp_path: Path
 ) -> None:
-    """Started just now, no final chunk, no session.end in the audit log: it may still be
-    running, so verify says so and exits 0. Chunks appended to it are named all the same: a
-    running proxy leaves no more than a minute unsigned."""
+    """No final chunk, no session.end in the audit log: while the proxy holds the session
+    running (its recording store takes its parts) verify says so and exits 0; before, the same
+    recording is a killed proxy's. Chunks appended to it are named all the same: a running
+    proxy leaves no more than a minute unsigned."""
     sid = str(uuid.uuid4())
     data = await record(api, tmp_path / "spool", sid, LINES, final=False)
     code, lines, err = await verify_lines(tmp_path, sid)
+    assert code == 1 and lines[sid].startswith("truncated after chunk 6"), lines[sid]
+    await api.store.append_part(sid, 0, data)  # as the proxy sends a running session's parts
+    code, lines, err = await verify_lines(tmp_path, sid)
     assert code == 0, err
     assert lines[sid] == (
-        "running: intact so far (7 chunks, 3 signed checkpoint(s)); the session has not "
-        "ended, or its proxy stopped minutes ago: verify it again later"
+        "running: intact so far (7 chunks, 3 signed checkpoint(s)); the session is still "
+        "running: verify it again once it has ended"
     )
     report = chunks.read_chain(data)
     builder = ChunkBuilder(sid)
@@ -412,3 +416,75 @@ async def test_verify_all_after_reindex_still_checks_a_recording_replaced_by_a_c
     code, out, _ = await run(tmp_path / "home", "tsh", "recordings", "ls", "--format=json")
     listed = sorted(r["sid"] for r in json.loads(out))
     assert listed == sorted([a, b])
+
+
+# -- the 'running' rule: what makes a session look as if it may still be running -----------------
+
+
+async def test_a_recording_put_in_the_store_that_claims_a_later_start_is_not_running(
+    api: AuthAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attacker puts a recording of a session that never ran into the store: a chain of
+    their own (no key needed), no final chunk, a meta frame that says it starts in ten years.
+    Once an operator runs ``tctl recordings reindex`` it is listed, and its entry ends in the
+    future, so it is always "fresh"; no session.end names it. It is no session any proxy ran
+    (no signed checkpoint, nothing in the audit log), and its start is later than now: verify
+    must not call it an intact running session and exit 0, as it would for ever."""
+    sid = str(uuid.uuid4())
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3650)
+    meta = {"sid": sid, "user": "joe", "login": "root", "timestamp": later.timestamp()}
+    frames = [[Frame(0, FrameKind.META, json.dumps(meta).encode())]] + [
+        [Frame(n * 1_000_000, FrameKind.OUTPUT, b"invented\r\n")] for n in range(1, 4)
+    ]
+    store_path(api, sid).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store_path(api, sid).write_bytes(rechain(sid, frames, last=False))
+    home = await operator(api, tmp_path, monkeypatch)
+    code, _out, err = await run(home, "tctl", "recordings", "reindex")
+    assert code == 0, err
+    code, lines, err = await verify_lines(tmp_path, "--all")
+    assert not lines[sid].startswith("running"), lines[sid]
+    assert code == 1, (lines, err)
+
+
+def torn_tail_claiming(sid: str, report: chunks.ChainReport, offset_us: int) -> bytes:
+    """Bytes to append to a recording: the start of a chunk that links to its chain but is cut
+    short (what a proxy killed mid-write leaves: the chain walk stops there, a torn tail), whose
+    cut-off body ends with a whole chunk of the session of its own, with a frame at
+    ``offset_us``. Read from the end, as a listing reads a recording, that chunk is the last."""
+    builder = ChunkBuilder(sid)
+    builder.head, builder.sequence = report.head, len(report.chunks)
+    builder.add(Frame(report.chunks[-1].frames[-1].offset_us, FrameKind.OUTPUT, os.urandom(8192)))
+    torn = builder.flush()
+    other = ChunkBuilder(sid)
+    other.sequence = len(report.chunks) + 1
+    other.add(Frame(offset_us, FrameKind.OUTPUT, b"later\r\n"))
+    inner = other.flush()
+    assert len(torn) > 200 + len(inner)
+    return torn[:200] + inner
+
+
+async def test_a_torn_tail_that_claims_a_later_end_does_not_make_an_old_session_running(
+    api: AuthAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session whose proxy was killed an hour ago: no final chunk, no session.end, and
+    verify fails it (exit 1). The attacker appends a torn tail whose cut-off body ends with a
+    chunk of the session that claims a frame ten years on (no key needed, and the chain walk
+    never reads it), then waits for an operator's ``tctl recordings reindex``: the listing
+    entry's duration is read from the end of the file, so the entry now "ends" in ten years and
+    looks fresh for ever. Nothing signed moved: the session is an hour old, and verify must
+    still fail it, not say 'running: intact so far' with exit 0."""
+    sid = str(uuid.uuid4())
+    hour = dt.timedelta(hours=1)
+    data = await record(api, tmp_path / "spool", sid, LINES, final=False, ago=hour)
+    code, lines, _ = await verify_lines(tmp_path, sid)
+    assert code == 1 and lines[sid].startswith("truncated after chunk 6"), lines[sid]
+    report = chunks.read_chain(data)
+    years = 10 * 365 * 86400 * 1_000_000
+    store_path(api, sid).write_bytes(data + torn_tail_claiming(sid, report, years))
+    home = await operator(api, tmp_path, monkeypatch)
+    code, _out, err = await run(home, "tctl", "recordings", "reindex")
+    assert code == 0, err
+    for args in ([sid], ["--all"]):
+        code, lines, err = await verify_lines(tmp_path, *args)
+        assert not lines[sid].startswith("running"), (args, lines[sid])
+        assert code == 1, (args, lines, err)

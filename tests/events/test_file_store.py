@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import os
@@ -250,3 +251,44 @@ async def test_a_recording_with_a_hostile_meta_frame_is_left_out_of_the_list(
     data = builder.add(ChunkFrame(0, FrameKind.META, meta)) + builder.flush(last=True)
     (tmp_path / "records" / "bad.rec").write_bytes(data)
     assert [i.session_id for i in await store.list()] == ["good"]
+
+
+async def test_a_fifo_put_in_place_of_a_recording_is_refused_not_waited_on(
+    tmp_path: Path,
+) -> None:
+    # The same directory others can write to: a named pipe named as a session's recording.
+    # Opening it for reading waits for a writer that never comes, so play, info and reindex
+    # would each hang a worker thread for ever (and enough of them the process's pool). It is
+    # not a regular file: refused at once, as the store says it refuses one.
+    import asyncio
+
+    store = FileRecordingStore(tmp_path / "mounted", live_parts=True)
+    await store.upload("real", await make_recording(tmp_path / "local", "real"))
+    fifo = tmp_path / "mounted" / "s1.rec"
+    os.mkfifo(fifo, 0o600)
+
+    def release() -> None:  # a writer that comes and goes: what waits on the pipe returns
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    calls = {
+        "read": lambda: store.read("s1"),
+        "info": lambda: store.info("s1"),
+        "scan": lambda: store.scan(),
+    }
+    hung = []
+    for name, call in calls.items():
+        task = asyncio.ensure_future(call())
+        done, _ = await asyncio.wait([task], timeout=3)
+        if not done:
+            hung.append(name)
+            while not task.done():
+                release()
+                await asyncio.sleep(0.05)
+        task.exception()  # whatever it ended with, once a writer came: retrieved
+    assert hung == [], f"waited on the pipe: {hung}"
+    with pytest.raises(RecordingError, match="not a regular file"):
+        await store.read("s1")
+    scan = await store.scan()
+    assert [i.session_id for i in scan.recordings] == ["real"]
+    assert [name for name, _ in scan.unreadable] == ["s1.rec"]

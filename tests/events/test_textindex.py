@@ -409,3 +409,29 @@ def test_the_characters_whose_case_folds_to_ascii_are_unicodes() -> None:
 
     every = (chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c <= 0xDFFF)
     assert set(FOLDS_TO_ASCII) == {c for c in every if any(x.isascii() for x in c.casefold())}
+
+
+async def test_a_running_session_past_the_bound_is_named_partial_while_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long-running session (``tail -f`` all day) prints a line a packet: the index takes
+    exactly MAX_SESSION_LINES with none dropped, then output goes on unread. The proxy writes a
+    batch only while the index has lines ``pending``, on its once-a-second timer (a non-final
+    flush); the final flush comes when the session ends (never, if its proxy is killed). A
+    search while it runs must say the index holds only part of it: the partial mark has to be
+    written by the running session's flushes, not only by the last."""
+    from pyteleport.events import textindex
+
+    monkeypatch.setattr(textindex, "MAX_SESSION_LINES", 3)
+    index = RecordingIndex(MemoryBackend())
+    text = SessionTextIndex(index, session("tail", "alice"))
+    for n, line in enumerate([b"a\r\n", b"b\r\n", b"c\r\n"]):
+        text.output(line, n)
+    await text.flush(10)  # the timer's flush: exactly the bound, nothing dropped
+    text.output(b"needle\r\n", 20)  # after it: not read
+    # The proxy's timer runs only while something is pending: it must be, for the mark.
+    pending = text.pending
+    await text.flush(1020)  # the timer's next flush (not the final one)
+    found = await index.search("needle")
+    assert found.hits == [] and found.partial == ["tail"], found
+    assert pending

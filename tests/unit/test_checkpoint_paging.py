@@ -72,22 +72,3 @@ async def test_many_checkpoints_of_one_proxy_hold_its_certificate_once() -> None
     assert len(found) == 2000 and len({id(e["signer"]) for e in found}) == 1
     assert found[0]["signer"] == certificate and "addr.remote" not in found[0]
     assert set(found[0]) == {"sid", "chunk", "time", "hash", "signer"}
-
-
-async def test_a_session_is_taken_as_maybe_running_only_if_fresh_and_not_ended() -> None:
-    from pyteleport.events.store import RecordingInfo
-
-    now = dt.datetime.now(dt.UTC)
-
-    def entry(started_s_ago: float, duration_s: float) -> RecordingInfo:
-        start = now - dt.timedelta(seconds=started_s_ago)
-        return RecordingInfo("a", "ssh", "joe", "root", ("joe",), "web1", start, duration_s)
-
-    ended = {"sid": "a", "uid": "e", "time": format_time(now)}
-    fresh = entry(600, 590)  # brought up to date 10 s ago
-    assert await recordings._maybe_running(FakeAuditLog([]), fresh)  # type: ignore[arg-type]
-    # A session.end in the audit log: it ended, whatever its (forgeable) listing entry says.
-    assert not await recordings._maybe_running(FakeAuditLog([ended]), fresh)  # type: ignore[arg-type]
-    stale = FakeAuditLog([])
-    assert not await recordings._maybe_running(stale, entry(3600, 60))  # type: ignore[arg-type]
-    assert stale.requests == 0 and not await recordings._maybe_running(stale, None)  # type: ignore[arg-type]

@@ -142,3 +142,48 @@ async def test_readiness_says_when_the_recording_spool_cannot_take_recordings(
         assert broken.json()["reason"] == (
             f"recording spool: {spool}/.readyz-{os.getpid()}: Not a directory"
         )
+
+
+async def test_an_auth_only_process_is_ready_though_it_has_no_recording_spool(
+    tmp_path: Path,
+) -> None:
+    """``proxy_service: enabled: no``: no session is recorded here, so the spool directory
+    (made by the proxy's start) is never made. /readyz must not say degraded for ever because
+    the probe cannot make its file in a directory that does not exist."""
+    import socket
+
+    from pyteleport.service.config import parse_config
+    from pyteleport.service.process import TeleportProcess
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    diag_port, auth_port = free_port(), free_port()
+    config = parse_config(
+        f"""
+version: v3
+teleport:
+  nodename: auth1
+  data_dir: {tmp_path / "data"}
+  storage: {{type: sqlite}}
+  diag_addr: 127.0.0.1:{diag_port}
+auth_service:
+  enabled: yes
+  cluster_name: example.com
+  listen_addr: 127.0.0.1:{auth_port}
+proxy_service:
+  enabled: no
+ssh_service:
+  enabled: no
+"""
+    )
+    process = TeleportProcess(config)
+    await process.start()
+    try:
+        async with httpx.AsyncClient() as c:
+            answer = await c.get(f"http://127.0.0.1:{diag_port}/readyz")
+    finally:
+        await process.aclose()
+    assert (answer.status_code, answer.json()) == (200, {"status": "ok"}), answer.text

@@ -306,6 +306,8 @@ class Recording(Strict):
     duration_s: float
     command: str = ""
     server_labels: dict[str, str] = Field(default_factory=dict)
+    # The session is running on this cluster's proxy now (its recording store takes its parts).
+    running: bool = False
 
 
 class SearchHit(Strict):

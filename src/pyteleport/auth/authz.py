@@ -408,6 +408,11 @@ class AuthorizedAuth:
             text, user=user, node=node, since=since, visible=visible, limit=limit
         )
 
+    def recording_running(self, session_id: str) -> bool:
+        """Whether a listed session is running here now: said by the proxy that holds it, not
+        by its recording (which whoever can write to the store could change)."""
+        return self._recordings().running(session_id)
+
     async def read_recording(self, session_id: str) -> bytes:
         await self.check_recording_read(session_id)
         return await self._recordings().read(session_id)

@@ -323,6 +323,7 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
                     duration_s=info.duration_s,
                     command=info.command,
                     server_labels=dict(info.server_labels),
+                    running=auth.recording_running(info.session_id),
                 )
                 for info in page.recordings
             ],

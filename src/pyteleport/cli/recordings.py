@@ -44,7 +44,6 @@ from pyteleport.errors import BadParameterError, NotFoundError
 from pyteleport.events import chunks, codes
 from pyteleport.events.recordingfile import header_and_duration_of
 from pyteleport.events.sanitize import clean_text
-from pyteleport.events.store import RecordingInfo
 from pyteleport.model.duration import format_duration, parse_duration
 from pyteleport.model.node import parse_label_selector
 from pyteleport.model.timefmt import parse_time
@@ -622,11 +621,11 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
 
     async def check(client: AuthClient) -> list[tuple[str, chunks.Verdict]]:
         first = _EARLIEST
-        entries: dict[str, RecordingInfo] = {}
+        running: frozenset[str] = frozenset()
         if every:
             found = await listing.list_recordings(client, limit=sys.maxsize)
             ids = sorted(r.session_id for r in found.recordings)
-            entries = {r.session_id: r for r in found.recordings}
+            running = found.running
             if found.recordings:
                 first = min(r.timestamp for r in found.recordings) - dt.timedelta(minutes=5)
         else:
@@ -655,9 +654,9 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
                 # start, then in the whole log (a chunked recording is signed; an asciicast
                 # one of --all, made before chains, is not looked for again).
                 events = await _checkpoint_events(client, sid, data)
-            entry = entries.get(sid) if every else await _entry_of(client, sid, data)
-            running = await _maybe_running(client, entry)
-            out.append((sid, verify_recording(data, events, host_ca, running)))
+            held = sid in running if every else await _held_by_proxy(client, sid, data)
+            maybe = held and not await _has_ended(client, sid)
+            out.append((sid, verify_recording(data, events, host_ca, maybe)))
         return out
 
     results: list[tuple[str, chunks.Verdict]] = conn.call(check)
@@ -673,39 +672,23 @@ _MISSING = (
 )
 
 
-# A running session's listing entry is brought up to date every minute (with a live store):
-# one this fresh may belong to a session still running.
-RUNNING_WINDOW = dt.timedelta(minutes=3)
-
-
-async def _maybe_running(client: AuthClient, entry: RecordingInfo | None) -> bool:
-    """Whether the session may still be running: its listing entry is fresh, and the audit
-    log holds no session.end of it (a recording put into the store cannot make a session that
-    ended look running)."""
-    if entry is None:
-        return False
-    end = entry.timestamp + dt.timedelta(seconds=entry.duration_s)
-    if end < dt.datetime.now(dt.UTC) - RUNNING_WINDOW:
-        return False
-    params = {
-        "type": codes.SESSION_END,
-        "sid": entry.session_id,
-        "since": (entry.timestamp - dt.timedelta(minutes=5)).isoformat(),
-        "limit": 1,
-    }
-    return not (await client.search_events(params)).events
-
-
-async def _entry_of(client: AuthClient, sid: str, data: bytes) -> RecordingInfo | None:
-    """The listing entry of ``sid``, looked for at the start its recording names."""
+async def _held_by_proxy(client: AuthClient, sid: str, data: bytes) -> bool:
+    """Whether the cluster's proxy says it holds session ``sid`` running now (its listing
+    entry, looked for at the start its recording names)."""
     start = _recorded_start(data)
     if start is None:
-        return None
+        return False
     second = dt.timedelta(seconds=1)
     found = await listing.list_recordings(
         client, since=start - second, until=start + second, limit=1000
     )
-    return next((r for r in found.recordings if r.session_id == sid), None)
+    return sid in found.running
+
+
+async def _has_ended(client: AuthClient, sid: str) -> bool:
+    """Whether the audit log holds a session.end of ``sid``."""
+    params = {"type": codes.SESSION_END, "sid": sid, "since": _EARLIEST.isoformat(), "limit": 1}
+    return bool((await client.search_events(params)).events)
 
 
 _EVENTS_PAGE = 10_000

@@ -45,6 +45,7 @@ def info_from_wire(item: wire.Recording) -> RecordingInfo:
 class Listing:
     recordings: list[RecordingInfo]  # newest first
     more: bool  # more recordings matched than the limit let through
+    running: frozenset[str] = frozenset()  # those running on the cluster's proxy now
 
 
 async def list_recordings(
@@ -60,6 +61,7 @@ async def list_recordings(
     a node with every one of ``labels``: as many pages as that takes."""
     params = _params(since, until, node, labels)
     found: list[RecordingInfo] = []
+    running: set[str] = set()
     after = ""
     while True:
         page = await client.list_recordings(
@@ -70,10 +72,11 @@ async def list_recordings(
             }
         )
         found += [info_from_wire(item) for item in page.recordings]
+        running.update(item.sid for item in page.recordings if item.running)
         if not page.next:
-            return Listing(found, more=False)
+            return Listing(found, more=False, running=frozenset(running))
         if len(found) >= limit:
-            return Listing(found, more=True)
+            return Listing(found, more=True, running=frozenset(running))
         after = page.next  # a page may hold none: the server reads a bounded number a time
 
 

@@ -20,8 +20,8 @@ def verify_recording(
     exactly the signed hash, and the final checkpoint covers the final chunk. The recording is
     read a chunk at a time: what it inflates to is never held.
 
-    ``running``: the session may still be running (its listing entry is fresh), so a chain
-    intact so far, with no more unsigned than a running proxy leaves, is no finding yet."""
+    ``running``: the cluster's proxy holds the session running now, so a chain intact so far,
+    with no more unsigned than a running proxy leaves, is no finding yet."""
     points: list[checkpoint.Checkpoint] = []
     for event in events:
         point, problem = checkpoint.verify(event, host_ca)
@@ -77,8 +77,8 @@ def verify_recording(
             signed_text = f"{len(points)} signed checkpoint(s)"
             return Verdict(
                 True,
-                f"running: intact so far ({have} chunks, {signed_text}); the session has "
-                "not ended, or its proxy stopped minutes ago: verify it again later",
+                f"running: intact so far ({have} chunks, {signed_text}); the session is "
+                "still running: verify it again once it has ended",
             )
         if last_signed < have - 1 and unfinished:
             return Verdict(False, f"{chain.text}; {_unsigned_tail(points, walk, unsigned)}")

@@ -238,11 +238,16 @@ def decode_recording(data: bytes) -> tuple[Header, list[asciicast.Frame]]:
 def read_header_and_duration(path: Path) -> tuple[Header, float]:
     """A recording file's header and the time of its last frame, without reading it whole."""
     with path.open("rb") as file:
-        if chunks.looks_like_chunks(file.read(4)):
-            return _chunked_info(file)
-        file.seek(0)
-        header = asciicast.decode_header(file.readline().decode("utf-8", "replace"))
-        return header, _last_asciicast_time(file)
+        return header_and_duration_in(file)
+
+
+def header_and_duration_in(file: BinaryIO) -> tuple[Header, float]:
+    """:func:`read_header_and_duration` of a recording file open for reading, from its start."""
+    if chunks.looks_like_chunks(file.read(4)):
+        return _chunked_info(file)
+    file.seek(0)
+    header = asciicast.decode_header(file.readline().decode("utf-8", "replace"))
+    return header, _last_asciicast_time(file)
 
 
 def header_and_duration_of(data: bytes) -> tuple[Header, float]:

@@ -39,7 +39,12 @@ from pyteleport.events.asciicast import Header
 from pyteleport.events.audit import Emitter
 from pyteleport.events.chunks import session_uuid
 from pyteleport.events.recorder import recording_file_name
-from pyteleport.events.recordingfile import SUFFIXES, read_header, read_header_and_duration
+from pyteleport.events.recordingfile import (
+    SUFFIXES,
+    header_and_duration_in,
+    read_header,
+    read_header_and_duration,
+)
 from pyteleport.model.timefmt import format_time, parse_time
 
 log = logging.getLogger("pyteleport.events")
@@ -473,7 +478,9 @@ def _open_stored(path: Path) -> BinaryIO:
     put in its place (the directory may be a mount others write to) would have a recording
     fetched from the proxy serve whatever file it points at."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        # Not blocking: a named pipe put there would otherwise hold the open until a writer
+        # came (it is refused below); on a regular file the flag changes nothing.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise RecordingError(f"{path} is a symbolic link: not read as a recording") from exc
@@ -485,9 +492,8 @@ def _open_stored(path: Path) -> BinaryIO:
 
 
 def _read_stored_info(path: Path) -> RecordingInfo:
-    if path.is_symlink():
-        raise RecordingError(f"{path} is a symbolic link: not read as a recording")
-    return read_info(path)
+    with _open_stored(path) as file:
+        return info_from_header(*header_and_duration_in(file))
 
 
 def _not_found(session_id: str) -> NotFoundError:

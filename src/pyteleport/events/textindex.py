@@ -549,7 +549,8 @@ class SessionTextIndex:
 
     @property
     def pending(self) -> bool:
-        return bool(self._lines)
+        """Lines to write, or the news that the bounds cut the session (said while it runs)."""
+        return bool(self._lines) or (self.partial and not self._partial_written)
 
     async def flush(self, offset_ms: int, final: bool = False) -> None:
         if final:
@@ -558,7 +559,7 @@ class SessionTextIndex:
         # A session whose lines the bounds cut says so in a batch, an empty one if need be, so
         # a search can tell that its recording has more than its index.
         flag = self.partial and not self._partial_written
-        if not self._lines and not (final and flag):
+        if not self._lines and not flag:
             return
         lines, self._lines = self._lines, []
         batch, self._batch = self._batch, self._batch + 1

@@ -193,8 +193,10 @@ class TeleportProcess:
     async def _start_diag(self, store: RecordingStore) -> None:
         assert self.backend is not None and self.metrics is not None
         host, port = parse_addr(self.config.teleport.diag_addr, DEFAULT_DIAG_PORT)
+        # The spool is where the proxy records sessions first: an auth-only process has none.
+        spool = self.streaming_dir if self.config.proxy_service.enabled else None
         self._readiness = Readiness(
-            self.backend, store, self.config.teleport.nodename, self.clock, self.streaming_dir
+            self.backend, store, self.config.teleport.nodename, self.clock, spool
         )
         server = HttpsServer(diag_app(self.metrics, self._readiness), host, port, None)
         await server.start()
