@@ -545,7 +545,9 @@ def _say_partial(sessions: list[str]) -> None:
     if not sessions:
         return
     shown = ", ".join(clean_text(sid, 100) for sid in sessions[:5])
-    more = f" and {len(sessions) - 5} more" if len(sessions) > 5 else ""
+    # The answer names 100 at most: that many means there may be more.
+    at_least = "at least " if len(sessions) >= 100 else ""
+    more = f" and {at_least}{len(sessions) - 5} more" if len(sessions) > 5 else ""
     click.echo(
         f"(the index holds only part of the output of session(s) {shown}{more}: more than "
         "1,000 lines in a second, or 100,000 in all; the recording has everything: "
