@@ -657,7 +657,7 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
                 # one of --all, made before chains, is not looked for again).
                 events = await _checkpoint_events(client, sid, data)
             held = sid in running if every else await _held_by_proxy(client, sid, data)
-            maybe = held and not await _has_ended(client, sid)
+            maybe = held and not await _has_ended(client, sid, data)
             out.append((sid, verify_recording(data, events, host_ca, maybe)))
         return out
 
@@ -687,9 +687,13 @@ async def _held_by_proxy(client: AuthClient, sid: str, data: bytes) -> bool:
     return sid in found.running
 
 
-async def _has_ended(client: AuthClient, sid: str) -> bool:
-    """Whether the audit log holds a session.end of ``sid``."""
-    params = {"type": codes.SESSION_END, "sid": sid, "since": _EARLIEST.isoformat(), "limit": 1}
+async def _has_ended(client: AuthClient, sid: str, data: bytes) -> bool:
+    """Whether the audit log holds a session.end of ``sid``, read from a little before the
+    start its recording names (the proxy holds it running, so that start is the session's):
+    a thousand running sessions cost a thousand short reads, not a thousand of the whole log."""
+    start = _recorded_start(data)
+    since = start - dt.timedelta(minutes=5) if start is not None else _EARLIEST
+    params = {"type": codes.SESSION_END, "sid": sid, "since": since.isoformat(), "limit": 1}
     return bool((await client.search_events(params)).events)
 
 
