@@ -161,6 +161,16 @@ def test_recordings_search_finds_what_a_session_showed_and_play_starts_there(
         child.expect("P> ")
         child.sendline("sleep 1.5; echo needle-$((40+2))")
         child.expect("needle-42")
+        # A command edited before Enter: two keys left, a letter put in (the line editor
+        # moves the cursor back over the line and inserts, or redraws the rest of it).
+        child.send("echo edited-wrd")
+        child.expect("edited-wrd")
+        child.send("\x1b[D\x1b[D")
+        child.expect("\x08\x08")
+        child.send("o")
+        child.expect("o")
+        child.send("\r")
+        child.expect("edited-word")
         child.sendline("exit")
         child.expect(pexpect.EOF)
     finally:
@@ -176,6 +186,8 @@ def test_recordings_search_finds_what_a_session_showed_and_play_starts_there(
     # the command as its echo showed it
     typed = json.loads(guide.client.tsh("recordings", "search", "echo needle", "--format=json").out)
     assert [h["line"] for h in typed] == ["P> sleep 1.5; echo needle-$((40+2))"]
+    edited = guide.client.tsh("recordings", "search", "echo edited", "--format=json").out
+    assert [h["line"] for h in json.loads(edited)] == ["P> echo edited-word"]
     table_out = guide.client.tsh("recordings", "search", "ran-by-exec").out.splitlines()
     assert table_out[0].split() == ["Session", "User", "Login", "Node", "At", "Line"]
     assert table_out[2].split()[4:] == ["0s", "true", "#", "ran-by-exec"]

@@ -61,7 +61,7 @@ async def test_the_search_index_goes_with_the_recordings_and_so_do_unrecorded_se
         text = SessionTextIndex(index, IndexedSession(sid, "joe", "root", "db1", start, ()))
         text.line(0, "output", f"{sid} says hello")
         text.line(last_line_s * 1000, "output", f"{sid} says bye")
-        await text.flush(last_line_s * 1000, final=True)
+        await text.flush(final=True)
 
     for sid, age_days in (("old", 100), ("edge", 89)):
         start = NOW - dt.timedelta(days=age_days)
@@ -111,7 +111,7 @@ async def test_no_search_lines_go_before_the_stores_older_recordings_are_catalog
     index = RecordingIndex(MemoryBackend(), FakeClock(NOW))
     text = SessionTextIndex(index, IndexedSession("s1", "joe", "root", "db1", start, ()))
     text.line(0, "output", "s1 says hello")
-    await text.flush(1000, final=True)
+    await text.flush(final=True)
     store = CatalogedStore(files, RecordingCatalog(MemoryBackend()))
     sweeper = RecordingRetention(store, Events(), FakeClock(NOW), dt.timedelta(days=5), index=index)
     assert await sweeper.sweep() == []

@@ -1,5 +1,5 @@
-"""The search index: lines as a terminal showed them, stored in batches, found by text with the
-caller's visibility applied."""
+"""The search index: lines as a terminal showed them (tests/events/test_screentext.py), stored
+in batches, found by text with the caller's visibility applied."""
 
 from __future__ import annotations
 
@@ -18,51 +18,11 @@ from pyteleport.clock import FakeClock
 from pyteleport.errors import ConnectionProblemError
 from pyteleport.events.textindex import (
     IndexedSession,
-    LineAssembler,
     RecordingIndex,
     SessionTextIndex,
 )
 
 START = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
-
-
-@pytest.mark.parametrize(
-    ("packets", "lines"),
-    [
-        ([b"\x1b[1;32muser@host\x1b[0m:~$ ls\r\n"], ["user@host:~$ ls"]),
-        ([b"progress 10%\rprogress 100%\r\n"], ["progress 100%"]),
-        ([b"typo\b\bed\r\n"], ["tyed"]),  # a backspace moves back; what follows overwrites
-        ([b"\x1b[3", b"1mred\x1b[0m\r\n"], ["red"]),  # an escape split across packets
-        ([b"caf\xc3", b"\xa9\r\n"], ["café"]),
-        ([b"\x1b]0;title\x07prompt$ \r\n", b"\r\n"], ["prompt$"]),
-        # A full-screen program draws its rows by moving the cursor: each row is a line, and
-        # a move along the row keeps words apart.
-        (
-            [b"\x1b[?1049h\x1b[H\x1b[2Jfirst row\x1b[2;1Hsecond\x1b[5Crow", b"\x1b[24;1H:wq\r\n"],
-            ["first row", "second row", ":wq"],
-        ),
-        ([b"  PID USER\x1b[K\x1b[3B 42 root\x1b[1 q\r\n"], ["  PID USER", " 42 root"]),
-        # A line longer than MAX_LINE goes on in the next, as the terminal wraps it; at a
-        # space near its end if there is one, so no word is cut in two.
-        ([b"x" * 1500 + b" needle\r\n"], ["x" * 1000, "x" * 500 + " needle"]),
-        ([b"x" * 990 + b" needle in the wrap\r\n"], ["x" * 990 + " needle", "in the wrap"]),
-        # A window title cut across packets is no text, however long.
-        ([b"\x1b]0;" + b"t" * 200, b"itle\x07$ ls\r\n"], ["$ ls"]),
-        # Back to the first column: what follows overwrites, as after a carriage return.
-        ([b"10%\x1b[1G100%\r\n"], ["100%"]),
-        # Clearing below the cursor (a prompt redrawn) does not move it: the line goes on.
-        ([b"user@host % \x1b[Jls -l\r\n"], ["user@host % ls -l"]),
-    ],
-)
-def test_output_becomes_the_lines_the_screen_showed(packets: list[bytes], lines: list[str]) -> None:
-    assembler = LineAssembler(typed=False)
-    out = [line for packet in packets for line in assembler.feed(packet)]
-    assert out + assembler.flush() == lines
-
-
-def test_keystrokes_end_a_line_at_enter() -> None:
-    assembler = LineAssembler(typed=True)
-    assert assembler.feed(b"rm -rf /vv\x7far/lib\x1b[D\r") == ["rm -rf /var/lib"]
 
 
 def session(sid: str, user: str, node: str = "db1") -> IndexedSession:
@@ -73,12 +33,12 @@ async def test_search_finds_lines_with_their_offsets_and_respects_visibility() -
     index = RecordingIndex(MemoryBackend())
     text = SessionTextIndex(index, session("s1", "alice"))
     text.output(b"$ rm -rf /var/lib/mysql\r\n", 1500)
-    await text.flush(1500)
+    await text.flush()
     text.output(b"done", 2000)
-    await text.flush(2500, final=True)
+    await text.flush(final=True)
     other = SessionTextIndex(index, session("s2", "bob", node="web1"))
     other.line(0, "input", "RM -RF /var/lib/mysql")
-    await other.flush(0)
+    await other.flush()
 
     hits = (await index.search("rm -rf /var/lib/MYSQL")).hits
     assert [(h.session.session_id, h.offset_ms, h.kind) for h in hits] == [
@@ -110,14 +70,14 @@ async def test_a_flood_of_lines_is_bounded_per_batch_and_per_session(
     text = SessionTextIndex(index, session("s1", "alice"))
     flood = b"".join(b"line %d\r\n" % n for n in range(5000))
     text.output(flood, 0)  # cat of a large file: one second's worth
-    await text.flush(1000)
+    await text.flush()
     assert (text.indexed, text.dropped) == (1000, 4000)
     for second in range(1, 4):
         text.output(flood, second * 1000)
-        await text.flush(second * 1000)
+        await text.flush()
     assert text.indexed == 2500 and text.full
     text.output(b"needle\r\n", 5000)  # no longer read
-    await text.flush(5000, final=True)
+    await text.flush(final=True)
     missed = await index.search("needle")
     # Not found, and the answer says the session's index holds only part of its output.
     assert missed.hits == [] and missed.partial == ["s1"]
@@ -135,12 +95,12 @@ async def test_a_session_cut_only_when_its_index_was_full_is_partial_too(
     index = RecordingIndex(MemoryBackend())
     whole = SessionTextIndex(index, session("whole", "bob"))
     whole.output(b"a\r\nb\r\nc\r\n", 0)  # exactly what the index takes
-    await whole.flush(10, final=True)
+    await whole.flush(final=True)
     cut = SessionTextIndex(index, session("cut", "alice"))
     cut.output(b"a\r\nb\r\nc\r\n", 0)
-    await cut.flush(10)  # a batch boundary right at the bound: nothing dropped yet
+    await cut.flush()  # a batch boundary right at the bound: nothing dropped yet
     cut.output(b"needle\r\n", 20)  # after it: not read
-    await cut.flush(30, final=True)
+    await cut.flush(final=True)
     found = await index.search("needle")
     assert found.hits == [] and found.partial == ["cut"]
     # Only sessions the search takes in: another user's, or one the caller may not see, not.
@@ -165,7 +125,7 @@ async def test_many_sessions_indexing_at_once_share_one_write() -> None:
     texts = [SessionTextIndex(index, session(f"s{n}", "alice")) for n in range(50)]
     for n, text in enumerate(texts):
         text.output(b"session %d says hello\r\n" % n, 1000)
-    await asyncio.gather(*(text.flush(1000) for text in texts))
+    await asyncio.gather(*(text.flush() for text in texts))
     # all fifty (each a batch of lines and its start) were asked for before the writer ran:
     # one transaction
     assert backend.writes == [100]
@@ -180,7 +140,7 @@ async def test_the_newest_matches_are_kept_and_listed_in_the_order_they_were_sho
         text = SessionTextIndex(index, started)
         text.line(100, "output", f"deploy {sid} step 1")
         text.line(900, "output", f"deploy {sid} step 2")
-        await text.flush(900, final=True)
+        await text.flush(final=True)
     every = await index.search("deploy", limit=10)
     assert not every.truncated
     assert [h.line for h in every.hits] == [
@@ -215,7 +175,7 @@ async def index_days(index: RecordingIndex, days: int, now: dt.datetime) -> None
         started = IndexedSession(sid, "joe", "root", "db1", now - dt.timedelta(days=day), ())
         text = SessionTextIndex(index, started)
         text.line(100, "output", f"deploy {sid}")
-        await text.flush(100, final=True)
+        await text.flush(final=True)
 
 
 async def test_a_search_reads_the_newest_sessions_first_and_stops_when_it_has_enough() -> None:
@@ -266,7 +226,7 @@ async def test_the_windows_find_what_reading_everything_would(
         for offset in (0, 500):
             text.line(offset, "output", f"match {n} at {offset}")
         text.line(700, "output", "nothing here")
-        await text.flush(700, final=True)
+        await text.flush(final=True)
         if since is None or hours >= since:
             every += [(began, started.session_id, offset) for offset in (0, 500)]
     after = None if since is None else START + dt.timedelta(hours=since)
@@ -338,9 +298,9 @@ async def test_a_session_whose_first_batch_was_not_written_is_still_removed_whol
     text = SessionTextIndex(index, session("s1", "alice"))
     text.line(0, "output", "secret one")
     with pytest.raises(ConnectionProblemError):
-        await text.flush(0)
+        await text.flush()
     text.line(1000, "output", "secret two")
-    await text.flush(1000, final=True)
+    await text.flush(final=True)
     assert [h.line for h in (await index.search("secret")).hits] == ["secret two"]
     await index.delete("s1")
     assert (await index.search("secret")).hits == []
@@ -391,16 +351,19 @@ async def test_a_search_finds_exactly_the_lines_that_hold_the_text(
     lines: list[str], pick: int, cut: tuple[int, int]
 ) -> None:
     """Quotes, backslashes, tabs and letters whose case folds to ASCII (the Kelvin sign folds
-    to k) are found as the lines hold them, whichever way the entry is written."""
+    to k) are found as the lines hold them, whichever way the entry is written; white space
+    is found as any run of it."""
     index = RecordingIndex(MemoryBackend(), FakeClock(START))
     text = SessionTextIndex(index, session("s1", "alice"))
     for offset, line in enumerate(lines):
         text.line(offset, "output", line)
-    await text.flush(len(lines), final=True)
+    await text.flush(final=True)
     source = lines[pick % len(lines)]
     needle = source[cut[0] : cut[0] + cut[1]] or source
-    kept = [line for line in lines if line.strip()]
-    expected = [line for line in kept if needle.casefold() in line.casefold()]
+    kept = [" ".join(line.split()) for line in lines if line.strip()]
+    # White space is a run of it: in the lines as stored, and in what is looked for.
+    looked_for = (" ".join(needle.split()) or needle).casefold()
+    expected = [line for line in kept if looked_for in line.casefold()]
     assert [h.line for h in (await index.search(needle, limit=10)).hits] == expected
 
 
@@ -427,11 +390,28 @@ async def test_a_running_session_past_the_bound_is_named_partial_while_it_runs(
     text = SessionTextIndex(index, session("tail", "alice"))
     for n, line in enumerate([b"a\r\n", b"b\r\n", b"c\r\n"]):
         text.output(line, n)
-    await text.flush(10)  # the timer's flush: exactly the bound, nothing dropped
+    await text.flush()  # the timer's flush: exactly the bound, nothing dropped
     text.output(b"needle\r\n", 20)  # after it: not read
     # The proxy's timer runs only while something is pending: it must be, for the mark.
     pending = text.pending
-    await text.flush(1020)  # the timer's next flush (not the final one)
+    await text.flush()  # the timer's next flush (not the final one)
     found = await index.search("needle")
     assert found.hits == [] and found.partial == ["tail"], found
     assert pending
+
+
+async def test_a_line_being_typed_is_written_once_enter_leaves_it() -> None:
+    index = RecordingIndex(MemoryBackend())
+    text = SessionTextIndex(index, session("s1", "alice"), lines=3)
+    text.output(b"$ echo hel", 100)
+    assert not text.pending  # the cursor is on it: a prefix is not a line yet
+    text.output(b"lo\r\n", 900)
+    assert text.pending
+    await text.flush()
+    assert [(h.offset_ms, h.line) for h in (await index.search("echo")).hits] == [
+        (900, "$ echo hello")
+    ]
+    text.output(b"hello\r\n$ ", 1000)
+    text.resize(1)  # the window shrinks to the prompt's row: the rows above it leave
+    await text.flush()
+    assert [h.line for h in (await index.search("hello")).hits] == ["$ echo hello", "hello"]

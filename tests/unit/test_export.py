@@ -111,3 +111,13 @@ def test_text_export_of_a_full_screen_program_is_what_it_drew() -> None:
     lines = "".join(export(rec, "text")).splitlines()
     # pyte has no alternate screen: vim's clear erased "$ vim" from the one screen there is.
     assert lines == ["line 1", "$"]
+
+
+def test_text_export_takes_any_erase_and_moves_rows_never_written() -> None:
+    # Erases pyte does not know are ignored, as a terminal does; lines inserted and deleted
+    # where the rows around them were never written leave no row shown twice.
+    rec = recording(
+        Frame(0.0, "o", "kept\x1b[3K\x1b[9J\x1b[5K\r\n"),
+        Frame(0.1, "o", "\x1b[1;1Htop\x1b[1;1H\x1b[M\x1b[2;1Hmid\x1b[1;1H\x1b[L"),
+    )
+    assert "".join(export(rec, "text")).splitlines() == ["", "", "mid"]

@@ -5,6 +5,7 @@ stream of parts, produced as the recording is read, so a large one is never one 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import pyte
 from pyte.screens import Char, Margins
@@ -66,6 +67,30 @@ class ScrollbackScreen(pyte.Screen):
             self.dirty.update(range(self.lines))
             self.set_margins()
         super().resize(lines, columns)  # the columns, if they changed
+
+    # pyte moves only the rows it holds in insert_lines and delete_lines: a row never written
+    # would leave the row it should replace in place (shown twice). Every row is held first.
+    def insert_lines(self, count: int | None = None) -> None:
+        self._hold_rows()
+        super().insert_lines(count)
+
+    def delete_lines(self, count: int | None = None) -> None:
+        self._hold_rows()
+        super().delete_lines(count)
+
+    def _hold_rows(self) -> None:
+        for y in range(self.lines):
+            self.buffer[y]
+
+    # pyte fails on an erase it does not know (a recording's output is anyone's bytes): a
+    # terminal ignores it.
+    def erase_in_line(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
+        if how in (0, 1, 2):
+            super().erase_in_line(how, *args, **kwargs)
+
+    def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
+        if how in (0, 1, 2, 3):
+            super().erase_in_display(how, *args, **kwargs)
 
     def take_scrolled(self) -> list[str]:
         lines, self.scrolled = self.scrolled, []

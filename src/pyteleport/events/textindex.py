@@ -1,15 +1,14 @@
-"""The search index of recordings: what was typed and what the screen showed, as text lines with
-their time offsets, kept in the backend as sessions run (``tsh recordings search``).
+"""The search index of recordings: what the screen showed, as text lines with their time
+offsets, kept in the backend as sessions run (``tsh recordings search``).
 
-Only interactive sessions (with a terminal) are indexed: a binary stream (scp, rsync, a tar
-pipe) is recorded but not searched. Lines are assembled from the bytes as a terminal would show
-them, roughly: escape sequences and control codes are dropped, a backspace removes a character,
-a carriage return starts the line again (input: ends it, as Enter does).
+Only interactive sessions (with a terminal) are indexed, and an exec session's command: a binary
+stream (scp, rsync, a tar pipe) is recorded but not searched. The lines are the rows of a screen
+the output is drawn on (:mod:`pyteleport.events.screentext`), so a command edited before Enter
+or a line typed into an editor reads as it was finally shown.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import datetime as dt
 import heapq
@@ -25,6 +24,7 @@ from pyteleport.backend.base import check_key
 from pyteleport.backend.groupwrite import GroupWriter
 from pyteleport.clock import Clock, SystemClock
 from pyteleport.errors import AlreadyExistsError, BadParameterError, NotFoundError
+from pyteleport.events.screentext import MAX_LINE, TextScreen
 from pyteleport.model.timefmt import format_time, parse_time
 
 log = logging.getLogger("pyteleport.events")
@@ -45,138 +45,7 @@ FOLDS_TO_ASCII_ESCAPE = re.compile(
 )
 MAX_BATCH_LINES = 1000
 MAX_SESSION_LINES = 100_000
-MAX_LINE = 1000
 SEARCH_PAGE = 500
-_ESCAPES = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC
-    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC
-    r"|\x1b[@-Z\\-_]"  # two-byte sequences
-    r"|\x1b[()*+][0-~]"  # character set selection
-)
-
-
-# CSI finals that take the cursor to another row (CUP, HVP, VPA, CUU, CUD, CNL, CPL), and those
-# that move it along its row (CUF, CHA, CHT).
-_ROW_MOVES = frozenset("HfdABEF")
-_COLUMN_MOVES = frozenset("CGI")
-_MOVES = re.compile(r"\x1b\[[0-?]*[HfdABEFCGI]")
-MAX_PENDING = 4096  # an escape sequence kept for the next packet, at most
-WRAP_BACK = 100  # a full line is wrapped at a space within its last this many characters
-
-
-class LineAssembler:
-    """One stream's bytes → complete lines of text. ``typed`` reads it as keystrokes (Enter is
-    a carriage return); otherwise as a terminal's output."""
-
-    def __init__(self, typed: bool) -> None:
-        self._typed = typed
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._line: list[str] = []
-        self._pending = ""  # an escape sequence cut off by the end of a packet
-        self._return = False  # output: a carriage return was the last character
-
-    def feed(self, data: bytes) -> list[str]:
-        text = self._pending + self._decoder.decode(data)
-        self._pending = ""
-        cut = text.rfind("\x1b")
-        if cut != -1 and self._unfinished(text, cut):
-            text, self._pending = text[:cut], text[cut:]
-        lines: list[str] = []
-        if not _MOVES.search(text):  # the usual case (colours, a shell): the escapes just go
-            self._chars(_ESCAPES.sub("", text), lines)
-            return [line for line in lines if line.strip()]
-        at = 0
-        for escape in _ESCAPES.finditer(text):
-            self._chars(text[at : escape.start()], lines)
-            at = escape.end()
-            self._escape(escape.group(), lines)
-        self._chars(text[at:], lines)
-        return [line for line in lines if line.strip()]
-
-    @staticmethod
-    def _unfinished(text: str, cut: int) -> bool:
-        """Whether the escape sequence at ``cut``, the last in ``text``, may go on in the next
-        packet: kept for it, so its end is not taken for text. A string sequence (a window
-        title) is kept until its terminator, up to MAX_PENDING characters."""
-        left = len(text) - cut
-        if left >= MAX_PENDING:
-            return False
-        match = _ESCAPES.match(text, cut)
-        if match is None:
-            return left < 64
-        if text[cut + 1 : cut + 2] in ("]", "P", "X", "^", "_"):
-            ended = text.endswith(("\x07", "\x1b\\"))
-            return match.end() == len(text) and not ended
-        return False
-
-    def _escape(self, sequence: str, lines: list[str]) -> None:
-        """A full-screen program (vim, top, less) draws its rows by moving the cursor, not
-        with line feeds: a move to another row ends the line, one along the row is a space,
-        so each row is a line of its own and words do not run together."""
-        if self._typed or not sequence.startswith("\x1b["):
-            return
-        if any(" " <= c <= "/" for c in sequence[2:-1]):  # intermediates: another function
-            return
-        final = sequence[-1]
-        if final in _ROW_MOVES:
-            self._return = False
-            if self._line:
-                lines.append(self._take())
-        elif final == "G" and sequence[2:-1] in ("", "1"):
-            self._return = True  # to the first column: what follows overwrites, as after \r
-        elif final in _COLUMN_MOVES and self._line and self._line[-1] != " ":
-            self._line.append(" ")
-
-    def _chars(self, text: str, lines: list[str]) -> None:
-        for char in text:
-            if self._return:
-                # Output: a carriage return not followed by a line feed took the cursor back
-                # to the start of the line, and what follows overwrites it.
-                self._return = False
-                if char != "\n":
-                    self._line.clear()
-            if char == "\n" or (char == "\r" and self._typed):
-                lines.append(self._take())
-            elif char == "\r":
-                self._return = True
-            elif char in ("\b", "\x7f"):
-                if self._line:
-                    self._line.pop()
-            elif char == "\x15" and self._typed:  # Ctrl-U
-                self._line.clear()
-            elif char == "\t" or char >= " ":
-                if len(self._line) >= MAX_LINE:  # as a terminal wraps it: no text is lost
-                    self._wrap(lines)
-                self._line.append(char)
-
-    def _wrap(self, lines: list[str]) -> None:
-        """A full line goes on in the next: at its last space if one is near the end, so a
-        word is not cut in two (a search for it would find neither half)."""
-        space = max(
-            (
-                i
-                for i in range(len(self._line) - 1, MAX_LINE - WRAP_BACK, -1)
-                if self._line[i] == " "
-            ),
-            default=-1,
-        )
-        if space <= 0:
-            lines.append(self._take())
-            return
-        rest = self._line[space + 1 :]
-        del self._line[space:]
-        lines.append(self._take())
-        self._line.extend(rest)
-
-    def flush(self) -> list[str]:
-        line = self._take()
-        return [line] if line.strip() else []
-
-    def _take(self) -> str:
-        line = "".join(self._line).rstrip()
-        self._line.clear()
-        return line
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,15 +218,16 @@ class RecordingIndex:
         visible: Any = None,
         limit: int = 100,
     ) -> SearchResults:
-        """The newest ``limit`` lines holding ``text`` (case-insensitive), in the order they
-        were shown: by the session's start, then the time in the session. ``visible(session)``
+        """The newest ``limit`` lines holding ``text`` (case-insensitive, runs of white space
+        as one space), in the order they were shown: by the session's start, then the time in the session. ``visible(session)``
         decides which sessions the caller may see.
 
         The index is read newest first, a window of time at a time (the last day, then the
         two before it, four, ...: each window read forward, a page at a time), and the search
         stops after the window in which more than ``limit`` lines had matched: every line in
         an older window is older than all of these. Only ``limit`` hits are held."""
-        needle = text.casefold()
+        # The lines hold runs of white space as one space, as the screen's columns were.
+        needle = (" ".join(text.split()) or text).casefold()
         # Most entries hold no match: a needle of printable ASCII without JSON's escaped
         # characters is looked for in the entry's bytes first, and only an entry that may hold
         # it is parsed. The entry is ASCII (json.dumps writes every other character as a \u
@@ -498,14 +368,14 @@ class SessionTextIndex:
 
     Bounded, since the output of ``cat`` on a large file in a terminal is lines too: at most
     ``MAX_BATCH_LINES`` are held between two writes (the rest of that second is not indexed),
-    and after ``MAX_SESSION_LINES`` the session's streams are no longer read for the index.
+    and after ``MAX_SESSION_LINES`` the session's output is no longer read for the index.
     The recording keeps everything either way."""
 
-    def __init__(self, index: RecordingIndex, session: IndexedSession) -> None:
+    def __init__(self, index: RecordingIndex, session: IndexedSession, lines: int = 24) -> None:
         self._index = index
         self.session = session
-        self._output = LineAssembler(typed=False)
-        self._input = LineAssembler(typed=True)
+        self._screen: TextScreen | None = None  # made at the first output
+        self._height = lines
         self._lines: list[tuple[int, str, str]] = []
         self._batch = 0
         self._start_written = False
@@ -525,37 +395,46 @@ class SessionTextIndex:
 
     def output(self, data: bytes, offset_ms: int) -> None:
         if not self.full:
-            self._take(offset_ms, "output", self._output.feed(data))
+            if self._screen is None:
+                self._screen = TextScreen(self._height)
+            self._take("output", self._screen.feed(data, offset_ms))
         elif data.strip():
             self._overflow = True
 
-    def input(self, data: bytes, offset_ms: int) -> None:
-        if not self.full:
-            self._take(offset_ms, "input", self._input.feed(data))
-        elif data.strip():
-            self._overflow = True
+    def resize(self, lines: int) -> None:
+        """The terminal's height changed (its width does not matter: rows are not wrapped)."""
+        self._height = lines
+        if self._screen is not None and not self.full:
+            self._take("output", self._screen.resize(lines))
 
     def line(self, offset_ms: int, kind: str, text: str) -> None:
-        """A line known whole, such as an exec's command."""
-        if text.strip():
-            self._take(offset_ms, kind, [text[:MAX_LINE]])
+        """A line known whole, such as an exec's command (its runs of white space as one
+        space, as the screen's lines)."""
+        if line := " ".join(text.split()):
+            self._take(kind, [(offset_ms, line[:MAX_LINE])])
 
-    def _take(self, offset_ms: int, kind: str, lines: list[str]) -> None:
+    def _take(self, kind: str, lines: list[tuple[int, str]]) -> None:
         room = min(MAX_BATCH_LINES - len(self._lines), MAX_SESSION_LINES - self.indexed)
         kept = lines[: max(0, room)]
-        self._lines += [(offset_ms, kind, line) for line in kept]
+        self._lines += [(offset_ms, kind, line) for offset_ms, line in kept]
         self.indexed += len(kept)
         self.dropped += len(lines) - len(kept)
 
     @property
     def pending(self) -> bool:
-        """Lines to write, or the news that the bounds cut the session (said while it runs)."""
-        return bool(self._lines) or (self.partial and not self._partial_written)
+        """Lines to write (rows of the screen the cursor left count), or the news that the
+        bounds cut the session (said while it runs)."""
+        return (
+            bool(self._lines)
+            or (self._screen is not None and self._screen.unsettled)
+            or (self.partial and not self._partial_written)
+        )
 
-    async def flush(self, offset_ms: int, final: bool = False) -> None:
-        if final:
-            self._take(offset_ms, "output", self._output.flush())
-            self._take(offset_ms, "input", self._input.flush())
+    async def flush(self, final: bool = False) -> None:
+        """Write what the screen settled on since the last flush (all of it, ``final``): each
+        line with the time its row last changed."""
+        if self._screen is not None and not self.full:
+            self._take("output", self._screen.settle(final=final))
         # A session whose lines the bounds cut says so in a batch, an empty one if need be, so
         # a search can tell that its recording has more than its index.
         flag = self.partial and not self._partial_written

@@ -204,7 +204,7 @@ class RecordedSession:
         if self._text is None:
             return
         try:
-            await self._text.flush(self._offset_ms(), final=final)
+            await self._text.flush(final=final)
         except Exception as exc:  # the index is a convenience: never the session's end
             log.warning("session %s: cannot index its text: %s", self.session_id, exc)
 
@@ -225,6 +225,7 @@ class RecordedSession:
                 start=self._start,
                 participants=(self._target.user,),
             ),
+            lines=(request.term_size[1] or 24) if request.term_type else 24,
         )
         if request.kind == "exec" and not ScpTap.is_scp(request.command):
             self._text.line(0, "input", request.command)
@@ -319,6 +320,9 @@ class RecordedSession:
     def resized(self, width: int, height: int) -> None:
         if self._recorder is not None:
             self._recorder.resize(width, height)
+        if self._text is not None and self._interactive and height > 0:
+            self._text.resize(height)
+            self._maybe_flush_text()
         task = asyncio.get_running_loop().create_task(
             self._settings.audit.emit(codes.RESIZE, self._fields(size=f"{width}:{height}"))
         )

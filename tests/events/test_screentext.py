@@ -1,0 +1,196 @@
+"""The screen the search index reads its lines from: what a terminal finally showed, taken once
+each row is done with (the cursor left it, it left the screen, or the session ended)."""
+
+from __future__ import annotations
+
+import pyte
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyteleport.client.export import ScrollbackScreen
+from pyteleport.events.screentext import MAX_LINE, MAX_ROWS, TextScreen
+
+
+def shown(packets: list[bytes], lines: int = 24) -> list[str]:
+    """Every line taken from the screen, in the order taken, the end of the session included."""
+    screen = TextScreen(lines)
+    out = [line for packet in packets for _, line in screen.feed(packet, 0)]
+    return out + [line for _, line in screen.settle(final=True)]
+
+
+# What bash 5.2's readline wrote for a command edited before Enter (captured from a pty).
+INSERTED = (
+    b"bash-5.2# echo helo world\x08\x08\x08\x08\x08\x08l world\x08\x08\x08\x08\x08\x08"
+    b"\x1b[C\x1b[C\x1b[C\x1b[C\x1b[C\x1b[C\r\n\x1b[?2004l\rhelol world\r\n"
+)
+PREFIXED = (  # `ls /nonexist`, then Ctrl-A and `sudo ` before it
+    b"\x1b[?2004hbash-5.2# ls /nonexist\r" + b"\x1b[C" * 10 + b"\x1b[5@sudo \r\n\x1b[?2004l\r"
+    b"bash: sudo: command not found\r\n"
+)
+REVERSE_SEARCH = (  # Ctrl-R `first`, Enter
+    b"bash-5.2# \r(reverse-i-search)`': \x08\x08\x08f': echo \x1b[7mf\x1b[27mirst command"
+    + b"\x08" * 21
+    + b"\x1b[1@i': echo \x1b[7mfi\x1b[27m"
+    + b"\x08" * 10
+    + b"\x1b[1@r': echo \x1b[7mfir\x1b[27m"
+    + b"\x08" * 11
+    + b"\x1b[1@s': echo \x1b[7mfirs\x1b[27m"
+    + b"\x08" * 12
+    + b"\x1b[1@t': echo \x1b[7mfirst\x1b[27m\x08\x08\x08\x08\x08\r\x1b[17Pbash-5.2# echo first"
+    + b"\x08" * 5
+    + b"\r\nfirst command\r\n"
+)
+# vim inserting `NOPASSWD: ` in the middle of a row it drew, a character at a time: it moves
+# the cursor to the row and redraws the rest of it after each key.
+VIM_INSERT = (
+    b"\x1b[?1049h\x1b[H\x1b[2J%admin ALL=(ALL) ALL\r\nroot ALL=(ALL:ALL) ALL\x1b[24;1H-- INSERT --"
+    + b"".join(
+        b"\x1b[2;%dH%s" % (6 + i, c.encode()) + b"ALL=(ALL:ALL) ALL"
+        for i, c in enumerate("NOPASSWD: ")
+    )
+    + b"\x1b[24;1H\x1b[K:wq\r\x1b[?1049l"
+)
+
+
+@pytest.mark.parametrize(
+    ("packets", "lines"),
+    [
+        ([b"\x1b[1;32muser@host\x1b[0m:~$ ls\r\n"], ["user@host:~$ ls"]),
+        ([b"progress 10%\rprogress 100%\r\n"], ["progress 100%"]),
+        ([b"typo\b\bed\r\n"], ["tyed"]),  # a backspace moves back; what follows overwrites
+        ([b"\x1b[3", b"1mred\x1b[0m\r\n"], ["red"]),  # an escape split across packets
+        ([b"\x1b[", b"2", b"J", b"ok\r\n"], ["ok"]),
+        ([b"caf\xc3", b"\xa9\r\n"], ["café"]),
+        ([b"\x1b]0;title\x07prompt$ \r\n", b"\r\n"], ["prompt$"]),
+        # A window title cut across packets is no text, however long.
+        ([b"\x1b]0;" + b"t" * 200, b"itle\x07$ ls\r\n"], ["$ ls"]),
+        ([b"10%\x1b[1G100%\r\n"], ["100%"]),
+        # Clearing below the cursor (a prompt redrawn) does not move it: the line goes on.
+        ([b"user@host % \x1b[Jls -l\r\n"], ["user@host % ls -l"]),
+        # Runs of white space are one space: columns and tabs read as words apart.
+        ([b"  PID  USER\tCOMMAND\r\n"], ["PID USER COMMAND"]),
+        ([b"second\x1b[5Crow\r\n"], ["second row"]),
+        # A line longer than MAX_LINE goes on in the next, as the terminal wraps it; at a
+        # space near its end if there is one, so no word is cut in two.
+        ([b"x" * 1500 + b" needle\r\n"], ["x" * 1000, "x" * 500 + " needle"]),
+        ([b"x" * 990 + b" needle in the wrap\r\n"], ["x" * 990 + " needle in", "the wrap"]),
+        # The line editor's edits: the command as it was run, not as its keys came.
+        ([INSERTED], ["bash-5.2# echo helol world", "helol world"]),
+        ([PREFIXED], ["bash-5.2# sudo ls /nonexist", "bash: sudo: command not found"]),
+        ([REVERSE_SEARCH], ["bash-5.2# echo first command", "first command"]),
+        # A full-screen program: each row is a line; its screen's rows are taken when it ends.
+        (
+            [b"\x1b[?1049h\x1b[H\x1b[2Jfirst row\x1b[2;1Hsecond\x1b[5Crow", b"\x1b[24;1H:wq\r\n"],
+            ["first row", "second row", ":wq"],
+        ),
+        # ... and back on the first screen, the prompt goes on below the command.
+        (
+            [b"$ vim\r\n\x1b[?1049h\x1b[Hdrawn\x1b[?1049l$ ls\r\n"],
+            ["$ vim", "drawn", "$ ls"],
+        ),
+        # Rows deleted, inserted and scrolled within a region are taken as they go.
+        ([b"\x1b[2;4r\x1b[2;1Hone\x1b[3;1Htwo\x1b[2;1H\x1b[M\x1b[Lfour"], ["one", "four", "two"]),
+        ([b"top\x1b[2;3r\x1b[2;1Ha\r\nb\r\nc"], ["a", "top", "b", "c"]),
+        ([b"a\x1b[5;1Hb\x1bM\x1bMc"], ["a", "c", "b"]),
+        ([b"saved\x1b7\x1b[5;1Hmoved\x1b8 here"], ["saved here", "moved"]),
+        ([b"abcdef\x1b[3G\x1b[2P\x1b[1X!"], ["ab!f"]),
+        ([b"abc\x1b[4h\x1b[1GX\x1b[4lY"], ["XYbc"]),
+    ],
+)
+def test_the_lines_are_what_the_screen_showed(packets: list[bytes], lines: list[str]) -> None:
+    assert shown(packets) == lines
+
+
+def test_vim_typing_into_the_middle_of_a_row_reads_as_the_row() -> None:
+    lines = shown([VIM_INSERT])
+    assert "root NOPASSWD: ALL=(ALL:ALL) ALL" in lines
+    assert not [line for line in lines if line.startswith(("NALL", "OALL", "PALL"))]
+
+
+def test_a_row_is_taken_once_the_cursor_leaves_it_and_not_again_unchanged() -> None:
+    screen = TextScreen()
+    assert screen.feed(b"$ echo hel", 100) == []
+    assert not screen.unsettled
+    assert screen.settle() == []  # still being typed: not a prefix
+    screen.feed(b"lo\r\n", 200)
+    assert screen.unsettled
+    assert screen.settle() == [(200, "$ echo hello")]
+    screen.feed(b"hello\r\n$ ", 300)
+    assert screen.settle() == [(300, "hello")]
+    screen.feed(b"\x1b[1;1H$ echo hello", 400)  # redrawn the same: not taken again
+    screen.feed(b"\x1b[3;1H", 400)
+    assert screen.settle() == []
+    assert screen.settle(final=True) == [(300, "$")]
+
+
+def test_rows_scrolled_off_are_taken_at_once_with_the_time_they_were_written() -> None:
+    screen = TextScreen(3)
+    out = screen.feed(b"one\r\ntwo\r\n", 10) + screen.feed(b"three\r\nfour\r\n", 20)
+    assert out == [(10, "one"), (10, "two")]
+    assert screen.settle() == [(20, "three"), (20, "four")]
+
+
+def test_a_resize_takes_the_rows_it_cuts_and_the_program_draws_on() -> None:
+    screen = TextScreen(4)
+    screen.feed(b"a\r\nb\r\nc\r\nd", 5)
+    assert screen.resize(2) == [(5, "a"), (5, "b")]
+    screen.feed(b"\x1b[2;1He", 6)  # the last row of two, where d was
+    assert screen.settle(final=True) == [(5, "c"), (6, "e")]
+    screen = TextScreen(2)
+    assert screen.resize(5) == []
+    screen.feed(b"\x1b[5;1Hlow", 7)
+    assert screen.settle(final=True) == [(7, "low")]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        b"\x1b[99999999999999999999;99999999999999999999H\x1b[99999999999C\x1b[99999999@x",
+        b"\x1b[" + b"9" * 5000 + b"A",  # more digits than int() takes
+        b"\x1b[" + b"1;" * 3000 + b"H",
+        b"\x1b[?1049h" * 1000 + b"\x1b[?1049l" * 1000,
+        b"\x1b[0;0r\x1b[5;2r\x1b[99;1r\x1b[9999L\x1b[9999M\x1b[9999S\x1b[9999T",
+        b"\x1b" * 10_000,
+        b"\x1b]0;" + b"x" * 100_000,
+        b"\xff\xfe" * 1000 + b"\x00\x07\x0e\x0f\x7f" * 100,
+    ],
+)
+def test_hostile_output_is_bounded_and_never_raises(hostile: bytes) -> None:
+    screen = TextScreen(MAX_ROWS * 4)
+    lines = screen.feed(hostile, 0) + screen.feed(b"\r\nafter\r\n", 1)
+    lines += screen.settle(final=True)
+    assert all(len(line) <= MAX_LINE for _, line in lines)
+    assert lines[-1] == (1, "after")
+
+
+# Random output drawn with the sequences the screen knows, compared with pyte's rendering of
+# the same bytes (a screen as wide as MAX_LINE, so neither wraps; the text export's screen,
+# which mends pyte's moves of rows never written).
+_TEXT = st.text(alphabet="abcXYZ 01", min_size=1, max_size=12)
+_SEQUENCES = st.one_of(
+    _TEXT.map(str.encode),
+    st.sampled_from([b"\r", b"\n", b"\b", b"\t", b"\r\n", b"\x1b7", b"\x1b8", b"\x1bM"]),
+    st.builds(
+        lambda final, n: b"\x1b[%d%s" % (n, final.encode()),
+        st.sampled_from(list("ABCDEFGd@PXLM")),
+        st.integers(0, 30),
+    ),
+    st.builds(
+        lambda n, final: b"\x1b[%d%s" % (n, final), st.integers(0, 2), st.sampled_from([b"J", b"K"])
+    ),
+    st.builds(lambda y, x: b"\x1b[%d;%dH" % (y, x), st.integers(0, 30), st.integers(0, 40)),
+    st.sampled_from([b"\x1b[4h", b"\x1b[4l", b"\x1b[1;31m", b"\x1b[0m"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_SEQUENCES, max_size=40), st.integers(1, 7))
+def test_the_screen_agrees_with_pyte(sequences: list[bytes], cut: int) -> None:
+    data = b"".join(sequences)
+    reference = ScrollbackScreen(MAX_LINE, 12)
+    pyte.ByteStream(reference).feed(data)
+    screen = TextScreen(12)
+    for start in range(0, len(data), cut):  # in packets cut anywhere, escapes too
+        screen.feed(data[start : start + cut], 0)
+    assert screen.lines() == [" ".join(row.split()) for row in reference.display]
