@@ -331,6 +331,115 @@ async def test_a_session_that_may_be_running_is_no_finding_but_chunks_added_to_i
     assert "which reach 9850.0s past the last one" in lines[sid], lines[sid]
 
 
+async def running_session(api: AuthAPI, tmp: Path, sid: str) -> tuple[Any, list[Any]]:
+    """A session the proxy holds running: LINES recorded and signed as the proxy does, its
+    parts in the store. The recorder, to end it with, and its checkpoint events."""
+    signer = CheckpointSigner(api.server.sign_recording_signer, "proxy1")
+    clock = FakeClock(api.server.clock.now())
+    header = Header(
+        width=80,
+        height=24,
+        timestamp=asciicast.timestamp_of(clock.now()),
+        session_id=sid,
+        user="joe",
+        login="root",
+        server_hostname="web1",
+    )
+    emitted: list[Any] = []
+
+    def hook(chunk: int, head: bytes, offset_us: int, last: bool) -> None:
+        fields = signer.sign(Checkpoint(sid, chunk, head, offset_us, last))
+        emitted.append(api.server.audit.emit(codes.SESSION_CHECKPOINT, fields))
+
+    recorder = SessionRecorder.create(tmp / sid, header, clock=clock, checkpoint=hook)
+    for line in LINES:
+        recorder.output(line)
+        clock.advance(dt.timedelta(seconds=30))
+    recorder._flush(sync=True)
+    for emit in emitted:
+        await emit
+    emitted.clear()
+    # What the store holds of it so far (this store is read whole, not from its parts).
+    sent = tmp / f"{sid}.sent"
+    sent.write_bytes(recorder.path.read_bytes())
+    await api.store.upload(sid, sent)
+    await api.store.append_part(sid, 0, sent.read_bytes())  # the proxy holds it running
+    return recorder, emitted
+
+
+async def end_session(api: AuthAPI, sid: str, recorder: Any, emitted: list[Any]) -> None:
+    """As the proxy ends a session: session.end, then the final chunk and checkpoint, then
+    the recording stored whole."""
+    await api.server.audit.emit(codes.SESSION_END, {"sid": sid, "user": "joe"})
+    path = await recorder.aclose()
+    for emit in emitted:
+        await emit
+    await api.store.upload(sid, path)
+
+
+async def test_a_session_that_ended_and_is_being_stored_is_no_finding(
+    api: AuthAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session ended (session.end is in the audit log) and the proxy is storing its
+    recording whole: until it has, the store holds the parts sent while it ran, without its
+    end. verify says so and exits 0, rather than calling it cut short; once stored, intact."""
+    sid = str(uuid.uuid4())
+    recorder, emitted = await running_session(api, tmp_path / "spool", sid)
+    stored = asyncio.Event()
+    upload = api.store.store.upload
+
+    async def slow_upload(session_id: str, path: Path) -> str:
+        await stored.wait()  # a large recording on its way to S3
+        return await upload(session_id, path)
+
+    monkeypatch.setattr(api.store.store, "upload", slow_upload)
+    ending = asyncio.create_task(end_session(api, sid, recorder, emitted))
+    for _ in range(100):  # the session.end is written before the upload starts
+        await asyncio.sleep(0.01)
+        if not recorder.path.exists() or ending.done():
+            break
+    for args in ([sid], ["--all"]):
+        code, lines, err = await verify_lines(tmp_path, *args)
+        assert (code, lines[sid]) == (
+            0,
+            "storing: intact so far (7 chunks, 3 signed checkpoint(s)); the session has ended "
+            "and the proxy is storing its recording: verify it again in a moment",
+        ), (args, err)
+    stored.set()
+    await ending
+    code, lines, err = await verify_lines(tmp_path, sid)
+    assert (code, lines[sid]) == (0, "intact (8 chunks, 4 signed checkpoint(s))"), err
+
+
+async def test_a_session_that_ends_while_verify_reads_it_is_judged_as_it_is_now(
+    api: AuthAPI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify reads a running session's parts (no end yet); the session then ends and is
+    stored whole before verify asks the proxy whether it holds it. Judged by reads from either
+    side of that moment, an honest recording would be 'truncated'; verify reads it again and
+    says intact."""
+    sid = str(uuid.uuid4())
+    recorder, emitted = await running_session(api, tmp_path / "spool", sid)
+    chunks_of = api.store.chunks
+    reads = 0
+
+    def then_end(session_id: str) -> Any:
+        async def pieces() -> Any:
+            nonlocal reads
+            reads += 1
+            async for piece in chunks_of(session_id):
+                yield piece
+            if session_id == sid and reads == 1:
+                await end_session(api, sid, recorder, emitted)
+
+        return pieces()
+
+    monkeypatch.setattr(api.store, "chunks", then_end)
+    code, lines, err = await verify_lines(tmp_path, sid)
+    assert (code, lines[sid]) == (0, "intact (8 chunks, 4 signed checkpoint(s))"), err
+    assert reads == 2
+
+
 # -- another session's recording, or an asciicast one, in a session's place ----------------------
 
 

@@ -657,8 +657,10 @@ def tctl_recordings_verify(conn: AuthConnection, session_id: str | None, every: 
                 # one of --all, made before chains, is not looked for again).
                 events = await _checkpoint_events(client, sid, data)
             held = sid in running if every else await _held_by_proxy(client, sid, data)
-            maybe = held and not await _has_ended(client, sid, data)
-            out.append((sid, verify_recording(data, events, host_ca, maybe)))
+            verdict = await _verdict(client, sid, data, events, host_ca, held)
+            if not verdict.ok:
+                verdict = await _verify_again(client, sid, data, events, host_ca, verdict)
+            out.append((sid, verdict))
         return out
 
     results: list[tuple[str, chunks.Verdict]] = conn.call(check)
@@ -674,9 +676,44 @@ _MISSING = (
 )
 
 
+async def _verdict(
+    client: AuthClient,
+    sid: str,
+    data: bytes,
+    events: list[dict[str, Any]],
+    host_ca: bytes,
+    held: bool,
+) -> chunks.Verdict:
+    ended = held and await _has_ended(client, sid, data)
+    return verify_recording(data, events, host_ca, running=held, ended=ended)
+
+
+async def _verify_again(
+    client: AuthClient,
+    sid: str,
+    data: bytes,
+    events: list[dict[str, Any]],
+    host_ca: bytes,
+    verdict: chunks.Verdict,
+) -> chunks.Verdict:
+    """A recording that failed is read again, with its checkpoints and whether the proxy holds
+    it: a session that ended, or whose recording was stored whole, while it was being checked
+    is judged by what it is now, not by reads from either side of that moment. A recording
+    that was changed stays what it was, and so does the finding."""
+    try:
+        again = await client.get_recording(sid)
+    except NotFoundError:
+        return verdict
+    signed = await _checkpoint_events(client, sid, again)
+    if again == data and signed == events:
+        return verdict
+    held = await _held_by_proxy(client, sid, again)
+    return await _verdict(client, sid, again, signed, host_ca, held)
+
+
 async def _held_by_proxy(client: AuthClient, sid: str, data: bytes) -> bool:
-    """Whether the cluster's proxy says it holds session ``sid`` running now (its listing
-    entry, looked for at the start its recording names)."""
+    """Whether the cluster's proxy says it holds session ``sid`` now, running or being stored
+    (its listing entry, looked for at the start its recording names)."""
     start = _recorded_start(data)
     if start is None:
         return False

@@ -13,15 +13,20 @@ from pyteleport.events.recorder import CHECKPOINT_INTERVAL_S
 
 
 def verify_recording(
-    data: bytes, events: Sequence[dict[str, Any]], host_ca: bytes, running: bool = False
+    data: bytes,
+    events: Sequence[dict[str, Any]],
+    host_ca: bytes,
+    running: bool = False,
+    ended: bool = False,
 ) -> Verdict:
     """Intact only if the chain links from the first chunk to the final one, every checkpoint
     event of the session carries a good signature, each names a chunk the recording has with
     exactly the signed hash, and the final checkpoint covers the final chunk. The recording is
     read a chunk at a time: what it inflates to is never held.
 
-    ``running``: the cluster's proxy holds the session running now, so a chain intact so far,
-    with no more unsigned than a running proxy leaves, is no finding yet."""
+    ``running``: the cluster's proxy holds the session now (running, or ``ended`` and its
+    recording being stored whole), so a chain intact so far, with no more unsigned than a
+    running proxy leaves, is no finding yet."""
     points: list[checkpoint.Checkpoint] = []
     for event in events:
         point, problem = checkpoint.verify(event, host_ca)
@@ -49,6 +54,15 @@ def verify_recording(
     if walk.problem and not walk.torn_tail:
         return Verdict(False, walk.problem)  # changed, missing or foreign chunks
     have = walk.count
+    if running:
+        # The proxy signs a chunk as it closes and sends it with the next part (or with the
+        # whole recording once the session has ended): a checkpoint of a chunk the store does
+        # not have yet, signed within seconds of the last one it has, is checked next time.
+        last_us = walk.last_offset_us or 0
+        ahead = [p for p in points if p.chunk >= have]
+        if ahead and all(p.offset_us - last_us <= _UNSIGNED_SLACK_S * 1e6 for p in ahead):
+            points = [p for p in points if p.chunk < have]
+            last_signed = points[-1].chunk if points else -1
     for number, point in enumerate(points, 1):
         if point.chunk >= have:
             return Verdict(
@@ -74,11 +88,17 @@ def verify_recording(
     if not chain.ok:
         unfinished = chain.text.startswith("truncated after chunk")
         if unfinished and running and _within_unsigned_bound(points, walk):
-            signed_text = f"{len(points)} signed checkpoint(s)"
+            so_far = f"intact so far ({have} chunks, {len(points)} signed checkpoint(s))"
+            if ended:
+                return Verdict(
+                    True,
+                    f"storing: {so_far}; the session has ended and the proxy is storing its "
+                    "recording: verify it again in a moment",
+                )
             return Verdict(
                 True,
-                f"running: intact so far ({have} chunks, {signed_text}); the session is "
-                "still running: verify it again once it has ended",
+                f"running: {so_far}; the session is still running: verify it again once it "
+                "has ended",
             )
         if last_signed < have - 1 and unfinished:
             return Verdict(False, f"{chain.text}; {_unsigned_tail(points, walk, unsigned)}")

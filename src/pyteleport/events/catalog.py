@@ -343,8 +343,9 @@ class CatalogedStore:
         return self.store.live_parts
 
     def running(self, session_id: str) -> bool:
-        """Whether ``session_id`` is a session still running here, whose parts this store
-        takes (its catalog entry's duration is only as recent as its last part)."""
+        """Whether ``session_id`` is a session still running here, or ended and being stored
+        whole, whose parts this store takes (its catalog entry's duration is only as recent as
+        its last part)."""
         return session_id in self._live
 
     @property
@@ -387,8 +388,13 @@ class CatalogedStore:
     async def upload(self, session_id: str, path: Path) -> str:
         """Stored, then catalogued: a failure to catalogue fails the upload, so the spool keeps
         the file and the next attempt does both."""
-        self._live.pop(session_id, None)  # the session is over, stored or not
-        url = await self.store.upload(session_id, path)
+        try:
+            url = await self.store.upload(session_id, path)
+        finally:
+            # Held until the store has it whole: until then the store's copy is the parts
+            # sent while the session ran, without its end, and verify says so rather than
+            # calling it cut short. Then over, stored or not.
+            self._live.pop(session_id, None)
         try:
             info = await asyncio.to_thread(read_info, path)
         except (OSError, BadParameterError) as exc:
