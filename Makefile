@@ -18,12 +18,14 @@ install-dev: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 
 # OpenSSH client and server binaries: the tests drive the real ones. X11 forwarding is tested
-# with a real X server (Xvfb), xauth (which sshd runs) and an X client (xdpyinfo).
+# with a real X server (Xvfb), xauth (which sshd runs) and an X client (xdpyinfo); the search
+# index with vim typing into a file through the proxy.
 system-deps:
 	@if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ] || ! command -v ssh-agent >/dev/null 2>&1 \
-		|| ! command -v Xvfb >/dev/null 2>&1 || ! command -v xauth >/dev/null 2>&1 || ! command -v xdpyinfo >/dev/null 2>&1; then \
+		|| ! command -v Xvfb >/dev/null 2>&1 || ! command -v xauth >/dev/null 2>&1 || ! command -v xdpyinfo >/dev/null 2>&1 \
+		|| ! command -v vim >/dev/null 2>&1; then \
 		$(SUDO) apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssh-server openssh-client xvfb xauth x11-utils >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq openssh-server openssh-client xvfb xauth x11-utils vim >/dev/null; \
 	fi
 
 # An all-in-one cluster (auth + proxy, recording proxy mode, SQLite) under ./data.

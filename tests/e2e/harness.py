@@ -25,11 +25,12 @@ START_TIMEOUT_S = 30
 
 
 def require_binary(name: str) -> str:
-    """The path of a real OpenSSH tool; a missing one fails the test (CI installs them)."""
+    """The path of a real tool the tests drive (OpenSSH's, Xvfb, vim); a missing one fails the
+    test (CI installs them)."""
     for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
         if candidate and os.path.exists(candidate):
             return candidate
-    raise AssertionError(f"{name} is not installed: run 'make test', which installs OpenSSH")
+    raise AssertionError(f"{name} is not installed: run 'make test', which installs it")
 
 
 @dataclass

@@ -197,3 +197,36 @@ def test_recordings_search_finds_what_a_session_showed_and_play_starts_there(
     assert played.code == 0 and "needle-42" in played.out, played.text
     assert "export PS1" not in played.out
     assert guide.client.tsh("recordings", "search", "no-such-text-anywhere").out.count("\n") == 2
+
+
+def test_a_line_edited_in_vim_is_found_as_it_became(guide: Guide, tmp_path: Path) -> None:
+    # vim types into the middle of a row by moving the cursor there and redrawing the rest of
+    # it after each key: the index reads the row as it became, not the pieces of each redraw.
+    import pexpect
+
+    sudoers = tmp_path / "sudoers.test"
+    sudoers.write_text("root ALL=(ALL:ALL) ALL\n")
+    argv = guide.ssh_argv(tty=True)
+    env = {**guide.client.env(), "TERM": "xterm-256color"}
+    child = pexpect.spawn(argv[0], argv[1:], env=env, timeout=30, dimensions=(24, 80))
+    try:
+        child.sendline("export PS1='P''> '")
+        child.expect("P> ")
+        child.sendline(f"{require_binary('vim')} -u NONE -N -n {sudoers}")
+        child.expect(r"ALL=\(ALL:ALL\) ALL")
+        child.send("wi")  # to the second word, insert
+        for key in "NOPASSWD: ":
+            child.send(key)
+            child.expect_exact(key)  # its redraw, before the next key
+        child.send("\x1b")
+        child.sendline(":wq")
+        child.expect("P> ")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert sudoers.read_text() == "root NOPASSWD: ALL=(ALL:ALL) ALL\n"
+    guide.wait_recordings()
+    res = guide.client.tsh("recordings", "search", "nopasswd", "--format=json")
+    assert res.code == 0, res.text
+    assert {h["line"] for h in json.loads(res.out)} == {"root NOPASSWD: ALL=(ALL:ALL) ALL"}
