@@ -109,8 +109,27 @@ def test_text_export_of_a_full_screen_program_is_what_it_drew() -> None:
         Frame(0.2, "o", "\x1b[r\x1b[H\x1b[2J\x1b[?1049l$ "),
     )
     lines = "".join(export(rec, "text")).splitlines()
-    # pyte has no alternate screen: vim's clear erased "$ vim" from the one screen there is.
-    assert lines == ["line 1", "$"]
+    # vim drew on a screen of its own: its clear did not erase "$ vim" from the first one.
+    assert lines == ["$ vim", "line 1", "$"]
+
+
+def test_text_export_keeps_the_shell_around_a_full_screen_program_in_order() -> None:
+    # Commands still on the screen (none scrolled off) when less starts: a person saw them,
+    # then what less showed last, then the shell again below its command.
+    rec = recording(
+        Frame(0.0, "o", "$ id\r\nroot\r\n$ less f\r\n"),
+        Frame(0.1, "o", "\x1b[?1049h\x1b[H\x1b[2Jsecret line\x1b[3;1H:"),
+        Frame(0.2, "o", "\x1b[?3h\x1b[2J\x1b[Hlast page\x1b[?1049l\r$ ls\r\nfile\r\n$ "),
+    )
+    assert "".join(export(rec, "text")).splitlines() == [
+        "$ id",
+        "root",
+        "$ less f",
+        "last page",
+        "$ ls",
+        "file",
+        "$",
+    ]
 
 
 def test_text_export_takes_any_erase_and_moves_rows_never_written() -> None:

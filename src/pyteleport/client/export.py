@@ -17,6 +17,8 @@ FORMATS = ("asciicast", "text", "json")
 # The text export feeds a frame's output to the screen this many characters at a time and
 # writes out what scrolled off after each piece: no more lines than this are held at once.
 FEED_CHARS = 64 * 1024
+ALTERNATE = frozenset((1049, 1047, 47))  # the private modes of a second screen
+DECCOLM = 3  # 132 columns and a cleared screen: xterm ignores it unless allowed, and so do we
 
 
 def export(recording: Recording, fmt: str) -> Iterator[str]:
@@ -42,6 +44,58 @@ class ScrollbackScreen(pyte.Screen):
     def __init__(self, columns: int, lines: int) -> None:
         super().__init__(columns, lines)
         self.scrolled: list[str] = []
+        # The first screen's rows and cursor column while a full-screen program draws on a
+        # second one (pyte has no second screen).
+        self._primary: tuple[dict[int, Any], int] | None = None
+
+    # -- the second screen of vim, less, top (private modes 1049, 1047, 47) ----------------------
+
+    def set_mode(self, *modes: int, **kwargs: Any) -> None:
+        if kwargs.get("private"):
+            if ALTERNATE & set(modes):
+                self._enter_alternate()
+            modes = tuple(m for m in modes if m not in ALTERNATE and m != DECCOLM)
+        super().set_mode(*modes, **kwargs)
+
+    def reset_mode(self, *modes: int, **kwargs: Any) -> None:
+        if kwargs.get("private"):
+            if ALTERNATE & set(modes):
+                self._leave_alternate()
+            modes = tuple(m for m in modes if m not in ALTERNATE and m != DECCOLM)
+        super().reset_mode(*modes, **kwargs)
+
+    def _enter_alternate(self) -> None:
+        """The program's screen starts blank; the rows above the cursor on the first screen are
+        handed over now, in their place in the transcript (before what the program draws), as
+        if they had scrolled off, and the rest is kept with the cursor's row on top."""
+        if self._primary is not None:
+            return
+        y = self.cursor.y
+        self.scrolled += [_row_text(self.buffer[row], self.columns) for row in range(y)]
+        self._primary = (
+            {row - y: line for row, line in self.buffer.items() if y <= row < self.lines},
+            self.cursor.x,
+        )
+        self.buffer.clear()
+        self.margins = None
+        self.dirty.update(range(self.lines))
+
+    def _leave_alternate(self) -> None:
+        """What the program showed last is handed over (its rows with text and those between
+        them), and the first screen comes back, with the cursor where it was."""
+        if self._primary is None:
+            return
+        rows = [_row_text(self.buffer[row], self.columns) for row in range(self.lines)]
+        shown = [n for n, row in enumerate(rows) if row]
+        if shown:
+            self.scrolled += rows[shown[0] : shown[-1] + 1]
+        primary, x = self._primary
+        self._primary = None
+        self.buffer.clear()
+        self.buffer.update({row: line for row, line in primary.items() if row < self.lines})
+        self.margins = None
+        self.cursor.x, self.cursor.y = x, 0
+        self.dirty.update(range(self.lines))
 
     def index(self) -> None:
         # The line that leaves is the top of the scrolling region, as in HistoryScreen.index:
