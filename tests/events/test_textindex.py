@@ -415,3 +415,14 @@ async def test_a_line_being_typed_is_written_once_enter_leaves_it() -> None:
     text.resize(1)  # the window shrinks to the prompt's row: the rows above it leave
     await text.flush()
     assert [h.line for h in (await index.search("hello")).hits] == ["$ echo hello", "hello"]
+
+
+async def test_lines_indexed_before_white_space_was_collapsed_are_found_as_any_run_of_it() -> None:
+    # Found in review: a batch written by the previous version (the line with its columns as
+    # they were; RecordingIndex.add takes lines as given). The search collapses runs of white
+    # space in the needle only, so neither the text as the screen showed it (copied from a
+    # terminal: it found the line before this change) nor one space between words finds it.
+    index = RecordingIndex(MemoryBackend())
+    await index.add(session("old", "alice"), 0, [(0, "output", "  PID USER      COMMAND")])
+    for needle in ("USER      COMMAND", "pid user command"):
+        assert [h.line for h in (await index.search(needle)).hits] == ["  PID USER      COMMAND"]

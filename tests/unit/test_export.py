@@ -140,3 +140,13 @@ def test_text_export_takes_any_erase_and_moves_rows_never_written() -> None:
         Frame(0.1, "o", "\x1b[1;1Htop\x1b[1;1H\x1b[M\x1b[2;1Hmid\x1b[1;1H\x1b[L"),
     )
     assert "".join(export(rec, "text")).splitlines() == ["", "", "mid"]
+
+
+def test_text_export_takes_the_private_sequences_vim_writes() -> None:
+    # Found in review: vim 9 writes "\x1b[?4m" (a query of the keyboard's modifyOtherKeys)
+    # when it starts, and a program may ask for the cursor's place with "\x1b[?6n": pyte hands
+    # them to handlers that take no `private` argument, and the export of any session that ran
+    # vim fails with a TypeError. A terminal ignores them (or answers the query), and a
+    # sequence with more parameters than its function reads.
+    rec = recording(Frame(0.0, "o", "$ vim\r\n\x1b[?4m\x1b[?6n\x1b[1;2;3Ashown\r\n"))
+    assert "".join(export(rec, "text")).splitlines() == ["$ vim", "shown"]

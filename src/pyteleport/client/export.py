@@ -4,6 +4,7 @@ stream of parts, produced as the recording is read, so a large one is never one 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -161,7 +162,7 @@ def export_text(recording: Recording) -> Iterator[str]:
     header = recording.header
     screen = ScrollbackScreen(header.width or 80, header.height or 24)
     screen.set_mode(pyte.modes.LNM)  # a lone \n also returns the carriage, as ssh's -T streams do
-    stream = pyte.Stream(screen)
+    stream = pyte.Stream(_Lenient(screen))  # type: ignore[arg-type]
     transcript = _Transcript()
     for frame in recording.frames:
         if frame.code == OUTPUT:
@@ -177,6 +178,30 @@ def export_text(recording: Recording) -> Iterator[str]:
                     yield transcript.lines(screen.take_scrolled())
     # Not screen.display, which fails on a wide character's right half drawn over alone.
     yield transcript.lines(_row_text(screen.buffer[y], screen.columns) for y in range(screen.lines))
+
+
+_HANDLERS = frozenset(pyte.Stream.csi.values())
+
+
+class _Lenient:
+    """The screen as pyte's stream calls it: a control sequence its handler does not take (a
+    private variant such as vim's ``ESC [ ? 4 m``, or more parameters than it reads) is ignored,
+    as a terminal ignores what it does not know, rather than failing the export. A recording's
+    output is anyone's bytes."""
+
+    def __init__(self, screen: ScrollbackScreen) -> None:
+        self._screen = screen
+
+    def __getattr__(self, name: str) -> Any:
+        handler = getattr(self._screen, name)
+        if name not in _HANDLERS:
+            return handler
+
+        def lenient(*args: Any, **kwargs: Any) -> None:
+            with contextlib.suppress(TypeError):
+                handler(*args, **kwargs)
+
+        return lenient
 
 
 def _row_text(line: Mapping[int, Char], columns: int) -> str:

@@ -233,9 +233,12 @@ class RecordingIndex:
         # it is parsed. The entry is ASCII (json.dumps writes every other character as a \u
         # escape), so its text holds the needle only if its bytes do, unless the text has a
         # character whose case folds to ASCII letters (ß is ss): such an entry is parsed.
+        # With white space in the needle, its longest word is looked for (lines written before
+        # runs of white space were one space may hold several between the words).
+        word = max(needle.split(), key=len, default=needle)
         plain = (
-            needle.encode()
-            if needle.isascii() and needle.isprintable() and not {'"', "\\"} & set(needle)
+            word.encode()
+            if word.isascii() and word.isprintable() and not {'"', "\\"} & set(word)
             else None
         )
         newest: list[tuple[tuple[str, str, int, int], SearchHit]] = []  # a min-heap
@@ -358,7 +361,8 @@ def _matches(
     return [
         SearchHit(session, offset, kind, line)
         for offset, kind, line in lines
-        if needle in line.casefold()
+        # Lines written before runs of white space were one space are matched as if they were.
+        if needle in line.casefold() or needle in " ".join(line.split()).casefold()
     ]
 
 
