@@ -12,9 +12,9 @@ from pyteleport.client.export import ScrollbackScreen
 from pyteleport.events.screentext import MAX_LINE, MAX_ROWS, TextScreen
 
 
-def shown(packets: list[bytes], lines: int = 24) -> list[str]:
+def shown(packets: list[bytes], lines: int = 24, columns: int = 80) -> list[str]:
     """Every line taken from the screen, in the order taken, the end of the session included."""
-    screen = TextScreen(lines)
+    screen = TextScreen(lines, columns)
     out = [line for packet in packets for _, line in screen.feed(packet, 0)]
     return out + [line for _, line in screen.settle(final=True)]
 
@@ -164,9 +164,9 @@ def test_hostile_output_is_bounded_and_never_raises(hostile: bytes) -> None:
     assert lines[-1] == (1, "after")
 
 
-# Random output drawn with the sequences the screen knows, compared with pyte's rendering of
-# the same bytes (a screen as wide as MAX_LINE, so neither wraps; the text export's screen,
-# which mends pyte's moves of rows never written).
+# Random output drawn with the sequences the screen knows, compared row by row with pyte's
+# rendering of the same bytes on a screen as wide (the text export's screen, which mends
+# pyte's moves of rows never written); a narrow one makes the text wrap often.
 _TEXT = st.text(alphabet="abcXYZ 01", min_size=1, max_size=12)
 _SEQUENCES = st.one_of(
     _TEXT.map(str.encode),
@@ -185,12 +185,122 @@ _SEQUENCES = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_SEQUENCES, max_size=40), st.integers(1, 7))
-def test_the_screen_agrees_with_pyte(sequences: list[bytes], cut: int) -> None:
+@given(st.lists(_SEQUENCES, max_size=40), st.integers(1, 7), st.sampled_from([16, 80]))
+def test_the_screen_agrees_with_pyte(sequences: list[bytes], cut: int, columns: int) -> None:
     data = b"".join(sequences)
-    reference = ScrollbackScreen(MAX_LINE, 12)
+    reference = ScrollbackScreen(columns, 12)
     pyte.ByteStream(reference).feed(data)
-    screen = TextScreen(12)
+    screen = TextScreen(12, columns)
     for start in range(0, len(data), cut):  # in packets cut anywhere, escapes too
         screen.feed(data[start : start + cut], 0)
     assert screen.lines() == [" ".join(row.split()) for row in reference.display]
+
+
+# Found in review: what bash's readline writes for a command wider than the terminal (bash 5.2,
+# PS1='$ ', a 40-column terminal; captured from a pty). Readline relies on the terminal wrapping
+# at its width: typing past the last column it writes " \r" to make the wrap happen (the space
+# lands on the next row, the \r goes back to its start), and it reaches the command's first row
+# again with \x1b[A. A screen that does not wrap at the terminal's width puts the rest of the
+# command over its start, and moves up into the row above the command.
+WIDE_TYPED = (  # typed a key at a time, then Enter
+    b"\x1b[?2004h$ echo the quick brown fox jumps over th \re lazy dog\r\n\x1b[?2004l\r"
+    b"the quick brown fox jumps over the lazy dog\r\n\x1b[?2004h$ "
+)
+WIDE_PREFIXED = (  # typed, then Ctrl-A and `sudo ` before it, then Enter
+    b"\x1b[?2004h$ echo the quick brown fox jumps over th \re lazy dog\x1b[A\r\x1b[C\x1b[C"
+    b"secho the quick brown fox jumps over th\x1b[1@e\x1b[A\x1b[C"
+    b"uecho the quick brown fox jumps over t\x1b[1@h\x1b[A\x1b[C\x1b[C"
+    b"decho the quick brown fox jumps over \x1b[1@t\x1b[A\x1b[C\x1b[C\x1b[C"
+    b"oecho the quick brown fox jumps over\x1b[1@ \x1b[A\x1b[C\x1b[C\x1b[C\x1b[C"
+    b" echo the quick brown fox jumps ove\x1b[1@r\x1b[A" + b"\x1b[C" * 5 + b"\r\n\r\r\n"
+    b"\x1b[?2004l\rbash: sudo: command not found\r\n\x1b[?2004h$ "
+)
+WIDE_ERASED = (  # typed, then 12 backspaces (back over the wrap) and `cat`, then Enter
+    b"\x1b[?2004h$ echo the quick brown fox jumps over th \re lazy dog"
+    + b"\x08\x1b[K" * 9
+    + b"\r\x1b[K\x1b[A"
+    + b"\x1b[C" * 39
+    + b"\x1b[K\r\n\r\x1b[K\x1b[A"
+    + b"\x1b[C" * 39
+    + b"\x08\x1b[Kca \rt\r\n\x1b[?2004l\rthe quick brown fox jumps over cat\r\n\x1b[?2004h$ "
+)
+
+
+@pytest.mark.parametrize(
+    ("packet", "command"),
+    [
+        (WIDE_TYPED, "$ echo the quick brown fox jumps over the lazy dog"),
+        (WIDE_PREFIXED, "$ sudo echo the quick brown fox jumps over the lazy dog"),
+        (WIDE_ERASED, "$ echo the quick brown fox jumps over cat"),
+    ],
+    ids=["typed", "ctrl-a-sudo", "backspace-over-the-wrap"],
+)
+def test_a_command_wider_than_the_terminal_reads_as_it_was_run(packet: bytes, command: str) -> None:
+    # A search for the command finds nothing: the index holds "e lazy dog quick brown fox
+    # jumps over th", "e secho the quick ... uecho the quick ..." and "t ca".
+    assert command in shown([packet], columns=40)
+
+
+def test_a_long_command_recalled_from_history_is_found_and_rows_above_stay_as_shown() -> None:
+    # bash 5.2, 40 columns (captured): `echo one`, the long command, then Up, Up, Down and
+    # Enter: the long command run again from history. Each packet a second apart, settled.
+    packets = [
+        b"\x1b[?2004h$ echo one\r\n\x1b[?2004l\rone\r\n\x1b[?2004h$ ",
+        b"echo the quick brown fox jumps over the lazy dog\r\n\x1b[?2004l\r"
+        b"the quick brown fox jumps over the lazy dog\r\n\x1b[?2004h$ ",
+        b"echo the quick brown fox jumps over the lazy dog",  # Up
+        b"\x1b[A\x08\x08\x08one\x1b[K\r\n",  # Up: `echo one`
+        b"\r\x1b[K\x1b[A" + b"\x1b[C" * 10,  # Down: the long command again
+        b"\x08\x08\x08the quick brown fox jumps over the lazy dog",
+        b"\r\n\x1b[?2004l\rthe quick brown fox jumps over the lazy dog\r\n\x1b[?2004h$ ",
+    ]
+    screen = TextScreen(24, 40)
+    taken: list[tuple[int, str]] = []
+    for n, packet in enumerate(packets):
+        taken += screen.feed(packet, n * 1000)
+        taken += screen.settle()
+    lines = [line for _, line in taken + screen.settle(final=True)]
+    # Now: the second run is not found (its row was erased by the \r\x1b[K meant for the
+    # command's second row), and the output row above it is rewritten into lines no screen
+    # showed: "the quick brown fox jumps over the lazy dog one", "the quithe quick brown ...".
+    assert lines.count("$ echo the quick brown fox jumps over the lazy dog") == 2
+    assert not [line for line in lines if "dog one" in line or "quithe" in line]
+
+
+# zsh's PROMPT_SP (on by default) before each prompt, in an 80-column terminal: the end-of-line
+# mark, spaces to the last column, then "\r \r". A terminal wraps after the last column, so
+# output that did not end its line (printf, a file without a final newline) stays shown with
+# the mark after it and the prompt goes on the next row; on a row without a width, the \r goes
+# back over that output and the prompt overwrites it.
+ZSH_PROMPT_SP = b"\x1b[1m\x1b[7m%\x1b[27m\x1b[1m\x1b[0m" + b" " * 79 + b"\r \r"
+
+
+def test_output_without_a_final_newline_before_a_zsh_prompt_is_kept() -> None:
+    lines = shown([b"host% printf secret-token\r\n", b"secret-token" + ZSH_PROMPT_SP + b"host% "])
+    # Now: ["host% printf secret-token", "host% -token%"]: the output is never indexed.
+    assert [line for line in lines if "secret-token" in line and "printf" not in line]
+
+
+def test_a_command_with_wide_characters_edited_before_enter_reads_as_run() -> None:
+    # bash 5.2, typed `echo 日本語のファイル名.txt`, six keys left, `X`, Enter (captured): each CJK
+    # character takes two columns, and readline moves back over it with two backspaces.
+    packet = (
+        "\x1b[?2004h$ echo 日本語のファイル名.txt" + "\b" * 8 + "Xル名.txt" + "\b" * 8 + "\r\n"
+        "\x1b[?2004l\r日本語のファイXル名.txt\r\n\x1b[?2004h$ "
+    ).encode()
+    # Now: "$ echo 日本語のフXル名.txtt".
+    assert "$ echo 日本語のファイXル名.txt" in shown([packet])
+
+
+def test_a_smaller_window_does_not_cut_the_line_being_typed() -> None:
+    # The window shrinks from 24 to 10 rows while a command is typed on the 5th: a terminal
+    # (xterm, VTE) moves rows off the top only as far as needed to keep the cursor on the
+    # screen (none here); bash redraws the line and typing goes on.
+    screen = TextScreen(24)
+    taken = screen.feed(b"$ echo a\r\na\r\n$ echo b\r\nb\r\n$ echo par", 1000)
+    taken += screen.settle()
+    taken += screen.resize(10)
+    taken += screen.feed(b"\r\x1b[K\r$ echo partial\r\npartial\r\n$ ", 2000)
+    lines = [line for _, line in taken + screen.settle(final=True)]
+    # Now the half-typed "$ echo par" is taken as a line of its own when the resize cuts it.
+    assert lines == ["$ echo a", "a", "$ echo b", "b", "$ echo partial", "partial", "$"]

@@ -412,7 +412,7 @@ async def test_a_line_being_typed_is_written_once_enter_leaves_it() -> None:
         (900, "$ echo hello")
     ]
     text.output(b"hello\r\n$ ", 1000)
-    text.resize(1)  # the window shrinks to the prompt's row: the rows above it leave
+    text.resize(1, 80)  # the window shrinks to the prompt's row: the rows above it leave
     await text.flush()
     assert [h.line for h in (await index.search("hello")).hits] == ["$ echo hello", "hello"]
 
@@ -426,3 +426,23 @@ async def test_lines_indexed_before_white_space_was_collapsed_are_found_as_any_r
     await index.add(session("old", "alice"), 0, [(0, "output", "  PID USER      COMMAND")])
     for needle in ("USER      COMMAND", "pid user command"):
         assert [h.line for h in (await index.search(needle)).hits] == ["  PID USER      COMMAND"]
+
+
+async def test_output_past_a_seconds_time_budget_is_not_read_and_the_session_is_partial(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Output made to be slow to draw (scrolling a tall screen over and over, say) costs the
+    # proxy at most BUDGET_S of each second of it; the rest of that second is left unread and
+    # the search says the session's index holds part of it.
+    from pyteleport.events import textindex
+
+    monkeypatch.setattr(textindex, "BUDGET_S", 0.0)
+    index = RecordingIndex(MemoryBackend())
+    text = SessionTextIndex(index, session("s1", "alice"), lines=256)
+    text.output(b"first\r\n" + b"a\x1b[999S" * 100, 0)  # the second's first output is read
+    text.output(b"needle\r\n", 10)  # past the budget: not read
+    text.output(b"\r\nlater\r\n", 1000)  # the next second is read again
+    await text.flush(final=True)
+    assert (await index.search("needle")).hits == []
+    assert [h.line for h in (await index.search("later")).hits] == ["later"]
+    assert (await index.search("first")).partial == ["s1"]

@@ -6,7 +6,11 @@ back with backspaces; an editor such as vim types into the middle of a row by mo
 there. A stream of characters read left to right turns both into fragments ("NALL=(ALL) ALL"
 for "NOPASSWD: ALL=(ALL) ALL"); a screen does not.
 
-A row's text goes to the index once it is done with:
+The screen wraps at the terminal's width, as the programs drawing on it expect (a line editor
+makes a long command wrap, and moves up to its first row), and a line that wrapped is one line
+to the index: its rows are read together.
+
+A line goes to the index once it is done with:
 
 - when it leaves the screen (scrolled off, deleted, erased, cut by a resize, or the screen is
   switched to or from a full-screen program's own);
@@ -15,26 +19,26 @@ A row's text goes to the index once it is done with:
   cursor off it, not a prefix every second;
 - at the end of the session, whatever is left.
 
-The same text is not taken twice from one row. Runs of white space become one space, so a
-search for ``a b`` finds what a screen showed as ``a    b`` (columns, a tab).
-
-Deliberately not a full emulator (the text export uses pyte for that): rows are as long as
-what was written on them, up to ``MAX_LINE`` characters, and not wrapped at the terminal's
-width, so a long command or log line is one line to search; each character takes one column.
+The same text is not taken twice from one line. Runs of white space become one space, so a
+search for ``a b`` finds what a screen showed as ``a    b`` (columns, a tab). A wide (East Asian)
+character takes two columns, as on a terminal. Not a full emulator (the text export uses pyte).
 """
 
 from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 from collections.abc import Callable
 
-MAX_LINE = 1000  # a row this long goes on in the next, as a terminal wraps it
-WRAP_BACK = 100  # ... at a space within its last this many characters, if there is one
-MAX_ROWS = 256  # a taller terminal's rows below this are taken as the last
+MAX_LINE = 1000  # an index line at most this long; a longer one goes on in the next
+WRAP_BACK = 100  # ... cut at a space within its last this many characters, if there is one
+MAX_COLUMNS = MAX_LINE  # a wider terminal is read as this wide
+MAX_ROWS = 256  # a taller terminal's rows below this are read as the last
 MAX_PENDING = 4096  # an escape sequence kept for the next packet, at most
 MAX_PARAMS = 64  # characters of a control sequence's parameters that are read
 TAB = 8
+WIDE = "\x00"  # the second column of a wide character (control characters never reach a row)
 
 _TOKEN = re.compile(
     r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
@@ -50,29 +54,37 @@ _ALTERNATE = frozenset(("1049", "1047", "47"))  # the private modes of a second 
 
 
 class Row:
-    __slots__ = ("at", "shown", "text")
+    __slots__ = ("at", "carry", "shown", "text", "wrapped")
 
     def __init__(self) -> None:
-        self.text = ""
-        self.shown = ""  # the text last taken from this row, white space collapsed
+        self.text = ""  # one character a column (WIDE after a wide one)
+        self.wrapped = False  # the line above went on into this row (it wrapped)
+        self.carry = ""  # the line's rows that left the screen above this one (it heads it)
+        self.shown = ""  # the line's text when it was last taken (kept by its first row)
         self.at = 0  # the time offset of the row's last change, in milliseconds
+
+    def clear(self) -> None:
+        self.text = self.carry = self.shown = ""
+        self.wrapped = False
 
 
 class TextScreen:
-    """Output bytes in, ``(offset_ms, line)`` out: from :meth:`feed` the rows that left the
-    screen, from :meth:`settle` the rows the cursor left since."""
+    """Output bytes in, ``(offset_ms, line)`` out: from :meth:`feed` the lines that left the
+    screen, from :meth:`settle` the lines the cursor left since."""
 
-    def __init__(self, lines: int = 24) -> None:
+    def __init__(self, lines: int = 24, columns: int = 80) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._pending = ""  # an escape sequence cut off by the end of a packet
-        self._height = _rows(lines)
+        self._height = _bound(lines, MAX_ROWS)
+        self._width = _bound(columns, MAX_COLUMNS)
         self._rows = [Row() for _ in range(self._height)]
-        self._x = 0
+        self._x = 0  # the width itself: the last column was written, the next character wraps
         self._y = 0
         self._top = 0  # the scrolling region
         self._bottom = self._height - 1
         self._saved = (0, 0)
         self._insert = False  # IRM: characters written push the rest of the row right
+        self._autowrap = True  # DECAWM
         self._primary: list[Row] | None = None  # while a second screen is shown
         self._switched_from = (0, 0)  # the cursor on the first screen, meanwhile
         self._touched: set[Row] = set()  # rows changed since the last settle
@@ -81,9 +93,16 @@ class TextScreen:
 
     @property
     def unsettled(self) -> bool:
-        """Whether :meth:`settle` has a row to look at other than the cursor's."""
+        """Whether :meth:`settle` has a row to look at that is not on the cursor's line."""
         touched = self._touched
-        return len(touched) > 1 or (bool(touched) and self._rows[self._y] not in touched)
+        if not touched:
+            return False
+        head, tail = self._line_of(self._y)
+        return any(row not in self._rows[head : tail + 1] for row in touched)
+
+    def lines(self) -> list[str]:
+        """The rows shown now, top to bottom, each as it would be taken on its own."""
+        return [_normal(row.text) for row in self._rows]
 
     def feed(self, data: bytes, at: int) -> list[tuple[int, str]]:
         self._at = at
@@ -109,78 +128,103 @@ class TextScreen:
                 self._escape(code)
         if pos < len(text):
             self._write(text[pos:])
-        out, self._out = self._out, []
-        return out
+        return self._taken()
 
     def settle(self, final: bool = False) -> list[tuple[int, str]]:
-        """The rows changed since the last settle that the cursor is not on (every row,
+        """The lines changed since the last settle that the cursor is not on (every line,
         ``final``), top to bottom."""
-        cursor = None if final else self._rows[self._y]
-        for row in self._rows if final else [r for r in self._rows if r in self._touched]:
-            if row is not cursor:
-                self._take(row)
+        cursor = (-1, -1) if final else self._line_of(self._y)
+        heads: dict[int, int] = {}
+        for y, row in enumerate(self._rows):
+            if final or row in self._touched:
+                head, tail = self._line_of(y)
+                if head != cursor[0]:
+                    heads[head] = tail
+        for head, tail in heads.items():
+            self._take(head, tail)
         if final and self._primary is not None:
-            for row in self._primary:
-                self._take(row)
-        self._touched = {cursor} & self._touched if cursor is not None else set()
-        out, self._out = self._out, []
-        return out
+            self._rows, self._primary = self._primary, self._rows
+            for y in range(self._height):
+                self._take(*self._line_of(y))
+            self._rows, self._primary = self._primary, self._rows
+        kept = set(self._rows[cursor[0] : cursor[1] + 1]) if cursor[0] >= 0 else set()
+        self._touched &= kept
+        return self._taken()
 
-    def lines(self) -> list[str]:
-        """The rows shown now, top to bottom, as they would be taken."""
-        return [" ".join(row.text.split()) for row in self._rows]
-
-    def resize(self, lines: int) -> list[tuple[int, str]]:
-        """A terminal that loses rows loses them at the top (they scroll off, and are taken);
-        one that gains them gains them at the bottom."""
-        lines = _rows(lines)
-        cut = self._height - lines
-        self._rows = self._fit(self._rows, lines)
+    def resize(self, lines: int, columns: int | None = None) -> list[tuple[int, str]]:
+        """A terminal that loses rows moves them off the top only as far as it must to keep
+        the cursor on the screen, and cuts the rest at the bottom; one that gains them gains
+        them at the bottom. Rows are not wrapped again at a new width."""
+        lines = _bound(lines, MAX_ROWS)
+        if columns is not None:
+            self._width = _bound(columns, MAX_COLUMNS)
+            self._x = min(self._x, self._width)
+        cut = max(0, self._y + 1 - lines) if lines < self._height else 0
+        self._rows = self._fit(self._rows, lines, cut)
         if self._primary is not None:
-            self._primary = self._fit(self._primary, lines)
+            primary_cut = max(0, self._switched_from[1] + 1 - lines) if lines < self._height else 0
+            self._primary = self._fit(self._primary, lines, primary_cut)
+            x, y = self._switched_from
+            self._switched_from = (x, min(y - primary_cut, lines - 1))
         self._height = lines
         self._top, self._bottom = 0, lines - 1
-        self._y = min(max(0, self._y - cut), lines - 1)
-        self._saved = _moved(self._saved, cut, lines)
-        self._switched_from = _moved(self._switched_from, cut, lines)
-        out, self._out = self._out, []
-        return out
+        self._y = min(self._y - cut, lines - 1)
+        self._saved = (self._saved[0], min(max(0, self._saved[1] - cut), lines - 1))
+        return self._taken()
 
-    def _fit(self, rows: list[Row], lines: int) -> list[Row]:
-        cut = len(rows) - lines
-        if cut <= 0:
-            return rows + [Row() for _ in range(-cut)]
-        for row in rows[:cut]:
-            self._take(row)
-            self._touched.discard(row)
-        return rows[cut:]
+    def _fit(self, rows: list[Row], lines: int, cut: int) -> list[Row]:
+        """``rows`` for a screen of ``lines``: ``cut`` off the top (scrolled off, as a line
+        feed does) and the rest past the bottom (taken as they leave)."""
+        current, self._rows = self._rows, rows  # lines are read on the screen they are on
+        try:
+            self._delete_rows(0, cut, bottom=len(rows))
+            if len(rows) > lines:
+                for y in range(lines, len(rows)):
+                    if rows[y].text and not rows[y].wrapped:
+                        self._take(*self._line_of(y))
+                del rows[lines:]
+            else:
+                rows += [Row() for _ in range(lines - len(rows))]
+        finally:
+            self._rows = current
+        return rows
 
     # -- what the output does ------------------------------------------------------------
 
     def _write(self, run: str) -> None:
-        for start in range(0, len(run), MAX_LINE):
-            self._write_piece(run[start : start + MAX_LINE])
+        cells = run if run.isascii() else _cells(run)
+        width = self._width
+        while cells:
+            if self._x >= width:  # the last column was written: the next character wraps
+                if self._autowrap:
+                    self._x = 0
+                    self._line_feed()
+                    self._rows[self._y].wrapped = True
+                else:
+                    self._x = width - 1
+            room = width - self._x
+            if len(cells) <= room:
+                self._put(cells)
+                return
+            if not self._autowrap:  # each character past the last column overwrites it
+                self._put(cells[: room - 1] + cells[-1])
+                return
+            piece, cells = cells[:room], cells[room:]
+            if cells[:1] == WIDE:  # a wide character that does not fit goes to the next row
+                piece, cells = piece[:-1] + " ", piece[-1] + cells
+            self._put(piece)
 
-    def _write_piece(self, piece: str) -> None:
+    def _put(self, piece: str) -> None:
         row = self._rows[self._y]
         text, x = row.text, self._x
         if x > len(text):
             text += " " * (x - len(text))
         if self._insert:
-            text = text[:x] + piece + text[x:]
+            text = (text[:x] + piece + text[x:])[: self._width]
         else:
             text = text[:x] + piece + text[x + len(piece) :]
-        x += len(piece)
-        while len(text) > MAX_LINE:  # as the terminal wraps it: no text is lost
-            space = text.rfind(" ", MAX_LINE - WRAP_BACK, MAX_LINE + 1)
-            end, rest = (space, space + 1) if space > 0 else (MAX_LINE, MAX_LINE)
-            row.text, row.at = text[:end], self._at
-            self._take(row)
-            row.shown = ""
-            text = text[rest:]
-            x = max(0, x - rest)
         row.text, row.at = text, self._at
-        self._x = x
+        self._x = x + len(piece)
         self._touched.add(row)
 
     def _control(self, char: str) -> None:
@@ -189,9 +233,9 @@ class TextScreen:
         elif char in "\n\x0b\x0c":
             self._line_feed()
         elif char == "\b":
-            self._x = max(0, self._x - 1)
+            self._x = min(max(0, self._x - 1), self._width - 1)
         elif char == "\t":
-            self._x = min(MAX_LINE, (self._x // TAB + 1) * TAB)
+            self._x = min(self._width - 1, (self._x // TAB + 1) * TAB)
 
     def _escape(self, code: str) -> None:
         final = code[-1]
@@ -208,32 +252,39 @@ class TextScreen:
             self._line_feed()
         elif final == "M":
             if self._y == self._top:
-                self._scroll_down(1)
+                self._insert_rows(self._top, 1)
             else:
                 self._y = max(0, self._y - 1)
         elif final == "c":
-            self._erase_rows(0, self._height)
+            self._erase_rows(0, self._height, cursor_too=True)
             self._x = self._y = 0
             self._top, self._bottom = 0, self._height - 1
             self._insert = False
+            self._autowrap = True
 
     def _csi(self, code: str) -> None:
         body, final = code[2:-1], code[-1]
         if len(body) > MAX_PARAMS or any(" " <= c <= "/" for c in body):
             return  # intermediates: another function (the cursor's shape, say)
         if body[:1] in ("?", ">", "=", "<"):
-            if body[0] == "?" and final in "hl" and _ALTERNATE & set(body[1:].split(";")):
-                self._switch(alternate=final == "h")
+            if body[0] == "?" and final in "hl":
+                modes = set(body[1:].split(";"))
+                if _ALTERNATE & modes:
+                    self._switch(alternate=final == "h")
+                if "7" in modes:
+                    self._autowrap = final == "h"
             return
         params = [int(p) if p.isdigit() else 0 for p in body.split(";")] if body else [0]
-        n = max(1, min(params[0], MAX_LINE))
-        if final == "m":
-            return
+        n = max(1, min(params[0], MAX_COLUMNS))
+        # The cursor may stand past the last column (that column was written, and the next
+        # character wraps): a move counts from there, and ends within the row (as pyte, which
+        # the text export draws with, has it).
+        last = self._width - 1
         if final in "Hf":
-            row = params[0] if params[0] else 1
+            row = params[0] or 1
             col = params[1] if len(params) > 1 and params[1] else 1
             self._y = min(row, self._height) - 1
-            self._x = min(col, MAX_LINE) - 1
+            self._x = min(col - 1, last)
         elif final == "A":
             floor = self._top if self._y >= self._top else 0
             self._y = max(floor, self._y - n)
@@ -241,33 +292,32 @@ class TextScreen:
             ceiling = self._bottom if self._y <= self._bottom else self._height - 1
             self._y = min(ceiling, self._y + n)
         elif final in "Ca":
-            self._x = min(MAX_LINE, self._x + n)
+            self._x = min(self._x + n, last)
         elif final == "D":
-            self._x = max(0, self._x - n)
+            self._x = min(max(0, self._x - n), last)
         elif final == "E":
-            self._x = 0
-            self._y = min(
-                self._bottom if self._y <= self._bottom else self._height - 1, self._y + n
-            )
+            ceiling = self._bottom if self._y <= self._bottom else self._height - 1
+            self._x, self._y = 0, min(ceiling, self._y + n)
         elif final == "F":
-            self._x = 0
-            self._y = max(self._top if self._y >= self._top else 0, self._y - n)
+            floor = self._top if self._y >= self._top else 0
+            self._x, self._y = 0, max(floor, self._y - n)
         elif final in "G`":
-            self._x = n - 1
+            self._x = min(n - 1, last)
         elif final == "d":
             self._y = min(n, self._height) - 1
         elif final == "I":
-            self._x = min(MAX_LINE, (self._x // TAB + n) * TAB)
+            self._x = min((self._x // TAB + n) * TAB, last)
         elif final == "K":
             self._erase_in_row(params[0])
         elif final == "J":
             self._erase_in_display(params[0])
         elif final == "@":
-            self._edit_row(lambda t, x: (t[:x] + " " * n + t[x:])[:MAX_LINE] if x < len(t) else t)
+            width = self._width
+            self._edit_row(lambda t, x: (t[:x] + " " * n + t[x:])[:width] if x < len(t) else t)
         elif final == "P":
             self._edit_row(lambda t, x: t[:x] + t[x + n :])
         elif final == "X":
-            self._edit_row(lambda t, x: (t[:x] + " " * n + t[x + n :]) if x < len(t) else t)
+            self._edit_row(lambda t, x: (t[:x] + " " * n + t[x + n :])[: max(len(t), x)])
         elif final == "L":
             if self._top <= self._y <= self._bottom:
                 self._insert_rows(self._y, n)
@@ -279,14 +329,12 @@ class TextScreen:
         elif final == "S":
             self._delete_rows(self._top, n)
         elif final == "T":
-            self._scroll_down(n)
+            self._insert_rows(self._top, n)
         elif final == "r":
             top = (params[0] or 1) - 1
-            bottom = (
-                min(params[1] if len(params) > 1 and params[1] else self._height, self._height) - 1
-            )
-            if top < bottom:
-                self._top, self._bottom = top, bottom
+            bottom = min(params[1] if len(params) > 1 and params[1] else self._height, self._height)
+            if top < bottom - 1:
+                self._top, self._bottom = top, bottom - 1
                 self._x = self._y = 0
         elif final == "s":
             self._saved = (self._x, self._y)
@@ -319,52 +367,112 @@ class TextScreen:
 
     def _erase_in_display(self, how: int) -> None:
         if how == 0:
-            self._erase_in_row(0)
             self._erase_rows(self._y + 1, self._height)
+            self._erase_in_row(0)
         elif how == 1:
-            self._erase_in_row(1)
             self._erase_rows(0, self._y)
+            self._erase_in_row(1)
         elif how in (2, 3):
             self._erase_rows(0, self._height)
 
-    def _erase_rows(self, start: int, end: int) -> None:
+    def _erase_rows(self, start: int, end: int, cursor_too: bool = False) -> None:
+        """Rows erased: their lines are taken first (not the cursor's, unless ``cursor_too``:
+        a line editor erases the rows of a line being edited as it redraws them), then the
+        rows are blank."""
+        cursor = -1 if cursor_too else self._line_of(self._y)[0]
+        rows = self._rows
         for y in range(start, end):
-            row = self._rows[y]
-            if row.text:
-                self._take(row)
-                row.text = row.shown = ""
+            if rows[y].text or rows[y].carry:
+                head, tail = self._line_of(y)
+                if head != cursor:
+                    self._take(head, tail)
+        for y in range(start, end):
+            row = rows[y]
+            if row.text or row.wrapped or row.carry:
+                row.clear()
                 self._touched.discard(row)
+        if start < end < self._height:
+            rows[end].wrapped = False  # what it went on from is gone
 
-    def _delete_rows(self, y: int, n: int) -> None:
-        """Rows ``y`` .. ``y + n - 1`` go (taken first); the rest of the scrolling region
+    def _scroll_off(self, y: int, bottom: int) -> None:
+        """Row ``y`` leaves (the rows below it up to ``bottom`` move up, a blank row comes in
+        at ``bottom - 1``): its line is taken, or, if the line goes on in the row below, that
+        row heads it now and carries the text that left."""
+        rows = self._rows
+        row = rows[y]
+        following = rows[y + 1] if y + 1 < bottom else None
+        if following is not None and following.wrapped and (row.text or row.carry):
+            carry = row.carry + row.text.ljust(self._width)
+            following.wrapped = False
+            following.shown, following.at = row.shown, max(row.at, following.at)
+            following.carry = self._carried(carry, following.at)
+        elif row.text or row.carry:
+            self._take(*self._line_of(y))
+        elif following is not None and following.wrapped:
+            following.wrapped = False
+        del rows[y]
+        self._touched.discard(row)
+        row.clear()
+        rows.insert(bottom - 1, row)  # the same object, blank: no allocation per line fed
+
+    def _carried(self, carry: str, at: int) -> str:
+        """The text a line keeps of its rows that left the screen: bounded, as a line that
+        never ends (cat of a file with no line feeds) wraps for ever. What is past MAX_LINE
+        characters is taken now, a line at a time."""
+        if len(carry) <= 2 * MAX_LINE:
+            return carry
+        text = _normal(carry.replace(WIDE, ""))
+        done = len(text) - MAX_LINE
+        for line in _pieces(text[:done]):
+            self._out.append((at, line))
+        return text[done:]
+
+    def _delete_rows(self, y: int, n: int, bottom: int | None = None) -> None:
+        """Rows ``y`` .. ``y + n - 1`` go; the rest of the scrolling region (up to ``bottom``)
         moves up and blank rows come in at its bottom."""
-        bottom = self._bottom + 1
+        rows = self._rows
+        bottom = self._bottom + 1 if bottom is None else bottom
         n = min(n, bottom - y)
-        for row in self._rows[y : y + n]:
-            self._take(row)
-            self._touched.discard(row)
-        del self._rows[y : y + n]
-        self._rows[bottom - n : bottom - n] = [Row() for _ in range(n)]
+        if n <= 0:
+            return
+        block = rows[y : y + n]
+        after = rows[y + n] if y + n < bottom else None
+        if not any(row.text or row.carry or row.wrapped for row in block) and not (
+            after is not None and after.wrapped
+        ):  # blank rows (a program scrolling a region, a hostile flood): moved at once
+            del rows[y : y + n]
+            rows[bottom - n : bottom - n] = block
+            return
+        for _ in range(n):
+            self._scroll_off(y, bottom)
 
     def _insert_rows(self, y: int, n: int) -> None:
+        """Blank rows come in at ``y``; the rows below move down, and those past the bottom of
+        the scrolling region go (taken)."""
         bottom = self._bottom + 1
         n = min(n, bottom - y)
-        for row in self._rows[bottom - n : bottom]:
-            self._take(row)
+        rows = self._rows
+        for gone in range(bottom - n, bottom):
+            if rows[gone].text and not rows[gone].wrapped:
+                self._take(*self._line_of(gone))
+        moved = rows[bottom - n : bottom]
+        del rows[bottom - n : bottom]
+        for row in moved:
             self._touched.discard(row)
-        del self._rows[bottom - n : bottom]
-        self._rows[y:y] = [Row() for _ in range(n)]
-
-    def _scroll_down(self, n: int) -> None:
-        self._insert_rows(self._top, n)
+            row.clear()
+        rows[y:y] = moved
+        for edge in (bottom, y + n):  # rows no longer below the row they went on from
+            if edge < self._height:
+                rows[edge].wrapped = False
 
     def _switch(self, alternate: bool) -> None:
         """To a full-screen program's own screen (vim, less, top) and back: what was on the
         one left is taken, as it is no longer shown."""
         if alternate == (self._primary is not None):
             return
-        for row in self._rows:
-            self._take(row)
+        for y in range(self._height):
+            if not self._rows[y].wrapped:
+                self._take(*self._line_of(y))
         self._touched.clear()
         if alternate:
             self._primary = self._rows
@@ -376,19 +484,73 @@ class TextScreen:
             self._x, self._y = self._switched_from  # as xterm restores it with 1049
         self._top, self._bottom = 0, self._height - 1
 
-    def _take(self, row: Row) -> None:
-        line = " ".join(row.text.split())
-        if line and line != row.shown:
-            self._out.append((row.at, line))
-            row.shown = line
+    # -- lines -------------------------------------------------------------------------------
+
+    def _line_of(self, y: int) -> tuple[int, int]:
+        """The first and last rows of the line row ``y`` is on (rows joined by wrapping)."""
+        rows = self._rows
+        head = y
+        while head > 0 and rows[head].wrapped:
+            head -= 1
+        tail = y
+        while tail + 1 < len(rows) and rows[tail + 1].wrapped:
+            tail += 1
+        return head, tail
+
+    def _take(self, head: int, tail: int) -> None:
+        rows = self._rows[head : tail + 1]
+        first = rows[0]
+        if len(rows) == 1:
+            raw = first.carry + first.text
+        else:
+            width = self._width
+            raw = first.carry + "".join(row.text.ljust(width) for row in rows[:-1]) + rows[-1].text
+        line = _normal(raw.replace(WIDE, "") if WIDE in raw else raw)
+        if line and line != first.shown:
+            first.shown = line
+            at = max(row.at for row in rows)
+            for piece in _pieces(line):
+                self._out.append((at, piece))
+
+    def _taken(self) -> list[tuple[int, str]]:
+        out, self._out = self._out, []
+        return out
 
 
-def _moved(cursor: tuple[int, int], cut: int, lines: int) -> tuple[int, int]:
-    return cursor[0], min(max(0, cursor[1] - cut), lines - 1)
+def _normal(text: str) -> str:
+    return " ".join(text.split())
 
 
-def _rows(lines: int) -> int:
-    return max(1, min(lines, MAX_ROWS))
+def _pieces(line: str) -> list[str]:
+    """A line longer than MAX_LINE as lines of at most MAX_LINE, cut at a space near the end
+    of each if there is one, so no word is cut in two."""
+    out = []
+    while len(line) > MAX_LINE:
+        space = line.rfind(" ", MAX_LINE - WRAP_BACK, MAX_LINE + 1)
+        end, rest = (space, space + 1) if space > 0 else (MAX_LINE, MAX_LINE)
+        out.append(line[:end])
+        line = line[rest:]
+    if line:
+        out.append(line)
+    return out
+
+
+def _cells(run: str) -> str:
+    """Text as the columns it takes: a wide character is followed by WIDE; a character of no
+    width (a combining accent, a zero-width joiner) takes none and is dropped."""
+    out = []
+    for char in run:
+        if char < "\u0300":
+            out.append(char)
+        elif unicodedata.east_asian_width(char) in ("W", "F"):
+            out.append(char + WIDE)
+        elif not (unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf")):
+            out.append(char)
+    return "".join(out)
+
+
+def _bound(value: int, most: int) -> int:
+    return max(1, min(value, most))
 
 
 def _unfinished(text: str, cut: int) -> bool:

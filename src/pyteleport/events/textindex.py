@@ -15,6 +15,7 @@ import heapq
 import json
 import logging
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ FOLDS_TO_ASCII_ESCAPE = re.compile(
 )
 MAX_BATCH_LINES = 1000
 MAX_SESSION_LINES = 100_000
+BUDGET_S = 0.05  # the time the screen may take of each second of a session's output
 SEARCH_PAGE = 500
 
 
@@ -375,17 +377,23 @@ class SessionTextIndex:
     and after ``MAX_SESSION_LINES`` the session's output is no longer read for the index.
     The recording keeps everything either way."""
 
-    def __init__(self, index: RecordingIndex, session: IndexedSession, lines: int = 24) -> None:
+    def __init__(
+        self, index: RecordingIndex, session: IndexedSession, lines: int = 24, columns: int = 80
+    ) -> None:
         self._index = index
         self.session = session
         self._screen: TextScreen | None = None  # made at the first output
         self._height = lines
+        self._width = columns
         self._lines: list[tuple[int, str, str]] = []
         self._batch = 0
         self._start_written = False
         self.indexed = 0  # lines taken so far
         self.dropped = 0  # lines left out by the bounds
         self._overflow = False  # output came after MAX_SESSION_LINES
+        self._second = -1  # the second of the session whose output is being read
+        self._spent_s = 0.0  # the time the screen took in it
+        self._skipped = False  # output left unread, past a second's time budget
         self._partial_written = False  # a batch that says the index holds part of it
 
     @property
@@ -395,21 +403,33 @@ class SessionTextIndex:
     @property
     def partial(self) -> bool:
         """Whether the bounds left some of the session's lines out."""
-        return bool(self.dropped) or self._overflow
+        return bool(self.dropped) or self._overflow or self._skipped
 
     def output(self, data: bytes, offset_ms: int) -> None:
-        if not self.full:
-            if self._screen is None:
-                self._screen = TextScreen(self._height)
-            self._take("output", self._screen.feed(data, offset_ms))
-        elif data.strip():
-            self._overflow = True
+        if self.full:
+            if data.strip():
+                self._overflow = True
+            return
+        second = offset_ms // 1000
+        if second != self._second:
+            self._second, self._spent_s = second, 0.0
+        elif self._spent_s >= BUDGET_S:
+            # Output that takes the screen long to draw (a flood, or sequences made to be
+            # slow) is not read for the rest of this second: the proxy's time is the
+            # sessions', and the recording has everything.
+            self._skipped = True
+            return
+        if self._screen is None:
+            self._screen = TextScreen(self._height, self._width)
+        began = time.perf_counter()
+        self._take("output", self._screen.feed(data, offset_ms))
+        self._spent_s += time.perf_counter() - began
 
-    def resize(self, lines: int) -> None:
-        """The terminal's height changed (its width does not matter: rows are not wrapped)."""
-        self._height = lines
+    def resize(self, lines: int, columns: int) -> None:
+        """The terminal's window changed size."""
+        self._height, self._width = lines, columns
         if self._screen is not None and not self.full:
-            self._take("output", self._screen.resize(lines))
+            self._take("output", self._screen.resize(lines, columns))
 
     def line(self, offset_ms: int, kind: str, text: str) -> None:
         """A line known whole, such as an exec's command (its runs of white space as one

@@ -226,6 +226,7 @@ class RecordedSession:
                 participants=(self._target.user,),
             ),
             lines=(request.term_size[1] or 24) if request.term_type else 24,
+            columns=(request.term_size[0] or 80) if request.term_type else 80,
         )
         if request.kind == "exec" and not ScpTap.is_scp(request.command):
             self._text.line(0, "input", request.command)
@@ -320,8 +321,8 @@ class RecordedSession:
     def resized(self, width: int, height: int) -> None:
         if self._recorder is not None:
             self._recorder.resize(width, height)
-        if self._text is not None and self._interactive and height > 0:
-            self._text.resize(height)
+        if self._text is not None and self._interactive and width > 0 and height > 0:
+            self._text.resize(height, width)
             self._maybe_flush_text()
         task = asyncio.get_running_loop().create_task(
             self._settings.audit.emit(codes.RESIZE, self._fields(size=f"{width}:{height}"))
