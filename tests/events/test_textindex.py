@@ -442,6 +442,8 @@ async def test_output_past_a_seconds_time_budget_is_not_read_and_the_session_is_
     text.output(b"first\r\n" + b"a\x1b[999S" * 100, 0)  # the second's first output is read
     text.output(b"needle\r\n", 10)  # past the budget: not read
     text.output(b"\r\nlater\r\n", 1000)  # the next second is read again
+    # ... and one large packet is held to it too: read a piece at a time while within it.
+    text.output(b"x" * textindex.BUDGET_PIECE + b"\r\nneedle too\r\n", 2000)
     await text.flush(final=True)
     assert (await index.search("needle")).hits == []
     assert [h.line for h in (await index.search("later")).hits] == ["later"]

@@ -47,6 +47,7 @@ FOLDS_TO_ASCII_ESCAPE = re.compile(
 MAX_BATCH_LINES = 1000
 MAX_SESSION_LINES = 100_000
 BUDGET_S = 0.05  # the time the screen may take of each second of a session's output
+BUDGET_PIECE = 4096  # bytes drawn between two looks at the time taken
 SEARCH_PAGE = 500
 
 
@@ -421,9 +422,14 @@ class SessionTextIndex:
             return
         if self._screen is None:
             self._screen = TextScreen(self._height, self._width)
-        began = time.perf_counter()
-        self._take("output", self._screen.feed(data, offset_ms))
-        self._spent_s += time.perf_counter() - began
+        # A piece at a time, so a large packet is held to the budget too.
+        for start in range(0, len(data), BUDGET_PIECE):
+            if start and self._spent_s >= BUDGET_S:
+                self._skipped = True
+                return
+            began = time.perf_counter()
+            self._take("output", self._screen.feed(data[start : start + BUDGET_PIECE], offset_ms))
+            self._spent_s += time.perf_counter() - began
 
     def resize(self, lines: int, columns: int) -> None:
         """The terminal's window changed size."""
