@@ -63,9 +63,20 @@ class Row:
         self.shown = ""  # the line's text when it was last taken (kept by its first row)
         self.at = 0  # the time offset of the row's last change, in milliseconds
 
-    def clear(self) -> None:
-        self.text = self.carry = self.shown = ""
-        self.wrapped = False
+
+class _Blank(Row):
+    """The row of every blank place on a screen, shared: a screen holds rows only where the
+    output has written (a thousand idle sessions hold a thousand prompts, not 24,000 rows)."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("the blank row is shared: a row is made where it is written")
+
+
+BLANK = _Blank.__new__(_Blank)
+for _slot, _value in (("text", ""), ("wrapped", False), ("carry", ""), ("shown", ""), ("at", 0)):
+    object.__setattr__(BLANK, _slot, _value)
 
 
 class TextScreen:
@@ -77,7 +88,7 @@ class TextScreen:
         self._pending = ""  # an escape sequence cut off by the end of a packet
         self._height = _bound(lines, MAX_ROWS)
         self._width = _bound(columns, MAX_COLUMNS)
-        self._rows = [Row() for _ in range(self._height)]
+        self._rows: list[Row] = [BLANK] * self._height
         self._x = 0  # the width itself: the last column was written, the next character wraps
         self._y = 0
         self._top = 0  # the scrolling region
@@ -184,7 +195,7 @@ class TextScreen:
                         self._take(*self._line_of(y))
                 del rows[lines:]
             else:
-                rows += [Row() for _ in range(lines - len(rows))]
+                rows += [BLANK] * (lines - len(rows))
         finally:
             self._rows = current
         return rows
@@ -199,7 +210,7 @@ class TextScreen:
                 if self._autowrap:
                     self._x = 0
                     self._line_feed()
-                    self._rows[self._y].wrapped = True
+                    self._row().wrapped = True
                 else:
                     self._x = width - 1
             room = width - self._x
@@ -214,8 +225,16 @@ class TextScreen:
                 piece, cells = piece[:-1] + " ", piece[-1] + cells
             self._put(piece)
 
+    def _row(self, y: int | None = None) -> Row:
+        """Row ``y`` (the cursor's), made if it was blank, to be written."""
+        y = self._y if y is None else y
+        row = self._rows[y]
+        if row is BLANK:
+            row = self._rows[y] = Row()
+        return row
+
     def _put(self, piece: str) -> None:
-        row = self._rows[self._y]
+        row = self._row()
         text, x = row.text, self._x
         if x > len(text):
             text += " " * (x - len(text))
@@ -344,9 +363,9 @@ class TextScreen:
             self._insert = final == "h"
 
     def _edit_row(self, edit: Callable[[str, int], str]) -> None:
-        row = self._rows[self._y]
-        text = edit(row.text, self._x)
-        if text != row.text:
+        text = edit(self._rows[self._y].text, self._x)
+        if text != self._rows[self._y].text:
+            row = self._row()
             row.text, row.at = text, self._at
             self._touched.add(row)
 
@@ -387,11 +406,9 @@ class TextScreen:
                 if head != cursor:
                     self._take(head, tail)
         for y in range(start, end):
-            row = rows[y]
-            if row.text or row.wrapped or row.carry:
-                row.clear()
-                self._touched.discard(row)
-        if start < end < self._height:
+            self._touched.discard(rows[y])
+            rows[y] = BLANK
+        if start < end < self._height and rows[end].wrapped:
             rows[end].wrapped = False  # what it went on from is gone
 
     def _scroll_off(self, y: int, bottom: int) -> None:
@@ -412,8 +429,7 @@ class TextScreen:
             following.wrapped = False
         del rows[y]
         self._touched.discard(row)
-        row.clear()
-        rows.insert(bottom - 1, row)  # the same object, blank: no allocation per line fed
+        rows.insert(bottom - 1, BLANK)
 
     def _carried(self, carry: str, at: int) -> str:
         """The text a line keeps of its rows that left the screen: bounded, as a line that
@@ -441,7 +457,8 @@ class TextScreen:
             after is not None and after.wrapped
         ):  # blank rows (a program scrolling a region, a hostile flood): moved at once
             del rows[y : y + n]
-            rows[bottom - n : bottom - n] = block
+            rows[bottom - n : bottom - n] = [BLANK] * n
+            self._touched.difference_update(block)
             return
         for _ in range(n):
             self._scroll_off(y, bottom)
@@ -455,14 +472,11 @@ class TextScreen:
         for gone in range(bottom - n, bottom):
             if rows[gone].text and not rows[gone].wrapped:
                 self._take(*self._line_of(gone))
-        moved = rows[bottom - n : bottom]
+        self._touched.difference_update(rows[bottom - n : bottom])
         del rows[bottom - n : bottom]
-        for row in moved:
-            self._touched.discard(row)
-            row.clear()
-        rows[y:y] = moved
+        rows[y:y] = [BLANK] * n
         for edge in (bottom, y + n):  # rows no longer below the row they went on from
-            if edge < self._height:
+            if edge < self._height and rows[edge].wrapped:
                 rows[edge].wrapped = False
 
     def _switch(self, alternate: bool) -> None:
@@ -476,7 +490,7 @@ class TextScreen:
         self._touched.clear()
         if alternate:
             self._primary = self._rows
-            self._rows = [Row() for _ in range(self._height)]
+            self._rows = [BLANK] * self._height
             self._switched_from = (self._x, self._y)
         else:
             assert self._primary is not None
@@ -507,7 +521,7 @@ class TextScreen:
             raw = first.carry + "".join(row.text.ljust(width) for row in rows[:-1]) + rows[-1].text
         line = _normal(raw.replace(WIDE, "") if WIDE in raw else raw)
         if line and line != first.shown:
-            first.shown = line
+            self._row(head).shown = line
             at = max(row.at for row in rows)
             for piece in _pieces(line):
                 self._out.append((at, piece))
