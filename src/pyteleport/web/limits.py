@@ -23,6 +23,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # A login or a token check carries a few hundred bytes; an admin's role or lock a few KiB.
+MAX_HEAD_BYTES = 64 << 10  # a request line and its headers
+MAX_URI_BYTES = 8 << 10  # a path and query
+INVALID_REQUEST = (
+    f"invalid HTTP request: it is not HTTP/1.1, or its request line and headers are over "
+    f"{MAX_HEAD_BYTES} bytes"
+)
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 UNAUTHENTICATED_MAX_BODY_BYTES = 64 << 10
 
@@ -58,6 +64,16 @@ class LimitsMiddleware:
             await self._app(scope, receive, send)
             return
         path: str = scope.get("path", "")
+        headers = scope.get("headers", ())
+        uri = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+        if uri + sum(len(k) + len(v) + 4 for k, v in headers) > MAX_HEAD_BYTES:
+            # The HTTP layer refuses such a head when it comes in pieces; one that came at
+            # once is refused here, the same way.
+            await _respond(send, 400, INVALID_REQUEST, {"connection": "close"})
+            return
+        if uri > MAX_URI_BYTES:
+            await _respond(send, 414, f"request URI too long: at most {MAX_URI_BYTES} bytes", {})
+            return
         client = scope.get("client") or ("", 0)
         for prefix, check in self._limits.rates:
             if path.startswith(prefix):
@@ -68,7 +84,7 @@ class LimitsMiddleware:
                     await _respond(send, 429, exc.message, retry)
                     return
         limit = self._limits.body_limit(path)
-        declared = _content_length(scope.get("headers", ()))
+        declared = _content_length(headers)
         if declared is not None and declared > limit:
             await _respond(send, 413, body_too_large(limit), {"connection": "close"})
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import ssl
@@ -26,9 +27,15 @@ from fastapi import Request
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from pyteleport.errors import BadParameterError
-from pyteleport.web.limits import LimitsMiddleware, RequestLimits
+from pyteleport.web.limits import (
+    INVALID_REQUEST,
+    MAX_HEAD_BYTES,
+    LimitsMiddleware,
+    RequestLimits,
+)
 
 PEER_CERT_STATE = "pyteleport.peer_cert_der"
+
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +95,23 @@ class _PeerCertProtocol(H11Protocol):
         # A per-connection copy: uvicorn copies app_state into each request's scope["state"].
         self.app_state = {**self.app_state, PEER_CERT_STATE: der}
         self._arm(self.limits.header_timeout_s, body_allowed=True)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request that is not HTTP, or whose head is over MAX_HEAD_BYTES: refused in the
+        JSON shape of every other refusal (uvicorn's is a line of plain text), and closed."""
+        body = json.dumps({"error": {"message": INVALID_REQUEST}}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._read_timer is not None:
@@ -179,6 +203,9 @@ class HttpsServer:
             server_header=False,
             timeout_graceful_shutdown=5,
             timeout_keep_alive=int(self._listener.keep_alive_s),
+            # Whatever pieces (TLS records) a request's head comes in, the same answer: up to
+            # this size the app sees it (and refuses a long URI itself), past it the protocol.
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         )
         self._ssl_context = ssl_context
         self._server = uvicorn.Server(self._config)
