@@ -304,3 +304,219 @@ def test_a_smaller_window_does_not_cut_the_line_being_typed() -> None:
     lines = [line for _, line in taken + screen.settle(final=True)]
     # Now the half-typed "$ echo par" is taken as a line of its own when the resize cuts it.
     assert lines == ["$ echo a", "a", "$ echo b", "b", "$ echo partial", "partial", "$"]
+
+
+# Found in review: bash 5.2 readline (PS1='$ ', a 40x24 pty, TERM=xterm-256color; captured), a
+# command typed wider than the terminal and then made short again before Enter. Readline erases
+# the row the command had wrapped into (\r\x1b[K) and leaves the cursor on the first row; Enter
+# then moves down into that erased row and the command's output is written there. The row is
+# still read as the command's second row: the user sees "$ echo hi" and "hi" on two rows, the
+# index holds "$ echo hi hi", and the output line is never indexed on its own (also after
+# history recall of a shorter command, or a wider window while typing: see the next test).
+LONG = b"echo the quick brown fox jumps over the lazy dog"
+SHRUNK = {
+    "ctrl-u": (
+        [
+            b"\x1b[?2004h$ ",
+            LONG,
+            b"\x1b[A\r\x1b[C\x1b[C\x1b[K\r\n\r\x1b[K\x1b[A\x1b[C\x1b[C",  # Ctrl-U
+            b"echo hi",
+            b"\r\n\x1b[?2004l\rhi\r\n\x1b[?2004h$ ",
+        ],
+        ["$ echo hi", "hi"],
+    ),
+    "ctrl-k": (  # Ctrl-A, 8 times Right, Ctrl-K: `echo the`
+        [
+            b"\x1b[?2004h$ ",
+            LONG,
+            b"\x1b[A\r" + b"\x1b[C" * 10,
+            b"\x1b[K\r\n\r\x1b[K\x1b[A" + b"\x1b[C" * 10,
+            b"\r\n\x1b[?2004l\rthe\r\n\x1b[?2004h$ ",
+        ],
+        ["$ echo the", "the"],
+    ),
+    "backspace": (  # 20 backspaces, back over the wrap
+        [
+            b"\x1b[?2004h$ ",
+            LONG,
+            b"\x08\x1b[K" * 9
+            + b"\r\x1b[K\x1b[A"
+            + b"\x1b[C" * 39
+            + b"\x1b[K\r\n\r\x1b[K\x1b[A"
+            + b"\x1b[C" * 39
+            + b"\x08\x1b[K" * 9,
+            b"\r\n\x1b[?2004l\rthe quick brown fox jum\r\n\x1b[?2004h$ ",
+        ],
+        ["$ echo the quick brown fox jum", "the quick brown fox jum"],
+    ),
+    "history": (  # `echo one`, the long command, then Up, Up and Enter: `echo one` again
+        [
+            b"\x1b[?2004h$ ",
+            b"echo one\r\n\x1b[?2004l\rone\r\n\x1b[?2004h$ ",
+            LONG + b"\r\n\x1b[?2004l\rthe quick brown fox jumps over the lazy dog\r\n\x1b[?2004h$ ",
+            LONG,  # Up
+            b"\x1b[A\x08\x08\x08one\x1b[K\r\n\r\x1b[K\x1b[A" + b"\x1b[C" * 10,  # Up
+            b"\r\n\x1b[?2004l\rone\r\n\x1b[?2004h$ ",
+        ],
+        ["$ echo one", "one", "$ echo one", "one"],
+    ),
+}
+
+
+@pytest.mark.parametrize(("packets", "run"), list(SHRUNK.values()), ids=list(SHRUNK))
+def test_a_command_made_shorter_than_a_row_again_is_not_joined_to_its_output(
+    packets: list[bytes], run: list[str]
+) -> None:
+    screen = TextScreen(24, 40)
+    taken: list[tuple[int, str]] = []
+    for n, packet in enumerate(packets):  # a second apart, settled as the index does
+        taken += screen.feed(packet, n * 1000)
+        taken += screen.settle()
+    lines = [line for _, line in taken + screen.settle(final=True)]
+    # Now: "$ echo hi hi", "$ echo the the", "$ echo one one", ...
+    assert [line for line in lines if line in run] == run
+
+
+def test_a_line_wrapped_before_the_window_widened_reads_whole() -> None:
+    # Typing into `cat > notes` (the terminal driver echoes; nothing redraws on a resize) a
+    # line wider than the 40-column window, then the window is made 80 wide before Enter: a
+    # terminal does not wrap the rows again, and the line is still the text typed. Now the
+    # index holds "xxx...nee dley": a search for "needle" does not find it.
+    screen = TextScreen(24, 40)
+    taken = screen.feed(b"$ cat > notes\r\n" + b"x" * 37 + b"needley", 0)
+    taken += screen.settle() + screen.resize(24, 80)
+    taken += screen.feed(b"\r\n", 2000) + screen.settle(final=True)
+    assert "x" * 37 + "needley" in [line for _, line in taken]
+    # bash 5.2 (captured, 40 columns, then 80 while the long command is typed): readline
+    # redraws the command on its first row and erases the second; Enter writes the output
+    # in the erased row. Now: one line, the command and its output ("... dog the quick ...").
+    screen = TextScreen(24, 40)
+    taken = screen.feed(b"\x1b[?2004h$ " + LONG, 0) + screen.settle() + screen.resize(24, 80)
+    taken += screen.feed(b"\r\x1b[K\r\x1b[A\x1b[K\r$ " + LONG, 1000) + screen.settle()
+    taken += screen.feed(
+        b"\r\n\x1b[?2004l\rthe quick brown fox jumps over the lazy dog\r\n\x1b[?2004h$ ", 2000
+    )
+    lines = [line for _, line in taken + screen.settle(final=True)]
+    assert lines == [
+        "$ echo the quick brown fox jumps over the lazy dog",
+        "the quick brown fox jumps over the lazy dog",
+        "$",
+    ]
+
+
+def test_the_top_row_is_kept_when_a_command_clears_the_screen() -> None:
+    # bash 5.2 (captured, 40x24): `for i in 1 2 3; do clear; echo SECRET-$i; echo more; sleep
+    # 0.2; done` typed on the first row. `clear` writes \x1b[H\x1b[2J\x1b[3J: the cursor goes to
+    # the top row and the screen is erased, and the erase spares the cursor's line as if it were
+    # being typed. Now the index holds "more", "more", "SECRET-3", "more", "$": the command and
+    # what each screen showed on its first row are never indexed (a script that clears and
+    # draws a status each time loses its first row every time).
+    packets = [
+        b"\x1b[?2004h$ ",
+        b"for i in 1 2 3; do clear; echo SECRET-$i; echo more; sleep 0.2; done\r\n"
+        b"\x1b[?2004l\r\x1b[H\x1b[2J\x1b[3JSECRET-1\r\nmore\r\n\x1b[H\x1b[2J\x1b[3JSECRET-2\r\n"
+        b"more\r\n\x1b[H\x1b[2J\x1b[3JSECRET-3\r\nmore\r\n\x1b[?2004h$ ",
+    ]
+    lines = shown(packets, columns=40)
+    assert "$ for i in 1 2 3; do clear; echo SECRET-$i; echo more; sleep 0.2; done" in lines
+    assert [line for line in lines if line.startswith("SECRET")] == [
+        "SECRET-1",
+        "SECRET-2",
+        "SECRET-3",
+    ]
+
+
+# vim 9 (`vim -u NONE -N v.txt`, a 40x12 pty; captured, its start-up queries left out): the
+# file's second line is wider than the window and vim draws it over two rows (writing the last
+# column twice so the terminal marks the row as wrapped).
+VIM_DRAWN = (
+    b'\x1b[?1049h\x1b[1;12r\x1b[H\x1b[2J\x1b[12;1H"v.txt" 29L, 312B'
+    b"\x1b[1;1Hshort line one\r\nalpha bravo charlie delta echo foxtrot gg\x1b[3;1H"
+    b"olf hotel india juliet kilo lima mike\x1b[3;38H\x1b[K\x1b[4;1Hshort line three\r\n"
+    b"line 4\r\nline 5\r\nline 6\r\nline 7\r\nline 8\r\nline 9\r\nline 10\x1b[1;1H"
+)
+VIM_QUIT = b"\x1b[12;1H:q!\r\x1b[12;1H\x1b[K\x1b[?1049l"
+
+
+def test_vim_redrawing_the_rows_of_a_wrapped_line_reads_as_shown() -> None:
+    # `j`, `0w`, `D`: the line becomes "alpha". vim scrolls its first row away within the
+    # region of rows 2-11 and writes "alpha " in the row that moved up: the row is read with
+    # the text that scrolled away before it, as a line that left the top of the screen. Now:
+    # "alpha bravo charlie delta echo foxtrot galpha", and "alpha" is never indexed.
+    deleted = shown(
+        [
+            VIM_DRAWN,
+            b"\r\n",
+            b"alpha ",
+            b"\x1b[?25l\x1b[2;11r\x1b[11;1H\r\n\x1b[1;12r\x1b[2;1Halpha \x1b[2;7H\x1b[K"
+            b"\x1b[11;1Hline 11\x1b[2;6H\x1b[?25h",
+            b"\x1b[3;6H",
+            VIM_QUIT,
+        ],
+        lines=12,
+        columns=40,
+    )
+    assert "alpha" in deleted
+    assert not [line for line in deleted if "galpha" in line]
+    # `:set nowrap`: vim draws "short line three" over the row the long line had wrapped into,
+    # by moving there. Now: "alpha bravo charlie delta echo foxtrot gshort line three".
+    unwrapped = shown(
+        [
+            VIM_DRAWN,
+            b"\x1b[12;1H\x1b[K\x1b[12;1H:set nowrap\r\x1b[3;1Hshort line three\x1b[3;17H\x1b[K"
+            b"\x1b[4;1Hline 4\x1b[4;7H\x1b[K\x1b[5;6H5\x1b[6;6H6\x1b[7;6H7\x1b[8;6H8\x1b[9;6H9"
+            b"\x1b[10;6H10\x1b[11;7H1\x1b[1;1H",
+            VIM_QUIT,
+        ],
+        lines=12,
+        columns=40,
+    )
+    assert "alpha bravo charlie delta echo foxtrot g" in unwrapped
+    assert not [line for line in unwrapped if "gshort" in line]
+
+
+def test_wide_characters_wrapped_at_the_last_column_read_without_a_gap() -> None:
+    # `cat` of a file with a Japanese line wider than the 40-column window, one narrow
+    # character first: the 20th wide character does not fit in the last column, which the
+    # terminal leaves blank, and goes on the next row. Now: "...名日 本語..." (a space inside
+    # the word), and a search for "日本語のファイル名" misses the wrapped occurrence.
+    text = "a" + "日本語のファイル名" * 3
+    assert shown([(text + "\r\n").encode()], columns=40) == [text]
+
+
+def test_a_line_longer_than_the_screen_keeps_its_words_whole() -> None:
+    # `cat` of a log with one line of 2,000 tokens (~10,000 characters, a minified JSON
+    # document say) in an 80x24 terminal: it scrolls off the top while it is written, and what
+    # left is cut into index lines. Now tokens are cut in two at those cuts ("k8299" + "13"),
+    # and two are glued where a row ended at a space ("w000254w000255"): a search for either
+    # token, or for two tokens that followed each other, misses the line.
+    tokens = [f"k{n * 7919 % 10 ** (n % 8 + 1)}" for n in range(2000)]
+    taken = shown([(" ".join(tokens) + "\r\n").encode()], columns=80)
+    assert [token for line in taken for token in line.split()] == tokens
+    words = [f"w{n:06d}" for n in range(1000)]  # 8 columns each: 5 a row, a row ends at a space
+    taken = shown([(" ".join(words) + "\r\n").encode()], lines=5, columns=40)
+    assert [word for line in taken for word in line.split()] == words
+
+
+def test_a_long_line_taken_once_is_not_taken_again_when_it_scrolls_off() -> None:
+    # A 3,000-character line on a 200x50 screen, taken when the prompt followed it (the
+    # once-a-second settle); then more output scrolls it off the top. Now it is indexed a
+    # second time, in other pieces, as it leaves: every search for it finds it twice.
+    screen = TextScreen(50, 200)
+    line = " ".join(f"w{n:04d}" for n in range(500))
+    taken = screen.feed(line.encode() + b"\r\n$ ", 0) + screen.settle()
+    assert " ".join(text for _, text in taken) == line
+    taken += screen.feed(b"".join(b"out %d\r\n" % n for n in range(60)), 2000)
+    taken += screen.settle(final=True)
+    assert len([text for _, text in taken if "w0100" in text]) == 1
+
+
+def test_text_wrapping_on_the_last_row_below_the_scrolling_region_joins_no_row_above() -> None:
+    # The scrolling region is rows 1-4 of 5 and a status is written on row 5, longer than the
+    # width (a progress bar, say): below the region the terminal cannot scroll, so the text
+    # goes on over the start of the same row. The row is marked as going on from the row
+    # above it, which it does not. Now: "fourth abc3456789", a line no screen showed.
+    screen = TextScreen(5, 10)
+    taken = screen.feed(b"\x1b[4;1Hfourth\x1b[1;4r\x1b[5;1H0123456789abc", 0)
+    lines = [line for _, line in taken + screen.settle(final=True)]
+    assert lines == ["fourth", "abc3456789"]

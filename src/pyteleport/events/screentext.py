@@ -27,6 +27,7 @@ character takes two columns, as on a terminal. Not a full emulator (the text exp
 from __future__ import annotations
 
 import codecs
+import itertools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -58,7 +59,9 @@ class Row:
 
     def __init__(self) -> None:
         self.text = ""  # one character a column (WIDE after a wide one)
-        self.wrapped = False  # the line above went on into this row (it wrapped)
+        # The line above went on into this row (it wrapped) at this width; 0: it did not. It
+        # is one line with the row above while that row still reaches this width.
+        self.wrapped = 0
         self.carry = ""  # the line's rows that left the screen above this one (it heads it)
         self.shown = ""  # the line's text when it was last taken (kept by its first row)
         self.at = 0  # the time offset of the row's last change, in milliseconds
@@ -75,7 +78,7 @@ class _Blank(Row):
 
 
 BLANK = _Blank.__new__(_Blank)
-for _slot, _value in (("text", ""), ("wrapped", False), ("carry", ""), ("shown", ""), ("at", 0)):
+for _slot, _value in (("text", ""), ("wrapped", 0), ("carry", ""), ("shown", ""), ("at", 0)):
     object.__setattr__(BLANK, _slot, _value)
 
 
@@ -99,6 +102,10 @@ class TextScreen:
         self._primary: list[Row] | None = None  # while a second screen is shown
         self._switched_from = (0, 0)  # the cursor on the first screen, meanwhile
         self._touched: set[Row] = set()  # rows changed since the last settle
+        self._placed = False  # the cursor was put somewhere since the last write
+        self._shape = 0  # counts changes to which rows are one line
+        self._line_key: tuple[int, int, int] = (-1, -1, -1)
+        self._line: tuple[int, int, frozenset[Row]] = (0, 0, frozenset())
         self._out: list[tuple[int, str]] = []
         self._at = 0
 
@@ -106,10 +113,7 @@ class TextScreen:
     def unsettled(self) -> bool:
         """Whether :meth:`settle` has a row to look at that is not on the cursor's line."""
         touched = self._touched
-        if not touched:
-            return False
-        head, tail = self._line_of(self._y)
-        return any(row not in self._rows[head : tail + 1] for row in touched)
+        return bool(touched) and not touched <= self._cursor_line()[2]
 
     def lines(self) -> list[str]:
         """The rows shown now, top to bottom, each as it would be taken on its own."""
@@ -191,7 +195,7 @@ class TextScreen:
             self._delete_rows(0, cut, bottom=len(rows))
             if len(rows) > lines:
                 for y in range(lines, len(rows)):
-                    if rows[y].text and not rows[y].wrapped:
+                    if rows[y].text and not self._joined(y):
                         self._take(*self._line_of(y))
                 del rows[lines:]
             else:
@@ -209,8 +213,11 @@ class TextScreen:
             if self._x >= width:  # the last column was written: the next character wraps
                 if self._autowrap:
                     self._x = 0
-                    self._line_feed()
-                    self._row().wrapped = True
+                    if self._line_feed():
+                        row = self._row()
+                        row.wrapped, row.carry = width, ""
+                        self._shape += 1
+                    self._placed = False
                 else:
                     self._x = width - 1
             room = width - self._x
@@ -222,7 +229,7 @@ class TextScreen:
                 return
             piece, cells = cells[:room], cells[room:]
             if cells[:1] == WIDE:  # a wide character that does not fit goes to the next row
-                piece, cells = piece[:-1] + " ", piece[-1] + cells
+                piece, cells = piece[:-1] + WIDE, piece[-1] + cells  # (a blank of no text)
             self._put(piece)
 
     def _row(self, y: int | None = None) -> Row:
@@ -235,6 +242,13 @@ class TextScreen:
 
     def _put(self, piece: str) -> None:
         row = self._row()
+        if self._placed:
+            # Written from a place the cursor was put at (vim redrawing a row, not a line
+            # editor going on after a wrap): the row is a line of its own now.
+            self._placed = False
+            if self._x == 0 and (row.wrapped or row.carry):
+                row.wrapped, row.carry = 0, ""
+                self._shape += 1
         text, x = row.text, self._x
         if x > len(text):
             text += " " * (x - len(text))
@@ -247,14 +261,20 @@ class TextScreen:
         self._touched.add(row)
 
     def _control(self, char: str) -> None:
+        self._placed = False
         if char == "\r":
             self._x = 0
         elif char in "\n\x0b\x0c":
             self._line_feed()
         elif char == "\b":
-            self._x = min(max(0, self._x - 1), self._width - 1)
+            self._back(1)
         elif char == "\t":
             self._x = min(self._width - 1, (self._x // TAB + 1) * TAB)
+
+    def _back(self, n: int) -> None:
+        """Left ``n`` columns; from past the last column (a wrap due), from the last one."""
+        x = min(self._x, self._width - 1)
+        self._x = max(0, x - n)
 
     def _escape(self, code: str) -> None:
         final = code[-1]
@@ -299,6 +319,12 @@ class TextScreen:
         # character wraps): a move counts from there, and ends within the row (as pyte, which
         # the text export draws with, has it).
         last = self._width - 1
+        # Put at a place (not moved from where it was): what is written there next is a row
+        # drawn anew (see _put).
+        if final in "HfG`dEFLM":
+            self._placed = True
+        elif final in "ABCDeaI":
+            self._placed = False
         if final in "Hf":
             row = params[0] or 1
             col = params[1] if len(params) > 1 and params[1] else 1
@@ -313,7 +339,7 @@ class TextScreen:
         elif final in "Ca":
             self._x = min(self._x + n, last)
         elif final == "D":
-            self._x = min(max(0, self._x - n), last)
+            self._back(n)
         elif final == "E":
             ceiling = self._bottom if self._y <= self._bottom else self._height - 1
             self._x, self._y = 0, min(ceiling, self._y + n)
@@ -369,14 +395,23 @@ class TextScreen:
             row.text, row.at = text, self._at
             self._touched.add(row)
 
-    def _line_feed(self) -> None:
+    def _line_feed(self) -> bool:
+        """Down a row, scrolling at the bottom of the region; whether the cursor is on another
+        row (at the screen's last row below the region, it stays where it is)."""
         if self._y == self._bottom:
             self._delete_rows(self._top, 1)
         elif self._y < self._height - 1:
             self._y += 1
+        else:
+            return False
+        return True
 
     def _erase_in_row(self, how: int) -> None:
         x = self._x
+        row = self._rows[self._y]
+        if (how == 2 or (how == 0 and x == 0)) and (row.wrapped or row.carry):
+            row.wrapped, row.carry = 0, ""  # erased whole: a line of its own from here on
+            self._shape += 1
         if how == 0:
             self._edit_row(lambda t, _: t[:x])
         elif how == 1:
@@ -392,7 +427,7 @@ class TextScreen:
             self._erase_rows(0, self._y)
             self._erase_in_row(1)
         elif how in (2, 3):
-            self._erase_rows(0, self._height)
+            self._erase_rows(0, self._height, cursor_too=True)
 
     def _erase_rows(self, start: int, end: int, cursor_too: bool = False) -> None:
         """Rows erased: their lines are taken first (not the cursor's, unless ``cursor_too``:
@@ -409,7 +444,8 @@ class TextScreen:
             self._touched.discard(rows[y])
             rows[y] = BLANK
         if start < end < self._height and rows[end].wrapped:
-            rows[end].wrapped = False  # what it went on from is gone
+            rows[end].wrapped = 0  # what it went on from is gone
+        self._shape += 1
 
     def _scroll_off(self, y: int, bottom: int) -> None:
         """Row ``y`` leaves (the rows below it up to ``bottom`` move up, a blank row comes in
@@ -418,30 +454,38 @@ class TextScreen:
         rows = self._rows
         row = rows[y]
         following = rows[y + 1] if y + 1 < bottom else None
-        if following is not None and following.wrapped and (row.text or row.carry):
-            carry = row.carry + row.text.ljust(self._width)
-            following.wrapped = False
-            following.shown, following.at = row.shown, max(row.at, following.at)
-            following.carry = self._carried(carry, following.at)
+        if following is not None and self._joined(y + 1):
+            carry = row.carry + row.text.ljust(following.wrapped, WIDE)
+            following.wrapped = 0
+            following.at = max(row.at, following.at)
+            following.shown = row.shown
+            following.carry = self._carried(carry, following)
         elif row.text or row.carry:
             self._take(*self._line_of(y))
-        elif following is not None and following.wrapped:
-            following.wrapped = False
+        if following is not None and following.wrapped:
+            following.wrapped = 0
+        self._shape += 1
         del rows[y]
         self._touched.discard(row)
         rows.insert(bottom - 1, BLANK)
 
-    def _carried(self, carry: str, at: int) -> str:
-        """The text a line keeps of its rows that left the screen: bounded, as a line that
-        never ends (cat of a file with no line feeds) wraps for ever. What is past MAX_LINE
-        characters is taken now, a line at a time."""
+    def _carried(self, carry: str, head: Row) -> str:
+        """The text a line keeps of its rows that left the screen (``head`` heads it now):
+        bounded, as a line that never ends (cat of a file with no line feeds) wraps for ever.
+        All but about MAX_LINE characters of it are taken now (cut at a space, so no word is
+        cut in two), unless the line was taken whole before."""
         if len(carry) <= 2 * MAX_LINE:
             return carry
-        text = _normal(carry.replace(WIDE, ""))
-        done = len(text) - MAX_LINE
-        for line in _pieces(text[:done]):
-            self._out.append((at, line))
-        return text[done:]
+        cut = carry.rfind(" ", len(carry) - MAX_LINE - WRAP_BACK, len(carry) - MAX_LINE)
+        if cut <= 0:
+            cut = len(carry) - MAX_LINE
+        done = _normal(carry[:cut].replace(WIDE, ""))
+        if head.shown.startswith(done):  # taken already: what is left of it, is still shown
+            head.shown = head.shown[len(done) :].lstrip()
+        else:
+            head.shown = ""
+            self._out += [(head.at, line) for line in _pieces(done)]
+        return carry[cut:]
 
     def _delete_rows(self, y: int, n: int, bottom: int | None = None) -> None:
         """Rows ``y`` .. ``y + n - 1`` go; the rest of the scrolling region (up to ``bottom``)
@@ -456,6 +500,7 @@ class TextScreen:
         if not any(row.text or row.carry or row.wrapped for row in block) and not (
             after is not None and after.wrapped
         ):  # blank rows (a program scrolling a region, a hostile flood): moved at once
+            self._shape += 1
             del rows[y : y + n]
             rows[bottom - n : bottom - n] = [BLANK] * n
             self._touched.difference_update(block)
@@ -470,14 +515,15 @@ class TextScreen:
         n = min(n, bottom - y)
         rows = self._rows
         for gone in range(bottom - n, bottom):
-            if rows[gone].text and not rows[gone].wrapped:
+            if rows[gone].text and not self._joined(gone):
                 self._take(*self._line_of(gone))
+        self._shape += 1
         self._touched.difference_update(rows[bottom - n : bottom])
         del rows[bottom - n : bottom]
         rows[y:y] = [BLANK] * n
         for edge in (bottom, y + n):  # rows no longer below the row they went on from
             if edge < self._height and rows[edge].wrapped:
-                rows[edge].wrapped = False
+                rows[edge].wrapped = 0
 
     def _switch(self, alternate: bool) -> None:
         """To a full-screen program's own screen (vim, less, top) and back: what was on the
@@ -485,9 +531,10 @@ class TextScreen:
         if alternate == (self._primary is not None):
             return
         for y in range(self._height):
-            if not self._rows[y].wrapped:
+            if not self._joined(y):
                 self._take(*self._line_of(y))
         self._touched.clear()
+        self._shape += 1
         if alternate:
             self._primary = self._rows
             self._rows = [BLANK] * self._height
@@ -502,14 +549,29 @@ class TextScreen:
 
     def _line_of(self, y: int) -> tuple[int, int]:
         """The first and last rows of the line row ``y`` is on (rows joined by wrapping)."""
-        rows = self._rows
         head = y
-        while head > 0 and rows[head].wrapped:
+        while self._joined(head):
             head -= 1
         tail = y
-        while tail + 1 < len(rows) and rows[tail + 1].wrapped:
+        while tail + 1 < len(self._rows) and self._joined(tail + 1):
             tail += 1
         return head, tail
+
+    def _joined(self, y: int) -> bool:
+        """Whether row ``y`` goes on from the row above: it wrapped into it, and the row above
+        still reaches that far (a line editor that made the line short again has not)."""
+        wrapped = self._rows[y].wrapped
+        return bool(wrapped) and y > 0 and len(self._rows[y - 1].text) >= wrapped
+
+    def _cursor_line(self) -> tuple[int, int, frozenset[Row]]:
+        """:meth:`_line_of` the cursor's row, and its rows: kept while the rows are as they
+        were (asked after every packet of output, which seldom changes them)."""
+        key = (self._shape, self._y, len(self._rows[self._y - 1].text) if self._y else 0)
+        if self._line_key != key:
+            head, tail = self._line_of(self._y)
+            self._line_key = key
+            self._line = (head, tail, frozenset(self._rows[head : tail + 1]))
+        return self._line
 
     def _take(self, head: int, tail: int) -> None:
         rows = self._rows[head : tail + 1]
@@ -517,8 +579,11 @@ class TextScreen:
         if len(rows) == 1:
             raw = first.carry + first.text
         else:
-            width = self._width
-            raw = first.carry + "".join(row.text.ljust(width) for row in rows[:-1]) + rows[-1].text
+            raw = first.carry + "".join(
+                row.text.ljust(following.wrapped, WIDE)
+                for row, following in itertools.pairwise(rows)
+            )
+            raw += rows[-1].text
         line = _normal(raw.replace(WIDE, "") if WIDE in raw else raw)
         if line and line != first.shown:
             self._row(head).shown = line
