@@ -520,3 +520,47 @@ def test_text_wrapping_on_the_last_row_below_the_scrolling_region_joins_no_row_a
     taken = screen.feed(b"\x1b[4;1Hfourth\x1b[1;4r\x1b[5;1H0123456789abc", 0)
     lines = [line for _, line in taken + screen.settle(final=True)]
     assert lines == ["fourth", "abc3456789"]
+
+
+def test_a_wide_character_on_a_one_column_terminal_does_not_hang_the_screen() -> None:
+    # Found in review: a wide character never fits a row one column wide, and the screen
+    # moved it to the next row for ever (a client may ask for a window one column wide).
+    import signal
+
+    def hung(*_: object) -> None:
+        raise TimeoutError("the screen did not return")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(2)
+    try:
+        screen = TextScreen(24, 1)
+        taken = screen.feed("日本\r\n".encode(), 0)
+        screen.resize(24, 0)
+        taken += screen.feed("語x".encode(), 1) + screen.settle(final=True)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert [line for _, line in taken] == ["日本", "語x"]  # a row each, wrapped: one line
+
+
+def test_a_row_split_from_the_cursors_line_is_pending_for_the_index() -> None:
+    # Found in review: the cursor's line was kept until the rows changed shape, and erasing
+    # the end of its first row from a column other than the first (ESC[5G ESC[K) makes the
+    # row below a line of its own without such a change: the row below was still counted as
+    # the cursor's line, so the index did not know a line was waiting.
+    screen = TextScreen(24, 10)
+    screen.feed(b"0123456789abcd\x1b[A", 0)
+    assert not screen.unsettled  # one line, the cursor's
+    screen.feed(b"\x1b[5G\x1b[K", 1)
+    assert screen.unsettled
+    assert [line for _, line in screen.settle()] == ["abcd"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_SEQUENCES, max_size=30), st.sampled_from([4, 10]))
+def test_unsettled_is_true_whenever_settle_has_a_line(sequences: list[bytes], columns: int) -> None:
+    screen = TextScreen(6, columns)
+    for at, data in enumerate(sequences):
+        screen.feed(data, at)
+        if not screen.unsettled:
+            assert screen.settle() == [], data

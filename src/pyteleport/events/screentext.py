@@ -228,8 +228,11 @@ class TextScreen:
                 self._put(cells[: room - 1] + cells[-1])
                 return
             piece, cells = cells[:room], cells[room:]
-            if cells[:1] == WIDE:  # a wide character that does not fit goes to the next row
-                piece, cells = piece[:-1] + WIDE, piece[-1] + cells  # (a blank of no text)
+            if cells[:1] == WIDE:
+                if width == 1:  # a row of one column: the character fits no row, as it is
+                    cells = cells[1:]
+                else:  # a wide character that does not fit goes to the next row
+                    piece, cells = piece[:-1] + WIDE, piece[-1] + cells  # (a blank of no text)
             self._put(piece)
 
     def _row(self, y: int | None = None) -> Row:
@@ -256,6 +259,7 @@ class TextScreen:
             text = (text[:x] + piece + text[x:])[: self._width]
         else:
             text = text[:x] + piece + text[x + len(piece) :]
+        self._reshape(len(row.text), len(text))
         row.text, row.at = text, self._at
         self._x = x + len(piece)
         self._touched.add(row)
@@ -391,9 +395,19 @@ class TextScreen:
     def _edit_row(self, edit: Callable[[str, int], str]) -> None:
         text = edit(self._rows[self._y].text, self._x)
         if text != self._rows[self._y].text:
+            self._reshape(len(self._rows[self._y].text), len(text))
             row = self._row()
             row.text, row.at = text, self._at
             self._touched.add(row)
+
+    def _reshape(self, before: int, after: int) -> None:
+        """The cursor's row goes from ``before`` to ``after`` characters: if that decides
+        whether the row below goes on from it (:meth:`_joined`), the lines change shape."""
+        y = self._y + 1
+        if y < len(self._rows):
+            wrapped = self._rows[y].wrapped
+            if wrapped and (before >= wrapped) != (after >= wrapped):
+                self._shape += 1
 
     def _line_feed(self) -> bool:
         """Down a row, scrolling at the bottom of the region; whether the cursor is on another
