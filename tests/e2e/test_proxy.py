@@ -921,15 +921,16 @@ def test_a_lock_that_meets_a_connection_being_set_up_refuses_it_with_its_message
     guide: Guide,
 ) -> None:
     """The proxy's lock watch ends a locked user's connections every second. One that meets a
-    connection still in its inner handshake (held here for 3 s by a ProxyCommand that passes
-    the user's bytes on late) leaves it the time to reach admission, which says why: the
-    connection is not cut with nothing on the user's terminal."""
+    connection still in its inner handshake (held here for 11 s by a ProxyCommand that passes
+    the user's bytes on late: longer than a fixed grace of 10 s, which a loaded machine's
+    handshake outran) leaves it the time to reach admission, which says why: the connection
+    is not cut with nothing on the user's terminal."""
     res = guide.cluster.tctl("lock", "--user=joe", "--message=Held at setup", "--ttl=1h")
     assert res.code == 0, res.text
     argv = guide.ssh_argv("echo must-not-run")
     [at] = [i for i, arg in enumerate(argv) if arg.startswith("ProxyCommand ")]
     held = argv[at].removeprefix("ProxyCommand ")
-    argv[at] = f'ProxyCommand sh -c "(sleep 3; exec cat) | {held}"'
+    argv[at] = f'ProxyCommand sh -c "(sleep 11; exec cat) | {held}"'
     res = run(argv, env=guide.client.env(), timeout=60)
     assert res.code == 255 and "must-not-run" not in res.out, res.text
     assert 'lock targeting User:"joe" is in force: Held at setup' in res.err, res.err

@@ -45,11 +45,12 @@ log = logging.getLogger("pyteleport.proxy")
 # without a recording, as Teleport does. In node and node-sync the subsystem is a byte pipe.
 FORWARDER_MODES = ("proxy", "proxy-sync", "off")
 END_GRACE_S = 1.0
-# How long a connection that is ended before a session of it runs is kept: its channels are
-# still being set up (the target dialled, the inner SSH handshake under way) or not yet asked
-# for, and their admission refuses them with the reason on the user's terminal. A disconnect
-# right away races the client's own writes, and it may see "Broken pipe" instead.
-SETTLE_GRACE_S = 10.0
+# How long a connection that is ended before a session of it runs is kept at most, and how
+# often it is looked at meanwhile: its channels are still being set up (the target dialled,
+# the inner SSH handshake under way) or not yet asked for, and their admission refuses them
+# with the reason on the user's terminal (ServerConn._end_later).
+SETTLE_LIMIT_S = 60.0
+SETTLE_CHECK_S = 1.0
 LOCK_POLL_S = 1.0
 
 
@@ -382,17 +383,29 @@ class OuterServer(asyncssh.SSHServer):
         # disconnect is set once.
         if conn is not None and self._ending is None:
             log.info("ending the connection of %s: %s", self.username, message)
-            # Give the message a moment to reach the client before the disconnect; a connection
-            # that has opened no channel yet, or whose channel is still being set up, gets the
-            # time to reach admission (SETTLE_GRACE_S). Any other channel (a port forward, a
-            # pipe) is cut after END_GRACE_S.
-            settling = not self._opened or any(s.settling for s in sessions)
-            self._ending = asyncio.get_running_loop().call_later(
-                SETTLE_GRACE_S if settling else END_GRACE_S,
-                conn.disconnect,
-                asyncssh.DISC_BY_APPLICATION,
-                message,
+            self._end_later(conn, message, time.monotonic(), False)
+
+    def _end_later(
+        self, conn: asyncssh.SSHServerConnection, message: str, since: float, settled: bool
+    ) -> None:
+        """Disconnect ``conn`` once its channels are done with admission. A connection that has
+        opened no channel yet, or whose channel is still being set up (the target dialled, the
+        inner handshake under way), is looked at again every second, up to SETTLE_LIMIT_S: its
+        admission refuses it with the reason, and a disconnect before that would race the
+        client's own writes (it may say "Broken pipe" instead). Once it is done, or for any other
+        channel (a port forward, a pipe), the disconnect comes END_GRACE_S later."""
+        settling = not self._opened or any(s.settling for s in self.sessions)
+        loop = asyncio.get_running_loop()
+        if settling and time.monotonic() - since < SETTLE_LIMIT_S:
+            self._ending = loop.call_later(
+                SETTLE_CHECK_S, self._end_later, conn, message, since, True
             )
+        elif not settling and (settled or self._ending is None):
+            self._ending = loop.call_later(
+                END_GRACE_S, self._end_later, conn, message, since, False
+            )
+        else:
+            conn.disconnect(asyncssh.DISC_BY_APPLICATION, message)
 
     async def roles(self) -> RoleSet:
         """The user's roles as stored now, and those the approved access requests named in the
