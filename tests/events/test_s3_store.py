@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import logging
 import os
 import re
@@ -22,7 +23,7 @@ from pyteleport.errors import BadParameterError, RecordingError
 from pyteleport.events.s3location import S3Location, parse_file_uri, parse_sessions_uri
 from pyteleport.events.s3multipart import Segment, StoredPart, plan_segments
 from pyteleport.events.s3store import S3RecordingStore
-from pyteleport.events.store import RecordingStore
+from pyteleport.events.store import RecordingInfo, RecordingStore
 from tests.events.store_conformance import (
     LivePartsConformance,
     RecordingStoreConformance,
@@ -245,13 +246,13 @@ async def test_a_listing_reads_only_the_entries_it_has_not_read_before(
     for sid in ("s1", "s2", "s3"):
         await store.upload(sid, await make_recording(tmp_path / "local", sid))
     reads: list[str] = []
-    real = store._doc
+    real = store._entry
 
-    async def counted(session_id: str) -> dict[str, Any]:
+    async def counted(session_id: str) -> tuple[str, RecordingInfo]:
         reads.append(session_id)
         return await real(session_id)
 
-    monkeypatch.setattr(store, "_doc", counted)
+    monkeypatch.setattr(store, "_entry", counted)
     assert sorted(i.session_id for i in await store.list()) == ["s1", "s2", "s3"]
     assert sorted(reads) == ["s1", "s2", "s3"]
     reads.clear()
@@ -301,3 +302,41 @@ async def test_an_object_that_is_no_recording_is_named_by_a_scan(
     [(name, why)] = scan.unreadable
     assert name == "cluster/records/junk.json" and "corrupt" in why, why
     assert [i.session_id for i in await store.list()] == ["s1"]
+
+
+async def test_a_listing_entry_cannot_send_a_read_or_a_removal_to_another_object(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    """Whoever can write under the prefix could name any object in an entry's "key": the
+    store reads and removes only the object its session id names."""
+    store = new_store(s3)
+    client, bucket = s3_client(s3), store.location.bucket
+    await store.upload("s1", await make_recording(tmp_path, "s1"))
+    client.put_object(Bucket=bucket, Key="elsewhere/secret", Body=b"not for the store")
+    entry = client.get_object(Bucket=bucket, Key="cluster/records/s1.json")["Body"].read()
+    doc = {**json.loads(entry), "key": "elsewhere/secret"}
+    client.put_object(Bucket=bucket, Key="cluster/records/s1.json", Body=json.dumps(doc).encode())
+    with pytest.raises(RecordingError, match="names another object"):
+        await store.read("s1")
+    with pytest.raises(RecordingError, match="names another object"):
+        async for _ in store.chunks("s1"):
+            pass
+    with pytest.raises(RecordingError, match="names another object"):
+        await store.delete("s1")
+    secret = client.get_object(Bucket=bucket, Key="elsewhere/secret")["Body"].read()
+    assert secret == b"not for the store"
+
+
+@pytest.mark.parametrize("body", [b"{not json", b'{"sid": "s1"}', b'{"key": 7}'])
+async def test_a_damaged_listing_entry_is_one_clear_error(
+    s3: S3Server, tmp_path: Path, body: bytes
+) -> None:
+    store = new_store(s3)
+    await store.upload("s1", await make_recording(tmp_path, "s1"))
+    s3_client(s3).put_object(Bucket=store.location.bucket, Key="cluster/records/s1.json", Body=body)
+    with pytest.raises(RecordingError, match="listing entry of recording s1"):
+        await store.info("s1")
+    with pytest.raises(RecordingError, match="listing entry of recording s1"):
+        await store.read("s1")
+    scan = await store.scan()
+    assert [name for name, _ in scan.unreadable] == ["cluster/records/s1.json"]

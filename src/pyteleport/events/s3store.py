@@ -246,7 +246,11 @@ class S3RecordingStore:
                 f"removing parts of recording {session_id}",
             )
 
-    async def _doc(self, session_id: str) -> dict[str, Any]:
+    async def _entry(self, session_id: str) -> tuple[str, RecordingInfo]:
+        """The key of a finished recording's object and its listing entry, from the entry
+        ``<session id>.json``; RecordingError if the entry is damaged or names an object other
+        than the recording of that session (whoever can write under the prefix must not make
+        the store read or remove anything else), NotFoundError if there is none."""
         recording_file_name(session_id)  # refuses an id that is no plain name
         key = self._key(f"{session_id}.json")
         try:
@@ -257,10 +261,25 @@ class S3RecordingStore:
         except NotFoundError:
             raise NotFoundError(f'recording for session "{session_id}" is not found') from None
         data: bytes = await asyncio.to_thread(answer["Body"].read)
-        doc = json.loads(data)
+        damaged = f"the listing entry of recording {session_id} ({key}) is corrupt"
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            raise RecordingError(f"{damaged}: it is no JSON") from None
         if not isinstance(doc, dict):
-            raise RecordingError(f"the listing entry of recording {session_id} is corrupt")
-        return doc
+            raise RecordingError(damaged)
+        allowed = {self._key(recording_file_name(session_id, s)) for s in SUFFIXES}
+        if doc.get("key") not in allowed:
+            raise RecordingError(
+                f"the listing entry of recording {session_id} ({key}) names another object "
+                f"({str(doc.get('key'))[:200]!r}), not {' or '.join(sorted(allowed))}: "
+                "remove the entry, or put back the one the proxy wrote"
+            )
+        try:
+            info = info_from_doc(doc)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RecordingError(f"{damaged}: {exc!r}") from None
+        return str(doc["key"]), info
 
     async def list(self) -> builtins.list[RecordingInfo]:
         return (await self.scan()).recordings
@@ -314,10 +333,10 @@ class S3RecordingStore:
             async with reads:
                 try:
                     check_stored_name(session_id)
-                    info = info_from_doc(await self._doc(session_id))
+                    _, info = await self._entry(session_id)
                 except NotFoundError:
                     return  # removed meanwhile
-                except (RecordingError, BadParameterError, ValueError, KeyError, TypeError) as exc:
+                except (RecordingError, BadParameterError) as exc:
                     log.warning("skipping unreadable recording %s: %s", session_id, exc)
                     unreadable.append((self._key(f"{session_id}.json"), str(exc)))
                     return
@@ -386,17 +405,18 @@ class S3RecordingStore:
 
     async def info(self, session_id: str) -> RecordingInfo:
         try:
-            return info_from_doc(await self._doc(session_id))
+            _, info = await self._entry(session_id)
         except NotFoundError:
             return await self._parts_info(session_id)
+        return info
 
     async def read(self, session_id: str) -> bytes:
         try:
-            doc = await self._doc(session_id)
+            key, _ = await self._entry(session_id)
         except NotFoundError:
             return await self._read_parts(session_id)
         answer = await self._call(
-            lambda: self._client.get_object(Bucket=self.location.bucket, Key=doc["key"]),
+            lambda: self._client.get_object(Bucket=self.location.bucket, Key=key),
             f"recording {session_id}",
         )
         data: bytes = await asyncio.to_thread(answer["Body"].read)
@@ -404,14 +424,14 @@ class S3RecordingStore:
 
     async def chunks(self, session_id: str) -> AsyncIterator[bytes]:
         try:
-            doc = await self._doc(session_id)
+            key, _ = await self._entry(session_id)
         except NotFoundError:
             data = await self._read_parts(session_id)
             for start in range(0, len(data), CHUNK_BYTES):
                 yield data[start : start + CHUNK_BYTES]
             return
         answer = await self._call(
-            lambda: self._client.get_object(Bucket=self.location.bucket, Key=doc["key"]),
+            lambda: self._client.get_object(Bucket=self.location.bucket, Key=key),
             f"recording {session_id}",
         )
         body = answer["Body"]
@@ -423,7 +443,7 @@ class S3RecordingStore:
 
     async def delete(self, session_id: str) -> None:
         try:
-            doc = await self._doc(session_id)
+            key, _ = await self._entry(session_id)
         except NotFoundError:
             if not await self._part_keys(session_id):
                 raise
@@ -435,6 +455,6 @@ class S3RecordingStore:
             f"removing recording {session_id}",
         )
         await self._call(
-            lambda: self._client.delete_object(Bucket=bucket, Key=doc["key"]),
+            lambda: self._client.delete_object(Bucket=bucket, Key=key),
             f"removing recording {session_id}",
         )
