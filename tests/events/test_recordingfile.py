@@ -3,6 +3,7 @@ its first chunk and its end, whatever its length, and a torn or damaged end is s
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import uuid
@@ -12,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyteleport.events import recordingfile
+from pyteleport.errors import BadParameterError
+from pyteleport.events import asciicast, recordingfile
 from pyteleport.events.asciicast import Header
 from pyteleport.events.chunks import ChunkBuilder, Frame, FrameKind
 from pyteleport.events.recordingfile import header_to_meta, read_header_and_duration
@@ -153,3 +155,32 @@ def test_a_torn_chunk_after_the_final_one_is_damage_not_an_early_end() -> None:
 def test_an_asciicast_recording_reports_no_damage() -> None:
     cast = b'{"version": 2, "width": 80, "height": 24}\n[0.5, "o", "hi"]\n[1, "o", "to'
     assert damage_of(cast) is None
+
+
+def test_a_frame_time_no_session_reaches_is_not_the_recordings_end(tmp_path: Path) -> None:
+    """A frame at 2**62 µs (more than a century after the start) is damage, not the end: the
+    listing ends at the last frame before it, and so every date it makes stays a date."""
+    data = build([(1_000_000, b"a"), (2**62, b"b")], flush_each=True)
+    header, duration_s = listed(tmp_path, data)
+    assert header.session_id == SID and duration_s == 1.0
+    header.start + dt.timedelta(seconds=duration_s)  # no OverflowError
+
+
+@pytest.mark.parametrize("time", ["1e999", "NaN", "-Infinity", "-1", "4e9"])
+def test_an_asciicast_frame_at_a_time_no_session_reaches_is_not_its_end(
+    tmp_path: Path, time: str
+) -> None:
+    path = tmp_path / f"{SID}.cast"
+    header = '{"version": 2, "width": 80, "height": 24, "timestamp": 1764636000}'
+    path.write_text(f'{header}\n[2.5, "o", "a"]\n[{time}, "o", "b"]\n')
+    _, duration_s = read_header_and_duration(path)
+    assert duration_s == 2.5
+    with pytest.raises(BadParameterError, match="malformed recording event"):
+        asciicast.decode_frame(f'[{time}, "o", "b"]')
+
+
+def test_a_start_and_any_frame_time_after_it_make_a_date() -> None:
+    last = asciicast.checked_timestamp(asciicast.LAST_TIMESTAMP)
+    Header(80, 24, last).start + dt.timedelta(seconds=asciicast.MAX_OFFSET_S)
+    with pytest.raises(ValueError, match="no date between 1970 and"):
+        asciicast.checked_timestamp(asciicast.LAST_TIMESTAMP + 1)

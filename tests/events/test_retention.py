@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pyteleport.backend import Item
 from pyteleport.backend.memory import MemoryBackend
 from pyteleport.clock import FakeClock
+from pyteleport.events.asciicast import Header, timestamp_of
 from pyteleport.events.catalog import CatalogedStore, RecordingCatalog
+from pyteleport.events.chunks import ChunkBuilder, Frame, FrameKind
+from pyteleport.events.recordingfile import header_to_meta
 from pyteleport.events.retention import RecordingRetention
 from pyteleport.events.store import FileRecordingStore
 from pyteleport.events.textindex import IndexedSession, RecordingIndex, SessionTextIndex
+from pyteleport.model.timefmt import format_time
 from tests.events.store_conformance import make_recording
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
@@ -119,3 +126,44 @@ async def test_no_search_lines_go_before_the_stores_older_recordings_are_catalog
     await store.catalog.fill(files)
     assert await sweeper.sweep() == ["s1"]  # catalogued: now past the retention, it goes
     assert (await index.search("says hello")).hits == []
+
+
+async def test_a_recording_with_a_frame_time_no_session_reaches_is_swept_like_any(
+    tmp_path: Path,
+) -> None:
+    """A last frame at 2**62 µs once made the sweep's end-of-session date overflow."""
+    sid = "00000000-0000-0000-0000-00000000000b"
+    start = NOW - dt.timedelta(days=100)
+    header = Header(80, 24, timestamp_of(start), session_id=sid, user="joe", login="root")
+    builder = ChunkBuilder(sid)
+    data = builder.add(Frame(0, FrameKind.META, header_to_meta(header))) + builder.flush()
+    data += builder.add(Frame(1_000_000, FrameKind.OUTPUT, b"a")) + builder.flush()
+    data += builder.add(Frame(2**62, FrameKind.OUTPUT, b"b")) + builder.flush(last=True)
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / f"{sid}.rec").write_bytes(data)
+    store = await catalogued(tmp_path / "records")
+    events = Events()
+    sweeper = RecordingRetention(store, events, FakeClock(NOW), dt.timedelta(days=90))
+    assert await sweeper.sweep() == [sid]
+    [(_, fields)] = events.emitted
+    assert fields["session_stop"] == format_time(start + dt.timedelta(seconds=1))
+
+
+async def test_a_sweep_that_fails_in_any_way_is_logged_and_the_next_one_still_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await catalogued(tmp_path / "records")
+    sweeper = RecordingRetention(store, Events(), FakeClock(NOW), dt.timedelta(days=90), 0)
+    calls: list[int] = []
+
+    async def sweep() -> list[str]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OverflowError("date value out of range")
+        raise asyncio.CancelledError  # stops the loop, as the service's stop does
+
+    monkeypatch.setattr(sweeper, "sweep", sweep)
+    with pytest.raises(asyncio.CancelledError):
+        await sweeper.run()
+    assert len(calls) == 2
+    assert "could not remove old recordings: date value out of range" in caplog.text

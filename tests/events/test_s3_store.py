@@ -340,3 +340,24 @@ async def test_a_damaged_listing_entry_is_one_clear_error(
         await store.read("s1")
     scan = await store.scan()
     assert [name for name, _ in scan.unreadable] == ["cluster/records/s1.json"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"duration_s": float("inf")}, {"duration_s": -1}, {"session_start": "9999-12-31T00:00:00Z"}],
+)
+async def test_a_listing_entry_whose_end_is_no_date_is_named_unreadable(
+    s3: S3Server, tmp_path: Path, change: dict[str, Any]
+) -> None:
+    """Its start plus its duration must be a date: the retention sweep and every listing
+    compute the session's end from them."""
+    store = new_store(s3)
+    client, bucket = s3_client(s3), store.location.bucket
+    await store.upload("s1", await make_recording(tmp_path, "s1"))
+    entry = client.get_object(Bucket=bucket, Key="cluster/records/s1.json")["Body"].read()
+    doc = {**json.loads(entry), **change}
+    client.put_object(Bucket=bucket, Key="cluster/records/s1.json", Body=json.dumps(doc).encode())
+    scan = await store.scan()
+    assert scan.recordings == []
+    [(name, why)] = scan.unreadable
+    assert name == "cluster/records/s1.json" and "corrupt" in why, why

@@ -50,14 +50,18 @@ class Header:
         return _EPOCH + dt.timedelta(milliseconds=round(self.timestamp * 1000))
 
 
-_LAST_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
+# A frame is at most a century after its session's start (a time past that is damage), and a
+# start is early enough that any frame's date is still one a datetime holds (9999-12-31).
+MAX_OFFSET_S = 100 * 366 * 86_400
+LAST_TIMESTAMP = 253402300799 - MAX_OFFSET_S
+_LAST_YEAR = (_EPOCH + dt.timedelta(seconds=LAST_TIMESTAMP)).year
 
 
 def checked_timestamp(value: float) -> float:
     """A header's timestamp as read from outside: a number of seconds that is a date (so
-    ``Header.start`` is one); ValueError otherwise."""
-    if not 0 <= value <= _LAST_TIMESTAMP:  # NaN fails too
-        raise ValueError(f"timestamp {value} is no date between 1970 and 9999")
+    ``Header.start``, and the start plus any frame's time, is one); ValueError otherwise."""
+    if not 0 <= value <= LAST_TIMESTAMP:  # NaN fails too
+        raise ValueError(f"timestamp {value} is no date between 1970 and {_LAST_YEAR}")
     return value
 
 
@@ -155,8 +159,8 @@ def decode_frame(line: str) -> Frame:
         seconds = float(time_s)
     except (ValueError, TypeError, RecursionError, OverflowError) as exc:
         raise BadParameterError(f"malformed recording event: {line[:60]!r}") from exc
-    if code not in EVENT_CODES or not isinstance(data, str):
-        raise BadParameterError(f"malformed recording event: {line[:60]!r}")
+    if code not in EVENT_CODES or not isinstance(data, str) or not 0 <= seconds <= MAX_OFFSET_S:
+        raise BadParameterError(f"malformed recording event: {line[:60]!r}")  # NaN too
     return Frame(time_s=seconds, code=code, data=data)
 
 

@@ -175,6 +175,9 @@ def encode_frames(frames: Iterable[Frame], first_offset_us: int) -> bytes:
     return bytes(out)
 
 
+_MAX_OFFSET_US = asciicast.MAX_OFFSET_S * 1_000_000
+
+
 def decode_frames(raw: bytes, first_offset_us: int, count: int) -> tuple[Frame, ...]:
     frames = []
     pos = 0
@@ -192,6 +195,8 @@ def decode_frames(raw: bytes, first_offset_us: int, count: int) -> tuple[Frame, 
         if pos + length > len(raw):
             raise FormatError("a frame is cut short")
         offset += delta
+        if offset > _MAX_OFFSET_US:
+            raise FormatError("a frame's time is more than a century after the session's start")
         frames.append(Frame(offset, kind, bytes(view[pos : pos + length])))
         pos += length
     if pos != len(raw):

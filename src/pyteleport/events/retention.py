@@ -91,4 +91,6 @@ class RecordingRetention:
                 await self.sweep()
             except (OSError, TeleportError) as exc:
                 log.warning("could not remove old recordings: %s", exc)
+            except Exception as exc:  # a recording no one foresaw must not end the sweeps
+                log.warning("could not remove old recordings: %s", exc, exc_info=True)
             await asyncio.sleep(self._interval_s)

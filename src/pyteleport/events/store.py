@@ -35,7 +35,7 @@ from pyteleport.errors import (
     TeleportError,
 )
 from pyteleport.events import codes
-from pyteleport.events.asciicast import Header
+from pyteleport.events.asciicast import MAX_OFFSET_S, Header, checked_timestamp
 from pyteleport.events.audit import Emitter
 from pyteleport.events.chunks import session_uuid
 from pyteleport.events.recorder import recording_file_name
@@ -179,6 +179,20 @@ def _utf8(text: str) -> str:
     return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
+def _duration(value: float) -> float:
+    """A duration read from outside that ends a session: ValueError unless it is a number of
+    seconds from 0 to MAX_OFFSET_S (so the start plus it is a date)."""
+    if not 0 <= value <= MAX_OFFSET_S:  # NaN fails too
+        raise ValueError(f"a recording's duration of {value} s is no duration a session has")
+    return value
+
+
+def _start(value: dt.datetime) -> dt.datetime:
+    """A start read from outside: ValueError unless it is one a header may hold."""
+    checked_timestamp(value.timestamp())
+    return value
+
+
 def info_from_header(header: Header, duration_s: float) -> RecordingInfo:
     raw = header.extra.get("participants")
     if isinstance(raw, list) and raw:
@@ -195,7 +209,7 @@ def info_from_header(header: Header, duration_s: float) -> RecordingInfo:
         participants=participants,
         server_hostname=header.server_hostname,
         timestamp=header.start,
-        duration_s=duration_s,
+        duration_s=_duration(duration_s),
         command=header.command,
         server_labels=labels,
     )
@@ -226,8 +240,8 @@ def info_from_doc(doc: dict[str, Any]) -> RecordingInfo:
         login=str(doc["login"]),
         participants=tuple(str(p) for p in doc["participants"]),
         server_hostname=str(doc["server_hostname"]),
-        timestamp=parse_time(str(doc["session_start"])).astimezone(dt.UTC),
-        duration_s=float(doc["duration_s"]),
+        timestamp=_start(parse_time(str(doc["session_start"])).astimezone(dt.UTC)),
+        duration_s=_duration(float(doc["duration_s"])),
         command=str(doc.get("command", "")),
         server_labels={str(k): str(v) for k, v in dict(doc.get("server_labels", {})).items()},
     )
