@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.guide import Guide, make_guide, recorded_output, start_sshd
-from tests.e2e.harness import Client, Cluster, require_binary, run
+from tests.e2e.harness import BIN, Client, Cluster, require_binary, run
 from tests.e2e.sshd import current_login
 
 
@@ -230,3 +230,46 @@ def test_a_line_edited_in_vim_is_found_as_it_became(guide: Guide, tmp_path: Path
     res = guide.client.tsh("recordings", "search", "nopasswd", "--format=json")
     assert res.code == 0, res.text
     assert {h["line"] for h in json.loads(res.out)} == {"root NOPASSWD: ALL=(ALL:ALL) ALL"}
+
+
+def test_an_interactive_tsh_ssh_gets_every_line_typed_and_prints_no_traceback(
+    guide: Guide,
+) -> None:
+    """tsh ssh on a terminal: its ProxyCommand (tsh proxy ssh) once gave the terminal to a pipe
+    writer that read it, so the first line typed was lost and a traceback printed."""
+    import pexpect
+
+    argv = [str(BIN / "tsh"), "ssh", "-t", f"--port={guide.sshd.port}", f"{guide.login}@127.0.0.1"]
+    child = pexpect.spawn(argv[0], argv[1:], env=guide.client.env(), timeout=30)
+    seen = b""
+    try:
+        child.sendline("echo first-$((20+1))")
+        child.expect("first-21")
+        child.sendline("echo second-$((20+2))")
+        child.expect("second-22")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+        seen = child.before or b""
+    finally:
+        child.close()
+    text = seen.decode("utf-8", "replace")
+    assert "Traceback" not in text and "Fatal error" not in text, text
+    assert child.exitstatus == 0, text
+
+
+def test_tsh_ssh_goes_as_the_profiles_user_when_the_agent_holds_another_users_certificate(
+    guide: Guide, tmp_path: Path
+) -> None:
+    """Two profiles, one agent: joe's certificate is in it first, but ann's tsh ssh is ann's
+    session (the agent is only forwarded, never offered for the login to the proxy)."""
+    other = Client(root=tmp_path / "ann", agent_sock=guide.client.agent_sock)
+    other.root.mkdir()
+    password = guide.cluster.add_user("ann", roles="access", logins=guide.login)
+    assert other.login(guide.cluster, "ann", password).code == 0
+    listed = guide.client.ssh_add_list().out
+    assert listed.index("teleport:joe") < listed.index("teleport:ann"), listed
+    res = other.tsh("ssh", f"--port={guide.sshd.port}", f"{guide.login}@127.0.0.1", "echo as-ann")
+    assert (res.code, res.out) == (0, "as-ann\n"), res.text
+    guide.wait_recordings()
+    recorded = json.loads(guide.cluster.tctl("recordings", "ls", "--format=json").out)
+    assert [r["user"] for r in recorded] == ["ann"]

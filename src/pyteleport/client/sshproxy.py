@@ -15,6 +15,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import asyncssh
 
@@ -154,8 +155,10 @@ async def _proxy_ssh(
                 username=dest.login,
                 client_keys=[(key, cert)],
                 known_hosts=([], ca_keys, []) if ca_keys else None,
-                agent_forwarding=True,
-                agent_path=agent_path,
+                # The agent is forwarded, never offered for this login: another profile's
+                # certificate in it would make the session that user's.
+                agent_forwarding=agent_path,
+                agent_path=None,
                 config=None,
                 preferred_auth="publickey",
             ),
@@ -189,11 +192,29 @@ async def _proxy_ssh(
             encoding=None,
             stdin=sys.stdin.buffer,
             stdout=sys.stdout.buffer,
-            stderr=sys.stderr.buffer,
         )
+        # stderr is most often the user's terminal, which ssh reads too: copied here, not
+        # handed to the event loop as a pipe (whose transport would watch the terminal).
+        await _copy_stderr(process.stderr)
         await process.wait_closed()
         status = process.exit_status
     return status if status is not None else 255
+
+
+async def _copy_stderr(stream: asyncssh.SSHReader[bytes]) -> None:
+    out: BinaryIO | None = sys.stderr.buffer
+    while data := await stream.read(65536):
+        if out is None:
+            continue  # read on, or the channel's window fills and the session stalls
+        try:
+            await asyncio.to_thread(_write_flush, out, data)
+        except OSError:
+            out = None  # no one reads our stderr any more; the session goes on
+
+
+def _write_flush(out: BinaryIO, data: bytes) -> None:
+    out.write(data)
+    out.flush()
 
 
 def _split(addr: str, default_port: int) -> tuple[str, int]:
