@@ -8,6 +8,7 @@ import json
 import pytest
 
 from pyteleport.api import wire
+from pyteleport.cli.runner import table
 from pyteleport.client.recordings import format_recordings, human_time, info_from_wire
 from pyteleport.errors import BadParameterError
 from pyteleport.events.store import RecordingInfo
@@ -89,3 +90,28 @@ def test_json_round_trips_through_the_wire_shape() -> None:
 def test_an_unknown_format_is_refused() -> None:
     with pytest.raises(BadParameterError, match="unsupported format"):
         format_recordings(INFOS, "xml")
+
+
+def test_the_table_shows_escapes_from_a_recording_as_text_not_to_the_terminal() -> None:
+    """A recording's meta frame is written by the proxy from what a client sent (a login, a
+    host name): printed as it is, an OSC or CSI sequence would retitle or clear the terminal."""
+    info = RecordingInfo(
+        session_id="0b7a8f3e-2222-4c2d-9e8f-123456789abc",
+        kind="ssh",
+        user="joe",
+        login="root",
+        participants=("joe\x1b]0;owned\x07", "ann\x1b[2J"),
+        server_hostname="web1\r\nforged line",
+        timestamp=dt.datetime(2026, 3, 7, 14, 5, 9, tzinfo=dt.UTC),
+        duration_s=1.0,
+    )
+    out = format_recordings([info])
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "joe\\x1b]0;owned\\x07, ann\\x1b[2J" in out
+    assert "web1\\r\\nforged line" in out
+    assert len(out.splitlines()) == 3
+
+
+def test_tctl_tables_show_control_characters_as_text() -> None:
+    out = table(["Name", "Line"], [["a\x1b[2J", "b\x9bc\n"]])
+    assert out.splitlines()[2] == "a\\x1b[2J b\\x9bc\\n"

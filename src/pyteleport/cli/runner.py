@@ -20,6 +20,7 @@ import yaml
 from pyteleport.api.client import AuthClient
 from pyteleport.client.authclient import auth_client_for_profile
 from pyteleport.errors import BadParameterError, TeleportError
+from pyteleport.events.sanitize import clean_text
 from pyteleport.model.duration import parse_duration
 
 T = TypeVar("T")
@@ -229,7 +230,9 @@ def read_resources(path: str | None, what: str = "") -> list[dict[str, Any]]:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns under a dashed rule, as tctl prints them."""
+    """Left-aligned columns under a dashed rule, as tctl prints them; a control character in
+    a cell (names and lines come from clients) is shown as text, ``\\x1b``."""
+    rows = [[clean_text(c) for c in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]

@@ -18,6 +18,7 @@ import yaml
 from pyteleport.api import wire
 from pyteleport.api.client import AuthClient
 from pyteleport.errors import BadParameterError
+from pyteleport.events.sanitize import clean_text
 from pyteleport.events.store import RecordingInfo, info_to_doc
 from pyteleport.model.timefmt import format_time, parse_time
 
@@ -136,12 +137,15 @@ def format_recordings(infos: Sequence[RecordingInfo], fmt: str = "text") -> str:
     if fmt != "text":
         raise BadParameterError(f'unsupported format "{fmt}", expected one of: text, json, yaml')
     rows = [
-        (
-            i.session_id,
-            i.kind,
-            ", ".join(i.participants),
-            i.server_hostname,
-            human_time(i.timestamp),
+        tuple(
+            clean_text(cell)  # the meta frame's names came from a client
+            for cell in (
+                i.session_id,
+                i.kind,
+                ", ".join(i.participants),
+                i.server_hostname,
+                human_time(i.timestamp),
+            )
         )
         for i in infos
     ]
