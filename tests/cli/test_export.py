@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
 import subprocess
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.cli.test_play import ROOT, TSH, write_recording
 
@@ -57,3 +60,29 @@ def test_an_export_that_fails_half_way_leaves_the_file_that_was_there(tmp_path: 
     assert result.stderr.startswith(f"ERROR: cannot write {out}: File too large"), result.stderr
     assert out.read_text() == "an older export\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.cast", "s.txt"]
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "resize"),
+    [(10**9, 10**9, ""), (-5, -3, ""), (80, 24, "1000000000x1000000000"), (0, 0, "0x0")],
+)
+def test_a_text_export_of_any_terminal_size_renders_the_output(
+    tmp_path: Path, width: int, height: int, resize: str
+) -> None:
+    """The size comes from the recording: a billion columns is read as the widest a transcript
+    has, none or a negative size as 80x24, and both still show what was printed."""
+    header = {"version": 2, "width": width, "height": height, "timestamp": 1767225600}
+    frames = [[0.1, "o", "hello\r\n"]]
+    if resize:
+        frames.append([0.2, "r", resize])
+    frames.append([0.3, "o", "world\r\n"])
+    recording = tmp_path / "s.cast"
+    recording.write_text("\n".join(json.dumps(x) for x in [header, *frames]) + "\n")
+    out = tmp_path / "s.txt"
+    result = export_text(recording, out, preexec_fn=limit_memory)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().splitlines() == ["hello", "world"]
+
+
+def limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))

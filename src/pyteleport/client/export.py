@@ -13,6 +13,7 @@ from pyte.screens import Char, Margins
 
 from pyteleport.client.playback import Recording, render_json
 from pyteleport.events.asciicast import OUTPUT, RESIZE, encode_frame, encode_header
+from pyteleport.events.screentext import MAX_COLUMNS, MAX_ROWS
 
 FORMATS = ("asciicast", "text", "json")
 # The text export feeds a frame's output to the screen this many characters at a time and
@@ -160,7 +161,7 @@ def export_text(recording: Recording) -> Iterator[str]:
     Yields the transcript a piece at a time: at most the lines of :data:`FEED_CHARS` characters
     of output are held, whatever the length of the recording."""
     header = recording.header
-    screen = ScrollbackScreen(header.width or 80, header.height or 24)
+    screen = ScrollbackScreen(*_size(header.width, header.height))
     screen.set_mode(pyte.modes.LNM)  # a lone \n also returns the carriage, as ssh's -T streams do
     stream = pyte.Stream(_Lenient(screen))  # type: ignore[arg-type]
     transcript = _Transcript()
@@ -173,11 +174,21 @@ def export_text(recording: Recording) -> Iterator[str]:
         elif frame.code == RESIZE:
             width, _, height = frame.data.partition("x")
             if width.isdigit() and height.isdigit() and int(width) and int(height):
-                screen.resize(int(height), int(width))
+                columns, lines = _size(int(width), int(height))
+                screen.resize(lines, columns)
                 if screen.scrolled:
                     yield transcript.lines(screen.take_scrolled())
     # Not screen.display, which fails on a wide character's right half drawn over alone.
     yield transcript.lines(_row_text(screen.buffer[y], screen.columns) for y in range(screen.lines))
+
+
+def _size(width: int, height: int) -> tuple[int, int]:
+    """Columns and rows of the transcript's terminal from a recording's size: none (or a
+    negative one) is 80x24, and one larger than any terminal is read as the largest the
+    search index reads (the size comes from a client; a billion columns would not fit)."""
+    columns = min(width, MAX_COLUMNS) if width > 0 else 80
+    rows = min(height, MAX_ROWS) if height > 0 else 24
+    return columns, rows
 
 
 _HANDLERS = frozenset(pyte.Stream.csi.values())
