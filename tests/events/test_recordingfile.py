@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import tracemalloc
 import uuid
 from pathlib import Path
 
@@ -184,3 +185,37 @@ def test_a_start_and_any_frame_time_after_it_make_a_date() -> None:
     Header(80, 24, last).start + dt.timedelta(seconds=asciicast.MAX_OFFSET_S)
     with pytest.raises(ValueError, match="no date between 1970 and"):
         asciicast.checked_timestamp(asciicast.LAST_TIMESTAMP + 1)
+
+
+def test_a_cast_whose_last_line_never_ends_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    """A last line of 40 MiB with no newline (a torn write, or a hostile file) is no frame: the
+    listing ends at the frame before it, without gathering the line piece by piece (which
+    copied it once for every 64 KiB read: quadratic)."""
+    path = tmp_path / f"{SID}.cast"
+    header = '{"version": 2, "width": 80, "height": 24, "timestamp": 1764636000}'
+    with path.open("w") as file:
+        file.write(f'{header}\n[2.5, "o", "a"]\n[3.0, "o", "')
+        file.write("x" * (40 * 1024 * 1024))
+    tracemalloc.start()
+    try:
+        _, duration_s = read_header_and_duration(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert duration_s == 2.5
+    assert peak < 16 * 1024 * 1024, peak
+
+
+def test_a_header_line_that_never_ends_is_refused_without_reading_it_whole(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / f"{SID}.cast"
+    path.write_text('{"version": 2, "width": 80, "height": 24, "command": "' + "x" * 10**7)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BadParameterError, match="header"):
+            read_header_and_duration(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024, peak

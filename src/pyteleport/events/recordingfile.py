@@ -24,6 +24,8 @@ _TAIL_BYTES = 64 * 1024
 # A recording's last chunks are looked for in its last 64 KiB, then 512 KiB, 4 MiB and 8 MiB
 # (a chunk of random bytes is stored at about 256 KiB; the largest a reader takes, 4 MiB)
 _MAX_TAIL_BYTES = 8 * 1024 * 1024
+_LONGEST_HEADER = 1024 * 1024  # an asciicast header line, at most
+_LONGEST_FRAME_LINE = 4 * 1024 * 1024  # an asciicast frame's line, at most (a packet escaped)
 _TAIL_CHUNKS = 16  # chunks looked through from the end for one that holds frames
 
 _CODES = {
@@ -246,8 +248,7 @@ def header_and_duration_in(file: BinaryIO) -> tuple[Header, float]:
     if chunks.looks_like_chunks(file.read(4)):
         return _chunked_info(file)
     file.seek(0)
-    header = asciicast.decode_header(file.readline().decode("utf-8", "replace"))
-    return header, _last_asciicast_time(file)
+    return _asciicast_header(file), _last_asciicast_time(file)
 
 
 def header_and_duration_of(data: bytes) -> tuple[Header, float]:
@@ -255,8 +256,17 @@ def header_and_duration_of(data: bytes) -> tuple[Header, float]:
     file = io.BytesIO(data)
     if chunks.looks_like_chunks(data[:4]):
         return _chunked_info(file)
-    header = asciicast.decode_header(file.readline().decode("utf-8", "replace"))
-    return header, _last_asciicast_time(file)
+    return _asciicast_header(file), _last_asciicast_time(file)
+
+
+def _asciicast_header(file: BinaryIO) -> Header:
+    """The header line of an asciicast file, read no further than any header goes."""
+    line = file.readline(_LONGEST_HEADER + 1)
+    if len(line) > _LONGEST_HEADER:
+        raise BadParameterError(
+            f"malformed recording header: its first line is longer than {_LONGEST_HEADER} bytes"
+        )
+    return asciicast.decode_header(line.decode("utf-8", "replace"))
 
 
 def read_header(path: Path) -> Header:
@@ -365,13 +375,19 @@ def _last_offset_by_walking(file: BinaryIO, size: int) -> int:
 def _last_asciicast_time(file: BinaryIO) -> float:
     position = file.seek(0, os.SEEK_END)
     carry = b""
+    too_long = False  # the piece read next ends inside a line longer than any frame's
     while position > 0:
         step = min(_TAIL_BYTES, position)
         position -= step
         file.seek(position)
         lines = (file.read(step) + carry).split(b"\n")
+        if too_long:
+            lines.pop()
+            too_long = len(lines) == 0
         # Unless this piece starts the file, its first part is the end of an earlier line.
-        carry = lines.pop(0) if position > 0 else b""
+        carry = lines.pop(0) if position > 0 and lines else b""
+        if len(carry) > _LONGEST_FRAME_LINE:
+            carry, too_long = b"", True  # no frame: not gathered further (that is quadratic)
         for line in reversed(lines):
             try:
                 return asciicast.decode_frame(line.decode("utf-8", "replace")).time_s
