@@ -15,6 +15,7 @@ from pyteleport.clock import FakeClock
 from pyteleport.errors import BadParameterError, ConnectionProblemError, NotFoundError
 from pyteleport.events.asciicast import Frame, Header, encode_frame, encode_header
 from pyteleport.events.catalog import PREFIX, CatalogedStore, RecordingCatalog, check_cursor
+from pyteleport.events.recordingfile import MAX_NAME, MAX_PARTICIPANTS
 from pyteleport.events.store import (
     FileRecordingStore,
     RecordingInfo,
@@ -392,3 +393,25 @@ async def test_reconcile_lists_what_the_store_holds_and_nothing_else(tmp_path: P
     done = await store.catalog.reconcile(store.store)
     assert (done.added, done.removed) == ([], [])  # nothing left to do
     assert await store.catalog.filled(store.store)
+
+
+async def test_a_recording_naming_thousands_of_participants_is_catalogued_in_bounded_space(
+    tmp_path: Path,
+) -> None:
+    """The participants come from the recording's meta frame: 2,000 names once wrote its entry
+    2,000 times, each holding all 2,000 (177 MB). The session's user is kept first."""
+    backend = MemoryBackend()
+    store = catalogued(tmp_path / "records", backend)
+    names = ["joe"] + [f"user-{n}-" + "x" * 300 for n in range(2000)]
+    path = await make_recording(tmp_path / "local", "s1", extra={"participants": names})
+    await store.upload("s1", path)
+    [listed] = (await store.catalog.list()).recordings
+    assert listed.participants[0] == "joe"
+    assert len(listed.participants) == MAX_PARTICIPANTS
+    assert all(len(p) <= MAX_NAME for p in listed.participants)
+    items = await backend.get_range("/recordings/", "/recordings0")
+    assert len(items) <= MAX_PARTICIPANTS + 2
+    assert sum(len(i.value) for i in items) < 4 * 1024 * 1024
+    assert [i.session_id for i in (await store.catalog.list(participant="joe")).recordings] == [
+        "s1"
+    ]

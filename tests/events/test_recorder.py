@@ -5,6 +5,7 @@ failing disk handled as its mode says."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import errno
 import itertools
@@ -25,10 +26,12 @@ from hypothesis import strategies as st
 
 from pyteleport.clock import FakeClock
 from pyteleport.errors import BadParameterError, ConnectionProblemError, RecordingError
+from pyteleport.events import chunks
 from pyteleport.events import recorder as recorder_module
 from pyteleport.events.asciicast import Frame, Header, encode_frame
 from pyteleport.events.recorder import SessionRecorder
 from pyteleport.events.recordingfile import decode_recording
+from pyteleport.events.store import read_info
 
 WAIT_S = 10.0
 
@@ -491,3 +494,34 @@ async def test_the_chain_head_is_offered_for_signing_each_interval_and_at_the_en
     assert [(p[0], p[3]) for p in points] == [(2, False), (3, True)]
     assert points[0][1] == chain.chunks[2].hash and points[0][2] == 30_000_000
     assert points[1][1] == chain.head and chain.chunks[-1].last
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"command": "x" * 300_000},  # an exec request as long as a packet allows
+        {"login": "\x01" * 100_000, "command": "\x02" * 100_000},  # each escaped 6 times over
+        {"extra": {"participants": ["p" * 300] * 2000, "server_labels": {"k": "v" * 300_000}}},
+    ],
+)
+async def test_a_header_too_large_for_a_chunk_is_cut_and_the_recording_reads_and_verifies(
+    tmp_path: Path, fields: dict[str, object]
+) -> None:
+    """The meta frame is the first chunk alone, and a reader reads the recording's header
+    from it: a command longer than a chunk once split it, and the recording's first chunk was
+    lost (its listing: "hash mismatch")."""
+    clock = FakeClock()
+    big = dataclasses.replace(header(), **fields)  # type: ignore[arg-type]
+    recorder = SessionRecorder.create(tmp_path, big, clock=clock)
+    recorder.output(b"$ ")
+    path = await recorder.aclose()
+    verdict = chunks.verify(path.read_bytes())
+    assert verdict.ok, verdict.text
+    info = read_info(path)
+    assert info.session_id == "s1" and info.user == "joe"
+    if "command" in fields:
+        command = str(fields["command"])
+        assert info.command.startswith(command[:100]) and "cut from" in info.command
+        assert len(info.command) <= 4096
+    _, frames = read(path)
+    assert [(f.code, f.data) for f in frames] == [("o", "$ ")]

@@ -5,6 +5,7 @@ and export read through here and never ask which form it is."""
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import io
 import json
 import os
@@ -36,8 +37,74 @@ _CODES = {
 }
 
 
+# The meta frame is the first chunk alone, and readers take the header from that chunk: it
+# stays well within a chunk (256 KiB), whatever a client sent as its command or login.
+MAX_META_BYTES = 128 * 1024
+# A recording names at most this many participants, each at most this long (the catalog
+# writes the recording's entry once for each).
+MAX_PARTICIPANTS = 64
+MAX_NAME = 256
+# How far a header too large for its meta frame is cut, step by step: the characters of each
+# text field, the participants and the server labels kept.
+_CUTS = ((4096, MAX_PARTICIPANTS, 64), (256, 16, 16), (64, 1, 0))
+
+
+def capped_names(raw: Iterable[object]) -> tuple[str, ...]:
+    """The first MAX_PARTICIPANTS distinct names, each cut at MAX_NAME characters."""
+    out: list[str] = []
+    for item in raw:
+        name = str(item)[:MAX_NAME]
+        if name not in out:
+            out.append(name)
+            if len(out) == MAX_PARTICIPANTS:
+                break
+    return tuple(out)
+
+
 def header_to_meta(header: Header) -> bytes:
-    """The meta frame's JSON: the header's fields and its extra ones (participants, labels)."""
+    """The meta frame's JSON: the header's fields and its extra ones (participants, labels);
+    one larger than MAX_META_BYTES is cut (the text as the audit log cuts it) until it fits."""
+    data = _meta_json(header)
+    for chars, names, labels in _CUTS:
+        if len(data) <= MAX_META_BYTES:
+            break
+        data = _meta_json(_cut_header(header, chars, names, labels))
+    return data
+
+
+def _cut_text(text: str, most: int) -> str:
+    if len(text) <= most:
+        return text
+    marker = f"…[cut from {len(text)} characters]"
+    return text[: max(0, most - len(marker))] + marker
+
+
+def _cut_header(header: Header, chars: int, names: int, labels: int) -> Header:
+    extra: dict[str, Any] = {}
+    participants = header.extra.get("participants")
+    if isinstance(participants, list):
+        extra["participants"] = [_cut_text(p, chars) for p in capped_names(participants)][:names]
+    server_labels = header.extra.get("server_labels")
+    if isinstance(server_labels, dict) and labels:
+        extra["server_labels"] = {
+            _cut_text(str(k), chars): _cut_text(str(v), chars)
+            for k, v in list(server_labels.items())[:labels]
+        }
+    return dataclasses.replace(
+        header,
+        cluster=_cut_text(header.cluster, chars),
+        user=_cut_text(header.user, chars),
+        login=_cut_text(header.login, chars),
+        server_hostname=_cut_text(header.server_hostname, chars),
+        server_addr=_cut_text(header.server_addr, chars),
+        kind=_cut_text(header.kind, chars),
+        command=_cut_text(header.command, chars),
+        term=_cut_text(header.term, chars),
+        extra=extra,
+    )
+
+
+def _meta_json(header: Header) -> bytes:
     doc: dict[str, Any] = {
         **header.extra,
         "sid": header.session_id,

@@ -40,7 +40,9 @@ from pyteleport.events.audit import Emitter
 from pyteleport.events.chunks import session_uuid
 from pyteleport.events.recorder import recording_file_name
 from pyteleport.events.recordingfile import (
+    MAX_NAME,
     SUFFIXES,
+    capped_names,
     header_and_duration_in,
     read_header,
     read_header_and_duration,
@@ -196,9 +198,9 @@ def _start(value: dt.datetime) -> dt.datetime:
 def info_from_header(header: Header, duration_s: float) -> RecordingInfo:
     raw = header.extra.get("participants")
     if isinstance(raw, list) and raw:
-        participants = tuple(str(p) for p in raw)
+        participants = capped_names(raw)
     else:
-        participants = (header.user,) if header.user else ()
+        participants = (header.user[:MAX_NAME],) if header.user else ()
     raw_labels = header.extra.get("server_labels")
     labels = {str(k): str(v) for k, v in raw_labels.items()} if isinstance(raw_labels, dict) else {}
     return RecordingInfo(
@@ -238,7 +240,7 @@ def info_from_doc(doc: dict[str, Any]) -> RecordingInfo:
         kind=str(doc["kind"]),
         user=str(doc["user"]),
         login=str(doc["login"]),
-        participants=tuple(str(p) for p in doc["participants"]),
+        participants=capped_names(doc["participants"]),
         server_hostname=str(doc["server_hostname"]),
         timestamp=_start(parse_time(str(doc["session_start"])).astimezone(dt.UTC)),
         duration_s=_duration(float(doc["duration_s"])),
