@@ -551,7 +551,7 @@ def _say_partial(sessions: list[str]) -> None:
     click.echo(
         f"(the index holds only part of the output of session(s) {shown}{more}: more than "
         "1,000 lines in a second, or 100,000 in all; the recording has everything: "
-        "tsh play ID --format text)",
+        "tsh recordings export ID --format text)",
         err=True,
     )
 
