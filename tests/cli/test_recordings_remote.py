@@ -376,7 +376,7 @@ async def test_search_says_which_sessions_were_indexed_in_part(
         assert code == 0, err
         assert err.strip() == (
             f"(the index holds only part of the output of session(s) {sid}: more than 1,000 "
-            "lines in a second, or 100,000 in all; the recording has everything: tsh play ID "
-            "--format text)"
+            "lines in a second, or 100,000 in all; the recording has everything: tsh recordings "
+            "export ID --format text)"
         )
     assert json.loads(out) == []
