@@ -215,3 +215,38 @@ def test_an_export_file_is_the_owners_alone_and_dash_is_stdout(
     # A path that is a pipe (here /dev/stdout, captured) is written in place.
     result = tsh("recordings", "export", str(recording), "--format=text", "-o", "/dev/stdout")
     assert result.returncode == 0 and "a.txt  é" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (
+            [
+                '{"version": 2, "width": 80, "height": 24, "timestamp": 253402300000}',
+                '[1, "o", "a"]',
+            ],
+            "ERROR: a malformed asciicast header: timestamp 253402300000 is no date between 1970 "
+            "and 9899\n",
+        ),
+        (
+            [
+                '{"version": 2, "width": 80, "height": 24, "timestamp": 1767225600}',
+                '[1e999, "o", "a"]',
+                '[2, "o", "b"]',
+            ],
+            'ERROR: malformed recording event: \'[1e999, "o", "a"]\\n\'\n',
+        ),
+    ],
+)
+@pytest.mark.parametrize(
+    "command", [["play", "--format=json"], ["recordings", "export", "--format=json"]]
+)
+def test_times_that_make_no_date_are_one_line(
+    tmp_path: Path, lines: list[str], message: str, command: list[str]
+) -> None:
+    """A start near year 9999, or a frame at an infinite time, once ended in "unexpected
+    OverflowError" (a date past 9999) or printed null times."""
+    path = tmp_path / "s.cast"
+    path.write_text("\n".join(lines) + "\n")
+    result = tsh(*command, str(path))
+    assert (result.returncode, result.stderr) == (1, message)
