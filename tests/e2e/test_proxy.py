@@ -1402,3 +1402,19 @@ def test_proxy_sync_ends_a_session_the_recording_store_cannot_take(
             assert cluster.stop() == 0
     finally:
         s3.stop()
+
+
+def test_a_command_too_long_for_one_chunk_is_recorded_and_verifies(guide: Guide) -> None:
+    """An exec request of 60,000 control characters (each escaped as \\u00XX in the recording's
+    meta frame, 360 KB) once split the meta frame and lost the recording's first chunk."""
+    res = guide.ssh("echo long-command-ran # " + "\x01" * 60_000)
+    assert (res.code, res.out) == (0, "long-command-ran\n"), res.text[:500]
+    [path] = guide.wait_recordings()
+    header, frames = read_cast(path)
+    assert header.command.startswith("echo long-command-ran # \x01")
+    assert "cut from 60024 characters" in header.command
+    assert "long-command-ran\n" in "".join(f.data for f in frames if f.code == "o")
+    verified = guide.cluster.tctl("recordings", "verify", path.stem)
+    assert verified.code == 0 and "intact" in verified.out, verified.text
+    [listed] = json.loads(guide.cluster.tctl("recordings", "ls", "--format=json").out)
+    assert listed["sid"] == path.stem
