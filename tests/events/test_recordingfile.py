@@ -219,3 +219,24 @@ def test_a_header_line_that_never_ends_is_refused_without_reading_it_whole(
     finally:
         tracemalloc.stop()
     assert peak < 4 * 1024 * 1024, peak
+
+
+def test_an_asciicast_recording_is_walked_a_line_at_a_time(tmp_path: Path) -> None:
+    """Recordings made before the chunked format play and export from the bytes as stored,
+    without a second copy of the whole file as text (60 MB of frames held about four times
+    over before)."""
+    header = '{"version": 2, "width": 80, "height": 24, "timestamp": 1764636000}\n'
+    line = '[1.5, "o", "' + "é" * 200 + '\\r\\n"]\n'
+    data = (header + line * 150_000).encode()
+    tracemalloc.start()
+    try:
+        frames = recordingfile.StoredFrames(data)
+        count = 0
+        for frame in frames:
+            count += 1
+            last = frame
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 150_000 and last.data == "é" * 200 + "\r\n"
+    assert peak < len(data) // 4, (peak, len(data))

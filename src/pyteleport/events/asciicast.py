@@ -187,16 +187,19 @@ def decode(lines: Iterable[str]) -> tuple[Header, Iterator[Frame]]:
     return header, frames()
 
 
-def split_lines(text: str) -> list[str]:
-    """Lines ending in ``\n`` (the last may be torn). Not ``str.splitlines``: frames written
-    with ``ensure_ascii=False`` hold U+0085 and U+2028 raw, which it would split on."""
-    parts = text.split("\n")
-    lines = [part + "\n" for part in parts[:-1]]
-    if parts[-1]:
-        lines.append(parts[-1])
-    return lines
-
-
 def decode_bytes(data: bytes) -> tuple[Header, Iterator[Frame]]:
-    """:func:`decode` of a whole file's bytes."""
-    return decode(split_lines(data.decode("utf-8", "replace")))
+    """:func:`decode` of a whole file's bytes, a line at a time (no copy of the whole file as
+    text: a recording made before the chunked format can run to gigabytes)."""
+    return decode(_lines_of(data))
+
+
+def _lines_of(data: bytes) -> Iterator[str]:
+    """The lines of ``data``, each with its ``\\n`` (the last may be torn), decoded one at a
+    time: a line decodes as the whole file would, since a newline is never part of a
+    multi-byte UTF-8 character. Not ``str.splitlines``: frames written with
+    ``ensure_ascii=False`` hold U+0085 and U+2028 raw, which it would split on."""
+    start, size = 0, len(data)
+    while start < size:
+        end = data.find(b"\n", start) + 1 or size
+        yield data[start:end].decode("utf-8", "replace")
+        start = end
