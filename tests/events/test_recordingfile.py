@@ -240,3 +240,23 @@ def test_an_asciicast_recording_is_walked_a_line_at_a_time(tmp_path: Path) -> No
         tracemalloc.stop()
     assert count == 150_000 and last.data == "é" * 200 + "\r\n"
     assert peak < len(data) // 4, (peak, len(data))
+
+
+def test_a_tail_of_magic_numbers_is_not_tried_at_every_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """8 MiB of the chunk magic after a recording (junk appended, or a hostile file) once made
+    the listing try a chunk header at each of its two million places: a few seconds for one
+    recording. The listing still ends at the last whole chunk."""
+    data = build([(1_000_000, b"a"), (2_000_000, b"b")], flush_each=True)
+    real = recordingfile.chunks.read_header
+    calls: list[int] = []
+
+    def counted(head: bytes, pos: int = 0) -> object:
+        calls.append(1)
+        return real(head, pos)
+
+    monkeypatch.setattr(recordingfile.chunks, "read_header", counted)
+    _, duration_s = listed(tmp_path, data + b"PTRC" * (2 * 1024 * 1024))
+    assert duration_s == 2.0
+    assert len(calls) < 10_000, len(calls)

@@ -27,6 +27,7 @@ _TAIL_BYTES = 64 * 1024
 _MAX_TAIL_BYTES = 8 * 1024 * 1024
 _LONGEST_HEADER = 1024 * 1024  # an asciicast header line, at most
 _LONGEST_FRAME_LINE = 4 * 1024 * 1024  # an asciicast frame's line, at most (a packet escaped)
+_MAGIC_TRIES = 64  # places of the magic tried for the start of a chunk that ends somewhere
 _TAIL_CHUNKS = 16  # chunks looked through from the end for one that holds frames
 
 _CODES = {
@@ -400,9 +401,13 @@ def _last_offset_from_the_end(
 def _chunk_ending_at(data: bytes, end: int, session_id: str) -> int | None:
     """Where the chunk of ``session_id`` that ends at ``end`` starts in ``data``, if it is
     there: the magic, then a header whose length reaches exactly to ``end`` (the magic may
-    also occur inside a body; its length then does not fit)."""
+        also occur inside a body; its length then does not fit). Only the last _MAGIC_TRIES places
+    are tried: a compressed body seldom holds the magic, and a tail that holds it everywhere
+    (junk) is left to the walk from the start."""
     start = data.rfind(chunks.MAGIC, 0, end)
-    while start != -1:
+    for _ in range(_MAGIC_TRIES):
+        if start == -1:
+            break
         try:
             head = chunks.read_header(data[start : start + chunks.MAX_HEADER_LEN])
         except chunks.FormatError:
