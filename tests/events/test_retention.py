@@ -167,3 +167,33 @@ async def test_a_sweep_that_fails_in_any_way_is_logged_and_the_next_one_still_ru
         await sweeper.run()
     assert len(calls) == 2
     assert "could not remove old recordings: date value out of range" in caplog.text
+
+
+class AuditDown(Events):
+    """An audit log that takes no events while ``down``."""
+
+    down = True
+
+    async def emit(self, event: str, fields: Mapping[str, Any], *, success: bool = True) -> None:
+        if self.down:
+            raise ConnectionError("the audit log is unreachable")
+        await super().emit(event, fields, success=success)
+
+
+async def test_a_removal_the_audit_log_does_not_take_leaves_the_recording_for_the_next_sweep(
+    tmp_path: Path,
+) -> None:
+    """Each removal is audited: a sweep whose audit event cannot be written (the audit log is
+    down, or the process is killed between the two steps) must not have removed the recording
+    already, or the removal is never audited at all."""
+    store = await catalogued(tmp_path / "records")
+    start = NOW - dt.timedelta(days=100)
+    await store.upload("old", await make_recording(tmp_path / "local", "old", start=start))
+    events = AuditDown()
+    sweeper = RecordingRetention(store, events, FakeClock(NOW), dt.timedelta(days=90))
+    with pytest.raises(ConnectionError):
+        await sweeper.sweep()
+    assert [i.session_id for i in await store.list()] == ["old"]
+    events.down = False
+    assert await sweeper.sweep() == ["old"]
+    assert [fields["sid"] for _, fields in events.emitted] == ["old"]

@@ -4,6 +4,7 @@ copies the parts a running session already sent instead of sending their bytes a
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import itertools
 import json
@@ -19,7 +20,11 @@ import botocore.exceptions
 import pytest
 from bench.lab import S3_CREDENTIALS, S3Server
 
-from pyteleport.errors import BadParameterError, RecordingError
+from pyteleport.backend.memory import MemoryBackend
+from pyteleport.clock import FakeClock
+from pyteleport.errors import BadParameterError, NotFoundError, RecordingError
+from pyteleport.events.catalog import CatalogedStore, RecordingCatalog
+from pyteleport.events.retention import RecordingRetention
 from pyteleport.events.s3location import S3Location, parse_file_uri, parse_sessions_uri
 from pyteleport.events.s3multipart import Segment, StoredPart, plan_segments
 from pyteleport.events.s3store import S3RecordingStore
@@ -29,6 +34,7 @@ from tests.events.store_conformance import (
     RecordingStoreConformance,
     make_recording,
 )
+from tests.events.test_retention import Events
 
 _buckets = itertools.count()
 
@@ -361,3 +367,65 @@ async def test_a_listing_entry_whose_end_is_no_date_is_named_unreadable(
     assert scan.recordings == []
     [(name, why)] = scan.unreadable
     assert name == "cluster/records/s1.json" and "corrupt" in why, why
+
+
+async def test_a_removal_cut_short_after_the_listing_entry_is_finished_by_the_next_sweep(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    """The store fails (or the auth service is killed) between removing a recording's listing
+    entry and removing the recording: the next retention sweep must still remove the recording
+    object, not leave it in the bucket past its retention where no listing, reindex or sweep
+    ever finds it again."""
+    s3_store = new_store(s3)
+    client, bucket = s3_client(s3), s3_store.location.bucket
+    start = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    store = CatalogedStore(s3_store, RecordingCatalog(MemoryBackend()))
+    await store.upload("old", await make_recording(tmp_path, "old", start=start))
+    real_delete = s3_store._client.delete_object
+    failures = []
+
+    def delete_object(**kwargs: Any) -> Any:
+        if kwargs["Key"].endswith("old.rec") and not failures:
+            failures.append(kwargs["Key"])  # the store fails this once, mid-removal
+            raise botocore.exceptions.EndpointConnectionError(endpoint_url=s3.endpoint)
+        return real_delete(**kwargs)
+
+    s3_store._client.delete_object = delete_object
+    events = Events()
+    sweeper = RecordingRetention(
+        store, events, FakeClock(start + dt.timedelta(days=100)), dt.timedelta(days=90)
+    )
+    with pytest.raises(RecordingError):
+        await sweeper.sweep()
+    assert failures == ["cluster/records/old.rec"]
+    await sweeper.sweep()  # the store answers again
+    left = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    assert [item["Key"] for item in left] == []
+    assert [fields["sid"] for _, fields in events.emitted] == ["old"]
+
+
+async def test_two_processes_sweeping_one_bucket_remove_and_audit_a_recording_once(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    """Two auth services share the bucket, each with its own catalog: the second sweeps after
+    the first removed the recording its catalog still lists. It must find it gone, not report
+    a second removal (S3's DeleteObject succeeds for a key that is not there)."""
+    first = new_store(s3)
+    second = S3RecordingStore(first.location)
+    start = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    await first.upload("old", await make_recording(tmp_path, "old", start=start))
+    stores = [CatalogedStore(s, RecordingCatalog(MemoryBackend())) for s in (first, second)]
+    for store in stores:
+        await store.catalog.fill(store.store)  # each process's own catalog
+    events = [Events(), Events()]
+    now = FakeClock(start + dt.timedelta(days=100))
+    sweepers = [
+        RecordingRetention(s, e, now, dt.timedelta(days=90))
+        for s, e in zip(stores, events, strict=True)
+    ]
+    assert await sweepers[0].sweep() == ["old"]
+    assert await sweepers[1].sweep() == []
+    assert [fields["sid"] for e in events for _, fields in e.emitted] == ["old"]
+    assert (await stores[1].catalog.list()).recordings == []  # its stale entry went too
+    with pytest.raises(NotFoundError):
+        await second.delete("old")

@@ -4,14 +4,16 @@ removal an audit event (``session.recording.delete``). The default keeps everyth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 
 from pyteleport.clock import Clock
-from pyteleport.errors import NotFoundError, TeleportError
+from pyteleport.errors import BadParameterError, NotFoundError, RecordingError, TeleportError
 from pyteleport.events import codes
 from pyteleport.events.audit import Emitter
 from pyteleport.events.catalog import CatalogedStore
+from pyteleport.events.s3store import StoreUnreachableError
 from pyteleport.events.textindex import RecordingIndex
 from pyteleport.model.duration import format_duration
 from pyteleport.model.timefmt import format_time
@@ -37,6 +39,7 @@ class RecordingRetention:
         self._clock = clock
         self._retention = retention
         self._interval_s = interval_s
+        self._announced: set[str] = set()  # audited as removed; the removal itself failed
 
     async def sweep(self) -> list[str]:
         """Remove every recording whose session ended more than the retention ago; their ids."""
@@ -52,24 +55,31 @@ class RecordingRetention:
             if ended >= cutoff or self._store.running(info.session_id):
                 kept.add(info.session_id)
                 continue
-            try:
-                await self._store.delete(info.session_id)
-            except NotFoundError:
-                continue  # removed meanwhile
+            sid = info.session_id
+            if not await self._still_stored(sid):
+                continue  # removed meanwhile (by another process, whose catalog was newer)
+            # Audited before it is removed: a removal the audit log does not take (or a process
+            # killed between the two) leaves the recording for the next sweep, never a removal
+            # without its event. One whose removal failed is not announced again here.
+            if sid not in self._announced:
+                await self._audit.emit(
+                    codes.RECORDING_DELETE,
+                    {
+                        "sid": sid,
+                        "user": "retention",
+                        "reason": f"older than auth_service.recordings.retention "
+                        f"({format_duration(self._retention)})",
+                        "session_start": format_time(info.timestamp),
+                        "session_stop": format_time(ended),
+                    },
+                )
+                self._announced.add(sid)
+            with contextlib.suppress(NotFoundError):  # removed since: announced all the same
+                await self._store.delete(sid)
+            self._announced.discard(sid)
             if self._index is not None:
-                await self._index.delete(info.session_id)
-            await self._audit.emit(
-                codes.RECORDING_DELETE,
-                {
-                    "sid": info.session_id,
-                    "user": "retention",
-                    "reason": f"older than auth_service.recordings.retention "
-                    f"({format_duration(self._retention)})",
-                    "session_start": format_time(info.timestamp),
-                    "session_stop": format_time(ended),
-                },
-            )
-            removed.append(info.session_id)
+                await self._index.delete(sid)
+            removed.append(sid)
         if removed:
             log.info("removed %d recording(s) past their retention", len(removed))
         if self._index is not None and await self._store.catalog.filled(self._store.store):
@@ -83,6 +93,21 @@ class RecordingRetention:
                     len(unrecorded),
                 )
         return removed
+
+    async def _still_stored(self, session_id: str) -> bool:
+        """Whether the store still holds the recording (its catalog entry goes if not). One
+        that is there but cannot be read is still there, and goes as any other."""
+        try:
+            await self._store.store.info(session_id)
+        except NotFoundError:
+            with contextlib.suppress(NotFoundError):
+                await self._store.delete(session_id)  # takes it off the catalog
+            return False
+        except StoreUnreachableError:
+            raise  # tried again at the next sweep
+        except (BadParameterError, RecordingError):
+            return True
+        return True
 
     async def run(self) -> None:
         """Sweep now and every interval until cancelled; a failed sweep is logged and retried."""

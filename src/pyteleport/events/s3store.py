@@ -442,19 +442,51 @@ class S3RecordingStore:
             body.close()
 
     async def delete(self, session_id: str) -> None:
+        """The recording object first, its listing entry last: a removal cut short leaves an
+        entry, and the next removal finishes it. NotFoundError when neither is there (another
+        process removed them since): a removal is reported once."""
+        bucket = self.location.bucket
+        entry_key = self._key(f"{session_id}.json")
         try:
             key, _ = await self._entry(session_id)
         except NotFoundError:
-            if not await self._part_keys(session_id):
-                raise
-            await self._delete_parts(session_id)
+            await self._delete_without_entry(session_id)
             return
-        bucket = self.location.bucket
-        await self._call(
-            lambda: self._client.delete_object(Bucket=bucket, Key=self._key(f"{session_id}.json")),
-            f"removing recording {session_id}",
-        )
-        await self._call(
-            lambda: self._client.delete_object(Bucket=bucket, Key=key),
-            f"removing recording {session_id}",
-        )
+        if not await self._exists(key, session_id) and not await self._exists(
+            entry_key, session_id
+        ):
+            raise NotFoundError(f'recording for session "{session_id}" is not found')
+        for name in (key, entry_key):
+            await self._call(
+                functools.partial(self._client.delete_object, Bucket=bucket, Key=name),
+                f"removing recording {session_id}",
+            )
+
+    async def _delete_without_entry(self, session_id: str) -> None:
+        """A recording that has no listing entry: parts of a session never stored whole, or
+        an object whose entry went first (a removal by an earlier version, cut short)."""
+        objects = [
+            key
+            for key in (self._key(recording_file_name(session_id, s)) for s in SUFFIXES)
+            if await self._exists(key, session_id)
+        ]
+        parts = await self._part_keys(session_id)
+        if not objects and not parts:
+            raise NotFoundError(f'recording for session "{session_id}" is not found')
+        for key in objects:
+            await self._call(
+                functools.partial(self._client.delete_object, Bucket=self.location.bucket, Key=key),
+                f"removing recording {session_id}",
+            )
+        if parts:
+            await self._delete_parts(session_id)
+
+    async def _exists(self, key: str, session_id: str) -> bool:
+        try:
+            await self._call(
+                functools.partial(self._client.head_object, Bucket=self.location.bucket, Key=key),
+                f"recording {session_id}",
+            )
+        except NotFoundError:
+            return False
+        return True
