@@ -4,6 +4,7 @@ session.upload event, and the local copy goes only once that is done."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +15,13 @@ from pyteleport.clock import FakeClock
 from pyteleport.errors import RecordingError
 from pyteleport.events import codes
 from pyteleport.events.audit import AuditLog
-from pyteleport.events.store import FileRecordingStore, RecordingInfo, complete_pending_uploads
+from pyteleport.events.catalog import CatalogedStore, RecordingCatalog
+from pyteleport.events.store import (
+    FileRecordingStore,
+    RecordingInfo,
+    SpoolUploader,
+    complete_pending_uploads,
+)
 from tests.events.store_conformance import START, make_recording
 
 
@@ -106,3 +113,27 @@ async def test_a_failed_upload_keeps_the_file_for_the_next_start(
     assert await uploads(audit) == []
     store = FileRecordingStore(tmp_path / "records")
     assert await complete_pending_uploads(streaming, store, audit, "c") == ["s1"]
+
+
+async def test_a_spool_file_that_is_no_recording_is_neither_stored_nor_offered_for_ever(
+    tmp_path: Path, audit: AuditLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The catalogued store reads a recording before it stores it: a file that cannot be
+    listed (empty: its disk was full) is not put into the store, and the spool stops offering
+    it (it stays where it is, with a warning, for an operator)."""
+    caplog.set_level(logging.WARNING)
+    streaming = tmp_path / "streaming"
+    good = await make_recording(streaming, "good")
+    empty = streaming / "00000000-0000-0000-0000-000000000001.rec"
+    empty.write_bytes(b"")
+    store = CatalogedStore(
+        FileRecordingStore(tmp_path / "records"), RecordingCatalog(MemoryBackend())
+    )
+    spool = SpoolUploader(store, audit, "c")
+    spool.add("00000000-0000-0000-0000-000000000001", empty, {})
+    spool.add("good", good, {})
+    assert await spool.send() == ["good"]
+    assert spool.pending == 0
+    assert (await store.scan()).unreadable == []
+    assert [i.session_id for i in await store.list()] == ["good"]
+    assert empty.exists() and "is no recording that lists" in caplog.text

@@ -4,9 +4,11 @@ and the audit failure is what the caller hears."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import errno
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,14 @@ from pyteleport.api.metrics import NoMetrics
 from pyteleport.backend.memory import MemoryBackend
 from pyteleport.clock import Clock, FakeClock, SystemClock
 from pyteleport.errors import ConnectionProblemError
+from pyteleport.events import recorder as recorder_module
+from pyteleport.events.catalog import CatalogedStore, RecordingCatalog
 from pyteleport.events.recordingfile import decode_recording
-from pyteleport.events.store import FileRecordingStore
+from pyteleport.events.store import FileRecordingStore, SpoolUploader
 from pyteleport.events.textindex import RecordingIndex
 from pyteleport.model.timefmt import format_time
 from pyteleport.policy.access import RoleSet
+from pyteleport.proxy import recording as recording_module
 from pyteleport.proxy.forwarder import ForwardTarget
 from pyteleport.proxy.recording import RecordedSession, RecordingSettings
 from pyteleport.ssh.relay import SessionExit, SessionRequest
@@ -250,3 +255,100 @@ async def test_a_strict_session_whose_recording_failed_still_ends_audited(
     assert "session.end" in audit.events and "exec" in audit.events
     assert recorder._closed
     assert metrics.recording_failures == 1  # /metrics: pyteleport_recording_failures_total
+
+
+async def test_a_session_whose_disk_was_full_from_its_start_leaves_nothing_to_store_for_ever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The spool's disk is full when a session starts: its recording file is created but its
+    first chunk (the meta frame) cannot be written, and the session goes on unrecorded (best
+    effort). That empty file is no recording: it must not be put into the store (where reindex
+    then names it unreadable), nor wait in the spool for the store for ever (retried every
+    30 s, counted in pyteleport_recordings_pending, logged as the store's fault)."""
+    audit = RecordingAudit()
+    store = CatalogedStore(
+        FileRecordingStore(tmp_path / "records"), RecordingCatalog(MemoryBackend())
+    )
+    spool = SpoolUploader(store, audit, "example.test")
+    settings = dataclasses.replace(settings_for(tmp_path, audit), store=store, spool=spool)
+    writes = recorder_module._write_all
+
+    def disk_full(file: Any, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(recorder_module, "_write_all", disk_full)
+    request = SessionRequest(kind="shell", term_type="xterm", term_size=(80, 24, 0, 0))
+    session = new_session(settings, request)
+    await session.started(request)  # best effort: the session goes on unrecorded
+    monkeypatch.setattr(recorder_module, "_write_all", writes)
+    session.output(b"not recorded", False)
+    await session.ended(SessionExit(status=0))
+    await spool.send()  # the spool's next round
+    assert (await store.scan()).unreadable == []
+    assert spool.pending == 0
+
+
+class AuditWithoutUpload(RecordingAudit):
+    """Takes every event but session.upload while ``down``."""
+
+    down = True
+
+    async def emit(self, event: str, fields: Mapping[str, Any], *, success: bool = True) -> None:
+        if event == "session.upload" and self.down:
+            raise ConnectionProblemError("the audit log is unreachable")
+        await super().emit(event, fields, success=success)
+
+
+async def test_a_stored_recording_leaves_the_spool_only_once_its_upload_is_audited(
+    tmp_path: Path,
+) -> None:
+    """As the spool uploader does ("removed only once the upload is recorded"): a session.upload
+    the audit log does not take (or a proxy killed between the two steps) leaves the file in
+    the spool, so it is stored again and announced, never stored without its event."""
+    audit = AuditWithoutUpload()
+    store = FileRecordingStore(tmp_path / "records")
+    spool = SpoolUploader(store, audit, "example.test")
+    settings = dataclasses.replace(settings_for(tmp_path, audit), store=store, spool=spool)
+    request = SessionRequest(kind="exec", command="true")
+    session = new_session(settings, request)
+    await session.started(request)
+    session.output(b"done\n", False)
+    with contextlib.suppress(ConnectionProblemError):
+        await session.ended(SessionExit(status=0))
+    audit.down = False
+    await spool.send()  # the spool's next round, the audit log back
+    assert "session.upload" in audit.events
+
+
+async def test_a_spool_read_that_fails_while_shipping_parts_still_closes_and_stores_the_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that takes parts as the session runs (file:///path, S3): reading the spool file
+    for a part fails (EIO). It is a part not sent, tried again as one, and the session's end
+    still closes the recording (its final chunk) and stores it, rather than failing with the
+    read's error and leaving the file open in the spool."""
+    caplog.set_level(logging.WARNING)
+    failed = asyncio.Event()
+    reads: list[int] = []
+
+    def unreadable(path: Path, offset: int, size: int) -> bytes:
+        reads.append(offset)
+        if len(reads) >= 2:  # tried again: the first failure was taken as a part not sent
+            loop.call_soon_threadsafe(failed.set)
+        raise OSError(errno.EIO, "Input/output error")
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(recording_module, "SHIP_INTERVAL_S", 0.0)
+    monkeypatch.setattr(recording_module, "_read_at", unreadable)
+    store = FileRecordingStore(tmp_path / "records", live_parts=True)
+    settings = dataclasses.replace(settings_for(tmp_path, RecordingAudit()), store=store)
+    request = SessionRequest(kind="exec", command="true")
+    session = new_session(settings, request)
+    await session.started(request)
+    session.output(b"recorded\n", False)
+    await asyncio.wait_for(failed.wait(), 10)
+    await session.ended(SessionExit(status=0))
+    _, frames = decode_recording(await store.read(session.session_id))
+    assert [f.data for f in frames if f.code == "o"] == ["recorded\n"]
+    assert list((tmp_path / "streaming").iterdir()) == []
+    assert "cannot send its recording yet" in caplog.text and "Input/output error" in caplog.text

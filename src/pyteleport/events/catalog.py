@@ -387,7 +387,16 @@ class CatalogedStore:
 
     async def upload(self, session_id: str, path: Path) -> str:
         """Stored, then catalogued: a failure to catalogue fails the upload, so the spool keeps
-        the file and the next attempt does both."""
+        the file and the next attempt does both. Read before it is stored: a file that is no
+        recording that lists (BadParameterError) is not put into the store."""
+        try:
+            info = await asyncio.to_thread(read_info, path)
+        except FileNotFoundError:
+            raise NotFoundError(f"no recording file at {path}") from None
+        except BadParameterError as exc:
+            raise BadParameterError(f"{path} is no recording that lists: {exc}") from exc
+        except OSError as exc:
+            raise RecordingError(f"cannot read recording {path} to list it: {exc}") from exc
         try:
             url = await self.store.upload(session_id, path)
         finally:
@@ -395,10 +404,6 @@ class CatalogedStore:
             # sent while the session ran, without its end, and verify says so rather than
             # calling it cut short. Then over, stored or not.
             self._live.pop(session_id, None)
-        try:
-            info = await asyncio.to_thread(read_info, path)
-        except (OSError, BadParameterError) as exc:
-            raise RecordingError(f"cannot read recording {path} to list it: {exc}") from exc
         await self.catalog.add(info)
         return url
 

@@ -595,6 +595,10 @@ class SpoolUploader:
             except NotFoundError:
                 del self._pending[path]  # the file is gone: nothing left to send
                 continue
+            except BadParameterError as exc:  # no store will take it: offered no more
+                log.warning("recording %s is not stored, and stays where it is: %s", path, exc)
+                del self._pending[path]
+                continue
             except (OSError, TeleportError) as exc:
                 self._pending[path] = self._pending.pop(path)  # to the back
                 if str(exc) != self._failing:

@@ -11,7 +11,6 @@ recording that cannot be written ends the session.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -23,12 +22,13 @@ from typing import Any
 from pyteleport.api.metrics import NO_METRICS, Metrics
 from pyteleport.clock import Clock
 from pyteleport.crypto.checkpoint import Checkpoint
-from pyteleport.errors import RecordingError
+from pyteleport.errors import BadParameterError, RecordingError
 from pyteleport.events import codes
 from pyteleport.events.asciicast import Header, timestamp_of
 from pyteleport.events.audit import Emitter
 from pyteleport.events.filetransfer import FileTransfer, ScpTap, SftpTap
 from pyteleport.events.recorder import SessionRecorder
+from pyteleport.events.recordingfile import read_header_and_duration
 from pyteleport.events.store import RecordingStore, SpoolUploader
 from pyteleport.events.textindex import IndexedSession, RecordingIndex, SessionTextIndex
 from pyteleport.model.timefmt import format_time
@@ -445,10 +445,11 @@ class RecordedSession:
         while True:
             await asyncio.sleep(SHIP_INTERVAL_S)
             while True:
-                data = await asyncio.to_thread(_read_at, path, offset, MAX_PART_BYTES)
-                if not data:
-                    break
                 try:
+                    # A spool read that fails (EIO) is a part not sent, tried again as one.
+                    data = await asyncio.to_thread(_read_at, path, offset, MAX_PART_BYTES)
+                    if not data:
+                        break
                     await self._settings.store.append_part(self.session_id, offset, data)
                 except Exception as exc:
                     self._settings.metrics.upload_failed()
@@ -479,8 +480,12 @@ class RecordedSession:
     async def _finish_recording(self) -> None:
         if self._shipper is not None:
             self._shipper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._shipper
+            except asyncio.CancelledError:
+                pass
+            except Exception as exc:  # the recording is still closed and stored
+                log.warning("session %s: its parts stopped: %s", self.session_id, exc)
             self._shipper = None
         if self._recorder is None:
             return
@@ -490,6 +495,17 @@ class RecordedSession:
             await asyncio.wait(list(self._tasks), timeout=5)
         if recorder.failed:
             self._settings.metrics.recording_failed()
+            if not await asyncio.to_thread(_holds_a_recording, path):
+                # Its first chunk never reached the disk (full from the session's start):
+                # no recording to store, and nothing for the spool to offer for ever.
+                log.warning(
+                    "session %s was not recorded: %s holds no whole first chunk (was its "
+                    "disk full?); removed",
+                    self.session_id,
+                    path,
+                )
+                await asyncio.to_thread(path.unlink, True)
+                return
             log.warning("session %s was not fully recorded: %s", self.session_id, path)
         if path.exists():
             await upload(
@@ -540,6 +556,18 @@ async def audit_forward(
     )
 
 
+def _holds_a_recording(path: Path) -> bool:
+    """Whether the file is a recording that lists (a header, at least); True if it is gone
+    (nothing to remove)."""
+    try:
+        read_header_and_duration(path)
+    except FileNotFoundError:
+        return True
+    except (OSError, BadParameterError):
+        return False
+    return True
+
+
 def _read_at(path: Path, offset: int, size: int) -> bytes:
     try:
         with path.open("rb") as file:
@@ -572,14 +600,21 @@ async def upload(
         if settings.spool is not None:
             settings.spool.add(session_id, path, {**(fields or {}), "sid": session_id})
         return
+    try:
+        await settings.audit.emit(
+            codes.SESSION_UPLOAD,
+            {
+                **(fields or {}),
+                "sid": session_id,
+                "url": url,
+                "ei": 2**31 - 1,
+                "time_uploaded": format_time(dt.datetime.now(dt.UTC)),
+            },
+        )
+    except BaseException:
+        # Removed from the spool only once its upload is audited (as the spool does): the
+        # spool stores it again and says so; without one, the next start does.
+        if settings.spool is not None:
+            settings.spool.add(session_id, path, {**(fields or {}), "sid": session_id})
+        raise
     await asyncio.to_thread(path.unlink, True)
-    await settings.audit.emit(
-        codes.SESSION_UPLOAD,
-        {
-            **(fields or {}),
-            "sid": session_id,
-            "url": url,
-            "ei": 2**31 - 1,
-            "time_uploaded": format_time(dt.datetime.now(dt.UTC)),
-        },
-    )
