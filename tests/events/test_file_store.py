@@ -292,3 +292,16 @@ async def test_a_fifo_put_in_place_of_a_recording_is_refused_not_waited_on(
     scan = await store.scan()
     assert [i.session_id for i in scan.recordings] == ["real"]
     assert [name for name, _ in scan.unreadable] == ["s1.rec"]
+
+
+async def test_a_spool_file_shorter_than_the_part_file_does_not_replace_it(tmp_path: Path) -> None:
+    """As in S3: a host that lost power left a spool file shorter than what it had written to
+    the store's part file; storing the spool file keeps what the part file held."""
+    store = FileRecordingStore(tmp_path / "records", live_parts=True)
+    path = await make_recording(tmp_path / "spool", "s1", body=b"said before the power went\r\n")
+    data = path.read_bytes()
+    await store.append_part("s1", 0, data)
+    with path.open("r+b") as file:
+        file.truncate(len(data) - 40)
+    await store.upload("s1", path)
+    assert await store.read("s1") == data

@@ -429,3 +429,20 @@ async def test_two_processes_sweeping_one_bucket_remove_and_audit_a_recording_on
     assert (await stores[1].catalog.list()).recordings == []  # its stale entry went too
     with pytest.raises(NotFoundError):
         await second.delete("old")
+
+
+async def test_a_spool_file_shorter_than_the_parts_sent_does_not_replace_them(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    """The proxy's host loses power: the parts sent every 2 s hold the session up to its last
+    seconds, while the spool file is only as long as its last fdatasync (every 5 s). The next
+    start stores the spool file: it must not replace the longer parts with less and then
+    remove them, losing what the store already held."""
+    store = new_store(s3)
+    path = await make_recording(tmp_path, "s1", body=b"said before the power went\r\n")
+    data = path.read_bytes()
+    await store.append_part("s1", 0, data)  # sent while the session ran
+    with path.open("r+b") as file:
+        file.truncate(len(data) - 40)  # the tail the disk never got
+    await store.upload("s1", path)  # the next start's spool round
+    assert await store.read("s1") == data

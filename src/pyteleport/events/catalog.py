@@ -404,6 +404,10 @@ class CatalogedStore:
             # sent while the session ran, without its end, and verify says so rather than
             # calling it cut short. Then over, stored or not.
             self._live.pop(session_id, None)
+        with contextlib.suppress(OSError, BadParameterError):
+            # The store may have completed the file from the parts it held (a host that lost
+            # power): listed as stored.
+            info = await asyncio.to_thread(read_info, path)
         await self.catalog.add(info)
         return url
 

@@ -35,6 +35,7 @@ from pyteleport.events.store import (
     StoreScan,
     as_stored,
     check_stored_name,
+    complete_from_parts,
     info_from_doc,
     info_to_doc,
     read_info,
@@ -138,6 +139,7 @@ class S3RecordingStore:
     async def upload(self, session_id: str, path: Path) -> str:
         suffix = path.suffix if path.suffix in SUFFIXES else SUFFIXES[0]
         key = self._key(recording_file_name(session_id, suffix))
+        await self._complete_from_parts(session_id, path)
         try:
             info = await asyncio.to_thread(read_info, path)
         except FileNotFoundError:
@@ -170,6 +172,22 @@ class S3RecordingStore:
         self.bytes_sent += len(body)
         await self._delete_parts(session_id)
         return f"s3://{bucket}/{key}"
+
+    async def _complete_from_parts(self, session_id: str, path: Path) -> None:
+        """The spool file, made as long as the parts already sent when they hold more (see
+        :func:`complete_from_parts`); they are read only then."""
+        size = 0
+        for part in sorted(await self._listed_parts(session_id), key=lambda p: p.offset):
+            if part.offset != size:
+                break
+            size += part.size
+        try:
+            if size <= (await asyncio.to_thread(path.stat)).st_size:
+                return
+        except FileNotFoundError:
+            return  # upload names it
+        stored = await self._read_parts(session_id)
+        await asyncio.to_thread(complete_from_parts, session_id, path, stored)
 
     async def _upload_from_parts(self, session_id: str, path: Path, key: str) -> bool:
         """Store the file at ``path`` as ``key`` by a multipart upload that copies the parts

@@ -175,6 +175,38 @@ class RecordingStore(Protocol):
         ...
 
 
+def complete_from_parts(session_id: str, path: Path, stored: bytes) -> int:
+    """Append to the spool file ``path`` what the parts a running session sent (``stored``,
+    put together) hold beyond it, if the file is where they begin: a host that lost power
+    kept on disk only what it had synced (every few seconds), less than it had sent. The
+    bytes added; none if the file is as long, or is not where the parts begin (then the file
+    is the recording, as it always was)."""
+    try:
+        with path.open("r+b") as file:
+            size = file.seek(0, os.SEEK_END)
+            if len(stored) <= size:
+                return 0
+            file.seek(0)
+            if file.read(size) != stored[:size]:
+                return 0
+            file.write(stored[size:])
+            file.flush()
+            os.fsync(file.fileno())
+    except FileNotFoundError:
+        return 0  # the caller names a file that is gone
+    except OSError as exc:
+        raise RecordingError(
+            f"cannot complete {path} from its parts: {exc.strerror or exc}"
+        ) from exc
+    log.warning(
+        "recording %s: the spool held %d bytes less than the store's parts (did its host lose "
+        "power?): completed from them",
+        session_id,
+        len(stored) - size,
+    )
+    return len(stored) - size
+
+
 def _utf8(text: str) -> str:
     """A file name as text any reader takes: bytes that are no UTF-8 (kept by Python as
     surrogates) shown as escapes, ``\\xff``."""
@@ -330,13 +362,26 @@ class FileRecordingStore:
     async def upload(self, session_id: str, path: Path) -> str:
         suffix = path.suffix if path.suffix in SUFFIXES else SUFFIXES[0]
         target = self.directory / recording_file_name(session_id, suffix)
-        self.bytes_sent += await asyncio.to_thread(self._copy, path, target)
         part = self._part_path(session_id)
+        await asyncio.to_thread(self._complete_from_part, session_id, path, part)
+        self.bytes_sent += await asyncio.to_thread(self._copy, path, target)
         try:  # what it sent while it ran is in the recording now
             await asyncio.to_thread(part.unlink, missing_ok=True)
         except OSError as exc:
             log.warning("cannot remove %s: %s", part, exc.strerror or exc)
         return target.resolve().as_uri()
+
+    @staticmethod
+    def _complete_from_part(session_id: str, path: Path, part: Path) -> None:
+        try:
+            if part.is_symlink() or path.stat().st_size >= part.stat().st_size:
+                return  # the usual case: the spool file has all the part file has, or more
+            stored = part.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise RecordingError(f"cannot read {part}: {exc.strerror or exc}") from exc
+        complete_from_parts(session_id, path, stored)
 
     def _copy(self, source: Path, target: Path) -> int:
         """Put the file in place under a temporary name, fsync, rename, fsync the directory: a
