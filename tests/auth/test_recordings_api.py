@@ -181,3 +181,38 @@ async def test_a_page_of_recordings_and_its_bounds(api: AuthAPI, tmp_path: Path)
         for bad in ({"after": "../x"}, {"since": "yesterday"}, {"labels": "novalue"}):
             with pytest.raises(BadParameterError):
                 await client.list_recordings(bad)
+
+
+@pytest.mark.parametrize("user", ["auditor", "dev"])
+async def test_a_session_id_too_long_for_a_file_name_is_a_bad_request_not_an_internal_error(
+    api: AuthAPI, user: str
+) -> None:
+    """A session ID of 250 characters (the route takes 256) names no file the store can have:
+    the client hears a 400 (or a 403/404), never a 500 with the server's traceback in its log."""
+    async with api.connect(user) as client:
+        with pytest.raises((BadParameterError, NotFoundError, AccessDeniedError)):
+            await client.get_recording("a" * 250)
+
+
+async def test_a_page_of_the_listing_stays_small_whatever_commands_the_sessions_ran(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    """Any user who may start sessions chooses each exec's command (up to the ~128 KB a meta
+    frame holds). A page of GET /v1/recordings (up to 1000 entries) is built in memory and
+    sent whole, so it must not grow with those commands: 100 sessions of 120 KB commands
+    make a page under 1 MiB (the audit log keeps 4096 characters of a command), not
+    12 MB (1000 of them: 120 MB, on the server and in tctl verify --all)."""
+    command = "x" * 120_000
+    for n in range(100):
+        sid = f"big-{n:03d}"
+        start = START + dt.timedelta(seconds=n + 1)
+        path = await make_recording(tmp_path / "l", sid, kind="exec", command=command, start=start)
+        await api.store.upload(sid, path)
+    cert, key = api.credentials("auditor")
+    context = client_ssl_context(
+        ca_pem=api.server.tls_ca_cert(), cert_file=str(cert), key_file=str(key)
+    )
+    async with httpx.AsyncClient(verify=context, timeout=60) as http:
+        response = await http.get(f"https://{api.addr}/v1/recordings", params={"limit": 1000})
+    assert response.status_code == 200
+    assert len(response.content) < 1 << 20, f"a page of {len(response.content) >> 20} MiB"

@@ -380,3 +380,51 @@ async def test_search_says_which_sessions_were_indexed_in_part(
             "export ID --format text)"
         )
     assert json.loads(out) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tsh", "recordings", "ls", "--node", "\udcff"],
+        ["tctl", "recordings", "ls", "env=\udcff"],
+        ["tsh", "recordings", "search", "x", "--user", "\udcff"],
+        ["tctl", "recordings", "search", "x", "--node", "\udcff"],
+    ],
+)
+async def test_a_flag_of_bytes_that_are_no_utf8_is_refused_in_one_line_not_as_an_unexpected_error(
+    api: AuthAPI, tmp_path: Path, args: list[str]
+) -> None:
+    """A --node, --user or label given as bytes that are no UTF-8 (``$'\\xff'``) is refused as
+    the search text is ("not valid UTF-8"), not as a bug to report."""
+    api.login_profile(tmp_path / "home", "auditor")
+    code, out, err = await run(tmp_path / "home", *args)
+    assert (code, out) == (1, "")
+    assert err.startswith("ERROR: ") and err.count("\n") == 1, err
+    assert "unexpected" not in err and "UnicodeEncodeError" not in err, err
+    assert "UTF-8" in err, err
+
+
+@pytest.mark.parametrize("command", [["tsh", "play"], ["tsh", "recordings", "export"]])
+async def test_an_id_longer_than_a_file_name_can_be_is_said_to_be_no_session_id(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """300 characters name no file (the system refuses the name) and no session: the one
+    line says so, as for any other argument that is neither, not "File name too long"."""
+    code, out, err = await run(tmp_path / "empty-home", *command, "a" * 300)
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1, err
+    assert NOT_AN_ID in err, err
+
+
+@pytest.mark.parametrize("text", ["й" * 2000, "/" * 3000, "日本語" * 600])
+async def test_a_search_text_within_the_limit_it_names_is_searched_or_refused_as_too_long(
+    api: AuthAPI, tmp_path: Path, text: str
+) -> None:
+    """search takes "at most 4096 characters"; a text of fewer, most of whose characters are
+    sent %-encoded (Cyrillic, CJK, '/'), is searched, or refused by the CLI in words that name
+    the search text, not with the listener's "request URI too long: at most 8192 bytes"."""
+    assert len(text) <= 4096
+    api.login_profile(tmp_path / "home", "auditor")
+    code, out, err = await run(tmp_path / "home", "tsh", "recordings", "search", text)
+    assert "request URI too long" not in err, err
+    assert code == 0 or "the search text is too long" in err, err

@@ -373,7 +373,9 @@ class AuthClient(_Base):
         return _parse(response, wire.ReindexResponse)
 
     async def search_recordings(self, params: Mapping[str, Any]) -> wire.SearchResponse:
-        return await self._get("/v1/recording-search", wire.SearchResponse, params)
+        # Not validated here: the server refuses what is wrong in words a user reads.
+        request = wire.SearchRequest.model_construct(**params)
+        return await self._send("POST", "/v1/recording-search", request, wire.SearchResponse)
 
     async def get_recording(self, session_id: str) -> bytes:
         """The recording file of a session as stored (chunked, or asciicast if older)."""

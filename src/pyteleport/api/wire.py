@@ -321,6 +321,16 @@ class SearchHit(Strict):
     line: str
 
 
+class SearchRequest(Strict):
+    """A search, sent as a body: text of 4096 characters is up to 48 KiB in a URL's query."""
+
+    q: Text
+    user: Name = ""
+    node: Name = ""
+    since: Annotated[str, StringConstraints(max_length=64)] | None = None  # RFC 3339
+    limit: int = 100  # at most 1000 are answered
+
+
 class SearchResponse(Strict):
     hits: list[SearchHit]  # the newest that matched, oldest of them first
     truncated: bool = False  # more lines matched

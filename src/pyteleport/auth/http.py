@@ -348,6 +348,25 @@ def auth_router(server: AuthServer, web_public_addr: str) -> APIRouter:
         since: str | None = None,
         limit: int = 100,
     ) -> wire.SearchResponse:
+        return await _search(auth, q, user, node, since, limit)
+
+    @router.post("/recording-search")
+    async def search_recordings_posted(
+        request: wire.SearchRequest, auth: Caller
+    ) -> wire.SearchResponse:
+        # What tsh and tctl send: the text in a body, not a query a URL's limit would cut.
+        return await _search(
+            auth, request.q, request.user, request.node, request.since, request.limit
+        )
+
+    async def _search(
+        auth: AuthorizedAuth,
+        q: str,
+        user: str,
+        node: str,
+        since: str | None,
+        limit: int,
+    ) -> wire.SearchResponse:
         if not q.strip():
             raise BadParameterError("give the text to search for")
         start = parse_time(since) if since else None

@@ -49,6 +49,14 @@ from pyteleport.model.node import parse_label_selector
 from pyteleport.model.timefmt import parse_time
 
 
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` names a file; False for a name the system refuses (too long)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _looks_like_path(target: str) -> bool:
     return os.sep in target or target.endswith((".cast", ".rec")) or target.startswith(".")
 
@@ -56,7 +64,7 @@ def _looks_like_path(target: str) -> bool:
 def _read_target(target: str) -> tuple[bytes, str | None]:
     """The bytes of a recording file, or of a session's recording (and its session ID)."""
     path = Path(target)
-    if path.is_file():
+    if _is_file(path):
         try:
             return path.read_bytes(), None
         except OSError as exc:
@@ -407,6 +415,9 @@ def _ls(
     labels: tuple[str, ...],
 ) -> None:
     since, until = _ls_range(from_utc, to_utc, last)
+    _require_utf8("--node", node)
+    for label in labels:
+        _require_utf8("label", label)
     selector = parse_label_selector(labels)
 
     async def fetch(client: AuthClient) -> tuple[listing.Listing, bool]:
@@ -457,6 +468,12 @@ def tctl_recordings_ls(conn: AuthConnection, /, **options: Any) -> None:
 SEARCH_TEXT_MAX = 4096  # what the search route takes
 
 
+def _require_utf8(what: str, value: str) -> None:
+    if not _is_utf8(value):
+        shown = value.encode("utf-8", "backslashreplace").decode()
+        raise BadParameterError(f'{what} "{clean_text(shown, 100)}" is not valid UTF-8')
+
+
 def _is_utf8(text: str) -> bool:
     """False for an argument of bytes that are no UTF-8 (Python keeps them as surrogates)."""
     try:
@@ -501,6 +518,8 @@ def _search(
         )
     if not _is_utf8(text):
         raise BadParameterError("the search text is not valid UTF-8")
+    _require_utf8("--user", user)
+    _require_utf8("--node", node)
     params: dict[str, Any] = {"q": text, "user": user, "node": node, "limit": 1000}
     if since:
         try:

@@ -49,7 +49,8 @@ _NEVER = float("inf")
 # much of one recording unwritten, which keeps the writes that follow from stalling on its
 # writeback.
 SYNC_EVERY_BYTES = 32 * 1024 * 1024
-_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# At most 128 characters: with a suffix (``.rec.part``) it stays a file name a system takes.
+_SESSION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def recording_file_name(session_id: str, suffix: str = CHUNKED_SUFFIX) -> str:

@@ -47,6 +47,7 @@ from pyteleport.events.recordingfile import (
     read_header,
     read_header_and_duration,
 )
+from pyteleport.events.sanitize import MAX_TEXT, clean_text
 from pyteleport.model.timefmt import format_time, parse_time
 
 log = logging.getLogger("pyteleport.events")
@@ -244,7 +245,9 @@ def info_from_header(header: Header, duration_s: float) -> RecordingInfo:
         server_hostname=header.server_hostname,
         timestamp=header.start,
         duration_s=_duration(duration_s),
-        command=header.command,
+        # What a client chose (an exec's command, up to what a meta frame holds): listed as
+        # the audit log keeps it, so a page of the listing stays small.
+        command=clean_text(header.command, MAX_TEXT),
         server_labels=labels,
     )
 
@@ -276,7 +279,7 @@ def info_from_doc(doc: dict[str, Any]) -> RecordingInfo:
         server_hostname=str(doc["server_hostname"]),
         timestamp=_start(parse_time(str(doc["session_start"])).astimezone(dt.UTC)),
         duration_s=_duration(float(doc["duration_s"])),
-        command=str(doc.get("command", "")),
+        command=clean_text(str(doc.get("command", "")), MAX_TEXT),
         server_labels={str(k): str(v) for k, v in dict(doc.get("server_labels", {})).items()},
     )
 
