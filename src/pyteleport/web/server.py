@@ -47,6 +47,7 @@ class ListenerLimits:
     handshake_timeout_s: float = 10.0  # TCP accept to the end of the TLS handshake
     header_timeout_s: float = 10.0  # connection (or end of the last response) to full headers
     body_timeout_s: float = 30.0  # full headers to the end of the request's body
+    write_timeout_s: float = 60.0  # an answer the client reads nothing of, before it is closed
     keep_alive_s: float = 5.0  # idle between requests
     shutdown_timeout_s: float = 2.0  # waiting for a client's TLS close_notify once we close
     max_connections_per_address: int = 128
@@ -81,6 +82,7 @@ class _PeerCertProtocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._address = ""
         self._read_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if peer else ""
         if self.counts is not None and not self.counts.take(address):
@@ -113,7 +115,35 @@ class _PeerCertProtocol(H11Protocol):
             self.transport.write(self.conn.send(event) or b"")
         self.transport.close()
 
+    def pause_writing(self) -> None:
+        """The client has stopped reading (the transport's buffer is full): it has
+        write_timeout_s to read again, or it is closed, and with it what it was being sent
+        (a recording file held open)."""
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(
+                self.limits.write_timeout_s, self._write_deadline
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _write_deadline(self) -> None:
+        self._write_timer = None
+        log.debug(
+            "closed a slow HTTPS client %s (read nothing for %gs)",
+            self.client,
+            self.limits.write_timeout_s,
+        )
+        self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         if self._read_timer is not None:
             self._read_timer.cancel()
         if self.counts is not None and self._address:
