@@ -10,15 +10,19 @@ reported without a digest). Pure: no I/O, fed with whatever chunks the channel d
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+FXP_INIT, FXP_VERSION = 1, 2
 FXP_OPEN, FXP_CLOSE, FXP_READ, FXP_WRITE = 3, 4, 5, 6
 FXP_HANDLE, FXP_DATA = 102, 103
 FXF_WRITE = 0x02
 MAX_PACKET = 1024 * 1024  # larger than any client sends: a stream this confused is not SFTP
+MAX_WAITING = 65536  # requests followed while unanswered (clients keep a few dozen in flight)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +98,20 @@ def _string(packet: bytes, pos: int) -> tuple[bytes, int]:
 
 
 class SftpTap:
+    """Every request the client sends waits for its answer in the order sent, each request id
+    its own queue: OpenSSH's sftp-server answers a connection's requests in order, and a client
+    that sends two requests with one id (a STAT, then an OPEN) does not get the first answer
+    taken for the second's."""
+
     def __init__(self, report: Callable[[FileTransfer], None]) -> None:
         self._report = report
         self._client = _Packets()
         self._server = _Packets()
-        self._opening: dict[int, tuple[str, bool]] = {}
+        # request id -> the requests of that id not answered yet, oldest first: (kind, what
+        # an OPEN opens or the (handle, offset) a READ reads; None for the rest)
+        self._waiting: dict[int, deque[tuple[int, Any]]] = {}
+        self._outstanding = 0
         self._files: dict[bytes, _File] = {}
-        self._reads: dict[int, tuple[bytes, int]] = {}
 
     def from_client(self, data: bytes) -> None:
         for packet in self._client.feed(data):
@@ -118,48 +129,67 @@ class SftpTap:
 
     def _client_packet(self, packet: bytes) -> None:
         kind = packet[0]
-        if kind not in (FXP_OPEN, FXP_CLOSE, FXP_READ, FXP_WRITE):
+        if kind == FXP_INIT:
             return
         (request_id,) = struct.unpack_from(">I", packet, 1)
+        what: Any = None
         if kind == FXP_OPEN:
             path, pos = _string(packet, 5)
             (flags,) = struct.unpack_from(">I", packet, pos)
-            self._opening[request_id] = (path.decode("utf-8", "replace"), bool(flags & FXF_WRITE))
-            return
-        handle_view, pos = _string(packet, 5)
-        handle = handle_view
-        file = self._files.get(handle)
-        if kind == FXP_CLOSE:
-            if file is not None:
-                del self._files[handle]
-                if file.moved:
-                    self._report(file.result())
-        elif kind == FXP_READ and file is not None:
-            (offset,) = struct.unpack_from(">Q", packet, pos)
-            self._reads[request_id] = (handle, offset)
-        elif kind == FXP_WRITE and file is not None:
-            (offset,) = struct.unpack_from(">Q", packet, pos)
-            data, _ = _string(packet, pos + 8)
-            file.add(offset, data)
+            what = (path.decode("utf-8", "replace"), bool(flags & FXF_WRITE))
+        elif kind in (FXP_CLOSE, FXP_READ, FXP_WRITE):
+            handle, pos = _string(packet, 5)
+            file = self._files.get(handle)
+            if kind == FXP_CLOSE:
+                if file is not None:
+                    del self._files[handle]
+                    if file.moved:
+                        self._report(file.result())
+            elif kind == FXP_READ and file is not None:
+                (offset,) = struct.unpack_from(">Q", packet, pos)
+                what = (handle, offset)
+            elif kind == FXP_WRITE and file is not None:
+                (offset,) = struct.unpack_from(">Q", packet, pos)
+                data, _ = _string(packet, pos + 8)
+                file.add(offset, data)
+        self._wait(request_id, kind, what)
+
+    def _wait(self, request_id: int, kind: int, what: Any) -> None:
+        if self._outstanding >= MAX_WAITING:
+            return  # a client that never reads its answers: what it asks for is not followed
+        self._waiting.setdefault(request_id, deque()).append((kind, what))
+        self._outstanding += 1
+
+    def _answered(self, request_id: int) -> tuple[int, Any] | None:
+        waiting = self._waiting.get(request_id)
+        if not waiting:
+            return None
+        request = waiting.popleft()
+        self._outstanding -= 1
+        if not waiting:
+            del self._waiting[request_id]
+        return request
 
     def _server_packet(self, packet: bytes) -> None:
         kind = packet[0]
-        if kind not in (FXP_HANDLE, FXP_DATA) and len(packet) >= 5:
-            (request_id,) = struct.unpack_from(">I", packet, 1)
-            self._opening.pop(request_id, None)  # a STATUS: the open failed
-            self._reads.pop(request_id, None)  # or the read hit the end of the file
+        if kind == FXP_VERSION or len(packet) < 5:
             return
         (request_id,) = struct.unpack_from(">I", packet, 1)
-        if kind == FXP_HANDLE:
-            opened = self._opening.pop(request_id, None)
-            if opened is not None:
-                handle, _ = _string(packet, 5)
-                self._files[handle] = _File(path=opened[0], upload=opened[1])
-        else:
-            read = self._reads.pop(request_id, None)
-            if read is not None and (file := self._files.get(read[0])) is not None:
-                data, _ = _string(packet, 5)
-                file.add(read[1], data)
+        request = self._answered(request_id)
+        if request is None:
+            return
+        asked, what = request
+        if kind == FXP_HANDLE and asked == FXP_OPEN:
+            handle, _ = _string(packet, 5)
+            self._files[handle] = _File(path=what[0], upload=what[1])
+        elif (
+            kind == FXP_DATA
+            and asked == FXP_READ
+            and what is not None
+            and (file := self._files.get(what[0])) is not None
+        ):
+            data, _ = _string(packet, 5)
+            file.add(what[1], data)
 
     def finish(self) -> None:
         """The session ended: files left open are reported as far as they got."""
@@ -167,6 +197,14 @@ class SftpTap:
             if file.moved:
                 self._report(file.result())
         self._files.clear()
+
+
+# What OpenSSH's scp runs on the remote: ``scp [-v] [-r] [-p] [-d] -t|-f [--] PATH``, with no
+# character the remote shell would take for more than a path (``;``, ``|``, ``$``, ...).
+_SCP_COMMAND = re.compile(
+    r"(?:[^\s;&|<>$`()]*/)?scp(?: -[vrpdq])* -[tf](?: --)?"  # the program and its flags
+    r" [^;&|<>$`(){}\\\n\r]+"  # the path
+)
 
 
 class ScpTap:
@@ -190,12 +228,9 @@ class ScpTap:
 
     @staticmethod
     def is_scp(command: str) -> bool:
-        words = command.split()
-        return (
-            bool(words)
-            and words[0].rsplit("/", 1)[-1] == "scp"
-            and ("-t" in words or "-f" in words)
-        )
+        """Whether ``command`` is exactly what scp asks the remote to run, and nothing more: a
+        command that only starts so (``scp -f x; bash -i``) is a shell's, recorded as any."""
+        return _SCP_COMMAND.fullmatch(command) is not None
 
     def _path(self, name: str) -> str:
         if self._dirs or self._into_dir:
@@ -235,7 +270,7 @@ class ScpTap:
         kind, text = line[:1], line[1:].decode("utf-8", "replace")
         if kind == b"C":
             parts = text.split(" ", 2)
-            if len(parts) != 3 or not parts[1].isdigit():
+            if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()):
                 self.broken = True
                 return
             size = int(parts[1])

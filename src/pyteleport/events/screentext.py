@@ -47,7 +47,7 @@ _TOKEN = re.compile(
     r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC
     r"|\x1b[ -/]+[0-~]"  # character sets and the like
     r"|\x1b[0-Z\\-~]"  # two-character sequences (save and restore the cursor, index, ...)
-    r"|[\x00-\x1f\x7f]"  # control characters
+    r"|[\x00-\x1f\x7f-\x9f]"  # control characters (C1 too: U+009B is a CSI of its own)
 )
 _STARTED = re.compile(r"\x1b(?:\[[0-?]*[ -/]*|[ -/]+)?")  # a sequence not ended yet
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")

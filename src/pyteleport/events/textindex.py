@@ -25,6 +25,7 @@ from pyteleport.backend.base import check_key
 from pyteleport.backend.groupwrite import GroupWriter
 from pyteleport.clock import Clock, SystemClock
 from pyteleport.errors import AlreadyExistsError, BadParameterError, NotFoundError
+from pyteleport.events.sanitize import clean_text
 from pyteleport.events.screentext import MAX_LINE, TextScreen
 from pyteleport.model.timefmt import format_time, parse_time
 
@@ -441,8 +442,10 @@ class SessionTextIndex:
     def line(self, offset_ms: int, kind: str, text: str) -> None:
         """A line known whole, such as an exec's command (its runs of white space as one
         space, as the screen's lines)."""
-        if line := " ".join(text.split()):
-            self._take(kind, [(offset_ms, line[:MAX_LINE])])
+        # A control character (ESC, BEL, a C1 CSI) is kept as text, \x1b, as the audit log
+        # shows the command: never raw in a line the index hands out.
+        if line := clean_text(" ".join(text.split()), MAX_LINE):
+            self._take(kind, [(offset_ms, line)])
 
     def _take(self, kind: str, lines: list[tuple[int, str]]) -> None:
         room = min(MAX_BATCH_LINES - len(self._lines), MAX_SESSION_LINES - self.indexed)

@@ -129,7 +129,7 @@ class RecordedSession:
         if request.kind == "subsystem" and request.subsystem == "sftp":
             self._sftp = SftpTap(self._file_transferred)
         self._scp: ScpTap | None = None
-        if request.kind == "exec" and ScpTap.is_scp(request.command):
+        if _is_scp(request):
             self._scp = ScpTap(request.command, self._file_transferred)
         settings.ending.add(self)
 
@@ -228,7 +228,7 @@ class RecordedSession:
             lines=(request.term_size[1] or 24) if request.term_type else 24,
             columns=(request.term_size[0] or 80) if request.term_type else 80,
         )
-        if request.kind == "exec" and not ScpTap.is_scp(request.command):
+        if request.kind == "exec" and not _is_scp(request):
             self._text.line(0, "input", request.command)
 
     def bind_abort(self, abort: Callable[[str], None]) -> None:
@@ -290,7 +290,9 @@ class RecordedSession:
         if self._scp is not None:
             if not self._scp.upload and not stderr:
                 self._scp.feed(data)
-            return  # the scp protocol carries file bytes: the file.transfer events record them
+            if not self._scp.broken:
+                return  # the scp protocol carries file bytes: the file.transfer events record them
+            self._not_scp()
         if self._sftp is not None:
             # The SFTP protocol is binary: the file.transfer events are its record.
             if not stderr:
@@ -308,7 +310,9 @@ class RecordedSession:
         if self._scp is not None:
             if self._scp.upload:
                 self._scp.feed(data)
-            return
+            if not self._scp.broken:
+                return
+            self._not_scp()
         if self._sftp is not None:
             self._sftp.from_client(data)
             return
@@ -317,6 +321,12 @@ class RecordedSession:
         # keystrokes such as passwords typed at a prompt stay out of the recording.
         if self._recorder is not None and not self._interactive:
             self._recorder.input(data)
+
+    def _not_scp(self) -> None:
+        """The stream stopped being scp (an error line, or something else): from here on it
+        is recorded as any exec's."""
+        log.info("session %s: the stream is not scp from here on; recorded", self.session_id)
+        self._scp = None
 
     def resized(self, width: int, height: int) -> None:
         if self._recorder is not None:
@@ -514,6 +524,11 @@ class RecordedSession:
                 path,
                 {k: v for k, v in self._fields().items() if k not in ("ei", "sid")},
             )
+
+
+def _is_scp(request: SessionRequest) -> bool:
+    """An exec of exactly what scp runs on the remote, without a terminal (scp asks for none)."""
+    return request.kind == "exec" and not request.term_type and ScpTap.is_scp(request.command)
 
 
 def exit_label(result: SessionExit) -> str:
