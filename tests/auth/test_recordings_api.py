@@ -216,3 +216,33 @@ async def test_a_page_of_the_listing_stays_small_whatever_commands_the_sessions_
         response = await http.get(f"https://{api.addr}/v1/recordings", params={"limit": 1000})
     assert response.status_code == 200
     assert len(response.content) < 1 << 20, f"a page of {len(response.content) >> 20} MiB"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"q": ""}',
+        b'{"q": "' + b"x" * 5000 + b'"}',
+        b'{"q": "x", "limit": "many"}',
+        b'{"q": 7}',
+        b'{"q": "x", "since": "yesterday"}',
+        b'{"q": "x", "since": "' + b"9" * 100 + b'"}',
+        b'{"q": "x", "user": "a\\u0000b"}',
+        b"{not json",
+        b"[]",
+    ],
+)
+async def test_a_search_body_that_is_wrong_is_a_400_in_one_line(api: AuthAPI, body: bytes) -> None:
+    cert, key = api.credentials("auditor")
+    context = client_ssl_context(
+        ca_pem=api.server.tls_ca_cert(), cert_file=str(cert), key_file=str(key)
+    )
+    async with httpx.AsyncClient(verify=context, timeout=30) as http:
+        response = await http.post(
+            f"https://{api.addr}/v1/recording-search",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert message and "\n" not in message and "Traceback" not in message

@@ -68,6 +68,7 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/events"): ANYONE,  # access, auditor and editor all read events
     ("GET", "/v1/recordings"): ANYONE,  # filtered: each sees the sessions they may
     ("GET", "/v1/recording-search"): ANYONE,  # filtered: each finds the sessions they may see
+    ("POST", "/v1/recording-search"): ANYONE,  # the same, the text in a body (what tsh sends)
     ("GET", "/v1/recordings/{sid}"): {"auditor", "editor", "admin"},  # dev took no part in it
     ("POST", "/v1/recordings/reindex"): {"admin"},  # a session update rule: none of the presets
 }
@@ -83,6 +84,7 @@ def body_for(method: str, path: str, caller: str) -> dict[str, Any] | None:
             "resource": {"kind": "role", "version": "v7", "metadata": {"name": f"r-{caller}"}}
         },
         ("POST", "/v1/tokens"): {"roles": ["node"]},
+        ("POST", "/v1/recording-search"): {"q": "anything"},
         ("POST", "/v1/locks"): {"target_kind": "user", "target": "ghost"},
         ("PUT", "/v1/nodes"): {
             "resource": {
