@@ -4,6 +4,7 @@ are no ASCII digits, control characters meant for the search index."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import struct
 from collections.abc import Mapping
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pyteleport.backend.memory import MemoryBackend
+from pyteleport.clock import FakeClock
 from pyteleport.events.filetransfer import FileTransfer, ScpTap, SftpTap
 from pyteleport.events.recordingfile import decode_recording
 from pyteleport.events.textindex import RecordingIndex
@@ -180,3 +182,27 @@ async def test_c1_controls_in_output_do_not_reach_the_index(tmp_path: Path) -> N
     assert hits
     for hit in hits:
         assert not any(0x7F <= ord(c) <= 0x9F for c in hit.line), repr(hit.line)
+
+
+async def test_a_flood_of_window_changes_is_audited_once_a_second_and_its_last_size_kept(
+    tmp_path: Path,
+) -> None:
+    """A client may send thousands of window-changes a second: each went to the audit log as a
+    resize event. The recording keeps every one; the audit log one a second, the last size
+    always (here at the session's end, the clock standing still)."""
+    events = Events()
+    clock = FakeClock()
+    settings = settings_for(tmp_path, events, clock=clock)
+    request = SessionRequest(kind="shell", term_type="xterm", term_size=(80, 24, 0, 0))
+    session = new_session(settings, request)
+    await session.started(request)
+    for n in range(1000):
+        session.resized(81 + n, 24)
+    clock.advance(dt.timedelta(seconds=1))
+    session.resized(200, 50)  # a second later: audited at once
+    session.resized(201, 51)
+    await session.ended(SessionExit(status=0))
+    sizes = [fields["size"] for name, fields in events.events if name == "resize"]
+    assert sizes == ["81:24", "200:50", "201:51"]
+    _, frames = decode_recording(await settings.store.read(session.session_id))
+    assert len([f for f in frames if f.code == "r"]) == 1002

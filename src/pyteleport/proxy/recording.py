@@ -42,6 +42,9 @@ log = logging.getLogger("pyteleport.proxy")
 # A store with live parts (S3) gets a running session's new bytes this often: a proxy host that
 # dies for good loses about this much plus the recorder's second.
 SHIP_INTERVAL_S = 2.0
+# A window dragged to a new size sends dozens of window-changes a second, and a client can send
+# thousands: the audit log gets one resize event a second at most, the last size always.
+RESIZE_AUDIT_INTERVAL_S = 1.0
 MAX_PART_BYTES = 16 * 1024 * 1024
 
 
@@ -124,6 +127,9 @@ class RecordedSession:
         self._tx = 0
         self._rx = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._resize_audited_s = -RESIZE_AUDIT_INTERVAL_S
+        self._resize_pending: str | None = None  # the latest size not audited yet
+        self._resize_timer: asyncio.TimerHandle | None = None
         self._interactive = bool(request.term_type)
         self._sftp: SftpTap | None = None
         if request.kind == "subsystem" and request.subsystem == "sftp":
@@ -334,8 +340,26 @@ class RecordedSession:
         if self._text is not None and self._interactive and width > 0 and height > 0:
             self._text.resize(height, width)
             self._maybe_flush_text()
+        self._resize_pending = f"{width}:{height}"
+        since_s = self._settings.clock.monotonic() - self._resize_audited_s
+        if since_s >= RESIZE_AUDIT_INTERVAL_S:
+            self._audit_resize()
+        elif self._resize_timer is None:
+            self._resize_timer = asyncio.get_running_loop().call_later(
+                RESIZE_AUDIT_INTERVAL_S - since_s, self._audit_resize
+            )
+
+    def _audit_resize(self) -> None:
+        """The resize event of the latest size not audited yet, if any."""
+        if self._resize_timer is not None:
+            self._resize_timer.cancel()
+            self._resize_timer = None
+        size, self._resize_pending = self._resize_pending, None
+        if size is None:
+            return
+        self._resize_audited_s = self._settings.clock.monotonic()
         task = asyncio.get_running_loop().create_task(
-            self._settings.audit.emit(codes.RESIZE, self._fields(size=f"{width}:{height}"))
+            self._settings.audit.emit(codes.RESIZE, self._fields(size=size))
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -369,6 +393,7 @@ class RecordedSession:
         if self._text_flush is not None:
             await asyncio.wait([self._text_flush], timeout=5)
         await self._flush_text(final=True)
+        self._audit_resize()  # the last size, if the flood of them had not reached it yet
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
         stop = self._settings.clock.now()
