@@ -454,7 +454,7 @@ async def test_play_warns_when_the_recording_is_another_sessions(
     await record(api, tmp_path / "spool", b, [b"B's output\r\n"] * 3)
     store_path(api, b).write_bytes(data_a)
     code, lines, _ = await verify_lines(tmp_path, b)
-    assert code == 1 and "the recording was rewritten" in lines[b]
+    assert code == 1 and lines[b] == f"chunk 0: belongs to session {a}", lines[b]
     for command in (["play", b, "--format=text"], ["recordings", "export", b, "--format=json"]):
         code, out, err = await run(tmp_path / "home", "tsh", *command)
         assert "A's output" in out
@@ -509,7 +509,7 @@ async def test_verify_all_after_reindex_still_checks_a_recording_replaced_by_a_c
     await record(api, tmp_path / "spool", b, [b"B's output\r\n"] * 3)
     store_path(api, b).write_bytes(data_a)
     code, lines, _ = await verify_lines(tmp_path, "--all")
-    assert code == 1 and "rewritten" in lines[b]
+    assert code == 1 and lines[b] == f"chunk 0: belongs to session {a}", lines[b]
     # An operator (a role with an update rule on sessions, as reindex needs) reindexes.
     home = await operator(api, tmp_path, monkeypatch)
     code, out, err = await run(home, "tctl", "recordings", "reindex")
@@ -521,7 +521,7 @@ async def test_verify_all_after_reindex_still_checks_a_recording_replaced_by_a_c
     )
     code, lines, err = await verify_lines(tmp_path, "--all")
     assert code == 1, (lines, err)
-    assert lines[a].startswith("intact") and "rewritten" in lines[b], lines
+    assert lines[a].startswith("intact") and lines[b] == f"chunk 0: belongs to session {a}"
     code, out, _ = await run(tmp_path / "home", "tsh", "recordings", "ls", "--format=json")
     listed = sorted(r["sid"] for r in json.loads(out))
     assert listed == sorted([a, b])
@@ -597,3 +597,16 @@ async def test_a_torn_tail_that_claims_a_later_end_does_not_make_an_old_session_
         code, lines, err = await verify_lines(tmp_path, *args)
         assert not lines[sid].startswith("running"), (args, lines[sid])
         assert code == 1, (args, lines, err)
+
+
+async def test_verify_names_the_other_session_whose_shorter_recording_was_put_in_its_place(
+    api: AuthAPI, tmp_path: Path
+) -> None:
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    data_a = await record(api, tmp_path / "spool", a, [b"A's output\r\n"] * 2)
+    await record(api, tmp_path / "spool", b, [b"B's output\r\n"] * 6)
+    store_path(api, b).write_bytes(data_a)
+    code, lines, err = await verify_lines(tmp_path, b)
+    assert code == 1, err
+    # Not "truncated after checkpoint 1" or "hash mismatch": whose recording it is.
+    assert lines[b] == f"chunk 0: belongs to session {a}", lines[b]

@@ -704,7 +704,7 @@ async def _verdict(
     held: bool,
 ) -> chunks.Verdict:
     ended = held and await _has_ended(client, sid, data)
-    return verify_recording(data, events, host_ca, running=held, ended=ended)
+    return verify_recording(data, events, host_ca, running=held, ended=ended, session_id=sid)
 
 
 async def _verify_again(

@@ -18,11 +18,15 @@ def verify_recording(
     host_ca: bytes,
     running: bool = False,
     ended: bool = False,
+    session_id: str | None = None,
 ) -> Verdict:
     """Intact only if the chain links from the first chunk to the final one, every checkpoint
     event of the session carries a good signature, each names a chunk the recording has with
     exactly the signed hash, and the final checkpoint covers the final chunk. The recording is
     read a chunk at a time: what it inflates to is never held.
+
+    ``session_id``: the session the recording is stored as; a recording of another session
+    put in its place is named as such (its first chunk belongs to that one).
 
     ``running``: the cluster's proxy holds the session now (running, or ``ended`` and its
     recording being stored whole), so a chain intact so far, with no more unsigned than a
@@ -47,7 +51,7 @@ def verify_recording(
     signed = {p.chunk for p in points}
     hashes: dict[int, bytes] = {}
     last_signed = points[-1].chunk if points else -1
-    walk = chunks.ChainWalk(data)
+    walk = chunks.ChainWalk(data, session_id)
     for number, chunk in enumerate(walk):
         if number in signed:
             hashes[number] = chunk.hash

@@ -87,7 +87,7 @@ class S3RecordingStore:
             # A store that takes connections and never answers (a black-holed network) costs
             # a call about a minute, not four: the start, a shutdown and a session's end do
             # not wait on it longer than that.
-            retries={"max_attempts": 2, "mode": "standard"},
+            retries={"total_max_attempts": 2, "mode": "standard"},
             connect_timeout=5,
             read_timeout=30,
         )
