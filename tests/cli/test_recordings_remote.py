@@ -116,6 +116,11 @@ async def test_ls_reads_a_time_range_newest_first_and_says_what_it_left_out(
     assert code == 0, err
     assert sids(out) == ["minute-ago", "hour-ago", "d2"]
     assert "the newest 3 recordings: more started in this time range" in err
+    code, out, err = await run(
+        home, "tsh", "recordings", "ls", "--from-utc", "2026-01-01", "--limit", "1"
+    )
+    assert (code, sids(out)) == (0, ["minute-ago"]), err
+    assert "(the newest recording: more started in this time range" in err
 
     code, out, err = await run(
         home,

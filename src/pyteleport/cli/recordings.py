@@ -391,6 +391,10 @@ def _ls_range_of(from_utc: str, to_utc: str, last: str) -> tuple[dt.datetime, dt
     return since, until
 
 
+def _recordings(count: int) -> str:
+    return "recording" if count == 1 else f"{count} recordings"
+
+
 def _is_date(text: str) -> bool:
     return len(text) == 10 and text[4:5] == "-" and text[7:8] == "-"
 
@@ -433,7 +437,7 @@ def _ls(
     click.echo(listing.format_recordings(found.recordings, fmt))
     if found.more:
         click.echo(
-            f"(the newest {len(found.recordings)} recordings: more started in this time range; "
+            f"(the newest {_recordings(len(found.recordings))}: more started in this time range; "
             "raise --limit or narrow it with --from-utc and --to-utc)",
             err=True,
         )
