@@ -33,7 +33,9 @@ def raw_input(fd: int) -> Iterator[None]:
     try:
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        # TCSAFLUSH: what the terminal sent meanwhile and playback did not read (its replies
+        # to a recorded program's queries, ESC [ 12 ; 40 R) is dropped, not typed into the shell.
+        termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
         os.set_blocking(fd, blocking)
 
 
