@@ -746,6 +746,42 @@ def test_scp_through_the_proxy_is_byte_identical(
     assert {e["path"] for e in transfers} == {str(dst)}
 
 
+def test_legacy_scp_of_a_name_the_remote_shell_needs_quoted_is_audited(
+    guide: Guide, tmp_path: Path
+) -> None:
+    """``scp -O`` passes the remote path to the remote shell as the user typed it, escapes
+    and all: ``scp -f photo\\ \\(1\\).jpg`` is still scp, audited as a file transfer."""
+    src = tmp_path / "photo (1).jpg"
+    escaped = str(src).replace(" ", "\\ ").replace("(", "\\(").replace(")", "\\)")
+    src.write_bytes(b"JPEG" * 1000)
+    argv = guide.ssh_argv()
+    options = argv[1 : argv.index("-p")]
+    back = tmp_path / "back.jpg"
+    res = run(
+        [
+            require_binary("scp"),
+            *options,
+            "-O",
+            "-P",
+            str(guide.sshd.port),
+            f"{guide.login}@127.0.0.1:{escaped}",
+            str(back),
+        ],
+        env=guide.client.env(),
+    )
+    assert res.code == 0, res.text
+    assert back.read_bytes() == src.read_bytes()
+    (transfer,) = guide.wait_events("file.transfer")
+    assert (transfer["path"], transfer["direction"], transfer["size"]) == (
+        str(src),
+        "download",
+        4000,
+    )
+    for recording in guide.recordings():  # the bytes are in the event, not the recording
+        _, frames = read_cast(recording)
+        assert "JPEG" not in "".join(f.data for f in frames)
+
+
 def test_sftp_through_the_proxy(guide: Guide, tmp_path: Path) -> None:
     src = tmp_path / "put.bin"
     src.write_bytes(os.urandom(1024 * 1024))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import struct
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -118,3 +119,78 @@ def test_scp_commands_are_recognised() -> None:
 
     assert ScpTap.is_scp("scp -t /tmp/x") and ScpTap.is_scp("/usr/bin/scp -v -f a")
     assert not ScpTap.is_scp("scp a b") and not ScpTap.is_scp("echo scp -t")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        'scp -f "photo (1).jpg"',  # scp -O host:'"photo (1).jpg"' .
+        r"scp -f photo\ \(1\).jpg",  # scp -O 'host:photo\ \(1\).jpg' .
+        "scp -r -p -t $HOME/dir",  # the remote shell expands the variable
+        "scp -f {a,b}.txt",  # and braces and globs
+        "scp -f /var/log/*.log",
+        "scp -v -d -t -- -odd-name",
+    ],
+)
+def test_scp_commands_openssh_sends_for_quoted_or_escaped_paths_are_recognised(
+    command: str,
+) -> None:
+    from pyteleport.events.filetransfer import ScpTap
+
+    assert ScpTap.is_scp(command)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "scp -f /nonexistent; bash -i",
+        "scp -f x && sh",
+        "scp -t /tmp/x | sh",
+        "scp -f $(id)",
+        "scp -f `id`",
+        'scp -f "$(id)"',
+        "scp -f ${x:-$(id)}",
+        "scp -f a > /tmp/out",
+        "scp -f (a)",
+        "scp -f 'unclosed",
+        "scp -f a\nsh",
+        "scp -f a\\\nsh",
+        "scp -f",
+        "scp -f -x",
+        "sh -c scp -f a",
+    ],
+)
+def test_a_command_the_shell_runs_as_more_than_scp_is_not_taken_for_scp(command: str) -> None:
+    from pyteleport.events.filetransfer import ScpTap
+
+    assert not ScpTap.is_scp(command)
+
+
+def _download(command: str, stream: bytes) -> list[tuple[str, int]]:
+    from pyteleport.events.filetransfer import ScpTap
+
+    found: list[FileTransfer] = []
+    tap = ScpTap(command, found.append)
+    tap.feed(stream)
+    assert not tap.upload and not tap.broken
+    return [(t.path, t.size) for t in found]
+
+
+def test_scp_downloads_are_reported_by_the_path_on_the_remote() -> None:
+    """The sender names each file by its last component; the event gives the remote path."""
+    assert _download('scp -f "/srv/photo (1).jpg"', b"C0644 2 photo (1).jpg\nhi\x00") == [
+        ("/srv/photo (1).jpg", 2)
+    ]
+    assert _download(r"scp -f photo\ \(1\).jpg", b"C0644 2 photo (1).jpg\nhi\x00") == [
+        ("photo (1).jpg", 2)
+    ]
+    tree = b"D0755 0 tree\nC0644 1 a\nx\x00D0755 0 sub\nC0644 1 b\ny\x00E\nE\n"
+    assert _download("scp -r -f /srv/src/tree", tree) == [
+        ("/srv/src/tree/a", 1),
+        ("/srv/src/tree/sub/b", 1),
+    ]
+    two = b"C0644 1 a.log\nx\x00C0644 1 b.txt\ny\x00"
+    assert _download("scp -f /var/log/*.log /etc/b.txt", two) == [
+        ("/var/log/a.log", 1),
+        ("/etc/b.txt", 1),
+    ]

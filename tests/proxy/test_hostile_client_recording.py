@@ -69,6 +69,28 @@ async def test_a_script_piped_behind_an_scp_prefix_is_still_recorded(tmp_path: P
     assert "evil.example" in typed, "the script sent to 'scp -t ...; sh' was not recorded"
 
 
+async def test_an_scp_download_of_a_file_name_with_a_space_and_parentheses_is_audited(
+    tmp_path: Path,
+) -> None:
+    """``scp -O 'node:"photo (1).jpg"' .``: the remote runs ``scp -f "photo (1).jpg"``, quotes
+    and all. It is scp, so the file is a file.transfer event, and its bytes are not recorded."""
+    events = Events()
+    settings = settings_for(tmp_path, events)
+    request = SessionRequest(kind="exec", command='scp -f "photo (1).jpg"')
+    session = new_session(settings, request)
+    await session.started(request)
+    session.output(b"C0644 5 photo (1).jpg\n", False)
+    session.output(b"JPEG!\x00", False)
+    await session.ended(SessionExit(status=0))
+    transfers = [fields for event, fields in events.events if event == "file.transfer"]
+    assert [(t["path"], t["direction"], t["size"]) for t in transfers] == [
+        ("photo (1).jpg", "download", 5)
+    ]
+    assert transfers[0]["sha256"] == hashlib.sha256(b"JPEG!").hexdigest()
+    _, frames = decode_recording(await settings.store.read(session.session_id))
+    assert "JPEG!" not in "".join(f.data for f in frames)
+
+
 def test_an_scp_size_of_unicode_digits_does_not_raise() -> None:
     """An upload header whose size is a superscript digit ("²" is str.isdigit(), but no int):
     the tap raises ValueError out of ``feed``, which the relay turns into an abort of the

@@ -9,7 +9,9 @@ reported without a digest). Pure: no I/O, fed with whatever chunks the channel d
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import posixpath
 import re
 import struct
 from collections import deque
@@ -199,12 +201,93 @@ class SftpTap:
         self._files.clear()
 
 
-# What OpenSSH's scp runs on the remote: ``scp [-v] [-r] [-p] [-d] -t|-f [--] PATH``, with no
-# character the remote shell would take for more than a path (``;``, ``|``, ``$``, ...).
-_SCP_COMMAND = re.compile(
-    r"(?:[^\s;&|<>$`()]*/)?scp(?: -[vrpdq])* -[tf](?: --)?"  # the program and its flags
-    r" [^;&|<>$`(){}\\\n\r]+"  # the path
-)
+# What OpenSSH's scp runs on the remote: ``scp [-v] [-r] [-p] [-d] [-q] -t|-f [--] PATH...``,
+# the paths as the user typed them for the remote shell (quoted, escaped, globbed, $HOME).
+_SCP_PROGRAM = re.compile(r"(?:/[^/]+)*/scp|scp")
+_SCP_FLAGS = frozenset({"-v", "-r", "-p", "-d", "-q"})
+# Outside quotes, each of these makes the shell do more than pass words to one program.
+_SHELL_OPERATORS = frozenset(";&|<>()`\n\r")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\}")
+
+
+def _shell_words(command: str) -> list[str] | None:
+    """The words a POSIX shell splits ``command`` into, quotes and escapes removed, or None
+    when the shell would do more than run one program with them: an operator (``;``, ``|``,
+    ``&``, a redirection, a subshell), a command substitution (``$(...)``, backquotes) or a
+    parameter expansion beyond a plain ``$NAME``/``${NAME}``. Globs and braces stay as they
+    are: they only make more paths."""
+    words: list[str] = []
+    word: list[str] = []
+    in_word = False  # a word has begun (an empty quoted one counts)
+    quote = ""
+    i, n = 0, len(command)
+    while i < n:
+        c = command[i]
+        step = 1
+        if c in "\n\r\0":
+            return None
+        if quote == "'":
+            if c == "'":
+                quote = ""
+            else:
+                word.append(c)
+        elif c == "$":
+            name = _NAME.match(command, i + 1)
+            if name is None:
+                return None
+            word.append(command[i : name.end()])
+            in_word, step = True, name.end() - i
+        elif c == "`":
+            return None
+        elif c == "\\":
+            nxt = command[i + 1 : i + 2]
+            if nxt in ("", "\n", "\r", "\0"):
+                return None
+            if quote and nxt not in '$`"\\':
+                word.append(c)
+            word.append(nxt)
+            in_word, step = True, 2
+        elif quote == '"':
+            if c == '"':
+                quote = ""
+            else:
+                word.append(c)
+        elif c in "'\"":
+            quote, in_word = c, True
+        elif c in " \t":
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+        elif c in _SHELL_OPERATORS:
+            return None
+        else:
+            word.append(c)
+            in_word = True
+        i += step
+    if quote:
+        return None
+    if in_word:
+        words.append("".join(word))
+    return words
+
+
+def _scp_words(command: str) -> list[str] | None:
+    """``command``'s words when it is exactly what scp asks the remote to run, else None."""
+    words = _shell_words(command)
+    if not words or _SCP_PROGRAM.fullmatch(words[0]) is None:
+        return None
+    i = 1
+    while i < len(words) and words[i] in _SCP_FLAGS:
+        i += 1
+    if i >= len(words) or words[i] not in ("-t", "-f"):
+        return None
+    i += 1
+    if i < len(words) and words[i] == "--":
+        i += 1
+    paths = words[i:]
+    if not paths or (words[i - 1] != "--" and paths[0].startswith("-")):
+        return None
+    return words
 
 
 class ScpTap:
@@ -213,12 +296,16 @@ class ScpTap:
     enter and leave directories, ``T`` carries times."""
 
     def __init__(self, command: str, report: Callable[[FileTransfer], None]) -> None:
-        words = command.split()
-        self.upload = "-t" in words
+        words = _scp_words(command) or command.split()
+        mode = next((i for i, w in enumerate(words) if w in ("-t", "-f")), len(words))
+        self.upload = mode < len(words) and words[mode] == "-t"
         self._report = report
-        operands = [w for w in words[1:] if not w.startswith("-")]
+        operands = words[mode + 1 :]
+        if operands[:1] == ["--"]:
+            operands = operands[1:]
+        self._operands = operands
         self._target = operands[-1] if operands else ""
-        self._into_dir = "-d" in words or "-r" in words
+        self._into_dir = "-d" in words[:mode] or "-r" in words[:mode]
         self._dirs: list[str] = []
         self._line = bytearray()
         self._remaining = -1  # bytes of the current file still to come; -1: reading a header
@@ -230,9 +317,20 @@ class ScpTap:
     def is_scp(command: str) -> bool:
         """Whether ``command`` is exactly what scp asks the remote to run, and nothing more: a
         command that only starts so (``scp -f x; bash -i``) is a shell's, recorded as any."""
-        return _SCP_COMMAND.fullmatch(command) is not None
+        return _scp_words(command) is not None
 
     def _path(self, name: str) -> str:
+        if not self.upload:
+            # The sender names each file or directory by its last component; it is in the
+            # directory of the operand it matched (a glob or one of several paths).
+            top = self._dirs[0] if self._dirs else name
+            source = next(
+                (p for p in self._operands if fnmatch.fnmatchcase(top, posixpath.basename(p))),
+                self._target,
+            )
+            parent = posixpath.dirname(source.rstrip("/"))
+            below = "/".join([*self._dirs, name])
+            return f"{parent.rstrip('/')}/{below}" if parent else below
         if self._dirs or self._into_dir:
             return "/".join([self._target.rstrip("/"), *self._dirs, name])
         return self._target or name
