@@ -18,7 +18,11 @@ from pyteleport.errors import BadParameterError
 from pyteleport.events import asciicast, recordingfile
 from pyteleport.events.asciicast import Header
 from pyteleport.events.chunks import ChunkBuilder, Frame, FrameKind
-from pyteleport.events.recordingfile import header_to_meta, read_header_and_duration
+from pyteleport.events.recordingfile import (
+    decode_recording,
+    header_to_meta,
+    read_header_and_duration,
+)
 
 SID = str(uuid.UUID(int=11))
 HEADER = Header(80, 24, 1764636000, session_id=SID, user="joe", login="root", kind="ssh")
@@ -260,3 +264,17 @@ def test_a_tail_of_magic_numbers_is_not_tried_at_every_one(
     _, duration_s = listed(tmp_path, data + b"PTRC" * (2 * 1024 * 1024))
     assert duration_s == 2.0
     assert len(calls) < 10_000, len(calls)
+
+
+def test_an_asciicast_listing_takes_its_length_from_the_last_well_formed_frame(
+    tmp_path: Path,
+) -> None:
+    """As docs/recording-format.md says: a malformed line in the middle is skipped for the
+    listing (the frame after it is the end), while playback stops at it."""
+    path = tmp_path / f"{SID}.cast"
+    header = '{"version": 2, "width": 80, "height": 24, "timestamp": 1764636000}'
+    path.write_text(f'{header}\n[1.0, "o", "a"]\n[NaN, "o", "b"]\n[3.0, "o", "c"]\n')
+    _, duration_s = read_header_and_duration(path)
+    assert duration_s == 3.0
+    with pytest.raises(BadParameterError, match="malformed recording event"):
+        decode_recording(path.read_bytes())

@@ -13,6 +13,7 @@ import pytest
 from pyteleport.backend import Item
 from pyteleport.backend.memory import MemoryBackend
 from pyteleport.clock import FakeClock
+from pyteleport.errors import RecordingError
 from pyteleport.events.asciicast import Header, timestamp_of
 from pyteleport.events.catalog import CatalogedStore, RecordingCatalog
 from pyteleport.events.chunks import ChunkBuilder, Frame, FrameKind
@@ -197,3 +198,31 @@ async def test_a_removal_the_audit_log_does_not_take_leaves_the_recording_for_th
     events.down = False
     assert await sweeper.sweep() == ["old"]
     assert [fields["sid"] for _, fields in events.emitted] == ["old"]
+
+
+async def test_a_recording_that_cannot_be_removed_does_not_hold_back_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One recording's removal fails (a file the auth service may not remove): it is named in
+    the log and tried again at the next sweep, announced once; the others still go."""
+    store = await catalogued(tmp_path / "records")
+    start = NOW - dt.timedelta(days=100)
+    for sid in ("a-stuck", "b-old"):
+        await store.upload(sid, await make_recording(tmp_path / "local", sid, start=start))
+    real_delete = store.store.delete
+    stuck = [True]
+
+    async def delete(session_id: str) -> None:
+        if session_id == "a-stuck" and stuck[0]:
+            raise RecordingError("cannot remove recording a-stuck.rec: Permission denied")
+        await real_delete(session_id)
+
+    store.store.delete = delete  # type: ignore[method-assign]
+    events = Events()
+    sweeper = RecordingRetention(store, events, FakeClock(NOW), dt.timedelta(days=90))
+    assert await sweeper.sweep() == ["b-old"]
+    assert "could not remove recording a-stuck: cannot remove" in caplog.text
+    assert [i.session_id for i in await store.list()] == ["a-stuck"]
+    stuck[0] = False
+    assert await sweeper.sweep() == ["a-stuck"]
+    assert sorted(fields["sid"] for _, fields in events.emitted) == ["a-stuck", "b-old"]

@@ -327,10 +327,38 @@ async def test_a_listing_entry_cannot_send_a_read_or_a_removal_to_another_object
     with pytest.raises(RecordingError, match="names another object"):
         async for _ in store.chunks("s1"):
             pass
-    with pytest.raises(RecordingError, match="names another object"):
-        await store.delete("s1")
+    await store.delete("s1")  # the objects of s1's own names go, and nothing else
     secret = client.get_object(Bucket=bucket, Key="elsewhere/secret")["Body"].read()
     assert secret == b"not for the store"
+    left = [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert left == ["elsewhere/secret"]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b'{"key": "elsewhere/secret"}'])
+async def test_a_damaged_listing_entry_does_not_stop_the_sweep_or_audit_a_removal_not_made(
+    s3: S3Server, tmp_path: Path, body: bytes
+) -> None:
+    """A recording past its retention whose listing entry was damaged since it was
+    catalogued: it is removed (its own objects and the entry) as any other, and the older
+    recordings after it are removed too, each with its one event."""
+    s3_store = new_store(s3)
+    client, bucket = s3_client(s3), s3_store.location.bucket
+    start = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    store = CatalogedStore(s3_store, RecordingCatalog(MemoryBackend()))
+    for sid in ("a-damaged", "b-fine"):
+        await store.upload(sid, await make_recording(tmp_path, sid, start=start))
+    client.put_object(Bucket=bucket, Key="elsewhere/secret", Body=b"not for the store")
+    client.put_object(Bucket=bucket, Key="cluster/records/a-damaged.json", Body=body)
+    events = Events()
+    sweeper = RecordingRetention(
+        store, events, FakeClock(start + dt.timedelta(days=100)), dt.timedelta(days=90)
+    )
+    assert sorted(await sweeper.sweep()) == ["a-damaged", "b-fine"]
+    left = [item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert left == ["elsewhere/secret"]
+    assert sorted(fields["sid"] for _, fields in events.emitted) == ["a-damaged", "b-fine"]
+    assert await sweeper.sweep() == []
+    assert len(events.emitted) == 2
 
 
 @pytest.mark.parametrize("body", [b"{not json", b'{"sid": "s1"}', b'{"key": 7}'])

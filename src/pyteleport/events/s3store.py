@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import functools
 import json
 import logging
@@ -469,6 +470,16 @@ class S3RecordingStore:
             key, _ = await self._entry(session_id)
         except NotFoundError:
             await self._delete_without_entry(session_id)
+            return
+        except RecordingError:
+            # A damaged entry (or one naming another object) is no reason to keep the
+            # recording: the objects of this session's own names go, then the entry.
+            with contextlib.suppress(NotFoundError):
+                await self._delete_without_entry(session_id)
+            await self._call(
+                functools.partial(self._client.delete_object, Bucket=bucket, Key=entry_key),
+                f"removing recording {session_id}",
+            )
             return
         if not await self._exists(key, session_id) and not await self._exists(
             entry_key, session_id
