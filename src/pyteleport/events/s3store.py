@@ -471,6 +471,8 @@ class S3RecordingStore:
         except NotFoundError:
             await self._delete_without_entry(session_id)
             return
+        except StoreUnreachableError:
+            raise  # no answer is no damaged entry: nothing is removed
         except RecordingError:
             # A damaged entry (or one naming another object) is no reason to keep the
             # recording: the objects of this session's own names go, then the entry.
