@@ -21,6 +21,7 @@ from tests.cli.test_play import spawn, tsh
 from tests.cli.test_recordings_remote import run
 
 SID = "6d1a7c6e-1b1e-4f4e-8f0e-3a2b1c0d9e8f"
+FOLLOWS = chunks.Follows(chunks.VERSION, SID)  # what reading a chunk after the first needs
 START = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 LINES = (b"one\r\n", b"two\r\n", b"three\r\n", b"four\r\n")
 
@@ -55,7 +56,7 @@ def flipped(tmp_path: Path) -> tuple[Path, int]:
     """The recording with one byte of chunk 3 (the line "three") changed; where chunk 3 starts."""
     data = bytearray(make_recording(tmp_path / "local"))
     at = chunk_starts(bytes(data))[3]
-    data[at + chunks.read_header(bytes(data), at).header_len + 2] ^= 0x01
+    data[at + chunks.read_header(bytes(data), at, FOLLOWS).header_len + 2] ^= 0x01
     path = tmp_path / f"flipped-{SID}.rec"
     path.write_bytes(bytes(data))
     return path, at
@@ -66,7 +67,7 @@ def truncated(tmp_path: Path) -> Path:
     """The recording cut in the middle of chunk 3, as a proxy killed mid-write leaves it."""
     data = make_recording(tmp_path / "local")
     path = tmp_path / f"truncated-{SID}.rec"
-    path.write_bytes(data[: chunk_starts(data)[3] + 20])
+    path.write_bytes(data[: chunk_starts(data)[3] + 10])
     return path
 
 
@@ -144,7 +145,7 @@ def test_export_keeps_what_precedes_the_damage_and_exits_1(
 def test_a_recording_cut_short_plays_what_was_written_and_notes_it(truncated: Path) -> None:
     """A torn last chunk is what a proxy killed mid-session leaves: the recording holds all
     that will ever be read of it, so the exit status stays 0, with a note on stderr."""
-    at = truncated.stat().st_size - 20
+    at = truncated.stat().st_size - 10
     note = (
         f"WARNING: recording {SID} ends early: chunk 3 (at byte {at}) is cut short (the session "
         "is still running, its proxy stopped mid-session, or the file was cut); shown up to 2.0s; run 'tctl recordings "
@@ -164,7 +165,7 @@ def test_a_recording_cut_short_plays_what_was_written_and_notes_it(truncated: Pa
 async def test_play_by_id_of_a_damaged_recording(tmp_path: Path) -> None:
     data = bytearray(await record(tmp_path / "local"))
     at = chunk_starts(bytes(data))[3]
-    data[at + chunks.read_header(bytes(data), at).header_len + 2] ^= 0x01
+    data[at + chunks.read_header(bytes(data), at, FOLLOWS).header_len + 2] ^= 0x01
     damaged = tmp_path / "upload" / f"{SID}.rec"
     damaged.parent.mkdir()
     damaged.write_bytes(bytes(data))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import json
 import os
 import resource
@@ -158,15 +157,10 @@ def inflating_chain(sid: str, count: int) -> bytes:
     meta = json.dumps({"sid": sid, "user": "joe", "timestamp": 1796199255.71}).encode()
     data, prev = chunks.encode_chunk(sid, 0, [Frame(0, FrameKind.META, meta)], chunks.ZERO_HASH)
     raw = chunks.encode_frames([Frame(1, FrameKind.OUTPUT, bytes(chunks.MAX_RAW_LEN - 8))], 1)
-    body = chunks.zstandard.ZstdCompressor(level=3).compress(raw)
     out = [data]
     for seq in range(1, count + 1):
-        flags = chunks.FLAG_LAST if seq == count else 0
-        header = chunks._PREFIX.pack(
-            chunks.MAGIC, 2, flags, chunks.session_uuid(sid).bytes
-        ) + b"".join(chunks._varint(n) for n in (seq, 1, 1, len(raw), len(body)))
-        prev = hashlib.sha256(prev + header + body).digest()
-        out.append(header + body + prev)
+        chunk, prev = chunks.seal_chunk(sid, seq, raw, 1, 1, prev, last=seq == count)
+        out.append(chunk)
     return b"".join(out)
 
 

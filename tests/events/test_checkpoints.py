@@ -9,7 +9,7 @@ from typing import Any
 from pyteleport.client.verify import verify_recording
 from pyteleport.crypto import checkpoint, sshcert, sshkeys
 from pyteleport.crypto.checkpoint import SIGNER_EXTENSION, Checkpoint
-from pyteleport.events.chunks import ChunkBuilder, Frame, FrameKind, read_header
+from pyteleport.events.chunks import VERSION, ChunkBuilder, Follows, Frame, FrameKind, read_header
 
 SID = str(uuid.uuid4())
 CA = sshkeys.generate_ssh_key()
@@ -70,7 +70,7 @@ def test_an_untouched_recording_with_its_checkpoints_is_intact() -> None:
 def test_a_flipped_byte_is_named() -> None:
     data, starts, events = session(TEXTS)
     damaged = bytearray(data)
-    damaged[starts[3] + read_header(data, starts[3]).header_len + 1] ^= 0x01
+    damaged[starts[3] + read_header(data, starts[3], Follows(VERSION, SID)).header_len + 1] ^= 0x01
     verdict = verify_recording(bytes(damaged), events, HOST_CA)
     assert not verdict.ok and verdict.text.startswith("chunk 3 (at byte ")
     assert verdict.text.endswith("hash mismatch")

@@ -3,9 +3,11 @@
 
 A chunk is a short header, a zstd-compressed body of frames, and a SHA-256 over the previous
 chunk's hash, the header and the body, so each hash covers the whole chain up to it: a changed
-byte, a removed or reordered chunk, or a chunk from another session breaks it. Version 2 (written
-now) keeps the header's numbers as varints and does not store the previous hash (a reader has
-it); version 1 (a fixed 78-byte header holding the previous hash) is still read.
+byte, a removed or reordered chunk, or a chunk from another session breaks it. Version 3 (written
+now) names the session and the format only in its first chunk, stores the first 4 bytes of each
+hash (the chain and the signed checkpoints use all 32) and ends each chunk with its length, so
+a listing finds the last chunk from the end of the file. Versions 2 (varint headers, the whole
+hash stored) and 1 (a fixed 78-byte header holding the previous hash) are still read.
 A chunk cut short (a writer killed mid-write) is recognised and left out on read.
 """
 
@@ -28,11 +30,14 @@ from pyteleport.errors import BadParameterError
 from pyteleport.events import asciicast
 
 MAGIC = b"PTRC"
-VERSION = 2  # what writers write; version 1 (a fixed header holding the previous hash) still reads
+VERSION = 3  # what writers write; versions 1 and 2 still read
 HASH_LEN = 32
+CHECK_LEN = 4  # version 3 stores this much of each chunk's hash
 ZERO_HASH = bytes(HASH_LEN)
-# Version 2: magic, version, flags, session id; then varints: sequence, first offset (µs), frame
-# count, raw length, body length.
+# Versions 2 and 3 start (version 3: the first chunk only) with magic, version, flags, session id.
+# Version 2 then has varints: sequence, first offset (µs), frame count, raw length, body length.
+# Version 3's first chunk: first offset, raw length (not when stored), body length; a later one:
+# flags (one byte), then sequence, first offset, raw length (not when stored), body length.
 _PREFIX = struct.Struct(">4sBB16s")
 # Version 1: magic, version, flags, session id, sequence, first offset (µs), frame count, raw and
 # body lengths, previous chunk's hash.
@@ -43,8 +48,16 @@ MAX_HEADER_LEN = _V1_HEADER.size  # the longest header of either version (versio
 MAX_RAW_LEN = 4 * 1024 * 1024
 _MAX_BODY_LEN = MAX_RAW_LEN + 64 * 1024  # above zstd's bound for 4 MiB that does not shrink
 FLAG_LAST = 0x01  # the session ended with this chunk
-FLAG_STORED = 0x02  # version 2: the body is the frames as they are (zstd would not shrink them)
+FLAG_STORED = 0x02  # versions 2, 3: the body is the frames as they are (zstd would not shrink them)
 ZSTD_LEVEL = 3
+_MAGICLESS = zstandard.FORMAT_ZSTD1_MAGICLESS  # version 3's zstd frames, without their 4-byte magic
+# Version 3 compresses its first chunk (the meta frame) with this as a zstd raw-content
+# dictionary: the names a meta frame always holds cost nearly nothing then.
+META_DICTIONARY = (
+    b'{"participants":[""],"cluster":"","user":"","login":"","server_hostname":"",'
+    b'"server_addr":"127.0.0.1:22","kind":"ssh","command":"","term":"xterm-256color",'
+    b'"width":80,"height":24,"timestamp":17'
+)
 
 
 class FrameKind(IntEnum):
@@ -80,16 +93,18 @@ class ChunkHeader:
     session_id: str
     sequence: int
     first_offset_us: int
-    count: int
+    count: int | None  # versions 1 and 2 (version 3's frames fill the body)
     raw_len: int
     body_len: int
-    prev_hash: bytes | None  # version 1 stores it; version 2 only hashes it
+    prev_hash: bytes | None  # version 1 stores it; versions 2 and 3 only hash it
     header_len: int
+    check_len: int = HASH_LEN  # bytes of its hash stored after the body
+    trailer_len: int = 0  # version 3: bytes of the length after the hash
 
     @property
     def size(self) -> int:
-        """Bytes of the whole chunk: header, body and hash."""
-        return self.header_len + self.body_len + HASH_LEN
+        """Bytes of the whole chunk: header, body, hash and (version 3) trailer."""
+        return self.header_len + self.body_len + self.check_len + self.trailer_len
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +114,10 @@ class Chunk:
     first_offset_us: int
     frames: tuple[Frame, ...]
     prev_hash: bytes  # the hash it links to (empty: read alone, a version 2 chunk cannot say)
-    hash: bytes
+    hash: bytes  # all 32 bytes (empty: a version 3 chunk read alone, whose hash needs the previous)
     last: bool
     size: int  # bytes it takes in the file
+    version: int = VERSION
 
 
 class FormatError(ValueError):
@@ -160,16 +176,17 @@ def _read_varint(data: bytes | memoryview, pos: int, end: int | None = None) -> 
 
 
 def encode_frames(frames: Iterable[Frame], first_offset_us: int) -> bytes:
-    """Each frame: its offset as a varint delta from the previous one (the first from
-    ``first_offset_us``), its kind (one byte), its length (varint), its bytes."""
+    """Version 3's frames, each: its offset as a varint delta from the previous one (none for
+    the first, which is at ``first_offset_us``), its length and kind as one varint (length
+    times 8 plus kind), its bytes."""
     out = bytearray()
     previous = first_offset_us
-    for frame in frames:
-        if frame.offset_us < previous:
-            raise ValueError("frames must be in time order")
-        out += _varint(frame.offset_us - previous)
-        out.append(frame.kind)
-        out += _varint(len(frame.data))
+    for number, frame in enumerate(frames):
+        if frame.offset_us < previous or (number == 0 and frame.offset_us != previous):
+            raise ValueError("frames must be in time order, the first at the chunk's offset")
+        if number:
+            out += _varint(frame.offset_us - previous)
+        out += _varint(len(frame.data) << 3 | frame.kind)
         out += frame.data
         previous = frame.offset_us
     return bytes(out)
@@ -178,20 +195,30 @@ def encode_frames(frames: Iterable[Frame], first_offset_us: int) -> bytes:
 _MAX_OFFSET_US = asciicast.MAX_OFFSET_S * 1_000_000
 
 
-def decode_frames(raw: bytes, first_offset_us: int, count: int) -> tuple[Frame, ...]:
-    frames = []
+def decode_frames(raw: bytes, first_offset_us: int, count: int | None) -> tuple[Frame, ...]:
+    """The frames of a chunk's raw bytes: ``count`` of them in the framing of versions 1 and 2
+    (which say how many), or as many as the bytes hold in version 3's (``count`` None)."""
+    frames: list[Frame] = []
     pos = 0
     offset = first_offset_us
     view = memoryview(raw)
-    for _ in range(count):
-        delta, pos = _read_varint(view, pos)
-        if pos >= len(raw):
-            raise FormatError("a frame is cut short")
+    while len(frames) != count and (count is not None or pos < len(raw)):
+        if count is None:  # version 3
+            delta = 0
+            if frames:
+                delta, pos = _read_varint(view, pos)
+            packed, pos = _read_varint(view, pos)
+            code, length = packed & 0x07, packed >> 3
+        else:
+            delta, pos = _read_varint(view, pos)
+            if pos >= len(raw):
+                raise FormatError("a frame is cut short")
+            code = raw[pos]
+            length, pos = _read_varint(view, pos + 1)
         try:
-            kind = FrameKind(raw[pos])
+            kind = FrameKind(code)
         except ValueError:
-            raise FormatError(f"unknown frame kind {raw[pos]}") from None
-        length, pos = _read_varint(view, pos + 1)
+            raise FormatError(f"unknown frame kind {code}") from None
         if pos + length > len(raw):
             raise FormatError("a frame is cut short")
         offset += delta
@@ -233,75 +260,188 @@ def seal_chunk(
     last: bool = False,
     compressor: zstandard.ZstdCompressor | None = None,
 ) -> tuple[bytes, bytes]:
-    """(the chunk's bytes, its hash) for ``count`` frames already encoded as ``raw``
+    """(the chunk's bytes, its whole hash) for ``count`` frames already encoded as ``raw``
     (:func:`encode_frames`), the first at ``first``. ``raw`` may be the encoding in pieces,
     compressed as they are, without joining them first. The body is stored as it is when zstd
-    would not make it smaller (a keystroke's few bytes, random data)."""
-    compressor = compressor or zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    would not make it smaller (a keystroke's few bytes, random data). ``compressor`` compresses
+    the chunks after the first (they are version 3's: magicless zstd frames)."""
+    del count  # version 3 does not store it: the frames fill the body
     pieces = [raw] if isinstance(raw, bytes | bytearray) else raw
     raw_len = sum(len(piece) for piece in pieces)
     body: bytes | bytearray = b""
     if raw_len:
-        stream = compressor.compressobj(size=raw_len)  # the content size in the frame
+        if sequence == 0:
+            compressor = _meta_compressor()
+        stream = (compressor or _new_compressor()).compressobj(size=raw_len)
         body = b"".join([*(stream.compress(piece) for piece in pieces), stream.flush()])
     flags = FLAG_LAST if last else 0
     if len(body) >= raw_len:
         flags |= FLAG_STORED
         body = raw if isinstance(raw, bytes | bytearray) else b"".join(raw)
-    header = _PREFIX.pack(MAGIC, VERSION, flags, session_uuid(session_id).bytes) + b"".join(
-        _varint(n) for n in (sequence, first, count, raw_len, len(body))
-    )
+    lengths = (len(body),) if flags & FLAG_STORED else (raw_len, len(body))
+    if sequence == 0:
+        head = _PREFIX.pack(MAGIC, VERSION, flags, session_uuid(session_id).bytes)
+        numbers: tuple[int, ...] = (first, *lengths)
+    else:
+        head = _ONE_BYTE_VARINTS[flags]
+        numbers = (sequence, first, *lengths)
+    header = head + b"".join(_varint(n) for n in numbers)
+    size = len(header) + len(body) + CHECK_LEN
+    trailer = _trailer(size)
     digest = hashlib.sha256(prev_hash)
     digest.update(header)
     digest.update(body)
+    digest.update(trailer)
     value = digest.digest()
-    return b"".join((header, body, value)), value
+    return b"".join((header, body, value[:CHECK_LEN], trailer)), value
 
 
-def read_header(data: bytes | memoryview, pos: int = 0) -> ChunkHeader:
-    """The header of the chunk at ``pos`` (its body is neither read nor checked). FormatError
-    if the bytes there are no chunk header, or only part of one."""
+def _trailer(size: int) -> bytes:
+    """Version 3's last bytes of a chunk: ``size`` (the chunk's bytes before them) as a varint
+    with its bytes in reverse order, read from the end of the file backwards."""
+    return _varint(size)[::-1]
+
+
+def read_trailer(data: bytes | memoryview, end: int) -> tuple[int, int] | None:
+    """(the size before it, the trailer's length) of the version 3 trailer that ends at ``end``;
+    None if the bytes there are none."""
+    value = shift = 0
+    pos = end
+    while pos > 0 and end - pos < 4:  # a chunk is less than 2**28 bytes
+        pos -= 1
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (value, end - pos) if _trailer(value) == bytes(data[pos:end]) else None
+        shift += 7
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Follows:
+    """What a chunk after the first needs to be read: its recording's version (its first chunk's)
+    and session (a version 3 chunk after the first names neither)."""
+
+    version: int
+    session_id: str
+
+
+def read_header(
+    data: bytes | memoryview, pos: int = 0, follows: Follows | None = None
+) -> ChunkHeader:
+    """The header of the chunk at ``pos`` (its body is neither read nor checked): the first
+    chunk of a recording, or a later one of the recording ``follows`` describes. FormatError if
+    the bytes there are no chunk header, or only part of one."""
+    if follows is not None and follows.version >= 3:
+        return _read_later_header(data, pos, follows)
     if len(data) - pos < _PREFIX.size:
         raise FormatError("a chunk is cut short (its header is incomplete)")
     magic, version, flags, sid = _PREFIX.unpack_from(data, pos)
     if magic != MAGIC:
         raise FormatError("not a recording chunk (bad magic)")
+    check_len, trailer = HASH_LEN, False
     if version == 1:
         if len(data) - pos < _V1_HEADER.size:
             raise FormatError("a chunk is cut short (its header is incomplete)")
         *_, sequence, first, count, raw_len, body_len, prev = _V1_HEADER.unpack_from(data, pos)
-        fields = [sequence, first, count, raw_len, body_len]
         header_len, stored_prev = _V1_HEADER.size, prev
     elif version == 2:
-        at = pos + _PREFIX.size
-        end = min(len(data), at + MAX_HEADER_LEN)
-        fields = []
-        for _ in range(5):
-            try:
-                value, at = _read_varint(data, at, end)
-            except FormatError as exc:
-                if "cut short" in str(exc) and end == len(data):
-                    raise FormatError("a chunk is cut short (its header is incomplete)") from None
-                raise FormatError("a chunk's header is malformed") from None
-            fields.append(value)
+        at, (sequence, first, count, raw_len, body_len) = _header_varints(
+            data, pos + _PREFIX.size, 5
+        )
         header_len, stored_prev = at - pos, None
+    elif version == 3:
+        stored = bool(flags & FLAG_STORED)
+        at, numbers = _header_varints(data, pos + _PREFIX.size, 2 if stored else 3)
+        first, *lengths = numbers
+        raw_len, body_len = (lengths[0], lengths[0]) if stored else lengths
+        sequence, count, header_len, stored_prev = 0, None, at - pos, None
+        check_len, trailer = CHECK_LEN, True
     else:
         raise FormatError(f"recording format version {version} is not supported")
-    sequence, first, count, raw_len, body_len = fields
+    return _checked_header(
+        version,
+        flags,
+        str(uuid.UUID(bytes=sid)),
+        sequence,
+        first,
+        count,
+        raw_len,
+        body_len,
+        stored_prev,
+        header_len,
+        check_len,
+        trailer,
+    )
+
+
+def _read_later_header(data: bytes | memoryview, pos: int, follows: Follows) -> ChunkHeader:
+    if len(data) - pos < 1:
+        raise FormatError("a chunk is cut short (its header is incomplete)")
+    flags = data[pos]
+    stored = bool(flags & FLAG_STORED)
+    at, numbers = _header_varints(data, pos + 1, 3 if stored else 4)
+    sequence, first, *lengths = numbers
+    raw_len, body_len = (lengths[0], lengths[0]) if stored else lengths
+    return _checked_header(
+        follows.version,
+        flags,
+        follows.session_id,
+        sequence,
+        first,
+        None,
+        raw_len,
+        body_len,
+        None,
+        at - pos,
+        CHECK_LEN,
+        True,
+    )
+
+
+def _header_varints(data: bytes | memoryview, at: int, n: int) -> tuple[int, list[int]]:
+    end = min(len(data), at + MAX_HEADER_LEN)
+    fields = []
+    for _ in range(n):
+        try:
+            value, at = _read_varint(data, at, end)
+        except FormatError as exc:
+            if "cut short" in str(exc) and end == len(data):
+                raise FormatError("a chunk is cut short (its header is incomplete)") from None
+            raise FormatError("a chunk's header is malformed") from None
+        fields.append(value)
+    return at, fields
+
+
+def _checked_header(
+    version: int,
+    flags: int,
+    session_id: str,
+    sequence: int,
+    first: int,
+    count: int | None,
+    raw_len: int,
+    body_len: int,
+    stored_prev: bytes | None,
+    header_len: int,
+    check_len: int,
+    trailer: bool,
+) -> ChunkHeader:
     if raw_len > MAX_RAW_LEN or body_len > _MAX_BODY_LEN:
         raise FormatError("a chunk declares more than 4 MiB of frames")
-    known = FLAG_LAST | (FLAG_STORED if version == 2 else 0)
+    known = FLAG_LAST | (FLAG_STORED if version >= 2 else 0)
     if (
-        count * 3 > raw_len  # a frame takes at least three bytes
+        (count is not None and count * 3 > raw_len)  # a frame takes at least three bytes
         or first >= 1 << 63
         or flags & ~known
-        or (version == 2 and body_len > raw_len)  # a writer stores what zstd would not shrink
+        or (version >= 2 and body_len > raw_len)  # a writer stores what zstd would not shrink
     ):
         raise FormatError("a chunk's header is malformed")
+    size = header_len + body_len + check_len
     return ChunkHeader(
         version=version,
         flags=flags,
-        session_id=str(uuid.UUID(bytes=sid)),
+        session_id=session_id,
         sequence=sequence,
         first_offset_us=first,
         count=count,
@@ -309,14 +449,16 @@ def read_header(data: bytes | memoryview, pos: int = 0) -> ChunkHeader:
         body_len=body_len,
         prev_hash=stored_prev,
         header_len=header_len,
+        check_len=check_len,
+        trailer_len=len(_trailer(size)) if trailer else 0,
     )
 
 
-def chunk_length(header: bytes) -> int | None:
+def chunk_length(header: bytes, follows: Follows | None = None) -> int | None:
     """The length of the whole chunk whose header starts ``header`` (read at least
     :data:`MAX_HEADER_LEN` bytes, or to the end of the file). None: not a chunk header."""
     try:
-        return read_header(header).size
+        return read_header(header, 0, follows).size
     except FormatError:
         return None
 
@@ -327,44 +469,47 @@ def decode_chunk(
     *,
     prev_hash: bytes | None = None,
     decompressor: zstandard.ZstdDecompressor | None = None,
+    follows: Follows | None = None,
 ) -> Chunk:
-    """The chunk at ``pos``. FormatError if the bytes there are not a whole, intact chunk.
+    """The chunk at ``pos``: a recording's first, or a later one of the recording ``follows``
+    describes. FormatError if the bytes there are not a whole, intact chunk.
 
-    A version 2 chunk's hash covers the previous chunk's hash, which it does not store: it is
-    checked when ``prev_hash`` is given (the first chunk's is :data:`ZERO_HASH`), and read
-    unchecked otherwise (a listing reading one chunk alone). Version 1 chunks are always checked."""
-    head = read_header(data, pos)
+    A version 2 or 3 chunk's hash covers the previous chunk's hash, which it does not store: it
+    is checked when ``prev_hash`` is given (the first chunk's is :data:`ZERO_HASH`), and read
+    unchecked otherwise (a listing reading one chunk alone). Version 1 chunks are always checked.
+    ``decompressor`` is for version 1 and 2 bodies."""
+    head = read_header(data, pos, follows)
     end = pos + head.size
     if len(data) < end:
         raise FormatError("a chunk is cut short")
     chunk_bytes = bytes(data[pos:end])
-    digest = chunk_bytes[-HASH_LEN:]
+    body_end = head.header_len + head.body_len
+    stored_hash = chunk_bytes[body_end : body_end + head.check_len]
+    trailer = chunk_bytes[body_end + head.check_len :]
+    covered = memoryview(chunk_bytes)[:body_end]
+    digest = stored_hash
     if head.prev_hash is not None:
         linked = head.prev_hash
-        expected: bytes | None = hashlib.sha256(chunk_bytes[:-HASH_LEN]).digest()
+        expected: bytes | None = hashlib.sha256(covered).digest()
     elif prev_hash is not None:
         linked = prev_hash
         check = hashlib.sha256(prev_hash)
-        check.update(memoryview(chunk_bytes)[:-HASH_LEN])
+        check.update(covered)
+        check.update(trailer)
         expected = check.digest()
+        digest = expected if head.version >= 3 else stored_hash
     else:
         linked, expected = b"", None
-    if expected is not None and expected != digest:
+        digest = b"" if head.version >= 3 else stored_hash
+    if expected is not None and expected[: head.check_len] != stored_hash:
         raise FormatError("hash mismatch")
-    body = chunk_bytes[head.header_len : -HASH_LEN]
-    if head.version == 2 and head.flags & FLAG_STORED:
+    if head.trailer_len and trailer != _trailer(body_end + head.check_len):
+        raise FormatError("hash mismatch")  # the chunk's length after its hash was changed
+    body = chunk_bytes[head.header_len : body_end]
+    if head.version >= 2 and head.flags & FLAG_STORED:
         raw = body
     else:
-        try:
-            # The frame's own content size decides what zstd allocates (max_output_size does
-            # not bound it), so a frame claiming more than the header is refused unread.
-            if zstandard.frame_content_size(body) != head.raw_len:
-                raise FormatError("a chunk's body declares another length than its header says")
-            raw = (decompressor or zstandard.ZstdDecompressor()).decompress(
-                body, max_output_size=head.raw_len, allow_extra_data=False
-            )
-        except zstandard.ZstdError as exc:
-            raise FormatError(f"a chunk's body does not decompress: {exc}") from exc
+        raw = _decompress(body, head, decompressor, first=follows is None)
     if len(raw) != head.raw_len:
         raise FormatError("a chunk's body has another length than its header says")
     return Chunk(
@@ -376,7 +521,33 @@ def decode_chunk(
         hash=digest,
         last=bool(head.flags & FLAG_LAST),
         size=head.size,
+        version=head.version,
     )
+
+
+def _decompress(
+    body: bytes,
+    head: ChunkHeader,
+    decompressor: zstandard.ZstdDecompressor | None,
+    *,
+    first: bool,
+) -> bytes:
+    """A compressed body's frames; ``first``: the recording's first chunk (version 3
+    compresses it with :data:`META_DICTIONARY`)."""
+    try:
+        if head.version >= 3:
+            declared = zstandard.get_frame_parameters(body, format=_MAGICLESS).content_size
+            decompressor = _v3_decompressor(first=first)
+        else:
+            declared = zstandard.frame_content_size(body)
+            decompressor = decompressor or zstandard.ZstdDecompressor()
+        # The frame's own content size decides what zstd allocates (max_output_size does not
+        # bound it), so a frame claiming more than the header is refused unread.
+        if declared != head.raw_len:
+            raise FormatError("a chunk's body declares another length than its header says")
+        return decompressor.decompress(body, max_output_size=head.raw_len, allow_extra_data=False)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"a chunk's body does not decompress: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +601,7 @@ class ChainWalk:
         self.last = False  # the last chunk that linked is the session's final one
         self.end_byte = 0  # where the chunks that link end in the file
         self.last_offset_us: int | None = None  # of the last frame read (None: no frame)
+        self.session_id = ""  # the session its first chunk names (once it is read)
 
     @property
     def complete(self) -> bool:
@@ -442,11 +614,12 @@ class ChainWalk:
         prev = ZERO_HASH
         decompressor = zstandard.ZstdDecompressor()
         expected_sid = str(session_uuid(self._session_id)) if self._session_id else None
+        follows: Follows | None = None  # what the chunks after the first need to be read
         while pos < len(data):
             number = self.count
             where = f"chunk {number} (at byte {pos})"
             try:
-                head = read_header(data, pos)
+                head = read_header(data, pos, follows)
                 if pos + head.size > len(data):
                     raise FormatError("a chunk is cut short")
             except FormatError as exc:
@@ -455,7 +628,9 @@ class ChainWalk:
                 return
             expected_sid = expected_sid or head.session_id
             try:
-                chunk = decode_chunk(data, pos, prev_hash=prev, decompressor=decompressor)
+                chunk = decode_chunk(
+                    data, pos, prev_hash=prev, decompressor=decompressor, follows=follows
+                )
             except FormatError as exc:
                 # A version 2 hash covers the previous hash, so a removed chunk fails it too:
                 # the header's sequence tells that case apart. Any other change is a hash
@@ -487,6 +662,9 @@ class ChainWalk:
             if self.last:
                 self.problem = f"chunk {number}: follows the session's final chunk"
                 return
+            if follows is None:
+                follows = Follows(chunk.version, chunk.session_id)
+                self.session_id = chunk.session_id
             self.count += 1
             self.head = prev = chunk.hash
             self.last = chunk.last
@@ -562,13 +740,41 @@ def chain_verdict(walk: ChainWalk) -> Verdict:
 _local = threading.local()
 
 
+def _new_compressor(
+    dictionary: zstandard.ZstdCompressionDict | None = None,
+) -> zstandard.ZstdCompressor:
+    params = zstandard.ZstdCompressionParameters.from_level(
+        ZSTD_LEVEL, format=_MAGICLESS, write_content_size=1, write_checksum=0, write_dict_id=0
+    )
+    return zstandard.ZstdCompressor(compression_params=params, dict_data=dictionary)
+
+
+@functools.cache
+def _meta_dictionary() -> zstandard.ZstdCompressionDict:
+    return zstandard.ZstdCompressionDict(META_DICTIONARY, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+
+
 def _thread_compressor() -> zstandard.ZstdCompressor:
     """One compressor per thread, shared by every recording on it: a compression context per
     session would cost each of a thousand open sessions its own tables."""
     compressor: zstandard.ZstdCompressor | None = getattr(_local, "compressor", None)
     if compressor is None:
-        compressor = _local.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        compressor = _local.compressor = _new_compressor()
     return compressor
+
+
+def _meta_compressor() -> zstandard.ZstdCompressor:
+    """The thread's compressor of first chunks (the meta frame, with :data:`META_DICTIONARY`)."""
+    compressor: zstandard.ZstdCompressor | None = getattr(_local, "meta_compressor", None)
+    if compressor is None:
+        compressor = _local.meta_compressor = _new_compressor(_meta_dictionary())
+    return compressor
+
+
+def _v3_decompressor(first: bool) -> zstandard.ZstdDecompressor:
+    return zstandard.ZstdDecompressor(
+        dict_data=_meta_dictionary() if first else None, format=_MAGICLESS
+    )
 
 
 CHUNK_MAX_BYTES = 256 * 1024
@@ -617,16 +823,20 @@ class ChunkBuilder:
                 self.add_data(offset_us, kind, data[i : i + step])
                 for i in range(0, len(data), step)
             )
-        if self._count == 0:
+        packed = len(data) << 3 | kind
+        if self._count == 0:  # the first frame is at the chunk's offset: no delta
             self._first_us = self._last_us = offset_us
+            framing = _varint(packed)
         elif offset_us < self._last_us:
             raise ValueError("frames must be in time order")
-        delta = offset_us - self._last_us
-        size = len(data)
-        if delta < 0x80 and size < 0x80:  # a keystroke's echo: the framing in one step
-            self._raw.append(bytes((delta, kind, size)) + data)
+        elif (delta := offset_us - self._last_us) < 0x80 and packed < 0x80:
+            framing = bytes((delta, packed))  # a keystroke's echo: the framing in one step
         else:
-            self._raw += (_varint(delta) + bytes((kind,)) + _varint(size), data)
+            framing = _varint(delta) + _varint(packed)
+        if len(data) < 0x40:
+            self._raw.append(framing + data)
+        else:
+            self._raw += (framing, data)
         self._last_us = offset_us
         self._count += 1
         self._pending_bytes += len(data) + 12

@@ -106,9 +106,11 @@ def _cut_header(header: Header, chars: int, names: int, labels: int) -> Header:
 
 
 def _meta_json(header: Header) -> bytes:
-    doc: dict[str, Any] = {
-        **header.extra,
-        "sid": header.session_id,
+    doc: dict[str, Any] = {**header.extra}
+    if str(chunks.session_uuid(header.session_id)) != header.session_id:
+        # A session id that is a UUID is the first chunk's: the meta frame leaves it out.
+        doc["sid"] = header.session_id
+    doc |= {
         "cluster": header.cluster,
         "user": header.user,
         "login": header.login,
@@ -126,7 +128,8 @@ def _meta_json(header: Header) -> bytes:
     )
 
 
-def meta_to_header(data: bytes) -> Header:
+def meta_to_header(data: bytes, session_id: str = "") -> Header:
+    """The header a meta frame holds; ``session_id`` (the first chunk's) when it names none."""
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as exc:
@@ -152,7 +155,7 @@ def meta_to_header(data: bytes) -> Header:
             width=int(doc.get("width", 80)),
             height=int(doc.get("height", 24)),
             timestamp=_meta_timestamp(doc.get("timestamp", 0)),
-            session_id=str(doc.get("sid", "")),
+            session_id=str(doc.get("sid", session_id)),
             cluster=str(doc.get("cluster", "")),
             user=str(doc.get("user", "")),
             login=str(doc.get("login", "")),
@@ -209,15 +212,6 @@ def cast_frames(frames: Iterable[chunks.Frame]) -> Iterator[asciicast.Frame]:
             yield asciicast.Frame(time_s=last_s, code=_CODES[kind], data=tail)
 
 
-def asciicast_frames(frames: Iterable[chunks.Frame]) -> tuple[Header, list[asciicast.Frame]]:
-    """Chunk frames as a header (the first meta frame's) and asciicast frames, all at once."""
-    frames = list(frames)
-    meta = next((f for f in frames if f.kind == chunks.FrameKind.META), None)
-    if meta is None:
-        raise BadParameterError(_NO_META)
-    return meta_to_header(meta.data), list(cast_frames(frames))
-
-
 _NO_META = "the recording has no meta frame (it is empty or damaged)"
 
 
@@ -263,15 +257,17 @@ class StoredFrames:
             yield from frames
             return
         walk = chunks.ChainWalk(self._data)
-        yield from cast_frames(self._with_header(chunks.frames_of(walk)))
+        yield from cast_frames(self._with_header(chunks.frames_of(walk), walk))
         if self.header is None:
             raise BadParameterError(_NO_META)
         self.damage = chain_damage(walk)
 
-    def _with_header(self, frames: Iterable[chunks.Frame]) -> Iterator[chunks.Frame]:
+    def _with_header(
+        self, frames: Iterable[chunks.Frame], walk: chunks.ChainWalk
+    ) -> Iterator[chunks.Frame]:
         for frame in frames:
             if frame.kind == chunks.FrameKind.META and self.header is None:
-                self.header = meta_to_header(frame.data)
+                self.header = meta_to_header(frame.data, walk.session_id)
             yield frame
 
 
@@ -359,14 +355,15 @@ def _chunked_info(file: BinaryIO) -> tuple[Header, float]:
     meta = next((f for f in first.frames if f.kind == chunks.FrameKind.META), None)
     if meta is None:
         raise BadParameterError("the recording's first chunk holds no meta frame")
-    offset_us = _last_offset_from_the_end(file, size, first_len, first.session_id)
+    follows = chunks.Follows(first.version, first.session_id)
+    offset_us = _last_offset_from_the_end(file, size, first_len, follows)
     if offset_us is None:
-        offset_us = _last_offset_by_walking(file, size)
-    return meta_to_header(meta.data), offset_us / 1_000_000
+        offset_us = _last_offset_by_walking(file, size, first_len, follows)
+    return meta_to_header(meta.data, first.session_id), offset_us / 1_000_000
 
 
 def _last_offset_from_the_end(
-    file: BinaryIO, size: int, first_len: int, session_id: str
+    file: BinaryIO, size: int, first_len: int, follows: chunks.Follows
 ) -> int | None:
     """The time of the last frame after the first chunk, looking back from the end of the
     file: the last chunk ends there, the one before it where that one starts, and so on (the
@@ -379,11 +376,11 @@ def _last_offset_from_the_end(
         tail = file.read(size - low)
         end = len(tail)
         for _ in range(_TAIL_CHUNKS):
-            start = _chunk_ending_at(tail, end, session_id)
+            start = _chunk_ending_at(tail, end, follows)
             if start is None:
                 break
             try:
-                chunk = chunks.decode_chunk(tail, start)
+                chunk = chunks.decode_chunk(tail, start, follows=follows)
             except chunks.FormatError:
                 return None
             if chunk.frames:
@@ -398,12 +395,20 @@ def _last_offset_from_the_end(
         window = min(window * 8, _MAX_TAIL_BYTES)
 
 
-def _chunk_ending_at(data: bytes, end: int, session_id: str) -> int | None:
-    """Where the chunk of ``session_id`` that ends at ``end`` starts in ``data``, if it is
-    there: the magic, then a header whose length reaches exactly to ``end`` (the magic may
-        also occur inside a body; its length then does not fit). Only the last _MAGIC_TRIES places
-    are tried: a compressed body seldom holds the magic, and a tail that holds it everywhere
-    (junk) is left to the walk from the start."""
+def _chunk_ending_at(data: bytes, end: int, follows: chunks.Follows) -> int | None:
+    """Where the chunk of the recording ``follows`` describes that ends at ``end`` starts in
+    ``data``, if it is there. Version 3 chunks end with their length. In versions 1 and 2 it is
+    the magic, then a header whose length reaches exactly to ``end`` and names the session (the
+    magic may also occur inside a body; its length then does not fit). Only the last
+    _MAGIC_TRIES places are tried: a compressed body seldom holds the magic, and a tail that
+    holds it everywhere (junk) is left to the walk from the start."""
+    if follows.version >= 3:
+        found = chunks.read_trailer(data, end)
+        if found is None or found[0] + found[1] > end:
+            return None
+        start = end - found[0] - found[1]
+        length = chunks.chunk_length(data[start : start + chunks.MAX_HEADER_LEN], follows)
+        return start if start + (length or 0) == end else None
     start = data.rfind(chunks.MAGIC, 0, end)
     for _ in range(_MAGIC_TRIES):
         if start == -1:
@@ -413,30 +418,32 @@ def _chunk_ending_at(data: bytes, end: int, session_id: str) -> int | None:
         except chunks.FormatError:
             pass
         else:
-            if start + head.size == end and head.session_id == session_id:
+            if start + head.size == end and head.session_id == follows.session_id:
                 return start
         start = data.rfind(chunks.MAGIC, 0, start)
     return None
 
 
-def _last_offset_by_walking(file: BinaryIO, size: int) -> int:
+def _last_offset_by_walking(
+    file: BinaryIO, size: int, first_len: int, follows: chunks.Follows
+) -> int:
     """The time of the last frame after the first chunk, walking the chunk headers from the
     start (a torn tail ends the walk)."""
     spans: list[tuple[int, int]] = []
-    position = 0
+    position = first_len
     while position < size:
         file.seek(position)
-        length = chunks.chunk_length(file.read(chunks.MAX_HEADER_LEN))
+        length = chunks.chunk_length(file.read(chunks.MAX_HEADER_LEN), follows)
         if length is None or position + length > size:
             break  # garbage or a torn tail
         spans.append((position, length))
         position += length
     # The final chunk may be empty (the one before it then), or damaged: the listing still
     # shows the recording (tctl recordings verify names the damage).
-    for offset, length in reversed(spans[1:]):
+    for offset, length in reversed(spans):
         file.seek(offset)
         try:
-            last = chunks.decode_chunk(file.read(length))
+            last = chunks.decode_chunk(file.read(length), follows=follows)
         except chunks.FormatError:
             continue
         if last.frames:
