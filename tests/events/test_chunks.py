@@ -4,6 +4,7 @@ damage named."""
 from __future__ import annotations
 
 import hashlib
+import random
 import struct
 import uuid
 from pathlib import Path
@@ -347,3 +348,52 @@ def test_the_meta_dictionary_is_the_one_the_format_document_gives() -> None:
     plain = zstandard.ZstdCompressor(level=3).compress(meta)  # no dictionary: over 66 bytes
     assert not head.flags & FLAG_STORED and head.body_len + 20 < len(plain)
     assert list(frames_of(read_chain(first, SID).chunks)) == [Frame(0, FrameKind.META, meta)]
+
+
+def test_a_length_changed_to_reach_past_the_end_is_damage_not_a_torn_tail() -> None:
+    # A torn tail is what a writer that died leaves, and playback takes it quietly; a length
+    # changed afterwards, with whole chunks after it, must not pass for one.
+    noise = random.Random(1).randbytes(50)  # stored as it is: no raw length to check against
+    builder = ChunkBuilder(SID, max_bytes=60)
+    parts = [builder.add(Frame(i, FrameKind.OUTPUT, noise)) for i in range(4)]
+    parts.append(builder.add(Frame(9, FrameKind.OUTPUT, b"end")) + builder.flush(last=True))
+    data, at = b"".join(parts), sum(len(p) for p in parts[:3])
+    head = read_header(data, at, FOLLOWS)
+    assert head.flags & FLAG_STORED and head.body_len == 52 and at + head.size < len(data)
+    damaged = bytearray(data)
+    damaged[at + head.header_len - 1] = 0x7F  # the body length, its last header field
+    report = read_chain(bytes(damaged), SID)
+    assert len(report.chunks) == 3 and not report.torn_tail
+    assert report.problem == (
+        f"chunk 3 (at byte {at}): a chunk's header is malformed (its lengths reach "
+        "past the end, while chunk 4 ends the recording whole)"
+    )
+    assert "truncated" not in verify(bytes(damaged)).text
+
+
+@pytest.mark.parametrize("junk", [b"\x00", b"\x05", b"PTRC"])
+def test_bytes_after_the_final_chunk_are_named_not_taken_for_a_torn_tail(junk: bytes) -> None:
+    builder = ChunkBuilder(SID)
+    data = builder.add(Frame(0, FrameKind.OUTPUT, b"x")) + builder.flush(last=True)
+    report = read_chain(data + junk, SID)
+    assert len(report.chunks) == 1 and not report.torn_tail
+    assert report.problem == "chunk 1: follows the session's final chunk"
+
+
+def test_a_chunk_of_more_frames_than_a_writer_makes_is_refused() -> None:
+    # 40,000 empty frames are 80 KB of frames that zstd packs into a few hundred bytes; no
+    # writer makes more than 21,846 frames a chunk, and a reader that built them all would
+    # spend seconds and hundreds of MB on each such chunk.
+    frames = [Frame(0, FrameKind.OUTPUT, b"")] * 40_000
+    data, _ = encode_chunk(SID, 0, frames, bytes(32))
+    assert len(data) < 1000
+    assert read_chain(data, SID).problem.endswith("a chunk holds more than 32768 frames")
+    assert "header is malformed" in read_chain(v1_chunk(200_000, b"", count=40_000), SID).problem
+
+
+def test_a_writer_refuses_a_frame_older_than_the_last_chunk() -> None:
+    builder = ChunkBuilder(SID)
+    builder.add(Frame(2_000_000, FrameKind.OUTPUT, b"a"))
+    assert builder.flush()
+    with pytest.raises(ValueError, match="time order"):
+        builder.add(Frame(1_000_000, FrameKind.OUTPUT, b"b"))

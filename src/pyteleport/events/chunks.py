@@ -47,6 +47,9 @@ MAX_HEADER_LEN = _V1_HEADER.size  # the longest header of either version (versio
 # refuses more than this, and a body or a frame count that the raw length cannot hold.
 MAX_RAW_LEN = 4 * 1024 * 1024
 _MAX_BODY_LEN = MAX_RAW_LEN + 64 * 1024  # above zstd's bound for 4 MiB that does not shrink
+# A writer counts 12 bytes per frame towards a chunk's 256 KiB (at most 21,846 frames); a reader
+# refuses more than this, so a small forged chunk cannot unpack into millions of frames.
+MAX_FRAMES = 32 * 1024
 FLAG_LAST = 0x01  # the session ended with this chunk
 FLAG_STORED = 0x02  # versions 2, 3: the body is the frames as they are (zstd would not shrink them)
 ZSTD_LEVEL = 3
@@ -203,6 +206,8 @@ def decode_frames(raw: bytes, first_offset_us: int, count: int | None) -> tuple[
     offset = first_offset_us
     view = memoryview(raw)
     while len(frames) != count and (count is not None or pos < len(raw)):
+        if len(frames) == MAX_FRAMES:
+            raise FormatError(f"a chunk holds more than {MAX_FRAMES} frames")
         if count is None:  # version 3
             delta = 0
             if frames:
@@ -431,7 +436,7 @@ def _checked_header(
         raise FormatError("a chunk declares more than 4 MiB of frames")
     known = FLAG_LAST | (FLAG_STORED if version >= 2 else 0)
     if (
-        (count is not None and count * 3 > raw_len)  # a frame takes at least three bytes
+        (count is not None and (count * 3 > raw_len or count > MAX_FRAMES))  # 3 bytes a frame
         or first >= 1 << 63
         or flags & ~known
         or (version >= 2 and body_len > raw_len)  # a writer stores what zstd would not shrink
@@ -618,13 +623,27 @@ class ChainWalk:
         while pos < len(data):
             number = self.count
             where = f"chunk {number} (at byte {pos})"
+            if self.last:
+                self.problem = f"chunk {number}: follows the session's final chunk"
+                return
             try:
                 head = read_header(data, pos, follows)
-                if pos + head.size > len(data):
-                    raise FormatError("a chunk is cut short")
             except FormatError as exc:
                 self.torn_tail = "cut short" in str(exc)
                 self.problem = f"{where}: {exc}"
+                return
+            if pos + head.size > len(data):
+                later = _whole_chunk_at_end(
+                    data, pos, follows or Follows(head.version, head.session_id)
+                )
+                if later is None:  # a writer died while writing this chunk
+                    self.torn_tail = True
+                    self.problem = f"{where}: a chunk is cut short"
+                else:  # a length was changed: whole chunks follow
+                    self.problem = (
+                        f"{where}: a chunk's header is malformed (its lengths reach past the "
+                        f"end, while chunk {later} ends the recording whole)"
+                    )
                 return
             expected_sid = expected_sid or head.session_id
             try:
@@ -659,9 +678,6 @@ class ChainWalk:
             if chunk.prev_hash != prev:
                 self.problem = f"chunk {number}: hash mismatch (does not link to the chunk before)"
                 return
-            if self.last:
-                self.problem = f"chunk {number}: follows the session's final chunk"
-                return
             if follows is None:
                 follows = Follows(chunk.version, chunk.session_id)
                 self.session_id = chunk.session_id
@@ -672,6 +688,24 @@ class ChainWalk:
             if chunk.frames:
                 self.last_offset_us = chunk.frames[-1].offset_us
             yield chunk
+
+
+def _whole_chunk_at_end(data: bytes, after: int, follows: Follows) -> int | None:
+    """The sequence number of a whole version 3 chunk that ends ``data`` and starts after
+    ``after`` (None: the end is no such chunk, as when a writer died mid-chunk)."""
+    if follows.version < 3:
+        return None
+    found = read_trailer(data, len(data))
+    if found is None:
+        return None
+    start = len(data) - found[0] - found[1]
+    if start <= after:
+        return None
+    try:
+        head = read_header(data, start, follows)
+    except FormatError:
+        return None
+    return head.sequence if start + head.size == len(data) else None
 
 
 def read_chain(data: bytes, session_id: str | None = None) -> ChainReport:
@@ -824,11 +858,11 @@ class ChunkBuilder:
                 for i in range(0, len(data), step)
             )
         packed = len(data) << 3 | kind
+        if offset_us < self._last_us:
+            raise ValueError("frames must be in time order")
         if self._count == 0:  # the first frame is at the chunk's offset: no delta
             self._first_us = self._last_us = offset_us
             framing = _varint(packed)
-        elif offset_us < self._last_us:
-            raise ValueError("frames must be in time order")
         elif (delta := offset_us - self._last_us) < 0x80 and packed < 0x80:
             framing = bytes((delta, packed))  # a keystroke's echo: the framing in one step
         else:
