@@ -70,3 +70,58 @@ def test_reindex_then_verify_all_misses_a_recording_replaced_by_another(guide: G
     after = guide.cluster.tctl("recordings", "verify", "--all")
     assert after.code == 1 and f"{b.stem}: chunk " in after.out, (reindex.text, after.text)
     assert f"{a.stem}: intact" in after.out
+
+
+def test_tctl_verify_names_each_tampering_of_a_real_sessions_recording(guide: Guide) -> None:
+    """A session recorded through the proxy (several chunks, its final checkpoint signed and
+    audited), then its file changed four ways by someone with write access to the recording
+    directory but not the signing key: a flipped byte, a deleted middle chunk, the tail cut off
+    after a checkpoint, and the whole recording replaced by a re-chained forgery."""
+    res = guide.ssh("echo one-1; sleep 1.3; echo two-2; sleep 1.3; echo three-3")
+    assert res.code == 0, res.text
+    [path] = guide.wait_recordings()
+    [point] = guide.wait_events("session.checkpoint")
+    sid, original = path.stem, path.read_bytes()
+    report = chunks.read_chain(original)
+    assert report.problem == "" and report.chunks[-1].last
+    count = len(report.chunks)
+    assert count >= 4, [c.frames for c in report.chunks]
+    starts = [sum(c.size for c in report.chunks[:i]) for i in range(count)]
+
+    def verify(data: bytes) -> str:
+        path.write_bytes(data)
+        res = guide.cluster.tctl("recordings", "verify", sid)
+        path.write_bytes(original)
+        assert res.code == 1 and res.out.startswith(f"{sid}: "), res.text
+        return res.out.removeprefix(f"{sid}: ").strip()
+
+    intact = guide.cluster.tctl("recordings", "verify", sid)
+    assert intact.out == f"{sid}: intact ({count} chunks, 1 signed checkpoint(s))\n", intact.text
+
+    flipped = bytearray(original)
+    follows = chunks.Follows(chunks.VERSION, sid)
+    flipped[starts[2] + chunks.read_header(original, starts[2], follows).header_len] ^= 0x01
+    assert verify(bytes(flipped)) == f"chunk 2 (at byte {starts[2]}): hash mismatch"
+
+    without_middle = original[: starts[1]] + original[starts[2] :]
+    assert verify(without_middle) == "chunk 1: missing chunk (found sequence 2, expected 1)"
+
+    last_s = [f for c in report.chunks for f in c.frames][-1].offset_us / 1e6
+    assert point["final"] is True and point["chunk"] == count - 1, point
+    assert verify(original[: starts[count - 1]]) == (
+        f"truncated after checkpoint 1 at {last_s:.1f}s: it signed chunk {count - 1}, the "
+        f"recording has {count - 1} readable chunk(s)"
+    )
+
+    meta = report.chunks[0].frames[0]
+    builder = ChunkBuilder(sid)
+    forged = builder.add(meta) + builder.flush()
+    for n in range(1, count - 1):
+        forged += builder.add(Frame(n * 1_300_000, FrameKind.OUTPUT, b"nothing-to-see\r\n"))
+        forged += builder.flush()
+    forged += builder.flush(last=True)
+    assert chunks.read_chain(forged).problem == ""  # a whole chain: only the signature tells
+    assert verify(forged) == (
+        f"chunk {count - 1}: hash mismatch (it differs from signed checkpoint 1: the recording "
+        "was rewritten)"
+    )
