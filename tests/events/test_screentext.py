@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pyte
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pyteleport.client.export import ScrollbackScreen
@@ -186,6 +186,7 @@ _SEQUENCES = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_SEQUENCES, max_size=40), st.integers(1, 7), st.sampled_from([16, 80]))
+@example([b"0", b"\x1b7", b"\x1b8", b"\x1b8", b"0"], 1, 16)  # a saved cursor restored twice
 def test_the_screen_agrees_with_pyte(sequences: list[bytes], cut: int, columns: int) -> None:
     data = b"".join(sequences)
     reference = ScrollbackScreen(columns, 12)

@@ -5,6 +5,7 @@ stream of parts, produced as the recording is read, so a large one is never one 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -65,6 +66,21 @@ class ScrollbackScreen(pyte.Screen):
                 self._leave_alternate()
             modes = tuple(m for m in modes if m not in ALTERNATE and m != DECCOLM)
         super().reset_mode(*modes, **kwargs)
+
+    # -- the saved cursor (ESC 7 / ESC 8): one place, as terminals keep it ------------------------
+
+    def save_cursor(self) -> None:
+        """A terminal keeps one saved cursor, which a later save replaces (pyte stacks them)."""
+        self.savepoints.clear()
+        super().save_cursor()
+
+    def restore_cursor(self) -> None:
+        """Back to the saved cursor, which stays saved: a second restore goes there again
+        (pyte's first restore pops it, and the second goes home)."""
+        kept = self.savepoints[-1] if self.savepoints else None
+        super().restore_cursor()
+        if kept is not None:
+            self.savepoints.append(kept._replace(cursor=copy.copy(kept.cursor)))
 
     def _enter_alternate(self) -> None:
         """The program's screen starts blank; the rows above the cursor on the first screen are
