@@ -634,7 +634,7 @@ class ChainWalk:
                 return
             if pos + head.size > len(data):
                 later = _whole_chunk_at_end(
-                    data, pos, follows or Follows(head.version, head.session_id)
+                    data, pos, number, follows or Follows(head.version, head.session_id)
                 )
                 if later is None:  # a writer died while writing this chunk
                     self.torn_tail = True
@@ -690,9 +690,10 @@ class ChainWalk:
             yield chunk
 
 
-def _whole_chunk_at_end(data: bytes, after: int, follows: Follows) -> int | None:
-    """The sequence number of a whole version 3 chunk that ends ``data`` and starts after
-    ``after`` (None: the end is no such chunk, as when a writer died mid-chunk)."""
+def _whole_chunk_at_end(data: bytes, after: int, number: int, follows: Follows) -> int | None:
+    """The sequence number, above ``number``, of a whole version 3 chunk that ends ``data`` and
+    starts after byte ``after`` (None: the end is no such chunk, as when a writer died
+    mid-chunk)."""
     if follows.version < 3:
         return None
     found = read_trailer(data, len(data))
@@ -705,7 +706,8 @@ def _whole_chunk_at_end(data: bytes, after: int, follows: Follows) -> int | None
         head = read_header(data, start, follows)
     except FormatError:
         return None
-    return head.sequence if start + head.size == len(data) else None
+    whole = start + head.size == len(data) and head.sequence > number
+    return head.sequence if whole else None
 
 
 def read_chain(data: bytes, session_id: str | None = None) -> ChainReport:
