@@ -37,6 +37,18 @@ def test_text_export_is_the_screen_not_the_escape_codes() -> None:
     assert lines == ["red text", "OVERwritten", "one", "two", "three", "four"]
 
 
+def test_text_export_keeps_a_saved_cursor_after_it_is_restored() -> None:
+    # A program saves the cursor once (ESC 7) and goes back to it more than once (ESC 8), as a
+    # status line redrawn in place does: each redraw lands where the cursor was saved, as a
+    # terminal shows it, not at the top left.
+    rec = recording(
+        Frame(0.0, "o", "$ run\r\nstatus: \x1b7"),
+        Frame(0.1, "o", "\x1b810%"),
+        Frame(0.2, "o", "\x1b899%"),
+    )
+    assert "".join(export(rec, "text")).splitlines() == ["$ run", "status: 99%"]
+
+
 def test_json_export_is_one_event_a_line() -> None:
     rec = recording(Frame(0.0, "o", "hi"))
     events = [json.loads(line) for line in "".join(export(rec, "json")).splitlines()]
